@@ -1,0 +1,252 @@
+"""A faithful pure-Python host of the Open Ephys Python Processor (DESIGN.md, Contract 1).
+
+:class:`Host` builds ``PyProcessor(processor, int num_channels, float sample_rate)`` from a
+script loaded by stem (:func:`~oe_plugin.host.loader.load_module`) and then plays the GUI's part
+block by block with :meth:`Host.run_block`:
+
+1. the block's incoming TTL events go to ``handle_ttl_event(source_node, channel,
+   sample_number, line, state)`` (absolute sample numbers, 0-based line) and upstream spikes to
+   ``handle_spike(source_node, electrode_name, num_channels, num_samples, sample_number,
+   sorted_id, spike_data)`` — both **before** ``process()``, both only if the module has them;
+2. ``process(data)`` gets a **new** float32 C-contiguous ``(num_channels, num_samples)`` copy in
+   µV (not called when ``num_samples == 0``, as in the GUI); what the module leaves in ``data``
+   is the block's downstream data; the call's latency is measured (``perf_counter``, ms);
+3. every event the module queued with ``processor.add_python_event(line, state)`` since the last
+   block is emitted stamped with this block's **first sample number**; events queued while
+   acquisition is not running are dropped (counted in ``dropped_events``).
+
+An exception escaping one of the three audio-thread callbacks raises :class:`HostCrash` (the GUI
+would stall for good) and the host stays stalled. Exceptions in ``__init__`` raise
+:class:`ModuleInitError`, in start/stop acquisition/recording :class:`ModuleCallError` (the GUI
+shows a dialog and disables the module).
+
+Everything runs on the calling thread, holding the GIL: this host cannot show the hangs of the
+real threading (``process()`` on a thread without the GIL); :mod:`oe_plugin.host.native` can.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from .errors import HostCrash, HostError, ModuleCallError, ModuleImportError, ModuleInitError
+from .loader import PythonProcessor, install_stand_in, load_module
+
+__all__ = [
+    "EVENT_DTYPE", "Host", "HostCrash", "HostError", "ModuleCallError", "ModuleImportError",
+    "ModuleInitError", "PythonProcessor", "SpikeEvent", "TtlEvent", "install_stand_in",
+    "load_module",
+]
+
+EVENT_DTYPE = np.dtype([("sample_number", "<i8"), ("line", "<i2"), ("state", "?")])
+"""Events emitted by a module: block-start sample number, 0-based line, state."""
+
+DEFAULT_SOURCE_NODE = 100
+
+
+class TtlEvent(NamedTuple):
+    """An incoming TTL event (absolute sample number, 0-based line)."""
+
+    sample_number: int
+    line: int
+    state: bool
+    source_node: int = DEFAULT_SOURCE_NODE
+    channel: int = 0
+
+
+class SpikeEvent(NamedTuple):
+    """A spike from an upstream Spike Detector; ``waveform_uv`` float32 (channels, samples)."""
+
+    sample_number: int
+    electrode_name: str
+    waveform_uv: np.ndarray
+    sorted_id: int = 0
+    source_node: int = DEFAULT_SOURCE_NODE
+
+
+OnCall = Callable[[str, int, int], None]
+"""Hook called before every module call: ``(call_name, block_index, sample_number)``."""
+
+
+class Host:
+    """The Python Processor around one module instance.
+
+    Parameters
+    ----------
+    script_path : the module file (imported by stem).
+    num_channels : channel count of the selected stream (passed as a Python int).
+    sample_rate : Hz; passed as the GUI does, a Python float rounded through a C++ ``float``.
+    on_call : optional hook called before each module call (the native runner's watchdog).
+    raw_exceptions : let a module's exception escape the audio-thread callbacks unchanged
+        instead of raising :class:`HostCrash` (the native runner must see the raw escape).
+    """
+
+    def __init__(self, script_path, num_channels: int, sample_rate: float, *,
+                 on_call: OnCall | None = None, raw_exceptions: bool = False):
+        self.script_path = Path(script_path).expanduser().resolve()
+        self.num_channels = int(num_channels)
+        self.sample_rate = float(np.float32(sample_rate))
+        self._on_call = on_call
+        self._raw = raw_exceptions
+        self.acquiring = False
+        self.recording = False
+        self.crashed: HostCrash | None = None
+        self.sample_number = 0      # first sample number of the next block
+        self.block_index = 0
+        self.dropped_events = 0
+        self.latencies_ms: list[float] = []
+        self.block_sizes: list[int] = []
+        self._pending: list[tuple[int, bool]] = []
+        self._emitted: list[tuple[int, int, bool]] = []
+        self.module = load_module(self.script_path)
+        self.processor = PythonProcessor(self)
+        self._mark("__init__")
+        try:
+            self.instance = self.module.PyProcessor(self.processor, self.num_channels,
+                                                    self.sample_rate)
+        except Exception as err:  # noqa: BLE001 - the GUI shows any error in a dialog
+            raise ModuleInitError(f"{self.script_path.name}: PyProcessor(processor, "
+                                  f"{self.num_channels}, {self.sample_rate}) raised "
+                                  f"{type(err).__name__}: {err}") from err
+
+    # -- the stand-in processor's sink ------------------------------------------------------------
+    def _queue_event(self, line: int, state: bool) -> None:
+        if self.acquiring:
+            self._pending.append((line, state))
+        else:
+            self.dropped_events += 1
+
+    @property
+    def events(self) -> np.ndarray:
+        """Emitted events so far, :data:`EVENT_DTYPE`, in emission order."""
+        return np.array(self._emitted, dtype=EVENT_DTYPE)
+
+    # -- calls ---------------------------------------------------------------------------------
+    def _mark(self, name: str) -> None:
+        if self._on_call is not None:
+            self._on_call(name, self.block_index, self.sample_number)
+
+    def _optional(self, name: str, *args) -> None:
+        """start/stop acquisition/recording: called only if present; errors disable the module."""
+        method = getattr(self.instance, name, None)
+        if method is None:
+            return
+        self._mark(name)
+        if self._raw:
+            method(*args)
+            return
+        try:
+            method(*args)
+        except Exception as err:  # noqa: BLE001
+            raise ModuleCallError(f"{self.script_path.name}: {name}() raised "
+                                  f"{type(err).__name__}: {err}", name) from err
+
+    def _audio(self, name: str, *args) -> float:
+        """A callback on the audio thread: an escaping exception is a crash of the host.
+
+        Returns the call's duration in ms."""
+        self._mark(name)
+        if self._raw:
+            t0 = time.perf_counter()
+            getattr(self.instance, name)(*args)
+            return (time.perf_counter() - t0) * 1e3
+        try:
+            t0 = time.perf_counter()
+            getattr(self.instance, name)(*args)  # looked up per call, as the GUI does
+            return (time.perf_counter() - t0) * 1e3
+        except (Exception, SystemExit) as err:
+            self.crashed = HostCrash(
+                f"{self.script_path.name}: an exception escaped {name}() at block "
+                f"{self.block_index} (sample {self.sample_number}): {type(err).__name__}: {err} "
+                "— the GUI's audio thread would stall here", name, self.block_index,
+                self.sample_number)
+            raise self.crashed from err
+
+    def _check_running(self, what: str) -> None:
+        if self.crashed is not None:
+            raise HostCrash(f"the host stalled earlier ({self.crashed}); {what} never happens",
+                            self.crashed.call, self.crashed.block_index,
+                            self.crashed.sample_number)
+
+    # -- acquisition and recording ---------------------------------------------------------------
+    def start_acquisition(self, first_sample_number: int = 0) -> None:
+        """Start acquiring; the first block starts at ``first_sample_number``."""
+        self._check_running("start_acquisition")
+        if self.acquiring:
+            raise RuntimeError("acquisition is already running")
+        self.sample_number = int(first_sample_number)
+        self._pending.clear()
+        self.acquiring = True
+        self._optional("start_acquisition")
+
+    def stop_acquisition(self) -> None:
+        """Stop acquiring (stops recording first, as the GUI does); queued events are dropped."""
+        self._check_running("stop_acquisition")
+        if self.recording:
+            self.stop_recording()
+        self.acquiring = False
+        self.dropped_events += len(self._pending)
+        self._pending.clear()
+        self._optional("stop_acquisition")
+
+    def start_recording(self, recording_dir) -> None:
+        """Start recording into ``recording_dir`` (created if missing), passed as a str."""
+        self._check_running("start_recording")
+        if not self.acquiring:
+            raise RuntimeError("start_recording() outside acquisition (the GUI starts "
+                               "acquisition first)")
+        path = Path(recording_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        self.recording = True
+        self._optional("start_recording", str(path))
+
+    def stop_recording(self) -> None:
+        self._check_running("stop_recording")
+        if not self.recording:
+            return
+        self.recording = False
+        self._optional("stop_recording")
+
+    # -- one block ---------------------------------------------------------------------------------
+    def run_block(self, data_uv, ttl_events: Iterable = (), spikes: Iterable = ()) -> np.ndarray:
+        """Play one block; return the downstream data (what the module left in its array).
+
+        ``data_uv``: (num_channels, num_samples) µV, any float dtype (copied to float32).
+        ``ttl_events``: :class:`TtlEvent` (or tuples in its field order) of this block.
+        ``spikes``: :class:`SpikeEvent` of this block.
+        """
+        self._check_running("process")
+        if not self.acquiring:
+            raise RuntimeError("run_block() outside acquisition: the GUI calls process() only "
+                               "while acquiring")
+        data = np.array(data_uv, dtype=np.float32, order="C", copy=True)
+        if data.ndim != 2 or data.shape[0] != self.num_channels:
+            raise ValueError(f"block shape {data.shape}, expected ({self.num_channels}, n)")
+        first = self.sample_number
+        has_ttl = hasattr(self.instance, "handle_ttl_event")
+        for ev in ttl_events:
+            ev = TtlEvent(*ev)
+            if has_ttl:
+                self._audio("handle_ttl_event", int(ev.source_node), int(ev.channel),
+                            int(ev.sample_number), int(ev.line), bool(ev.state))
+        has_spike = hasattr(self.instance, "handle_spike")
+        for sp in spikes:
+            sp = SpikeEvent(*sp)
+            if has_spike:
+                wave = np.array(sp.waveform_uv, dtype=np.float32, order="C", copy=True)
+                self._audio("handle_spike", int(sp.source_node),
+                            str(sp.electrode_name), int(wave.shape[0]), int(wave.shape[1]),
+                            int(sp.sample_number), int(sp.sorted_id), wave)
+        n = data.shape[1]
+        if n > 0:
+            self.latencies_ms.append(self._audio("process", data))
+        self._emitted.extend((first, line, state) for line, state in self._pending)
+        self._pending.clear()
+        self.block_sizes.append(n)
+        self.block_index += 1
+        self.sample_number = first + n
+        return data
