@@ -4,7 +4,7 @@ Every configurable part of sweepsort declares its settings as a frozen dataclass
 carry their unit in the name (``low_hz``, ``lockout_us``). This module turns a TOML table into
 such a dataclass and refuses anything it does not understand:
 
-- an unknown key -> ``SettingsError("detect.treshold_mad: unknown key (did you mean 'threshold_mad'?)")``
+- an unknown key -> ``detect.treshold_mad: unknown key (did you mean "threshold_mad"?)``
 - a wrong type   -> ``SettingsError("filter.order: expected an integer, got 'two'")``
 - a bad value    -> the dataclass's ``check()`` raises ``SettingsError`` naming the key.
 

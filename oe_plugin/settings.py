@@ -66,7 +66,9 @@ class DetectSettings:
 
     def check(self, section: str = "detect") -> None:
         require(
-            self.threshold_mad > 0, f"{section}.threshold_mad", f"must be > 0, got {self.threshold_mad}"
+            self.threshold_mad > 0,
+            f"{section}.threshold_mad",
+            f"must be > 0, got {self.threshold_mad}",
         )
         require(
             self.threshold_uv >= 0,
@@ -131,4 +133,8 @@ class TtlSettings:
     False: the line toggles at every block that holds detections."""
 
     def check(self, section: str = "ttl") -> None:
-        require(-1 <= self.line <= 255, f"{section}.line", f"must be -1 (off) or 0..255, got {self.line}")
+        require(
+            -1 <= self.line <= 255,
+            f"{section}.line",
+            f"must be -1 (off) or 0..255, got {self.line}",
+        )

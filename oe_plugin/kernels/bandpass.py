@@ -99,9 +99,13 @@ def sos_step_row(sos, zi, row, tmp):
     n_sections = sos.shape[0]
     if n_sections == 0:
         return
-    _section_from(sos[0, 0], sos[0, 1], sos[0, 2], sos[0, 4], sos[0, 5], row, tmp, zi[0, 0], zi[0, 1])
+    _section_from(
+        sos[0, 0], sos[0, 1], sos[0, 2], sos[0, 4], sos[0, 5], row, tmp, zi[0, 0], zi[0, 1]
+    )
     for s in range(1, n_sections):
-        _section_inplace(sos[s, 0], sos[s, 1], sos[s, 2], sos[s, 4], sos[s, 5], tmp, zi[s, 0], zi[s, 1])
+        _section_inplace(
+            sos[s, 0], sos[s, 1], sos[s, 2], sos[s, 4], sos[s, 5], tmp, zi[s, 0], zi[s, 1]
+        )
     for c in range(row.shape[0]):
         row[c] = tmp[c]
 

@@ -269,7 +269,8 @@ def detect_block(
 
     data (C, N) float32 µV raw samples (filtered in place when params[P_WRITE_BACK] != 0);
     sos (S, 6) float64, zi (S, 2, C) float64 filter state; ring (R, C) float32 filtered history,
-    R a power of two (filtered in place there); tmp (C,) float64 scratch; noise_* see :mod:`noise`; thr_uv (C,) float32
+    R a power of two (filtered in place there); tmp (C,) float64 scratch;
+    noise_* see :mod:`noise`; thr_uv (C,) float32
     current thresholds; nb_ptr (C+1,) int32 / nb_idx int32 neighbour lists (CSR, self included);
     cand_t (C, M) int64, cand_a (C, M) float32, cand_n (C,) int64 pending candidates per channel;
     out_t (E,) int64 sample index since start, out_c (E,) int32 channel, out_a (E,) float32
@@ -297,8 +298,17 @@ def detect_block(
             if n_abs >= 2:
                 p = n_abs - 1
                 _find_candidates(
-                    ring[p & mask], ring[(p - 1) & mask], cur, thr_uv, polarity, p,
-                    cand_t, cand_a, cand_n, cap, counters,
+                    ring[p & mask],
+                    ring[(p - 1) & mask],
+                    cur,
+                    thr_uv,
+                    polarity,
+                    p,
+                    cand_t,
+                    cand_a,
+                    cand_n,
+                    cap,
+                    counters,
                 )
             if noise_push(
                 n_abs,
@@ -323,9 +333,7 @@ def detect_block(
 
 
 @numba.njit(error_model="numpy")
-def _find_candidates(
-    y, before, after, thr_uv, polarity, p, cand_t, cand_a, cand_n, cap, counters
-):
+def _find_candidates(y, before, after, thr_uv, polarity, p, cand_t, cand_a, cand_n, cap, counters):
     """Append channels whose sample ``y`` (row at p) is a threshold-crossing local extremum."""
     n_channels = y.shape[0]
     hits = 0

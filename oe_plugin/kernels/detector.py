@@ -24,7 +24,9 @@ from oe_plugin.settings import DetectSettings, FilterSettings
 POLARITY_CODES = {"negative": -1.0, "positive": 1.0, "both": 0.0}
 METHOD_CODES = {"bipolar": K.METHOD_BIPOLAR, "multiphasic": K.METHOD_MULTIPHASIC}
 
-EVENT_DTYPE = np.dtype([("sample_index", np.int64), ("channel_index", np.int32), ("amplitude_uv", np.float32)])
+EVENT_DTYPE = np.dtype(
+    [("sample_index", np.int64), ("channel_index", np.int32), ("amplitude_uv", np.float32)]
+)
 
 
 def self_only_neighbours(n_channels: int) -> tuple[np.ndarray, np.ndarray]:
