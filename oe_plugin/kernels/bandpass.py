@@ -50,7 +50,7 @@ def make_filter_state(sos: np.ndarray, n_channels: int) -> np.ndarray:
     return np.zeros((sos.shape[0], 2, n_channels), dtype=np.float64)
 
 
-@numba.njit(inline="always", error_model="numpy")
+@numba.njit(cache=True, inline="always", error_model="numpy")
 def clean_sample(x):
     """Replace NaN/inf by 0 and clip to ±INPUT_LIMIT_UV; returns (value, was_bad)."""
     if not np.isfinite(x):
@@ -62,7 +62,7 @@ def clean_sample(x):
     return x, 0
 
 
-@numba.njit(error_model="numpy", inline="never")
+@numba.njit(cache=True, error_model="numpy", inline="never")
 def _section_from(b0, b1, b2, a1, a2, src, dst, z0, z1):
     """One biquad (direct form II transposed) over a row of channels: ``dst = f(src)``.
 
@@ -77,7 +77,7 @@ def _section_from(b0, b1, b2, a1, a2, src, dst, z0, z1):
         dst[c] = y
 
 
-@numba.njit(error_model="numpy", inline="never")
+@numba.njit(cache=True, error_model="numpy", inline="never")
 def _section_inplace(b0, b1, b2, a1, a2, row, z0, z1):
     for c in range(row.shape[0]):
         x = row[c]
@@ -87,7 +87,7 @@ def _section_inplace(b0, b1, b2, a1, a2, row, z0, z1):
         row[c] = y
 
 
-@numba.njit(error_model="numpy")
+@numba.njit(cache=True, error_model="numpy")
 def sos_step_row(sos, zi, row, tmp):
     """Advance every channel by one sample, in place.
 
@@ -113,7 +113,7 @@ def sos_step_row(sos, zi, row, tmp):
 TILE = 16
 
 
-@numba.njit(error_model="numpy")
+@numba.njit(cache=True, error_model="numpy")
 def load_rows(data, start, stop, ring, first_row):
     """Transpose ``data[:, start:stop]`` (C, N) into ring rows ``(first_row + i) & (R-1)``
     (R, C), in TILE x TILE tiles so both sides stay in cache; then clean the rows (NaN/inf -> 0,
@@ -142,7 +142,7 @@ def load_rows(data, start, stop, ring, first_row):
     return bad
 
 
-@numba.njit(error_model="numpy")
+@numba.njit(cache=True, error_model="numpy")
 def store_rows(ring, first_row, data, start, stop):
     """The inverse of :func:`load_rows`: ring rows back into ``data[:, start:stop]``."""
     n_channels = data.shape[0]
@@ -154,7 +154,7 @@ def store_rows(ring, first_row, data, start, stop):
                 data[c, i] = ring[(first_row + i - start) & mask, c]
 
 
-@numba.njit(error_model="numpy")
+@numba.njit(cache=True, error_model="numpy")
 def bandpass_block(sos, zi, data, out, tile, tmp):
     """Filter ``data`` (n_channels, n_samples) float32 µV into ``out`` (same shape; may be
     ``data`` itself), carrying the state ``zi``. ``tile`` (T, n_channels) float32 with T a power

@@ -83,7 +83,7 @@ C_OUT_N = 6  # events written by the current call
 N_COUNTERS = 7
 
 
-@numba.njit(inline="always", error_model="numpy")
+@numba.njit(cache=True, inline="always", error_model="numpy")
 def _threshold(noise, params):
     fixed = params[P_THRESHOLD_UV]
     if fixed > 0:
@@ -95,7 +95,7 @@ def _threshold(noise, params):
     return thr if thr > floor else floor
 
 
-@numba.njit(inline="always", error_model="numpy")
+@numba.njit(cache=True, inline="always", error_model="numpy")
 def _wins(a2, t2, c2, a, t, c):
     """Does candidate (a2 at t2 on c2) beat candidate (a at t on c)? a, a2 are |amplitudes|."""
     if a2 > a:
@@ -107,7 +107,7 @@ def _wins(a2, t2, c2, a, t, c):
     return c2 < c
 
 
-@numba.njit(error_model="numpy")
+@numba.njit(cache=True, error_model="numpy")
 def _is_multiphasic(ring, c, t, amp, params, oldest):
     mask = ring.shape[0] - 1
     window = np.int64(params[P_PHASE_WINDOW])
@@ -126,7 +126,7 @@ def _is_multiphasic(ring, c, t, amp, params, oldest):
     return best >= need and best > 0.0
 
 
-@numba.njit(error_model="numpy")
+@numba.njit(cache=True, error_model="numpy")
 def _sort_events(out_t, out_c, out_a, lo, hi):
     """Heap-sort out[lo:hi] in place by (sample, channel)."""
     n = hi - lo
@@ -139,7 +139,7 @@ def _sort_events(out_t, out_c, out_a, lo, hi):
         _sift(out_t, out_c, out_a, lo, 0, end)
 
 
-@numba.njit(inline="always", error_model="numpy")
+@numba.njit(cache=True, inline="always", error_model="numpy")
 def _swap(out_t, out_c, out_a, i, j):
     t = out_t[i]
     out_t[i] = out_t[j]
@@ -152,12 +152,12 @@ def _swap(out_t, out_c, out_a, i, j):
     out_a[j] = a
 
 
-@numba.njit(inline="always", error_model="numpy")
+@numba.njit(cache=True, inline="always", error_model="numpy")
 def _less(out_t, out_c, i, j):
     return out_t[i] < out_t[j] or (out_t[i] == out_t[j] and out_c[i] < out_c[j])
 
 
-@numba.njit(error_model="numpy")
+@numba.njit(cache=True, error_model="numpy")
 def _sift(out_t, out_c, out_a, lo, root, n):
     while True:
         child = 2 * root + 1
@@ -172,7 +172,7 @@ def _sift(out_t, out_c, out_a, lo, root, n):
             return
 
 
-@numba.njit(error_model="numpy")
+@numba.njit(cache=True, error_model="numpy")
 def _decide(ring, nb_ptr, nb_idx, cand_t, cand_a, cand_n, out_t, out_c, out_a, params, counters):
     """Decide every candidate with prev_horizon < t <= processed - decision_delay."""
     n_channels = cand_n.shape[0]
@@ -241,7 +241,7 @@ def _decide(ring, nb_ptr, nb_idx, cand_t, cand_a, cand_n, out_t, out_c, out_a, p
             cand_n[c] = n - drop
 
 
-@numba.njit(error_model="numpy")
+@numba.njit(cache=True, error_model="numpy")
 def detect_block(
     data,
     sos,
@@ -332,7 +332,7 @@ def detect_block(
     return counters[C_OUT_N]
 
 
-@numba.njit(error_model="numpy")
+@numba.njit(cache=True, error_model="numpy")
 def _find_candidates(y, before, after, thr_uv, polarity, p, cand_t, cand_a, cand_n, cap, counters):
     """Append channels whose sample ``y`` (row at p) is a threshold-crossing local extremum."""
     n_channels = y.shape[0]

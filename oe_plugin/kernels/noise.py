@@ -24,7 +24,7 @@ import numpy as np
 MAD_TO_SIGMA = 1.0 / 0.6745
 
 
-@numba.njit(error_model="numpy")
+@numba.njit(cache=True, error_model="numpy")
 def select_kth(buf, n, k):
     """The k-th smallest of buf[:n] (0-based), partially reordering buf in place (quickselect)."""
     lo = 0
@@ -53,7 +53,7 @@ def select_kth(buf, n, k):
     return buf[k]
 
 
-@numba.njit(error_model="numpy")
+@numba.njit(cache=True, error_model="numpy")
 def column_median(table, c, first_row, n_rows, scratch):
     """Lower median of ``table[(first_row + r) % len(table), c]`` for r < n_rows."""
     n_table = table.shape[0]
@@ -80,7 +80,7 @@ def make_noise_state(n_channels: int, init_len: int, chunk_len: int, history: in
     return ring, hist, sched, noise_uv, scratch
 
 
-@numba.njit(error_model="numpy")
+@numba.njit(cache=True, error_model="numpy")
 def noise_push(
     sample_number, row, decimate, init_len, chunk_len, ring, hist, sched, noise_uv, scratch
 ):
