@@ -34,7 +34,7 @@ class InjectedSpike(NamedTuple):
 
 
 def spike_waveform(sample_rate_hz: float) -> tuple[np.ndarray, int]:
-    """Unit spike shape (trough -1 at offset 0, rebound +0.35 at 0.45 ms) and its pre-samples.
+    """Unit spike shape (trough -1 at offset 0, rebound ~+0.35 at 0.45 ms) and its pre-samples.
 
     Returns ``(waveform float32 (n,), n_pre)``: the trough is ``waveform[n_pre]``.
     """
@@ -43,7 +43,8 @@ def spike_waveform(sample_rate_hz: float) -> tuple[np.ndarray, int]:
     t_ms = (np.arange(-n_pre, n_post + 1) / sample_rate_hz) * 1e3
     trough = np.exp(-((t_ms / 0.12) ** 2))
     rebound = 0.35 * np.exp(-(((t_ms - 0.45) / 0.25) ** 2))
-    return (trough - rebound).astype(np.float32), n_pre
+    wave = rebound - trough
+    return (wave / -wave[n_pre]).astype(np.float32), n_pre
 
 
 @dataclass(frozen=True)
