@@ -472,6 +472,7 @@ def _pick_node(session: Path, node) -> Path:
 
 def _looks_like_data(folder: Path) -> bool:
     return (any(folder.glob("experiment*/recording*")) or any(folder.glob("*.continuous"))
+            or any(folder.glob("recording*/structure.oebin"))
             or any(folder.glob("structure*.openephys")) or any(folder.glob("*.nwb"))
             or any(folder.glob("*.events")))
 

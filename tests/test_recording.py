@@ -1,0 +1,237 @@
+"""offline.recording reads Open Ephys recordings (legacy, Binary) and flat binary as µV blocks."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from open_ephys.analysis import Session
+
+from offline.recording import (
+    TTL_DTYPE,
+    RecordingError,
+    open_flat_binary,
+    open_recording,
+)
+
+EXAMPLE = Path("/work/shared/data/openephys-example-0.6.7")
+
+# python-tools' own legacy loader (used here as the reference) warns under numpy >= 1.25
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Conversion of an array with ndim:DeprecationWarning")
+BIT_VOLTS = 0.195
+
+
+# ---------------------------------------------------------------------------------------------
+# legacy format: the real example recording
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tools_continuous():
+    session = Session(str(EXAMPLE))
+    return {node: session.recordnodes[i].recordings[0] for i, node in enumerate((101, 105))}
+
+
+@pytest.mark.parametrize("node", [101, 105])
+def test_legacy_matches_python_tools(tools_continuous, node):
+    rec = open_recording(EXAMPLE, node=node)
+    tools = tools_continuous[node].continuous[0]
+    assert rec.format == "open-ephys" and rec.stream_name == "example_data"
+    assert (rec.n_channels, rec.n_samples, rec.sample_rate_hz) == (16, 133120, 40000.0)
+    assert rec.first_sample_number == int(tools.sample_numbers[0]) == 251635
+    assert rec.channel_names[0] == "CH1" and rec.bit_volts[0] == pytest.approx(0.05)
+    whole = rec.read_uv(0, rec.n_samples)
+    assert whole.dtype == np.float32 and whole.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(whole, tools.get_samples(0, rec.n_samples).T.astype(np.float32))
+    # odd ranges across 1024-sample records, channel subsets by index and name
+    np.testing.assert_array_equal(rec.read_uv(1023, 3073, channels=[5, "CH2"]),
+                                  whole[[5, 1], 1023:3073])
+    assert rec.read_uv(7, 7).shape == (16, 0)
+    chunks = np.concatenate([b for _, b in rec.iter_chunks_uv(50_000)], axis=1)
+    np.testing.assert_array_equal(chunks, whole)
+
+
+def test_legacy_ttl_events(tools_continuous):
+    ev = open_recording(EXAMPLE).ttl_events()
+    assert ev.dtype == TTL_DTYPE and ev.size == 128
+    assert np.all(np.diff(ev["sample_number"]) >= 0)
+    assert ev["line"].min() == 0 and ev["line"].max() == 63          # 0-based
+    # file order kept: each pulse's rising edge precedes its falling edge at the same sample
+    assert ev[:2].tolist() == [(251635, 0, True), (251635, 0, False)]
+    df = tools_continuous[101].events
+    ours = sorted(zip(ev["sample_number"].tolist(), (ev["line"] + 1).tolist(),
+                      ev["state"].tolist(), strict=True))
+    theirs = sorted(zip(df.sample_number.tolist(), df.line.astype(int).tolist(),
+                        (df.state > 0).tolist(), strict=True))
+    assert ours == theirs
+
+
+def test_node_selection_and_errors(tmp_path):
+    assert open_recording(EXAMPLE).path.name == "Record Node 101"
+    assert open_recording(EXAMPLE, node=1).path.name == "Record Node 105"
+    assert open_recording(EXAMPLE, node="Record Node 105").path.name == "Record Node 105"
+    assert open_recording(EXAMPLE / "Record Node 105").path.name == "Record Node 105"
+    with pytest.raises(RecordingError, match="'Record Node 101'.*'Record Node 105'"):
+        open_recording(EXAMPLE, node=102)
+    with pytest.raises(RecordingError, match="recording index 1 out of range"):
+        open_recording(EXAMPLE, recording=1)
+    with pytest.raises(RecordingError, match="no stream named 'AP'.*example_data"):
+        open_recording(EXAMPLE, stream="AP")
+    with pytest.raises(RecordingError, match="no such folder"):
+        open_recording(tmp_path / "missing")
+    with pytest.raises(RecordingError, match="no Open Ephys recording"):
+        open_recording(tmp_path)
+    rec = open_recording(EXAMPLE)
+    with pytest.raises(RecordingError, match="outside"):
+        rec.read_uv(0, rec.n_samples + 1)
+    with pytest.raises(RecordingError, match="no channel named"):
+        rec.read_uv(0, 10, channels=["CH99"])
+
+
+def test_legacy_truncated_file(tmp_path):
+    node = tmp_path / "Record Node 101"
+    shutil.copytree(EXAMPLE / "Record Node 101", node)
+    for f in node.iterdir():
+        f.chmod(0o644)
+    ch1 = node / "100_example-data_CH1.continuous"
+    with open(ch1, "r+b") as f:
+        f.truncate(ch1.stat().st_size - 100)
+    with pytest.raises(RecordingError, match="CH1.continuous: truncated"):
+        open_recording(tmp_path)
+    rec = open_recording(tmp_path, allow_truncated=True)
+    assert rec.n_samples == 129 * 1024
+    np.testing.assert_array_equal(rec.read_uv(0, 2048),
+                                  open_recording(EXAMPLE).read_uv(0, 2048))
+
+
+# ---------------------------------------------------------------------------------------------
+# Binary format: a tiny recording written here
+# ---------------------------------------------------------------------------------------------
+def write_binary_recording(rec_dir: Path, data_uv: np.ndarray, first_sample: int, ttl,
+                           fs=30000.0, stream="Rhythm Data", extra_stream=False,
+                           full_words=True):
+    """Write an Open Ephys Binary recording folder (GUI 0.6 layout) holding ``data_uv``
+    (channels, samples) and TTL rows ``(sample_number, line0, state, word)``."""
+    proc = f"Acquisition_Board-100.{stream}"
+    streams = [(proc, stream, data_uv)]
+    if extra_stream:
+        streams.append(("Acquisition_Board-100.ADC", "ADC", data_uv[:2] * 0.5))
+    cont = []
+    for folder, name, data in streams:
+        d = rec_dir / "continuous" / folder
+        d.mkdir(parents=True)
+        np.round(data.T / BIT_VOLTS).astype("<i2").tofile(d / "continuous.dat")
+        sn = first_sample + np.arange(data.shape[1], dtype=np.int64)
+        np.save(d / "sample_numbers.npy", sn)
+        np.save(d / "timestamps.npy", sn / fs)
+        cont.append({"folder_name": folder + "/", "sample_rate": fs,
+                     "source_processor_name": "Acquisition Board", "source_processor_id": 100,
+                     "stream_name": name, "recorded_processor": "Record Node",
+                     "recorded_processor_id": 102, "num_channels": int(data.shape[0]),
+                     "channels": [{"channel_name": f"CH{i + 1}", "description": "",
+                                   "identifier": "", "history": "", "bit_volts": BIT_VOLTS,
+                                   "units": "uV"} for i in range(data.shape[0])]})
+    ev_dir = rec_dir / "events" / proc / "TTL"
+    ev_dir.mkdir(parents=True)
+    ttl = np.array(ttl, dtype=np.int64).reshape(-1, 4)
+    np.save(ev_dir / "sample_numbers.npy", ttl[:, 0])
+    np.save(ev_dir / "states.npy", ((ttl[:, 1] + 1) * np.where(ttl[:, 2] > 0, 1, -1))
+            .astype(np.int16))
+    np.save(ev_dir / "timestamps.npy", ttl[:, 0] / fs)
+    if full_words:
+        np.save(ev_dir / "full_words.npy", ttl[:, 3].astype(np.uint64))
+    events = [{"folder_name": f"{proc}/TTL/", "channel_name": "TTL Input",
+               "description": "", "identifier": "", "sample_rate": fs, "type": "int16",
+               "source_processor": "Acquisition Board", "stream_name": stream,
+               "initial_state": 0}]
+    (rec_dir / "structure.oebin").write_text(json.dumps(
+        {"GUI version": "0.6.7", "continuous": cont, "events": events, "spikes": []}, indent=2))
+
+
+@pytest.fixture
+def binary_session(tmp_path):
+    rng = np.random.default_rng(0)
+    node = tmp_path / "session" / "Record Node 102"
+    data1 = np.round(rng.normal(0, 50, (4, 5000)) / BIT_VOLTS) * BIT_VOLTS
+    data2 = np.round(rng.normal(0, 50, (4, 300)) / BIT_VOLTS) * BIT_VOLTS
+    # a 2-bit word change 0b00 -> 0b11 at one sample: two rows, same sample number
+    ttl1 = [(1500, 1, 1, 0b10), (1200, 0, 1, 0b01), (1200, 1, 1, 0b11), (1200, 0, 0, 0b10),
+            (4000, 1, 0, 0b00)]
+    write_binary_recording(node / "experiment1" / "recording1", data1, 30_000, ttl1,
+                           extra_stream=True)
+    write_binary_recording(node / "experiment1" / "recording2", data2, 90_000, [],
+                           full_words=False)
+    return tmp_path / "session", data1, data2
+
+
+def test_binary_reads_data_ttl_and_full_words(binary_session):
+    session, data1, data2 = binary_session
+    rec = open_recording(session)
+    assert rec.format == "binary" and rec.stream_name == "Rhythm Data"
+    assert (rec.n_channels, rec.n_samples, rec.first_sample_number) == (4, 5000, 30_000)
+    np.testing.assert_allclose(rec.read_uv(0, 5000), data1, atol=1e-3)
+    np.testing.assert_array_equal(rec.read_uv(17, 4000, [2, 0]),
+                                  rec.read_uv(0, 5000)[[2, 0], 17:4000])
+    tools = Session(str(session)).recordnodes[0].recordings[0].continuous[0]
+    np.testing.assert_array_equal(rec.read_uv(0, 5000),
+                                  tools.get_samples(0, 5000).T.astype(np.float32))
+    ev = rec.ttl_events()
+    assert ev.dtype.names == ("sample_number", "line", "state", "full_words")
+    assert ev.tolist() == [(1200, 0, True, 0b01), (1200, 1, True, 0b11), (1200, 0, False, 0b10),
+                           (1500, 1, True, 0b10), (4000, 1, False, 0b00)]
+    second = open_recording(session, recording=1)
+    assert (second.n_samples, second.first_sample_number) == (300, 90_000)
+    np.testing.assert_allclose(second.read_uv(0, 300), data2, atol=1e-3)
+    assert second.ttl_events().dtype == TTL_DTYPE and second.ttl_events().size == 0
+    adc = open_recording(session, stream="ADC")
+    assert adc.n_channels == 2 and adc.ttl_events().size == 0
+    assert open_recording(session, stream=1).stream_name == "ADC"
+    with pytest.raises(RecordingError, match="0: 'Rhythm Data', 1: 'ADC'"):
+        open_recording(session, stream="LFP")
+    with pytest.raises(RecordingError, match="experiment1/recording2"):
+        open_recording(session, recording=5)
+
+
+def test_binary_folder_kinds(binary_session):
+    session, _, _ = binary_session
+    node = session / "Record Node 102"
+    rec_dir = node / "experiment1" / "recording2"
+    for path, n in [(node, 5000), (node / "experiment1", 5000), (rec_dir, 300),
+                    (rec_dir / "structure.oebin", 300)]:
+        assert open_recording(path).n_samples == n
+    assert open_recording(session, node=102).n_samples == 5000
+    assert open_recording(session, node=0).n_samples == 5000
+
+
+def test_binary_truncated(binary_session):
+    session, _, _ = binary_session
+    dat = (session / "Record Node 102" / "experiment1" / "recording1" / "continuous"
+           / "Acquisition_Board-100.Rhythm Data" / "continuous.dat")
+    with open(dat, "ab") as f:
+        f.write(b"\x01\x02\x03")            # a crash mid-frame
+    with pytest.raises(RecordingError, match="truncated"):
+        open_recording(session)
+    assert open_recording(session, allow_truncated=True).n_samples == 5000
+    with open(dat, "r+b") as f:
+        f.truncate(8 * 4000)                # whole frames, but fewer than sample_numbers.npy
+    with pytest.raises(RecordingError, match="5000 sample numbers for 4000 samples"):
+        open_recording(session)
+    assert open_recording(session, allow_truncated=True).n_samples == 4000
+
+
+def test_flat_binary(tmp_path):
+    raw = np.arange(-60, 60, dtype=np.int16).reshape(40, 3)     # (samples, channels)
+    path = tmp_path / "data.dat"
+    path.write_bytes(b"H" * 16 + raw.tobytes())
+    rec = open_flat_binary(path, "int16", 3, 20000.0, gain_uv=[0.5, 1.0, 2.0], offset=16)
+    assert (rec.n_channels, rec.n_samples, rec.first_sample_number) == (3, 40, 0)
+    np.testing.assert_array_equal(rec.read_uv(0, 40), raw.T * np.array([[0.5], [1.0], [2.0]]))
+    assert rec.ttl_events().size == 0
+    shifted = open_flat_binary(path, "int16", 3, 20000.0, 0.25, 16, offset_uv=-1.0)
+    np.testing.assert_array_equal(shifted.read_uv(3, 5, [1]), raw[3:5, 1][None] * 0.25 - 1.0)
+    with pytest.raises(RecordingError, match="truncated"):
+        open_flat_binary(path, "int16", 3, 20000.0, 1.0, offset=15)
+    with pytest.raises(RecordingError, match="no such file"):
+        open_flat_binary(tmp_path / "x.dat", "int16", 3, 20000.0, 1.0)
