@@ -1,0 +1,326 @@
+"""Sweep TTL decoder: per-line edges in, one record per refresh out.
+
+``make_decoder(settings, sample_rate_hz)`` returns a :class:`ParallelDecoder` or a
+:class:`SerialDecoder`; both are driven the same way, online (``handle_ttl_event`` on the GUI's
+audio thread) and offline (a recording's TTL events)::
+
+    dec = make_decoder(settings, sample_rate_hz)
+    for sample_number, line, state in events:      # in sample order; any order within a sample
+        dec.on_edge(sample_number, line, state)
+        if dec.n_ready > threshold: consume(dec.take())
+    dec.flush()                                    # end of stream: finish the pending frame
+    consume(dec.take())
+
+Rules that make it safe on the audio thread (no GIL there, see notes/host-threading.md):
+plain Python only (no numba dispatcher, no locks, no logging, no threads); nothing raises —
+bad input is counted and flagged; results go into a buffer preallocated at construction
+(:attr:`frames`, ``n_ready`` records ready), and counters are plain attributes.
+
+Determinism: the output depends only on the sequence of events, never on how they were cut
+into blocks, and not on the order of events that share a sample number. A frame is only
+finished once an event past its settle window arrives (or :meth:`flush`), so the latest frame
+is reported with a delay of at most about one refresh.
+
+Output records (:data:`DECODED_DTYPE`, shape (n,)):
+
+- ``sample_number`` int64 — sample of the frame/strobe edge (start of the refresh);
+- ``frame_number`` int64 — frames since the first START marker frame (0), from the frame-counter
+  bits where the wire carries them, else counted from the edge timing (a dropped refresh skips
+  a number); before any START, counted from the first frame seen;
+- ``sweep_index`` int32 — 0..65532, :data:`SWEEP_NONE` (65535; also on marker frames), or
+  :data:`SWEEP_UNKNOWN` (-1, always with ``UNKNOWN_INDEX``);
+- ``flags`` uint32 — bits from :mod:`oe_plugin.protocol.spec`; ``flags & ERROR_MASK`` non-zero
+  means "this frame, or the stretch just before it, had a problem". A sweep index is never
+  wrong without an error flag on its frame.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from oe_plugin.protocol.spec import (
+    CODE_END,
+    CODE_START,
+    COUNTER_MISMATCH,
+    ERROR_MASK,
+    EXPERIMENT_END,
+    EXPERIMENT_START,
+    EXTRA_FRAME,
+    FLAG_NAMES,
+    GAP,
+    INTERNAL_ERROR,
+    MAX_SWEEP_INDEX,
+    OUTSIDE_EXPERIMENT,
+    OVERFLOW,
+    REPEATED,
+    SWEEP_CHANGE,
+    SWEEP_NONE,
+    SWEEP_UNKNOWN,
+    TIMING,
+    UNKNOWN_INDEX,
+    ProtocolSettings,
+    skew_samples,
+)
+
+DECODED_DTYPE = np.dtype([("sample_number", "<i8"), ("frame_number", "<i8"),
+                          ("sweep_index", "<i4"), ("flags", "<u4")])
+"""One decoded refresh (24 bytes, packed)."""
+
+DEFAULT_CAPACITY = 8192
+
+
+class DecoderBase:
+    """What both schemes share: frame numbering, markers, the output buffer, counters.
+
+    Parameters
+    ----------
+    settings : ProtocolSettings
+    sample_rate_hz : float
+        Acquisition sample rate of the stream the events come from, Hz.
+    capacity : int
+        Output buffer, frames; when full, further frames are dropped and counted
+        (``n_overflow``) and the next stored frame carries ``OVERFLOW``.
+
+    Attributes
+    ----------
+    frames : np.ndarray, DECODED_DTYPE, shape (capacity,)
+        Output buffer; the first ``n_ready`` records are ready (see :meth:`take`).
+    n_events, n_frames, n_sweep_changes, n_experiments, n_error_frames, n_overflow : int
+        Counters since construction or :meth:`reset`.
+    flag_counts : list[int], length 32
+        Frames with each flag bit set.
+    n_internal_errors : int, last_internal_error : str | None
+        Exceptions caught inside the decoder (should stay 0).
+    """
+
+    def __init__(self, settings: ProtocolSettings, sample_rate_hz: float,
+                 capacity: int = DEFAULT_CAPACITY):
+        settings.check()
+        fs = float(sample_rate_hz)
+        if not fs > 0:
+            raise ValueError(f"sample_rate_hz must be > 0, got {sample_rate_hz}")
+        self.settings = settings
+        self.sample_rate_hz = fs
+        self.skew_samples = skew_samples(settings, fs)
+        self.period_samples = fs / settings.refresh_hz
+        self._tol = settings.timing_tolerance
+        self.capacity = int(capacity)
+        self.frames = np.zeros(self.capacity, DECODED_DTYPE)
+        self._o_sample = self.frames["sample_number"]
+        self._o_frame = self.frames["frame_number"]
+        self._o_sweep = self.frames["sweep_index"]
+        self._o_flags = self.frames["flags"]
+        self.reset()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget everything (a new acquisition: sample numbers restart)."""
+        self.n_ready = 0
+        self.n_events = 0
+        self.n_frames = 0
+        self.n_sweep_changes = 0
+        self.n_experiments = 0
+        self.n_error_frames = 0
+        self.n_overflow = 0
+        self.n_internal_errors = 0
+        self.last_internal_error: str | None = None
+        self.flag_counts = [0] * 32
+        self._carry = 0              # error flags waiting for the next frame
+        self._last_s = -(1 << 62)    # last event's sample number
+        self._ref_sample = -1        # sample of the last frame that advanced the count
+        self._fn = -1                # last emitted frame number
+        self._last_counter = -1      # counter bits of the last frame that had them
+        self._last_counter_fn = -1   # ... and that frame's number
+        self._last_code = None       # canonical code of the last emitted frame
+        self._last_known = None      # last emitted sweep index that was not UNKNOWN
+        self._inside = False         # between a START and an END
+        self._reset_scheme()
+
+    def _reset_scheme(self) -> None:  # pragma: no cover - overridden
+        pass
+
+    def take(self) -> np.ndarray:
+        """A copy of the ready frames, and empty the buffer (allocates: not for the audio
+        thread; there, read ``frames[:n_ready]`` and call :meth:`clear`)."""
+        out = self.frames[:self.n_ready].copy()
+        self.n_ready = 0
+        return out
+
+    def clear(self) -> None:
+        """Mark the ready frames consumed."""
+        self.n_ready = 0
+
+    def stats(self) -> dict:
+        """Counters as a dict (for reports and file headers)."""
+        return {
+            "events": self.n_events, "frames": self.n_frames,
+            "sweep_changes": self.n_sweep_changes, "experiments": self.n_experiments,
+            "error_frames": self.n_error_frames, "overflow_frames": self.n_overflow,
+            "internal_errors": self.n_internal_errors,
+            "last_internal_error": self.last_internal_error,
+            "flags": {name: self.flag_counts[bit.bit_length() - 1]
+                      for bit, name in FLAG_NAMES.items()
+                      if self.flag_counts[bit.bit_length() - 1]},
+        }
+
+    # -- shared internals -------------------------------------------------------------------
+
+    def _internal(self, exc: BaseException) -> None:
+        """Count an exception caught on the real-time path (never re-raised)."""
+        try:
+            self.n_internal_errors += 1
+            self._carry |= INTERNAL_ERROR
+            if self.last_internal_error is None:
+                self.last_internal_error = f"{type(exc).__name__}: {exc}"
+        except Exception:  # pragma: no cover - nothing left to do
+            pass
+
+    def _frame_number(self, sample: int, counter: int, counter_mod: int, code, flags: int):
+        """Frame number for a frame edge at ``sample``; returns ``(frame_number, flags)``.
+
+        ``counter`` is the frame-counter value the wire carried (mod ``counter_mod``), or -1.
+        ``code`` is the canonical code if known (a START after a non-START resets the count).
+        """
+        if self._ref_sample < 0:
+            n = 1
+            self._ref_sample = sample
+        else:
+            x = (sample - self._ref_sample) / self.period_samples
+            n = int(x + 0.5)
+            if n == 0:
+                flags |= EXTRA_FRAME
+            else:
+                if abs(x - n) > self._tol:
+                    flags |= TIMING
+                if n >= 2:
+                    flags |= GAP
+                self._ref_sample = sample
+        fn = self._fn + n
+        restart = code == CODE_START and self._last_code != CODE_START
+        if restart:
+            fn = 0
+        if counter >= 0:
+            if self._fn < 0 and not restart:
+                fn = counter  # first frame ever: adopt the wire's count
+            else:
+                d = (counter - fn) % counter_mod
+                if d:
+                    if (not restart and counter == self._last_counter
+                            and self._last_counter_fn == self._fn and n >= 1):
+                        flags |= REPEATED  # the previous frame's counter again
+                        fn = self._fn
+                    else:
+                        flags |= COUNTER_MISMATCH
+                        if d > counter_mod // 2:
+                            d -= counter_mod
+                        fn += d
+            self._last_counter = counter
+            self._last_counter_fn = fn
+        return fn, flags
+
+    def _store(self, sample: int, fn: int, code, flags: int) -> None:
+        """Apply marker/sweep bookkeeping to one finished frame and append it to the buffer.
+
+        ``code``: canonical code (0..MAX_SWEEP_INDEX, SWEEP_NONE, CODE_START, CODE_END) or
+        SWEEP_UNKNOWN."""
+        if code == CODE_START:
+            flags |= EXPERIMENT_START
+            if self._last_code != CODE_START:
+                self.n_experiments += 1
+            self._inside = True
+            sweep = SWEEP_NONE
+        elif code == CODE_END:
+            flags |= EXPERIMENT_END
+            self._inside = False
+            sweep = SWEEP_NONE
+        else:
+            if not self._inside:
+                flags |= OUTSIDE_EXPERIMENT
+            if code == SWEEP_UNKNOWN or code is None:
+                sweep = SWEEP_UNKNOWN
+                flags |= UNKNOWN_INDEX
+            elif 0 <= code <= MAX_SWEEP_INDEX or code == SWEEP_NONE:
+                sweep = code
+            else:  # unreachable for valid codes; keep it safe
+                sweep = SWEEP_UNKNOWN
+                flags |= UNKNOWN_INDEX
+        if sweep != SWEEP_UNKNOWN:
+            if sweep != self._last_known:
+                flags |= SWEEP_CHANGE
+                self.n_sweep_changes += 1
+            self._last_known = sweep
+        self._last_code = code
+        self._fn = fn
+        self.n_frames += 1
+        if flags & ERROR_MASK:
+            self.n_error_frames += 1
+        if self.n_ready >= self.capacity:
+            self.n_overflow += 1
+            self._carry |= OVERFLOW
+            return
+        i = self.n_ready
+        self._o_sample[i] = sample
+        self._o_frame[i] = fn
+        self._o_sweep[i] = sweep
+        self._o_flags[i] = flags
+        self.n_ready = i + 1
+        counts = self.flag_counts
+        b = 0
+        f = flags
+        while f:
+            if f & 1:
+                counts[b] += 1
+            f >>= 1
+            b += 1
+
+
+def make_decoder(settings: ProtocolSettings, sample_rate_hz: float,
+                 capacity: int = DEFAULT_CAPACITY) -> DecoderBase:
+    """The decoder for ``settings.scheme`` (checks the settings; ``SettingsError`` if the
+    sample rate is too low for the serial bit time)."""
+    if settings.scheme == "parallel":
+        from oe_plugin.protocol.decoder_parallel import ParallelDecoder
+
+        return ParallelDecoder(settings, sample_rate_hz, capacity)
+    from oe_plugin.protocol.decoder_serial import SerialDecoder
+
+    return SerialDecoder(settings, sample_rate_hz, capacity)
+
+
+def decode_events(settings: ProtocolSettings, sample_rate_hz: float, sample_numbers, lines,
+                  states) -> tuple[np.ndarray, DecoderBase]:
+    """Decode a whole event stream (offline); the same code path as online.
+
+    Parameters
+    ----------
+    sample_numbers : int, shape (n_events,) — in non-decreasing order.
+    lines : int, shape (n_events,) — 0-based lines.
+    states : bool, shape (n_events,) — new line states.
+
+    Returns
+    -------
+    frames : np.ndarray, DECODED_DTYPE, shape (n_frames,)
+    decoder : the decoder (for its counters, :meth:`DecoderBase.stats`).
+    """
+    dec = make_decoder(settings, sample_rate_hz)
+    s_list = np.asarray(sample_numbers, dtype=np.int64).tolist()
+    l_list = np.asarray(lines, dtype=np.int64).tolist()
+    v_list = np.asarray(states, dtype=bool).tolist()
+    parts = []
+    on_edge = dec.on_edge
+    limit = dec.capacity // 2
+    chunk = 1024
+    for start in range(0, len(s_list), chunk):
+        stop = start + chunk
+        for s, line, v in zip(s_list[start:stop], l_list[start:stop], v_list[start:stop],
+                              strict=True):
+            on_edge(s, line, v)
+        if dec.n_ready > limit:
+            parts.append(dec.take())
+    dec.flush()
+    parts.append(dec.take())
+    return np.concatenate(parts), dec
+
+
+__all__ = ["DECODED_DTYPE", "DecoderBase", "decode_events", "make_decoder"]
