@@ -44,7 +44,7 @@ class DetectSettings:
     """Threshold detection with spatio-temporal lockout (the seed's two detectors)."""
 
     method: str = choice("bipolar", "multiphasic", default="bipolar")
-    threshold_mad: float = 5.0
+    threshold_mad: float = 4.5
     """Threshold as a multiple of the noise (median(|x|)/0.6745)."""
     threshold_uv: float = 0.0
     """Fixed threshold in µV (magnitude); > 0 overrides the noise rule on every channel."""

@@ -189,3 +189,16 @@ def test_native_runner_real_recording_no_hang_same_events(tmp_path, offline_refe
     report = run_native(job)
     assert report.n_samples == 133120
     assert_same_spikes(read_online_spikes(out_native), offline_reference)
+
+
+def test_finds_the_gui_spike_detectors_spikes_on_real_data():
+    """With the GUI's settings we find (nearly) every spike the GUI's Spike Detector found."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from compare_gui_detector import compare
+
+    r = compare(GUI_CONFIG)
+    assert r["gui_spikes"] > 800
+    assert r["fraction_of_gui_found"] >= 0.98
+    assert r["ours_not_in_gui"] <= 0.05 * r["ours"]
