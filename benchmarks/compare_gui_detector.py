@@ -81,7 +81,8 @@ def main() -> None:
     args = ap.parse_args()
     r = compare(Path(args.config), args.tolerance_ms)
     print(
-        f"GUI Spike Detector: {r['gui_spikes']} spikes in {r['window_s']:.2f} s; ours: {r['ours']}.\n"
+        f"GUI Spike Detector: {r['gui_spikes']} spikes in {r['window_s']:.2f} s; "
+        f"ours: {r['ours']}.\n"
         f"We find {r['gui_found_by_ours']} of the GUI's spikes "
         f"({100 * r['fraction_of_gui_found']:.1f} %) within ±{r['tolerance_ms']} ms on the same "
         f"stereotrode, and add {r['ours_not_in_gui']} the GUI does not report."
