@@ -413,3 +413,28 @@ def test_recording_source_replay_over_real_data(tmp_path):
     window = RecordingSource(EXAMPLE, start_index=1000, stop_index=3000)
     assert window.first_sample_number == 252635 and window.n_samples == 2000
     np.testing.assert_array_equal(window.read_uv(0, 2000), src.read_uv(1000, 3000))
+
+
+def test_settings_change_rebuilds_without_reimport_and_reload(tmp_path):
+    body = HEADER + textwrap.dedent("""
+        IMPORTS = globals().setdefault("IMPORTS", 0) + 1
+        BUILT = []
+        class PyProcessor:
+            def __init__(self, processor, num_channels, sample_rate):
+                BUILT.append(num_channels)
+            def process(self, data):
+                pass
+    """)
+    path = write_module(tmp_path, body)
+    host = Host(path, 2, 30000.0)
+    first = host.instance
+    host.reinit(num_channels=5)
+    assert host.instance is not first and host.module.BUILT == [2, 5]
+    assert host.module.IMPORTS == 1
+    host.start_acquisition()
+    host.run_block(np.zeros((5, 3)))
+    with pytest.raises(RuntimeError, match="during acquisition"):
+        host.reinit(num_channels=1)
+    host.stop_acquisition()
+    host.reload()                        # importlib.reload keeps the module's globals
+    assert host.module.IMPORTS == 2 and host.module.BUILT == [5]

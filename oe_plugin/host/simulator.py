@@ -26,6 +26,7 @@ real threading (``process()`` on a thread without the GIL); :mod:`oe_plugin.host
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -104,6 +105,19 @@ class Host:
         self._emitted: list[tuple[int, int, bool]] = []
         self.module = load_module(self.script_path)
         self.processor = PythonProcessor(self)
+        self.reinit()
+
+    def reinit(self, num_channels: int | None = None, sample_rate: float | None = None) -> None:
+        """Build a new ``PyProcessor`` from the same module, as the GUI does when settings change
+        (another stream, a new channel count): the module is not re-imported."""
+        self._check_running("a settings change")
+        if self.acquiring:
+            raise RuntimeError("the GUI does not change settings during acquisition")
+        if num_channels is not None:
+            self.num_channels = int(num_channels)
+        if sample_rate is not None:
+            self.sample_rate = float(np.float32(sample_rate))
+        self.instance = None
         self._mark("__init__")
         try:
             self.instance = self.module.PyProcessor(self.processor, self.num_channels,
@@ -112,6 +126,17 @@ class Host:
             raise ModuleInitError(f"{self.script_path.name}: PyProcessor(processor, "
                                   f"{self.num_channels}, {self.sample_rate}) raised "
                                   f"{type(err).__name__}: {err}") from err
+
+    def reload(self) -> None:
+        """The editor's Reload button: re-execute the module (``importlib.reload``), rebuild."""
+        if self.acquiring:
+            raise RuntimeError("Reload is disabled during acquisition")
+        try:
+            self.module = importlib.reload(self.module)
+        except Exception as err:  # noqa: BLE001
+            raise ModuleImportError(f"{self.script_path.name}: reload failed: "
+                                    f"{type(err).__name__}: {err}") from err
+        self.reinit()
 
     # -- the stand-in processor's sink ------------------------------------------------------------
     def _queue_event(self, line: int, state: bool) -> None:
