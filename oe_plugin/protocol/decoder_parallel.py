@@ -32,6 +32,7 @@ from oe_plugin.protocol.spec import (
     OUT_OF_ORDER,
     STRAY_EDGE,
     SWEEP_UNKNOWN,
+    TIMING,
     canonical_code,
 )
 
@@ -53,6 +54,8 @@ class ParallelDecoder(DecoderBase):
         for line in (*s.index_lines, *s.counter_lines):
             self._data_mask |= 1 << line
         self._n_index = len(s.index_lines)
+        self._strobe_bit = 1 << s.frame_line
+        self._rz = bool(s.return_to_zero)
         self._counter_mod = 1 << len(s.counter_lines)
         super().__init__(settings, sample_rate_hz, capacity)
         self.strobe_samples = s.strobe_us * self.sample_rate_hz / 1e6
@@ -159,7 +162,8 @@ class ParallelDecoder(DecoderBase):
                 self._p_flags |= GLITCH
                 return
             if self._p_latched:
-                self._finish()             # next strobe came early (EXTRA_FRAME/TIMING)
+                self._p_flags |= TIMING    # the next strobe came before this one settled
+                self._finish()
             else:
                 self._carry |= self._p_flags | GLITCH
                 self._p_rise = -1
@@ -203,6 +207,12 @@ class ParallelDecoder(DecoderBase):
         fall = self._p_fall
         if fall < 0 or abs((fall - r) - self.strobe_samples) > self.skew_samples + 1:
             flags |= FRAMING_ERROR
+            self._state &= ~self._strobe_bit  # resynchronise: the strobe rests low
+        if self._rz and self._state & self._data_mask:
+            # return-to-zero: every data line must be low after the pulse; one that is not lost
+            # its falling edge (or is stuck): resynchronise so one lost edge spoils one frame
+            flags |= MISSED_EDGE
+            self._state &= ~self._data_mask
         if self._p_parity_ok:
             code = canonical_code(self._p_wire, self._n_index)
             counter = self._p_counter

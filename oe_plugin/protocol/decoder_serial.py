@@ -2,22 +2,31 @@
 
 Per refresh (see :mod:`oe_plugin.protocol.spec` and docs/ttl-protocol.md)::
 
-    frame   ____/‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾\\____   one edge per refresh (either way)
-    data    _________/S‾\\_b1_b2_..._b16_c0..c3_k0..k3_P\\____   only on word refreshes
-            e        e + offset                        e + offset + 26 bits
+    frame   ____/‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾\\____  one edge per refresh
+    data    ________/S‾\\_code(16)_count(4)_crc8(8)_\\______________  only on word refreshes
+            e       e + offset                   e + offset + 29 bits
 
 - a frame edge ``e`` is a candidate until ``e + W`` (W = skew window): a second edge on the
-  frame line within W makes both a glitch (``GLITCH``);
+  frame line within W makes both a glitch (``GLITCH``); a frame edge confirmed while the
+  previous frame is still open (its word still arriving) cuts that frame short (``TIMING``,
+  and the cut word fails);
 - a word may only start within W of ``e + word_offset``; any other data edge while idle is a
-  ``STRAY_EDGE`` and makes the current sweep unknown until the next valid word (so a lost or
+  ``STRAY_EDGE`` and makes the current sweep unknown until the next trusted word (so a lost or
   garbled word can never leave a stale index unflagged);
 - bits are read at their centres, ``start + (i + 0.5) * bit`` samples (the state after every
-  edge at or before that point); the start bit must be 1, the stop bit 0 (``FRAMING_ERROR``),
-  and the CRC-4 must match (``CHECK_ERROR``); an edge repeating the data line's state
-  (``MISSED_EDGE``) spoils the word;
-- the frame is finished once its settle window has passed (``e + offset + W + 26 bits + 1``):
-  a refresh with a valid word takes the word's code and counter; one without inherits the
-  current code; more than ``word_every_frames`` refreshes without a word is ``WORD_MISSING``.
+  edge at or before that point); the start bit must read 1, every high or low run must last
+  at least ``bit - 1.5`` samples (a shorter pulse is a glitch), the line must be low after the
+  word (``FRAMING_ERROR``), and the CRC-8 must match (``CHECK_ERROR``); an edge repeating the
+  data line's state (``MISSED_EDGE``) spoils the word;
+- a word that passes is *trusted* when its frame counter equals the frame count (timing-based:
+  one per refresh, a dropped refresh skips one), or it is a START word with counter <
+  ``marker_frames`` (sets the count), or it repeats the previous frame's code and number
+  (``REPEATED``). Otherwise ``COUNTER_MISMATCH``: the frame is unknown, unless the previous
+  untrusted word agrees with this one (then the count is corrected and the word trusted);
+- the frame is finished once its word has been decoded, or once ``e + offset + W + 1`` has
+  passed without a word starting: a refresh with a trusted word takes its code; one without
+  inherits the current code; more than ``word_every_frames`` refreshes without a trusted word
+  is ``WORD_MISSING``.
 """
 
 from __future__ import annotations
@@ -28,27 +37,33 @@ from oe_plugin.config import SettingsError
 from oe_plugin.protocol.decoder import DecoderBase
 from oe_plugin.protocol.spec import (
     CHECK_ERROR,
+    CODE_START,
+    COUNTER_MISMATCH,
     FRAMING_ERROR,
     GLITCH,
     MAX_LINES,
     MISSED_EDGE,
     OUT_OF_ORDER,
+    REPEATED,
     SERIAL_CODE_BITS,
     SERIAL_COUNTER_BITS,
     SERIAL_PAYLOAD_BITS,
     SERIAL_WORD_BITS,
     STRAY_EDGE,
     SWEEP_UNKNOWN,
+    TIMING,
     WORD,
     WORD_MISSING,
     canonical_code,
-    crc4,
+    crc8,
 )
 
 _IGNORE, _FRAME, _DATA = 0, 1, 2
-_WORD_EDGE_CAPACITY = SERIAL_WORD_BITS + 8
+_WORD_EDGE_CAPACITY = SERIAL_WORD_BITS + 9
 _NO_WORD, _GOOD_WORD, _BAD_WORD = 0, 1, 2
+_COUNTER_MOD = 1 << SERIAL_COUNTER_BITS
 MIN_SAMPLES_PER_BIT = 2.5
+RUN_TOLERANCE_SAMPLES = 1.5
 
 
 class SerialDecoder(DecoderBase):
@@ -59,6 +74,7 @@ class SerialDecoder(DecoderBase):
         self._roles = [_IGNORE] * MAX_LINES
         self._roles[s.frame_line] = _FRAME
         self._roles[s.data_line] = _DATA
+        self._data_bit = 1 << s.data_line
         super().__init__(settings, sample_rate_hz, capacity)
         fs = self.sample_rate_hz
         self.bit_samples = s.bit_us * fs / 1e6
@@ -70,15 +86,17 @@ class SerialDecoder(DecoderBase):
         self.word_samples = SERIAL_WORD_BITS * self.bit_samples
         self.offset_samples = s.word_offset_us * fs / 1e6
         w = self.skew_samples
-        self._settle = math.ceil(self.offset_samples + w + self.word_samples) + 1
+        self._word_done = math.ceil(self.word_samples) + 1
+        self._no_word = math.ceil(self.offset_samples + w) + 1
+        self._min_run = self.bit_samples - RUN_TOLERANCE_SAMPLES
         self._bit_centres = [(i + 0.5) * self.bit_samples for i in range(SERIAL_WORD_BITS)]
         self._w_rel = [0] * _WORD_EDGE_CAPACITY
         self._w_lvl = [False] * _WORD_EDGE_CAPACITY
+        self._marker_frames = s.marker_frames
 
     def _reset_scheme(self) -> None:
         self._state = 0
         self._cand = -1          # candidate frame edge (not yet confirmed), -1 = none
-        self._cand_flags = 0
         self._p_edge = -1        # pending (confirmed) frame edge, -1 = none
         self._p_flags = 0
         self._p_word = _NO_WORD
@@ -88,7 +106,9 @@ class SerialDecoder(DecoderBase):
         self._w_n = 0
         self._w_bad = 0
         self._cur = SWEEP_UNKNOWN  # current code (canonical) between words
-        self._last_word_fn = None
+        self._last_word_fn = None  # frame number of the last trusted word
+        self._suspect_fn = -1      # last untrusted (counter-mismatched) word: frame count ...
+        self._suspect_counter = -1  # ... and its counter
 
     # -- the real-time entry point ----------------------------------------------------------
 
@@ -117,11 +137,10 @@ class SerialDecoder(DecoderBase):
                 if missed:
                     self._flag(MISSED_EDGE)
                 if self._cand >= 0:  # a second edge within the skew window: a glitch
-                    self._flag(self._cand_flags | GLITCH)
+                    self._flag(GLITCH)
                     self._cand = -1
                 else:
                     self._cand = s
-                    self._cand_flags = 0
             else:
                 self._data_edge(s, level, missed)
         except Exception as exc:
@@ -146,8 +165,6 @@ class SerialDecoder(DecoderBase):
                 self._finish()
             if self._cand >= 0:
                 self._confirm()
-                if self._w_start >= 0:
-                    self._end_word()
                 self._finish()
         except Exception as exc:
             self._internal(exc)
@@ -162,21 +179,26 @@ class SerialDecoder(DecoderBase):
 
     def _advance(self, s: int) -> None:
         """Everything due strictly before an event at ``s``."""
-        if self._w_start >= 0 and s > self._w_start + self.word_samples:
+        if self._w_start >= 0 and s > self._w_start + self._word_done:
             self._end_word()
-        if self._p_edge >= 0 and s > self._p_edge + self._settle:
-            self._finish()
-        if self._cand >= 0 and s > self._cand + self.skew_samples:
-            self._confirm()
+        c = self._cand
+        p = self._p_edge
+        if p >= 0 and (c < 0 or c > p + self._no_word):
+            # the frame is done once its word is (or once no word started in its window)
+            if self._w_start < 0 and (self._p_word != _NO_WORD or s > p + self._no_word):
+                self._finish()
+        if c >= 0 and s > c + self.skew_samples:
+            self._confirm()  # (cuts the open frame short if it is still open)
 
     def _confirm(self) -> None:
         """The candidate frame edge survived its skew window: it becomes the pending frame."""
-        if self._p_edge >= 0:  # the previous frame is still open: the edge came early
+        if self._p_edge >= 0:  # the previous frame is still open: this edge came early
+            self._p_flags |= TIMING
             if self._w_start >= 0:
                 self._end_word()
             self._finish()
         self._p_edge = self._cand
-        self._p_flags = self._carry | self._cand_flags
+        self._p_flags = self._carry
         self._carry = 0
         self._cand = -1
         self._p_word = _NO_WORD
@@ -194,8 +216,10 @@ class SerialDecoder(DecoderBase):
                 self._w_bad |= MISSED_EDGE
             return
         p = self._p_edge
-        if (level and not missed and p >= 0 and self._p_word == _NO_WORD
+        if (level and p >= 0 and self._p_word == _NO_WORD
                 and abs(s - p - self.offset_samples) <= self.skew_samples + 1):
+            if missed:  # the line was believed high: its last falling edge was lost
+                self._p_flags |= MISSED_EDGE
             self._w_start = s
             self._w_rel[0] = 0
             self._w_lvl[0] = True
@@ -213,6 +237,9 @@ class SerialDecoder(DecoderBase):
         n = self._w_n
         rel = self._w_rel
         lvl = self._w_lvl
+        flags = self._w_bad
+        self._w_start = -1
+        self._w_n = 0
         bits = 0
         j = 0
         level = False
@@ -222,15 +249,20 @@ class SerialDecoder(DecoderBase):
                 j += 1
             if level:
                 bits |= 1 << i
-        flags = self._w_bad
-        self._w_start = -1
-        self._w_n = 0
-        if not bits & 1 or (bits >> (SERIAL_WORD_BITS - 1)) & 1:
-            # start bit not held for half a bit: a glitch; else a broken word
-            flags |= GLITCH if n <= 2 and (n < 2 or rel[1] <= self.skew_samples) else 0
+        min_run = self._min_run
+        for k in range(1, n):
+            if rel[k] - rel[k - 1] < min_run:
+                flags |= GLITCH | FRAMING_ERROR  # a pulse shorter than a bit
+                break
+        if self._state & self._data_bit:
+            # the line must idle low after the word: resynchronise (a lost falling edge, or a
+            # stuck line; either way this word is spoiled and the next one starts clean)
+            self._state &= ~self._data_bit
+            flags |= MISSED_EDGE | FRAMING_ERROR
+        if not bits & 1:
             flags |= FRAMING_ERROR
         payload = (bits >> 1) & ((1 << SERIAL_PAYLOAD_BITS) - 1)
-        if not flags and crc4(payload) != (bits >> (1 + SERIAL_PAYLOAD_BITS)) & 0xF:
+        if not flags and crc8(payload) != (bits >> (1 + SERIAL_PAYLOAD_BITS)) & 0xFF:
             flags |= CHECK_ERROR
         if self._p_edge < 0:  # cannot happen (a word starts only while a frame is pending)
             self._carry |= flags | FRAMING_ERROR
@@ -242,30 +274,55 @@ class SerialDecoder(DecoderBase):
             self._cur = SWEEP_UNKNOWN
         else:
             self._p_word = _GOOD_WORD
-            self._p_code = payload & ((1 << SERIAL_CODE_BITS) - 1)
-            self._p_counter = (payload >> SERIAL_CODE_BITS) & ((1 << SERIAL_COUNTER_BITS) - 1)
+            self._p_code = canonical_code(payload & ((1 << SERIAL_CODE_BITS) - 1), 16)
+            self._p_counter = payload >> SERIAL_CODE_BITS
 
     def _finish(self) -> None:
         e = self._p_edge
         flags = self._p_flags
         self._p_edge = -1
-        if self._p_word == _GOOD_WORD:
-            code = canonical_code(self._p_code, 16)
-            fn, flags = self._frame_number(e, self._p_counter, 1 << SERIAL_COUNTER_BITS, code,
-                                           flags | WORD)
-            self._cur = code
-            self._last_word_fn = fn
-        elif self._p_word == _BAD_WORD:
+        word = self._p_word
+        self._p_word = _NO_WORD
+        fn, flags = self._frame_number(e, -1, 1, None, flags)  # timing-based count
+        if word == _GOOD_WORD:
+            code = self._p_code
+            c = self._p_counter
+            trusted = True
+            if code == CODE_START and c < self._marker_frames:
+                fn = c                         # a START word sets the count
+            elif (c - fn) % _COUNTER_MOD:
+                if ((c - self._fn) % _COUNTER_MOD == 0 and self._fn >= 0
+                        and code == self._last_code):
+                    flags |= REPEATED          # the previous frame again
+                    fn = self._fn
+                else:
+                    flags |= COUNTER_MISMATCH
+                    if (self._suspect_fn >= 0 and (c - self._suspect_counter) % _COUNTER_MOD
+                            == (fn - self._suspect_fn) % _COUNTER_MOD):
+                        d = (c - fn) % _COUNTER_MOD  # two words agree: our count is off
+                        if d > _COUNTER_MOD // 2:
+                            d -= _COUNTER_MOD
+                        fn += d
+                    else:
+                        trusted = False
+                        self._suspect_fn = fn
+                        self._suspect_counter = c
+            if trusted:
+                flags |= WORD
+                self._suspect_fn = -1
+                self._cur = code
+                self._last_word_fn = fn
+            else:
+                code = SWEEP_UNKNOWN
+                self._cur = SWEEP_UNKNOWN
+        elif word == _BAD_WORD:
             code = SWEEP_UNKNOWN
             self._cur = SWEEP_UNKNOWN
-            fn, flags = self._frame_number(e, -1, 1, code, flags)
         else:
             code = self._cur
-            fn, flags = self._frame_number(e, -1, 1, code, flags)
             last = self._last_word_fn
             if last is not None and fn - last > self.settings.word_every_frames:
                 flags |= WORD_MISSING
                 code = SWEEP_UNKNOWN
                 self._cur = SWEEP_UNKNOWN
-        self._p_word = _NO_WORD
         self._store(e, fn, code, flags)

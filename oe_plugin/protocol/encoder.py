@@ -62,6 +62,7 @@ class SweepEncoder:
         self.word = 0
         self._last_code: int | None = None
         self._last_word_frame: int | None = None
+        self._last_frame = -1
 
     # -- per refresh ------------------------------------------------------------------------
 
@@ -95,6 +96,7 @@ class SweepEncoder:
         else:
             out = self._serial_frame(code, frame_number)
         self._last_code = code
+        self._last_frame = frame_number
         return out
 
     def finish(self) -> tuple[tuple[float, int], ...]:
@@ -143,11 +145,11 @@ class SweepEncoder:
         word = self.word ^ self._frame_bit
         out = [(0.0, word)]
         if (code in (CODE_START, CODE_END) or code != self._last_code
-                or self._last_word_frame is None
+                or self._last_word_frame is None or frame_number <= self._last_frame
                 or frame_number - self._last_word_frame >= s.word_every_frames):
             bits = serial_word_bits(wire_code(code, 16), frame_number)
             level = 0
-            for i in range(SERIAL_WORD_BITS):
+            for i in range(SERIAL_WORD_BITS + 1):  # the last position returns the line to idle
                 b = (bits >> i) & 1
                 if b != level:
                     word ^= self._data_bit
@@ -270,24 +272,20 @@ def words_to_transitions(time_us: np.ndarray, words: np.ndarray, line_mask: int,
     np.ndarray, TRANSITION_DTYPE — one row per line that changed, in time order, lines
     ascending within one write.
     """
-    lines = [b for b in range(256) if (line_mask >> b) & 1]
-    out_t: list[float] = []
-    out_l: list[int] = []
-    out_v: list[bool] = []
-    prev = int(initial_word)
-    for t, w in zip(time_us.tolist(), words.tolist(), strict=True):
-        changed = (prev ^ w) & line_mask
-        if changed:
-            for b in lines:
-                if (changed >> b) & 1:
-                    out_t.append(t)
-                    out_l.append(b)
-                    out_v.append(bool((w >> b) & 1))
-        prev = w
-    out = np.zeros(len(out_t), TRANSITION_DTYPE)
-    out["time_us"] = out_t
-    out["line"] = out_l
-    out["level"] = out_v
+    lines = np.array([b for b in range(256) if (line_mask >> b) & 1], dtype=np.int64)
+    words = np.asarray(words, dtype=object if lines.size and lines.max() >= 63 else np.int64)
+    time_us = np.asarray(time_us, dtype=np.float64)
+    prev = np.concatenate([[int(initial_word)], words[:-1]]) if words.size else words
+    levels = np.zeros((words.size, lines.size), bool)
+    before = np.zeros((words.size, lines.size), bool)
+    for j, b in enumerate(lines.tolist()):
+        levels[:, j] = (words >> b) & 1 == 1
+        before[:, j] = (prev >> b) & 1 == 1
+    rows, cols = np.nonzero(levels != before)  # row-major: time order, then line order
+    out = np.zeros(rows.size, TRANSITION_DTYPE)
+    out["time_us"] = time_us[rows]
+    out["line"] = lines[cols]
+    out["level"] = levels[rows, cols]
     return out
 
 

@@ -26,26 +26,28 @@ the largest sweep index is ``2^N - 4``.
 
 ``serial`` (8- and 2-line systems): ``frame_line`` toggles at every flip; ``data_line`` idles
 low and carries, starting ``word_offset_us`` after the flip, a UART-like word of
-:data:`SERIAL_WORD_BITS` bits of ``bit_us`` each, LSB first::
+:data:`SERIAL_WORD_BITS` bits of ``bit_us`` each, LSB first, then returns low (idle)::
 
     bit 0        start (1)
     bits 1..16   code (16 bits)
     bits 17..20  frame number mod 16
-    bits 21..24  CRC-4 (x^4 + x + 1, init 0) over bits 1..20
-    bit 25       stop (0)
+    bits 21..28  CRC-8 (x^8 + x^2 + x + 1, init 0xA5, fed LSB first) over bits 1..20
+    after bit 28 the line is low (the decoder checks it: a "stop" condition)
 
 A word is sent on every marker refresh, on every refresh whose code differs from the previous
-refresh's, and at least every ``word_every_frames`` refreshes (a keep-alive that bounds the
-recovery time after a corrupted word).
+refresh's, on a frame number that does not advance (a repeated frame), and at least every
+``word_every_frames`` refreshes (a keep-alive that bounds the recovery time after a corrupted
+word). With the defaults (150 µs bits, 300 µs offset) a word ends 4.65 ms after the flip, inside
+a 5 ms refresh at 200 Hz, with bits of 3 samples at 20 kHz.
 
-The skew window ``skew_tolerance_us`` (default 250 µs = 5 samples at 20 kHz, 10 at 40 kHz):
+The skew window ``skew_tolerance_us`` (default 150 µs = 3 samples at 20 kHz, 6 at 40 kHz):
 the acquisition samples all digital inputs at once, so edges written together arrive within the
 output device's inter-line skew (a DAQ port: < 1 µs; a microcontroller writing two ports in
 turn or opto-isolators/level shifters with unequal delays: up to tens of µs) plus one sample of
-quantisation each, i.e. 1-2 samples. 250 µs leaves a factor >= 2.5 at 20 kHz while staying far
-below the shortest protocol interval (the 1 ms strobe, the 500 µs word offset). The decoder
-latches the data lines ``skew`` samples after the strobe edge and treats a pulse narrower than
-the window on a protocol line as a glitch.
+quantisation each, i.e. 1-2 samples. 150 µs covers that with margin at 20 kHz while staying
+well below the shortest protocol intervals (the 1 ms strobe, the 300 µs word offset). The
+decoder latches the data lines ``skew`` samples after the strobe edge and treats a pulse
+narrower than the window on a frame/strobe line as a glitch.
 """
 
 from __future__ import annotations
@@ -65,10 +67,12 @@ SWEEP_UNKNOWN = -1
 
 SERIAL_CODE_BITS = 16
 SERIAL_COUNTER_BITS = 4
-SERIAL_CRC_BITS = 4
+SERIAL_CRC_BITS = 8
 SERIAL_PAYLOAD_BITS = SERIAL_CODE_BITS + SERIAL_COUNTER_BITS
-SERIAL_WORD_BITS = 1 + SERIAL_PAYLOAD_BITS + SERIAL_CRC_BITS + 1  # 26
-CRC4_POLY = 0x3  # x^4 + x + 1 (the x^4 term implicit)
+SERIAL_WORD_BITS = 1 + SERIAL_PAYLOAD_BITS + SERIAL_CRC_BITS  # 29, then idle low
+CRC8_POLY = 0x07  # x^8 + x^2 + x + 1 (the CRC-8/SMBUS polynomial; the x^8 term implicit)
+CRC8_INIT = 0xA5  # non-zero: a lone start pulse (all-zero payload and CRC) must not pass, nor
+#                   any high pulse of 1..29 bits from the start bit (a stuck line)
 
 MAX_LINES = 256  # the GUI's TTL lines 0..255
 
@@ -145,14 +149,14 @@ class ProtocolSettings:
     return_to_zero: bool = True
     """parallel: data lines fall with the strobe (every refresh re-sends the whole word)."""
     bit_us: float = 150.0
-    """serial: bit duration, µs (>= 3 samples at the acquisition rate)."""
-    word_offset_us: float = 500.0
+    """serial: bit duration, µs (>= 2.5 samples at the acquisition rate; 3 recommended)."""
+    word_offset_us: float = 300.0
     """serial: start bit this long after the frame edge, µs."""
     word_every_frames: int = 20
     """serial: a word at least every this many refreshes (keep-alive)."""
     marker_frames: int = 3
     """refreshes carrying each of the START and END markers."""
-    skew_tolerance_us: float = 250.0
+    skew_tolerance_us: float = 150.0
     """latch delay after a frame edge, and the widest pulse treated as a glitch, µs."""
     timing_tolerance: float = 0.25
     """frame intervals within this fraction of a period of a whole number of periods are fine."""
@@ -204,7 +208,8 @@ class ProtocolSettings:
             require(end_us <= period_us - skew, f"{section}.bit_us",
                     f"a word ends {end_us:g} µs after the flip (offset + {SERIAL_WORD_BITS} bits "
                     f"+ skew window), past the next refresh minus the skew window "
-                    f"({period_us - skew:g} µs): shorten bit_us or word_offset_us")
+                    f"({period_us - skew:g} µs): shorten bit_us or word_offset_us, or lower "
+                    f"skew_tolerance_us")
 
     def lines(self) -> list[tuple[str, int]]:
         """The lines the scheme uses, as (setting name, line)."""
@@ -286,15 +291,16 @@ def canonical_code(wire: int, n_bits: int) -> int:
     return wire
 
 
-def crc4(payload: int, n_bits: int = SERIAL_PAYLOAD_BITS) -> int:
-    """CRC-4 (x^4 + x + 1, init 0, no final xor) of the ``n_bits`` low bits of ``payload``,
-    fed LSB first (the transmission order)."""
-    crc = 0
+def crc8(payload: int, n_bits: int = SERIAL_PAYLOAD_BITS) -> int:
+    """CRC-8 (x^8 + x^2 + x + 1, init 0xA5, no final xor) of the ``n_bits`` low bits of
+    ``payload``, fed LSB first (the transmission order). Detects every error of up to 3 bits
+    and every burst of up to 8 bits in a word; random garbage passes 1 time in 256."""
+    crc = CRC8_INIT
     for i in range(n_bits):
-        feedback = ((crc >> 3) & 1) ^ ((payload >> i) & 1)
-        crc = (crc << 1) & 0xF
+        feedback = ((crc >> 7) & 1) ^ ((payload >> i) & 1)
+        crc = (crc << 1) & 0xFF
         if feedback:
-            crc ^= CRC4_POLY
+            crc ^= CRC8_POLY
     return crc
 
 
@@ -304,10 +310,9 @@ def parity_odd_bit(value: int) -> int:
 
 
 def serial_word_bits(code16: int, counter: int) -> int:
-    """The 26 serial bits (bit i = i-th bit on the wire) for a 16-bit code and frame number."""
+    """The 29 serial bits (bit i = i-th bit on the wire) for a 16-bit code and frame number."""
     payload = (code16 & 0xFFFF) | ((counter % (1 << SERIAL_COUNTER_BITS)) << SERIAL_CODE_BITS)
-    word = 1 | (payload << 1) | (crc4(payload) << (1 + SERIAL_PAYLOAD_BITS))
-    return word  # the stop bit (bit 25) is 0
+    return 1 | (payload << 1) | (crc8(payload) << (1 + SERIAL_PAYLOAD_BITS))
 
 
 def samples_per_us(sample_rate_hz: float) -> float:

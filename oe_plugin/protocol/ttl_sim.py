@@ -125,22 +125,55 @@ def sample_transitions(transitions: np.ndarray, sim: SimSettings) -> np.ndarray:
 
 def add_glitch(transitions: np.ndarray, line: int, time_us: float, width_us: float
                ) -> tuple[np.ndarray, Fault]:
-    """Add a spurious pulse: ``line`` flips at ``time_us`` and flips back ``width_us`` later.
+    """Add one glitch (see :func:`add_glitches`)."""
+    out, faults = add_glitches(transitions, [(line, time_us, width_us)])
+    return out, faults[0]
 
-    Returns the new transitions (sorted by time, stable) and the fault record. A pulse that
-    straddles one of the line's own transitions simply shifts that transition (as a real
-    glitch would)."""
+
+def add_glitches(transitions: np.ndarray, glitches) -> tuple[np.ndarray, list[Fault]]:
+    """Add glitches: during each, the level seen on its line is inverted (noise adds to the
+    signal: the line's own transitions inside the interval still happen, inverted, and after it
+    the line follows its signal again). Overlapping glitches on one line combine (XOR).
+
+    Parameters
+    ----------
+    transitions : TRANSITION_DTYPE (n,) — per line alternating levels, lines start low.
+    glitches : iterable of (line, time_us, width_us).
+
+    Returns
+    -------
+    The new transitions (sorted by time, stable) and one :class:`Fault` per glitch.
+    """
     tr = np.asarray(transitions, dtype=TRANSITION_DTYPE)
-    on_line = tr[tr["line"] == line]
-    before = on_line[on_line["time_us"] < time_us]
-    level = bool(before["level"][-1]) if before.size else False
-    extra = np.zeros(2, TRANSITION_DTYPE)
-    extra["time_us"] = [time_us, time_us + width_us]
-    extra["line"] = line
-    extra["level"] = [not level, level]
-    out = np.concatenate([tr, extra])
-    out = out[np.argsort(out["time_us"], kind="stable")]
-    return out, Fault("glitch", float(time_us), -1, int(line))
+    glitches = [(int(li), float(t), float(w)) for li, t, w in glitches]
+    faults = [Fault("glitch", t, -1, li) for li, t, _w in glitches]
+    out = [tr[~np.isin(tr["line"], [g[0] for g in glitches])]]
+    for line in sorted({g[0] for g in glitches}):
+        own = tr[tr["line"] == line]
+        own = own[np.argsort(own["time_us"], kind="stable")]
+        t_sig = own["time_us"]
+        v_sig = own["level"]
+        edges = np.array(sorted([g[1] for g in glitches if g[0] == line]
+                                + [g[1] + g[2] for g in glitches if g[0] == line]))
+        # noise mask toggles at every glitch edge; observed = signal XOR mask
+        times = np.concatenate([t_sig, edges])
+        order = np.argsort(times, kind="stable")
+        times = times[order]
+        is_sig = np.concatenate([np.ones(t_sig.size, bool), np.zeros(edges.size, bool)])[order]
+        sig_level = np.concatenate([v_sig, np.zeros(edges.size, bool)])[order]
+        # signal level after each event: forward-fill the signal's own levels
+        idx = np.where(is_sig, np.arange(times.size), -1)
+        np.maximum.accumulate(idx, out=idx)
+        signal = np.where(idx >= 0, sig_level[np.maximum(idx, 0)], False)
+        mask = (np.cumsum(~is_sig) % 2).astype(bool)
+        observed = signal ^ mask
+        new = np.zeros(times.size, TRANSITION_DTYPE)
+        new["time_us"] = times
+        new["line"] = line
+        new["level"] = observed
+        out.append(new)
+    res = np.concatenate(out)
+    return res[np.argsort(res["time_us"], kind="stable")], faults
 
 
 def drop_events(events: np.ndarray, indices) -> tuple[np.ndarray, list[Fault]]:
