@@ -398,9 +398,9 @@ def test_report_latency_and_npz_roundtrip(tmp_path):
 def test_recording_source_replay_over_real_data(tmp_path):
     path = write_module(tmp_path, RECORDER)
     report = replay(EXAMPLE, path, random_blocks=True, node=101, keep_downstream=True)
-    src = RecordingSource(EXAMPLE, node=101)
+    src = RecordingSource(EXAMPLE, node=101, rebase=True)  # replay = a new acquisition
     assert report.n_samples == src.n_samples == 133120 and report.n_channels == 16
-    assert report.first_sample_number == 251635
+    assert report.first_sample_number == 0 and src.recording_first_sample_number == 251635
     assert report.ttl_delivered == 128
     np.testing.assert_array_equal(report.downstream_uv, 2 * src.read_uv(0, src.n_samples))
     mod = sys.modules[path.stem]
@@ -411,7 +411,7 @@ def test_recording_source_replay_over_real_data(tmp_path):
     default = replay(EXAMPLE, path)              # the GUI's block size at 40 kHz: 928
     assert default.block_sizes[0] == 928 == gui_block_size(40000.0)
     window = RecordingSource(EXAMPLE, start_index=1000, stop_index=3000)
-    assert window.first_sample_number == 252635 and window.n_samples == 2000
+    assert window.first_sample_number == 252635 and window.n_samples == 2000  # not rebased
     np.testing.assert_array_equal(window.read_uv(0, 2000), src.read_uv(1000, 3000))
 
 

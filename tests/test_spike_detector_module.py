@@ -202,3 +202,21 @@ def test_finds_the_gui_spike_detectors_spikes_on_real_data():
     assert r["gui_spikes"] > 800
     assert r["fraction_of_gui_found"] >= 0.98
     assert r["ours_not_in_gui"] <= 0.05 * r["ours"]
+
+
+def test_replay_rebases_the_recording_to_a_new_acquisition():
+    """Replay = a new acquisition from the recording's first sample: TTLs shifted to match."""
+    from oe_plugin.host.replay import replay
+
+    rec = open_recording(DATA, node=101)
+    raw_ttl = rec.ttl_events()
+    source = RecordingSource(DATA, node=101, rebase=True)
+    assert source.first_sample_number == 0
+    assert source.recording_first_sample_number == rec.first_sample_number
+    shifted = source.ttl_events()
+    inside = raw_ttl["sample_number"] >= rec.first_sample_number
+    np.testing.assert_array_equal(
+        shifted["sample_number"], raw_ttl["sample_number"][inside] - rec.first_sample_number
+    )
+    report = replay(DATA, MODULE, config_path=GUI_CONFIG, node=101, block_size=1000)
+    assert report.first_sample_number == 0 and report.ttl_delivered == len(shifted)

@@ -25,10 +25,16 @@ def replay(recording_path, module_path, config_path=None, block_size=None, rando
     outputs — ``start_recording(recording_dir)`` is called at the start and
     ``stop_recording()`` at the end. ``node``/``recording``/``stream``: see
     :func:`offline.recording.open_recording`.
+
+    The replay is a new acquisition that starts at the recording's first sample (sample number
+    0, as when the GUI's File Reader plays a file): module outputs and emitted TTLs are numbered
+    from there, i.e. in 0-based stream indices, and the recording's TTLs are shifted to match
+    (``RecordingSource(rebase=True)``).
     """
     if random_blocks and block_size is not None:
         raise ValueError("give either block_size or random_blocks, not both")
-    source = RecordingSource(recording_path, node=node, recording=recording, stream=stream)
+    source = RecordingSource(recording_path, node=node, recording=recording, stream=stream,
+                             rebase=True)
     blocks = RandomBlocks(seed=seed) if random_blocks else block_size
     if native:
         from .native import NativeJob, run_native

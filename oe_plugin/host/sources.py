@@ -153,10 +153,20 @@ class SyntheticSource:
 class RecordingSource:
     """A stream of an Open Ephys recording (:func:`offline.recording.open_recording`), in µV,
     with its TTL events at their sample numbers; optionally a window ``[start_index,
-    stop_index)`` of it (events outside the window are left out)."""
+    stop_index)`` of it (events outside the window are left out).
+
+    ``rebase``: play the window as a *new acquisition* whose first sample is sample number 0,
+    as the GUI's File Reader does when it plays a file (the GUI restarts sample numbers at every
+    acquisition start, and modules count samples from ``start_acquisition``): TTL sample numbers
+    are shifted by the same amount, so a module's own sample count and the TTL numbers agree.
+    ``recording_first_sample_number`` maps back: recording sample number = rebased number +
+    ``recording_first_sample_number``. Without ``rebase`` the recording's own numbers are kept
+    (its acquisition started earlier, so a module's count would not match them).
+    """
 
     def __init__(self, path, node=None, recording=None, stream=None, *, start_index: int = 0,
-                 stop_index: int | None = None, allow_truncated: bool = False):
+                 stop_index: int | None = None, allow_truncated: bool = False,
+                 rebase: bool = False):
         from offline.recording import open_recording
 
         self.path, self.node, self.recording_index, self.stream = path, node, recording, stream
@@ -171,7 +181,9 @@ class RecordingSource:
         self.sample_rate_hz = self.recording.sample_rate_hz
         self.n_channels = self.recording.n_channels
         self.n_samples = stop - self.start_index
-        self.first_sample_number = self.recording.first_sample_number + self.start_index
+        self.recording_first_sample_number = self.recording.first_sample_number + self.start_index
+        self.rebase = bool(rebase)
+        self.first_sample_number = 0 if self.rebase else self.recording_first_sample_number
 
     def read_uv(self, start_index: int, stop_index: int) -> np.ndarray:
         return self.recording.read_uv(self.start_index + int(start_index),
@@ -180,8 +192,12 @@ class RecordingSource:
     def ttl_events(self) -> np.ndarray:
         ev = self.recording.ttl_events()
         sn = ev["sample_number"]
-        keep = (sn >= self.first_sample_number) & (sn < self.first_sample_number + self.n_samples)
-        return ev[keep]
+        first = self.recording_first_sample_number
+        ev = ev[(sn >= first) & (sn < first + self.n_samples)]
+        if self.rebase:
+            ev = ev.copy()
+            ev["sample_number"] -= first
+        return ev
 
     def spike_events(self) -> list[SpikeEvent]:
         return []
@@ -190,7 +206,7 @@ class RecordingSource:
         return {"kind": "recording", "path": str(self.path), "node": self.node,
                 "recording": self.recording_index, "stream": self.stream,
                 "start_index": self.start_index, "stop_index": self.stop_index,
-                "allow_truncated": bool(self.allow_truncated)}
+                "allow_truncated": bool(self.allow_truncated), "rebase": self.rebase}
 
     def __repr__(self) -> str:
         return f"<RecordingSource {self.recording!r} window [{self.start_index}, " \
