@@ -84,9 +84,13 @@ class SpikeDetectorModule(OnlineModule):
             "probe": self.probe.name,
             "decision_delay_samples": self.detector.decision_delay,
         }
-        self.writer = SpikeFileWriter.open(
-            recording_dir, self.sample_rate_hz, self.num_channels, meta
-        )
+        try:
+            self.writer = SpikeFileWriter.open(
+                recording_dir, self.sample_rate_hz, self.num_channels, meta
+            )
+        except Exception as exc:  # noqa: BLE001 - keep detecting (and the GUI running) without
+            # the file rather than disable the module mid-experiment; the error goes to the log
+            self.report("start_recording (spike file not written)", exc)
 
     def stop_recording(self):
         writer, self.writer = self.writer, None
