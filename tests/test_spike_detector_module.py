@@ -223,11 +223,10 @@ def test_replay_rebases_the_recording_to_a_new_acquisition():
 
 
 def test_unwritable_recording_dir_is_reported_and_detection_goes_on(tmp_path, capsys):
-    blocker = tmp_path / "not_a_dir"
-    blocker.write_text("a file where the recording folder should be")
+    (tmp_path / "sweepsort").write_text("a file where the module's output folder should be")
     host = Host(MODULE, 2, 30000.0)
     host.start_acquisition()
-    host.start_recording(str(blocker))
+    host.start_recording(str(tmp_path))
     host.run_block(np.zeros((2, 100), np.float32))
     host.stop_recording()
     assert host.instance.writer is None and host.instance.samples_seen == 100
