@@ -1,0 +1,108 @@
+"""Template-matching kernel (oe_plugin.kernels.match): njit and cfunc ways, arrays and rings."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from oe_plugin.kernels._entry import ArgTable, entry_caller
+from oe_plugin.kernels.match import (
+    make_params,
+    match_entry,
+    match_events,
+    template_norms,
+)
+
+PRE, WIDTH, N_CH = 10, 30, 6
+
+
+def _templates():
+    """Two units: unit 0 on channels 0-2, unit 1 on channels 2-4 (K = 3 rows each)."""
+    w = np.arange(WIDTH) - PRE
+    shape = -np.exp(-0.5 * (w / 2.0) ** 2) + 0.3 * np.exp(-0.5 * ((w - 6) / 3.0) ** 2)
+    t = np.zeros((2, 3, WIDTH), dtype=np.float32)
+    t[0] = np.array([1.0, 0.6, 0.3])[:, None] * shape * 12
+    t[1] = np.array([0.4, 1.0, 0.5])[:, None] * shape[::-1] * 10  # a different waveform
+    chans = np.array([[0, 1, 2], [2, 3, 4]], dtype=np.int32)
+    return t, chans
+
+
+def _scene(seed=0, n=4000, overlap=True):
+    rng = np.random.default_rng(seed)
+    tpl, chans = _templates()
+    x = rng.standard_normal((n, N_CH)).astype(np.float32)  # time-major, unit noise
+    truth = [(200 + 300 * i, i % 2) for i in range(12)]
+    if overlap:
+        truth.append((3800, 0))
+        truth.append((3804, 1))  # overlaps the previous spike
+    for t, u in truth:
+        x[t - PRE : t - PRE + WIDTH, chans[u]] += tpl[u].T
+    return x, tpl, chans, truth
+
+
+def _run(src, ev_t, ev_c, tpl, chans, params, thresholds):
+    norms = np.zeros(len(tpl), dtype=np.float32)
+    template_norms(tpl, norms)
+    cand_ptr = np.array([0, 1, 2, 4, 5, 6, 6], dtype=np.int32)  # channel 2 sees both units
+    cand_idx = np.array([0, 0, 0, 1, 1, 1], dtype=np.int32)
+    n = len(ev_t)
+    outs = [np.zeros(n, np.int32), np.zeros(n, np.int32), np.zeros(n, np.float32),
+            np.zeros(n, np.float32), np.zeros(n, np.int32)]
+    args = [src, ev_t, ev_c, tpl, chans, norms, cand_ptr, cand_idx, thresholds, params, *outs]
+    return args, outs
+
+
+def test_events_go_to_their_template_with_unit_error_and_peeling():
+    x, tpl, chans, truth = _scene()
+    # events as a detector gives them: jittered by a sample, on the peak channel
+    ev_t = np.array([t + (1 if k % 3 == 0 else 0) for k, (t, _) in enumerate(truth)], np.int64)
+    ev_c = np.array([chans[u][np.argmax(np.abs(tpl[u]).max(1))] for _, u in truth], np.int32)
+    thresholds = np.full(2, 3.0, dtype=np.float32)
+    params = make_params(PRE, max_shift=2, row_offset=0, subtract=True)
+    src = x.copy()
+    args, (unit, shift, amp, err, ok) = _run(src, ev_t, ev_c, tpl, chans, params, thresholds)
+    n_ok = match_events(*args)
+    assert n_ok == len(truth)
+    assert list(unit) == [u for _, u in truth]
+    assert np.array_equal(ev_t + shift, [t for t, _ in truth])  # exact spike times recovered
+    assert np.all(np.abs(amp - 1) < 0.1)
+    assert np.all(err < 1.6)  # unit noise: ~1 per sample
+    # peeling: after subtraction only noise remains where the spikes were
+    assert np.abs(src[3780:3840]).max() < 5.5
+
+
+def test_cfunc_equals_njit_and_ring_equals_array():
+    x, tpl, chans, truth = _scene(seed=1)
+    ev_t = np.array([t for t, _ in truth], np.int64)
+    ev_c = np.array([0 if u == 0 else 3 for _, u in truth], np.int32)
+    thr = np.full(2, 3.0, dtype=np.float32)
+    # njit over a plain array whose row 0 is stream index 100
+    base = np.ascontiguousarray(x[100:])
+    a_args, a_out = _run(base.copy(), ev_t, ev_c, tpl, chans, make_params(PRE, 2, row_offset=100),
+                         thr)
+    match_events(*a_args)
+    # cfunc over a ring of 8192 rows (row of stream index t = t & 8191)
+    ring = np.zeros((8192, N_CH), dtype=np.float32)
+    ring[100 : len(x)] = x[100:]
+    r_args, r_out = _run(ring, ev_t, ev_c, tpl, chans, make_params(PRE, 2, mask=8191), thr)
+    n = ArgTable(r_args).call(entry_caller(match_entry))
+    assert n == int(a_out[4].sum()) == len(truth)
+    for a, b in zip(a_out, r_out, strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_threshold_rejects_and_bad_inputs_never_raise():
+    x, tpl, chans, truth = _scene(seed=2, overlap=False)
+    # a noise-only event, a bad channel, a window past the end, one before the start
+    ev_t = np.array([truth[0][0], 2050, truth[1][0], 3995, 2], np.int64)
+    ev_c = np.array([0, 0, 99, 0, 0], np.int32)
+    thr = np.full(2, 3.0, dtype=np.float32)
+    args, (unit, shift, amp, err, ok) = _run(x.copy(), ev_t, ev_c, tpl, chans,
+                                             make_params(PRE, 2), thr)
+    match_events(*args)
+    assert ok[0] == 1 and unit[0] == 0
+    assert ok[1] == 0  # noise: no acceptable fit
+    assert list(unit[2:]) == [-1, -1, -1] and not ok[2:].any()
+    # an impossible threshold accepts nothing but still reports the best unit
+    args, (unit, _, _, err, ok) = _run(x.copy(), ev_t[:1], ev_c[:1], tpl, chans,
+                                       make_params(PRE, 2), np.zeros(2, np.float32))
+    assert match_events(*args) == 0 and unit[0] == 0 and err[0] > 0
