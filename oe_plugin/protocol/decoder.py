@@ -128,7 +128,10 @@ class DecoderBase:
         self.flag_counts = [0] * 32
         self._carry = 0              # error flags waiting for the next frame
         self._last_s = -(1 << 62)    # last event's sample number
-        self._ref_sample = -1        # sample of the last frame that advanced the count
+        self._ref_sample = -1        # sample of the last frame on the refresh grid
+        self._ref_fn = -1            # ... and its frame number
+        self._alt_sample = -1        # the last off-grid frame (a possible new anchor)
+        self._alt_fn = -1
         self._fn = -1                # last emitted frame number
         self._last_counter = -1      # counter bits of the last frame that had them
         self._last_counter_fn = -1   # ... and that frame's number
@@ -179,24 +182,49 @@ class DecoderBase:
     def _frame_number(self, sample: int, counter: int, counter_mod: int, code, flags: int):
         """Frame number for a frame edge at ``sample``; returns ``(frame_number, flags)``.
 
+        Timing: ``n = round((sample - ref) / period)`` refreshes after the reference frame (the
+        last frame that fell on the refresh grid). ``n == 0`` is an ``EXTRA_FRAME``; ``n >= 2`` a
+        ``GAP``; more than ``timing_tolerance`` off the grid is ``TIMING`` and such a frame does
+        not become the reference — unless the next frame falls on the grid relative to it (the
+        refresh phase really moved, e.g. after a pause), which re-anchors the count there.
+
         ``counter`` is the frame-counter value the wire carried (mod ``counter_mod``), or -1.
         ``code`` is the canonical code if known (a START after a non-START resets the count).
         """
         if self._ref_sample < 0:
             n = 1
+            fn = self._fn + 1
             self._ref_sample = sample
+            self._ref_fn = fn
         else:
-            x = (sample - self._ref_sample) / self.period_samples
+            period = self.period_samples
+            x = (sample - self._ref_sample) / period
             n = int(x + 0.5)
             if n == 0:
                 flags |= EXTRA_FRAME
-            else:
-                if abs(x - n) > self._tol:
-                    flags |= TIMING
-                if n >= 2:
-                    flags |= GAP
+                fn = self._ref_fn
+            elif abs(x - n) <= self._tol:
+                fn = self._ref_fn + n
                 self._ref_sample = sample
-        fn = self._fn + n
+                self._ref_fn = fn
+                self._alt_sample = -1
+            else:
+                alt = self._alt_sample
+                xa = (sample - alt) / period if alt >= 0 else 0.0
+                na = int(xa + 0.5)
+                if alt >= 0 and na >= 1 and abs(xa - na) <= self._tol:
+                    n = na                      # re-anchor on the previous off-grid frame
+                    fn = self._alt_fn + na
+                    self._ref_sample = sample
+                    self._ref_fn = fn
+                    self._alt_sample = -1
+                else:
+                    flags |= TIMING
+                    fn = self._ref_fn + n
+                    self._alt_sample = sample
+                    self._alt_fn = fn
+            if n >= 2:
+                flags |= GAP
         restart = code == CODE_START and self._last_code != CODE_START
         if restart:
             fn = 0
@@ -217,7 +245,16 @@ class DecoderBase:
                         fn += d
             self._last_counter = counter
             self._last_counter_fn = fn
+        self._renumber(sample, fn)
         return fn, flags
+
+    def _renumber(self, sample: int, fn: int) -> None:
+        """The frame at ``sample`` is frame ``fn`` after all (a reset or a counter correction):
+        move the timing reference with it."""
+        if self._ref_sample == sample:
+            self._ref_fn = fn
+        if self._alt_sample == sample:
+            self._alt_fn = fn
 
     def _store(self, sample: int, fn: int, code, flags: int) -> None:
         """Apply marker/sweep bookkeeping to one finished frame and append it to the buffer.

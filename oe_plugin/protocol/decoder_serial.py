@@ -134,8 +134,8 @@ class SerialDecoder(DecoderBase):
             else:
                 self._state &= ~bit
             if role == _FRAME:
-                if missed:
-                    self._flag(MISSED_EDGE)
+                if missed:  # reported on the frame after the gap, with its GAP
+                    self._carry |= MISSED_EDGE
                 if self._cand >= 0:  # a second edge within the skew window: a glitch
                     self._flag(GLITCH)
                     self._cand = -1
@@ -307,6 +307,7 @@ class SerialDecoder(DecoderBase):
                         trusted = False
                         self._suspect_fn = fn
                         self._suspect_counter = c
+            self._renumber(e, fn)
             if trusted:
                 flags |= WORD
                 self._suspect_fn = -1
