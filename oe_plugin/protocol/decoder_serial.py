@@ -56,6 +56,7 @@ from oe_plugin.protocol.spec import (
     WORD_MISSING,
     canonical_code,
     crc8,
+    crc_wire,
 )
 
 _IGNORE, _FRAME, _DATA = 0, 1, 2
@@ -262,7 +263,7 @@ class SerialDecoder(DecoderBase):
         if not bits & 1:
             flags |= FRAMING_ERROR
         payload = (bits >> 1) & ((1 << SERIAL_PAYLOAD_BITS) - 1)
-        if not flags and crc8(payload) != (bits >> (1 + SERIAL_PAYLOAD_BITS)) & 0xFF:
+        if not flags and crc8(payload) != crc_wire((bits >> (1 + SERIAL_PAYLOAD_BITS)) & 0xFF):
             flags |= CHECK_ERROR
         if self._p_edge < 0:  # cannot happen (a word starts only while a frame is pending)
             self._carry |= flags | FRAMING_ERROR

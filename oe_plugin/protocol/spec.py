@@ -31,7 +31,9 @@ low and carries, starting ``word_offset_us`` after the flip, a UART-like word of
     bit 0        start (1)
     bits 1..16   code (16 bits)
     bits 17..20  frame number mod 16
-    bits 21..28  CRC-8 (x^8 + x^2 + x + 1, init 0xA5, fed LSB first) over bits 1..20
+    bits 21..28  CRC-8 (x^8 + x^2 + x + 1, init 0xA5) over bits 1..20 fed in wire order,
+                 sent MSB first (so the word is a codeword in wire order: every error burst
+                 of up to 8 bits is detected)
     after bit 28 the line is low (the decoder checks it: a "stop" condition)
 
 A word is sent on every marker refresh, on every refresh whose code differs from the previous
@@ -312,7 +314,16 @@ def parity_odd_bit(value: int) -> int:
 def serial_word_bits(code16: int, counter: int) -> int:
     """The 29 serial bits (bit i = i-th bit on the wire) for a 16-bit code and frame number."""
     payload = (code16 & 0xFFFF) | ((counter % (1 << SERIAL_COUNTER_BITS)) << SERIAL_CODE_BITS)
-    return 1 | (payload << 1) | (crc8(payload) << (1 + SERIAL_PAYLOAD_BITS))
+    return 1 | (payload << 1) | (crc_wire(crc8(payload)) << (1 + SERIAL_PAYLOAD_BITS))
+
+
+def crc_wire(crc: int) -> int:
+    """The CRC's 8 bits in wire order (MSB first): bit i of the result is sent i-th. Its own
+    inverse."""
+    return _REVERSE8[crc & 0xFF]
+
+
+_REVERSE8 = [int(f"{i:08b}"[::-1], 2) for i in range(256)]
 
 
 def samples_per_us(sample_rate_hz: float) -> float:
