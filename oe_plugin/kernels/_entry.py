@@ -82,6 +82,7 @@ arg_i64_1d = _make_view(np.int64, 1)
 arg_i64_2d = _make_view(np.int64, 2)
 arg_i32_1d = _make_view(np.int32, 1)
 arg_i32_2d = _make_view(np.int32, 2)
+arg_i32_2d = _make_view(np.int32, 2)
 arg_u8_2d = _make_view(np.uint8, 2)
 
 

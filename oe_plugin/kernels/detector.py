@@ -18,7 +18,7 @@ import numpy as np
 from oe_plugin.kernels import detect as K
 from oe_plugin.kernels._entry import ArgTable, entry_caller
 from oe_plugin.kernels.bandpass import design_bandpass, make_filter_state
-from oe_plugin.kernels.noise import make_noise_state
+from oe_plugin.kernels.noise import make_noise_state, reset_noise_state
 from oe_plugin.settings import DetectSettings, FilterSettings
 
 POLARITY_CODES = {"negative": -1.0, "positive": 1.0, "both": 0.0}
@@ -113,9 +113,15 @@ class SpikeDetector:
         self.zi = make_filter_state(self.sos, c)
         self.ring = np.zeros((ring_len, c), dtype=np.float32)
         self.tmp = np.zeros(c, dtype=np.float64)
-        (self.noise_ring, self.noise_hist, self.noise_sched, self.noise_uv, self.noise_scratch) = (
-            make_noise_state(c, self.noise_init_len, self.noise_chunk_len, ds.noise_history)
-        )
+        (
+            self.noise_ring,
+            self.noise_counts,
+            self.noise_bin_uv,
+            self.noise_hist,
+            self.noise_sched,
+            self.noise_uv,
+            self.noise_scratch,
+        ) = make_noise_state(c, self.noise_init_len, ds.noise_history)
         self.thr_uv = np.zeros(c, dtype=np.float32)
         per_channel = (K.SUBSTEP + self.decision_delay + self.lockout_samples) // 2 + 4
         self.cand_t = np.zeros((c, per_channel), dtype=np.int64)
@@ -144,6 +150,8 @@ class SpikeDetector:
             self.ring,
             self.tmp,
             self.noise_ring,
+            self.noise_counts,
+            self.noise_bin_uv,
             self.noise_hist,
             self.noise_sched,
             self.noise_uv,
@@ -163,9 +171,16 @@ class SpikeDetector:
 
     def reset(self) -> None:
         """Back to the state before the first sample (a new acquisition)."""
-        for a in (self.zi, self.ring, self.noise_ring, self.noise_hist, self.noise_uv, self.cand_n):
+        for a in (self.zi, self.ring, self.cand_n):
             a[...] = 0
-        self.noise_sched[1] = 0
+        reset_noise_state(
+            self.noise_ring,
+            self.noise_counts,
+            self.noise_bin_uv,
+            self.noise_hist,
+            self.noise_sched,
+            self.noise_uv,
+        )
         self.counters[...] = 0
         self.counters[K.C_HORIZON] = -1
         fixed = self.detect_settings.threshold_uv

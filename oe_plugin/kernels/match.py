@@ -146,8 +146,15 @@ def match_one(src, t, c, templates, tpl_chan, tpl_norm2, cand_ptr, cand_idx, par
             continue
         for s in range(-max_shift, max_shift + 1):
             gain, a, resid, n_rows = _fit(
-                src, mask, first + max_shift + s, templates, tpl_chan, u, tpl_norm2[u],
-                amp_min, amp_max,
+                src,
+                mask,
+                first + max_shift + s,
+                templates,
+                tpl_chan,
+                u,
+                tpl_norm2[u],
+                amp_min,
+                amp_max,
             )
             if gain > best_gain:
                 best_gain = gain
@@ -178,8 +185,21 @@ def subtract_fit(src, t, u, amplitude, templates, tpl_chan, params):
 
 @numba.njit(cache=True, error_model="numpy")
 def match_events(
-    src, ev_t, ev_c, templates, tpl_chan, tpl_norm2, cand_ptr, cand_idx, thresholds, params,
-    out_unit, out_shift, out_amp, out_err, out_ok,
+    src,
+    ev_t,
+    ev_c,
+    templates,
+    tpl_chan,
+    tpl_norm2,
+    cand_ptr,
+    cand_idx,
+    thresholds,
+    params,
+    out_unit,
+    out_shift,
+    out_amp,
+    out_err,
+    out_ok,
 ):
     """Match events in the given order (sort them by time for peeling); returns # accepted.
 
@@ -191,8 +211,15 @@ def match_events(
     spike is at ``ev_t + shift``), out_amp float32 scale of the fit, out_err float32 error,
     out_ok int32 1 when accepted (and subtracted if P_SUBTRACT).
     """
-    n_events = min(ev_t.shape[0], ev_c.shape[0], out_unit.shape[0], out_shift.shape[0],
-                   out_amp.shape[0], out_err.shape[0], out_ok.shape[0])
+    n_events = min(
+        ev_t.shape[0],
+        ev_c.shape[0],
+        out_unit.shape[0],
+        out_shift.shape[0],
+        out_amp.shape[0],
+        out_err.shape[0],
+        out_ok.shape[0],
+    )
     subtract = params[P_SUBTRACT] != 0.0
     n_ok = 0
     for e in range(n_events):

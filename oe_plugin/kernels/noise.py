@@ -3,17 +3,22 @@
 Quian Quiroga et al. (2004)'s robust estimate, kept up to date the way the seed's spyke did
 ("median noise level of a narrow sliding window"), at a cost that fits the online budget:
 
-- every ``decimate``-th filtered sample's |x| goes into a ring shared by all channels
-  (shape (ring_len, n_channels), rows = pushes);
-- when the first ``init_len`` pushes are in, each channel's noise is the MAD of all of them;
-- after that, channel ``c`` re-estimates the MAD of its last ``chunk_len`` pushes once every
-  ``chunk_len`` pushes, staggered across channels (offset ``c * chunk_len // n_channels``) so no
-  block pays for all channels at once; the noise is the median of the last ``history`` chunk
-  estimates (robust to a burst of spikes or an artefact in one chunk).
+- every ``decimate``-th filtered sample's |x| of every channel is a *push*;
+- **initial window**: the first ``init_len`` pushes are kept (ring (init_len, n_channels)) and
+  each channel's noise is their exact median / 0.6745 (a quickselect, once);
+- **updates**: each later push only increments one bin of the channel's histogram of |x|
+  (``N_BINS`` bins of width median/``BINS_PER_MEDIAN``, i.e. up to 8x the current median, the last
+  bin open-ended) — no sorting, no strided copies. Every ``chunk_len`` pushes (staggered across
+  channels, offset ``c * chunk_len // n_channels``, so no block pays for all channels) the
+  channel's chunk median is read off its histogram (linear interpolation inside the bin: error
+  << 1 %), the histogram is cleared and re-scaled, and the noise becomes the median of the last
+  ``history`` chunk estimates (robust to a burst of spikes or an artefact in one chunk).
+  A jump in the noise level is followed at up to 8x per chunk.
 
 Everything is indexed by the absolute sample number, so any block partition gives the same
 noise at every sample. A channel whose noise is 0 (flat or disconnected) gets an infinite
-threshold rather than one that fires on every sample.
+threshold rather than one that fires on every sample; if it comes alive its histogram scale
+grows from ``MIN_BIN_UV``.
 """
 
 from __future__ import annotations
@@ -22,6 +27,10 @@ import numba
 import numpy as np
 
 MAD_TO_SIGMA = 1.0 / 0.6745
+N_BINS = 128
+BINS_PER_MEDIAN = 16.0
+MIN_BIN_UV = 1e-3
+"""Smallest histogram bin (µV), so a dead channel that comes alive is measured again."""
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -54,60 +63,106 @@ def select_kth(buf, n, k):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def column_median(table, c, first_row, n_rows, scratch):
-    """Lower median of ``table[(first_row + r) % len(table), c]`` for r < n_rows."""
-    n_table = table.shape[0]
+def column_median(table, c, n_rows, scratch):
+    """Lower median of ``table[:n_rows, c]``."""
     for r in range(n_rows):
-        scratch[r] = table[(first_row + r) % n_table, c]
+        scratch[r] = table[r, c]
     return select_kth(scratch, n_rows, (n_rows - 1) // 2)
 
 
-def make_noise_state(n_channels: int, init_len: int, chunk_len: int, history: int):
+@numba.njit(cache=True, error_model="numpy")
+def histogram_median(counts, c, bin_uv):
+    """Median of the values binned in ``counts[c]`` (bins of ``bin_uv``), interpolated linearly
+    inside its bin; returns (median, n)."""
+    n = 0
+    for b in range(counts.shape[1]):
+        n += counts[c, b]
+    if n == 0:
+        return 0.0, 0
+    target = 0.5 * n
+    cum = 0
+    for b in range(counts.shape[1]):
+        k = counts[c, b]
+        if cum + k >= target:
+            return (b + (target - cum) / k) * bin_uv, n
+        cum += k
+    return counts.shape[1] * bin_uv, n
+
+
+def make_noise_state(n_channels: int, init_len: int, history: int):
     """Allocate the noise state.
 
-    Returns ``(ring, hist, sched, noise_uv, scratch)``:
-    ring (max(init_len, chunk_len), n_channels) float32 |x| pushes; hist (history, n_channels)
-    float32 chunk estimates; sched (2, n_channels) int64 = [stagger offset, history position];
-    noise_uv (n_channels,) float32, 0 until the initial window is complete; scratch float32.
+    Returns ``(ring, counts, bin_uv, hist, sched, noise_uv, scratch)``: ring (init_len,
+    n_channels) float32 initial |x| pushes; counts (n_channels, N_BINS) int32 histograms;
+    bin_uv (n_channels,) float32 bin widths; hist (history, n_channels) float32 chunk
+    estimates; sched (2, n_channels) int64 = [unused, history position]; noise_uv
+    (n_channels,) float32, 0 until the initial window is complete; scratch float32.
     """
-    ring_len = max(init_len, chunk_len)
-    ring = np.zeros((ring_len, n_channels), dtype=np.float32)
+    ring = np.zeros((init_len, n_channels), dtype=np.float32)
+    counts = np.zeros((n_channels, N_BINS), dtype=np.int32)
+    bin_uv = np.zeros(n_channels, dtype=np.float32)
     hist = np.zeros((history, n_channels), dtype=np.float32)
     sched = np.zeros((2, n_channels), dtype=np.int64)
-    sched[0] = (np.arange(n_channels, dtype=np.int64) * chunk_len) // max(n_channels, 1)
     noise_uv = np.zeros(n_channels, dtype=np.float32)
-    scratch = np.zeros(max(ring_len, history), dtype=np.float32)
-    return ring, hist, sched, noise_uv, scratch
+    scratch = np.zeros(max(init_len, history), dtype=np.float32)
+    return ring, counts, bin_uv, hist, sched, noise_uv, scratch
+
+
+def reset_noise_state(ring, counts, bin_uv, hist, sched, noise_uv) -> None:
+    """Back to 'no sample seen' (a new acquisition)."""
+    for a in (ring, counts, bin_uv, hist, sched, noise_uv):
+        a[...] = 0
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _scale_bins(bin_uv, c, noise):
+    w = noise / MAD_TO_SIGMA / BINS_PER_MEDIAN
+    bin_uv[c] = w if w > MIN_BIN_UV else MIN_BIN_UV
 
 
 @numba.njit(cache=True, error_model="numpy")
 def noise_push(
-    sample_number, row, decimate, init_len, chunk_len, ring, hist, sched, noise_uv, scratch
+    sample_number,
+    row,
+    decimate,
+    init_len,
+    chunk_len,
+    ring,
+    counts,
+    bin_uv,
+    hist,
+    sched,
+    noise_uv,
+    scratch,
 ):
-    """Feed one filtered sample of every channel (``row`` (n_channels,) float64, µV).
+    """Feed one filtered sample of every channel (``row`` (n_channels,), µV).
 
     Returns True when some channel's ``noise_uv`` changed (its threshold must be recomputed).
     """
     if sample_number % decimate != 0:
         return False
     n_channels = row.shape[0]
-    ring_len = ring.shape[0]
     push = sample_number // decimate
-    w = push % ring_len
-    for c in range(n_channels):
-        ring[w, c] = abs(row[c])
-    if push < init_len - 1:
-        return False
     history = hist.shape[0]
-    if push == init_len - 1:
-        first = (push - init_len + 1) % ring_len
+    if push < init_len:
         for c in range(n_channels):
-            est = column_median(ring, c, first, init_len, scratch) * MAD_TO_SIGMA
+            ring[push, c] = abs(row[c])
+        if push < init_len - 1:
+            return False
+        for c in range(n_channels):
+            est = column_median(ring, c, init_len, scratch) * MAD_TO_SIGMA
             for h in range(history):
                 hist[h, c] = est
             noise_uv[c] = est
+            _scale_bins(bin_uv, c, est)
         return True
-    # channel c re-estimates when (since + c * chunk_len // n_channels) % chunk_len == 0: the
+    top = counts.shape[1] - 1
+    for c in range(n_channels):
+        b = np.int64(abs(row[c]) / bin_uv[c])
+        if b > top:
+            b = top
+        counts[c, b] += 1
+    # channel c closes a chunk when (since + c * chunk_len // n_channels) % chunk_len == 0: the
     # channels due at this push form one contiguous range, found without a loop over channels
     since = push - (init_len - 1)
     due = (chunk_len - since % chunk_len) % chunk_len
@@ -115,11 +170,15 @@ def noise_push(
     c_stop = min(((due + 1) * n_channels + chunk_len - 1) // chunk_len, n_channels)
     if c_first >= c_stop:
         return False
-    first = (push - chunk_len + 1) % ring_len
     for c in range(c_first, c_stop):
-        est = column_median(ring, c, first, chunk_len, scratch) * MAD_TO_SIGMA
+        median, n = histogram_median(counts, c, bin_uv[c])
+        for b in range(counts.shape[1]):
+            counts[c, b] = 0
+        if 2 * n < chunk_len:  # the short first chunk after the initial window: skip it
+            continue
         pos = sched[1, c]
-        hist[pos, c] = est
+        hist[pos, c] = median * MAD_TO_SIGMA
         sched[1, c] = (pos + 1) % history
-        noise_uv[c] = column_median(hist, c, 0, history, scratch)
+        noise_uv[c] = column_median(hist, c, history, scratch)
+        _scale_bins(bin_uv, c, noise_uv[c])
     return True
