@@ -96,15 +96,21 @@ class SweepDecoderModule(OnlineModule):
 
     # -- acquisition / recording (GUI message or HTTP thread) ---------------------------------
     def start_acquisition(self):
-        self.decoder.reset()
         self.samples_seen = 0
         self._onset_high = False
         self.acquiring = True
+        try:
+            self.decoder.reset()
+        except Exception as exc:  # noqa: BLE001 - a broken decoder must not stop acquisition
+            self.report("start_acquisition", exc)
 
     def stop_acquisition(self):
         self.acquiring = False
-        self.decoder.flush()
-        self._drain()
+        try:
+            self.decoder.flush()
+            self._drain()
+        except Exception as exc:  # noqa: BLE001 - keep what the file already has
+            self.report("stop_acquisition", exc)
         if self.writer is not None:
             self.writer.flush()
         self._summary("acquisition stopped")
@@ -127,13 +133,17 @@ class SweepDecoderModule(OnlineModule):
         writer, self.writer = self.writer, None
         if writer is None:
             return
-        # the recording's last frame: finish it now, as an offline decode of the recording would
-        self.decoder.flush()
-        if self.decoder.n_ready:
-            writer.append(self.decoder.frames, self.decoder.n_ready)
-            self._onsets(self.decoder.n_ready)
-            self.decoder.clear()
-        writer.close(self.decoder.stats())
+        stats = None
+        try:
+            # the recording's last frame: finish it now, as an offline decode would
+            self.decoder.flush()
+            if self.decoder.n_ready:
+                writer.append(self.decoder.frames, self.decoder.n_ready)
+                self.decoder.clear()
+            stats = self.decoder.stats()
+        except Exception as exc:  # noqa: BLE001 - close the file whatever happens
+            self.report("stop_recording", exc)
+        writer.close(stats)
         if writer.n_dropped or writer.n_errors:
             self.report("sweep file", f"{writer.n_dropped} records dropped: {writer.last_error}")
 
