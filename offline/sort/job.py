@@ -1,0 +1,50 @@
+"""Everything a chunk task needs, in one picklable object (sent to pool or Dask workers)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from offline.sort.settings import AllSettings
+from offline.sort.source import RecordingSource
+
+
+@dataclass
+class SortJob:
+    """The fixed inputs of every chunk task.
+
+    noise_uv : (C,) float32 per-channel noise (µV) the traces are divided by.
+    lock_nb : CSR (indptr (C+1,), indices) int32, lockout neighbours (detection).
+    snip_nb : CSR, snippet/template rows of an event peaking on each channel.
+    """
+
+    source: RecordingSource
+    settings: AllSettings
+    noise_uv: np.ndarray
+    lock_nb: tuple[np.ndarray, np.ndarray]
+    snip_nb: tuple[np.ndarray, np.ndarray]
+
+    def preprocessor(self):
+        from offline.sort.preprocess import Preprocessor
+
+        return Preprocessor(self.source.open(), self.settings.preprocess, self.noise_uv)
+
+    def fingerprint(self, *extra) -> str:
+        """A hash of the inputs, to tell whether a saved chunk result can be reused."""
+        h = hashlib.sha256()
+        h.update(json.dumps(asdict(self.settings), sort_keys=True, default=str).encode())
+        h.update(json.dumps(self.source.identity(), sort_keys=True, default=str).encode())
+        for a in (self.noise_uv, *self.lock_nb, *self.snip_nb, *extra):
+            h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()[:16]
+
+
+def window_samples(job: SortJob, sample_rate_hz: float) -> tuple[int, int]:
+    """Template window (pre, post) in sorting-rate samples."""
+    s = job.settings.sort
+    pre = max(1, int(round(s.pre_ms * 1e-3 * sample_rate_hz)))
+    post = max(1, int(round(s.post_ms * 1e-3 * sample_rate_hz)))
+    return pre, post

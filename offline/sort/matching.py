@@ -1,0 +1,86 @@
+"""Chunk task 2: match every event of a chunk to the templates, peel, re-detect, repeat.
+
+Per chunk (plus context on both sides, so spikes near the edges see their neighbours):
+
+1. the chunk's traces (noise units), transposed to the time-major layout of the matching
+   kernel (:mod:`oe_plugin.kernels.match`);
+2. the detected events, in time order, each matched to its best template (explained energy,
+   ±``max_shift_samples``); accepted fits (error <= the template's threshold) are subtracted;
+3. ``peel_passes`` times: detect again in the residual with the same detector and thresholds
+   (spikes hidden by an overlapping, larger one now cross on their own), skip what was already
+   tried at the same place, match and subtract the new events.
+
+Only spikes whose matched time lies inside the chunk are returned. In calibration mode nothing
+is subtracted and every event's best unit and error are returned (for the thresholds).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from oe_plugin.kernels.match import make_params, match_events, template_norms
+from offline.sort.detection import detect_traces, detection_context, make_detector
+from offline.sort.job import SortJob, window_samples
+from offline.sort.templates import TemplateSet
+
+
+def match_chunk(job: SortJob, index: int, templates: TemplateSet, thresholds: np.ndarray,
+                ev_t: np.ndarray, ev_c: np.ndarray, calibrate: bool = False) -> dict:
+    """Spikes of chunk ``index``.
+
+    ev_t, ev_c : the detected events (sorting-rate sample index, peak channel) that fall in the
+        chunk's extended range (the driver slices them; extra ones are ignored).
+    Returns arrays ``t`` int64, ``unit`` int32 (-1: no template fits), ``accepted`` bool,
+    ``amplitude`` float32 (fit scale), ``error`` float32, ``channel`` int32, ``pass_`` int8
+    (0 = first detection, k = k-th re-detection).
+    """
+    s = job.settings.sort
+    prep = job.preprocessor()
+    g = prep.geometry
+    start, stop = g.bounds(index)
+    pre, post = window_samples(job, g.sample_rate_hz)
+    detector = make_detector(job, prep.n_channels, g.sample_rate_hz, 1024)
+    ctx = detection_context(detector) + pre + post + 2 * s.max_shift_samples
+    lo, hi = max(0, start - ctx), min(g.n_samples, stop + ctx)
+    src = np.ascontiguousarray(prep.traces(lo, hi).T)  # (n, C) time-major
+    norms = np.zeros(templates.n_units, np.float32)
+    template_norms(templates.waveforms, norms)
+    cand_ptr, cand_idx = templates.candidates(prep.n_channels)
+    thr = (np.full(templates.n_units, np.inf, np.float32) if calibrate
+           else np.asarray(thresholds, np.float32))
+    params = make_params(pre, s.max_shift_samples, s.amplitude_min, s.amplitude_max,
+                         mask=-1, row_offset=lo, subtract=not calibrate)
+    sel = (ev_t >= lo) & (ev_t < hi)
+    t = np.asarray(ev_t[sel], np.int64)
+    c = np.asarray(ev_c[sel], np.int32)
+    order = np.lexsort((c, t))
+    t, c = t[order], c[order]
+    parts = []
+    tried = set()
+    passes = 0 if calibrate else s.peel_passes
+    for p in range(passes + 1):
+        if p > 0:
+            ev = detect_traces(detector, np.ascontiguousarray(src.T))
+            t = ev["sample_index"] + lo
+            c = ev["channel_index"].astype(np.int32)
+            new = np.array([(int(a), int(b)) not in tried for a, b in zip(t, c, strict=True)],
+                           bool)
+            t, c = t[new], c[new]
+            if len(t) == 0:
+                break
+        tried.update(zip(t.tolist(), c.tolist(), strict=True))
+        n = len(t)
+        unit = np.zeros(n, np.int32)
+        shift = np.zeros(n, np.int32)
+        amp = np.zeros(n, np.float32)
+        err = np.zeros(n, np.float32)
+        ok = np.zeros(n, np.int32)
+        match_events(src, t, c, templates.waveforms, templates.channels, norms, cand_ptr,
+                     cand_idx, thr, params, unit, shift, amp, err, ok)
+        parts.append((t + shift, unit, ok.astype(bool), amp, err, c, np.full(n, p, np.int8)))
+    cols = [np.concatenate(x) for x in zip(*parts, strict=True)] if parts else [
+        np.zeros(0, d) for d in (np.int64, np.int32, bool, np.float32, np.float32, np.int32,
+                                 np.int8)]
+    keep = (cols[0] >= start) & (cols[0] < stop)
+    names = ("t", "unit", "accepted", "amplitude", "error", "channel", "pass_")
+    return {k: v[keep] for k, v in zip(names, cols, strict=True)}

@@ -1,0 +1,261 @@
+"""The offline sort, end to end: noise -> detect (chunks) -> cluster -> templates ->
+thresholds -> match + peel (chunks) -> sort file, metrics, Phy folder.
+
+Chunk stages run through an :class:`~offline.sort.executor.Executor` (this process, a local
+pool or Dask) and save each chunk's result under ``OUT/work/`` as it arrives, keyed by a hash
+of everything the result depends on: re-running the same command after an interruption redoes
+only the missing chunks (and nothing when all are there). ``OUT/work`` can be deleted after a
+sort; ``sort.json`` is written last.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from oe_plugin.probe import Probe, load_probe, neighbour_lists
+from offline.sort.cluster import cluster_snippets
+from offline.sort.detection import detect_chunk
+from offline.sort.executor import Executor
+from offline.sort.job import SortJob, window_samples
+from offline.sort.matching import match_chunk
+from offline.sort.metrics import unit_metrics
+from offline.sort.phy import dat_description, export_phy
+from offline.sort.preprocess import Preprocessor
+from offline.sort.settings import AllSettings, settings_from_table
+from offline.sort.sortfile import SortResult, atomic_write, npz_bytes, save_sort
+from offline.sort.source import RecordingSource
+from offline.sort.templates import TemplateSet, build_templates
+from offline.sort.thresholds import trough_threshold
+
+
+class _Work:
+    """Per-chunk results on disk, valid only for the key they were computed with."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def path(self, stage, i):
+        return self.folder / f"{stage}_{i:05d}.npz"
+
+    def load(self, stage, i, key):
+        p = self.path(stage, i)
+        if not p.is_file():
+            return None
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                if str(z["_key"]) != key:
+                    return None
+                return {k: z[k] for k in z.files if k != "_key"}
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def save(self, stage, i, key, result: dict):
+        atomic_write(self.path(stage, i), npz_bytes({**result, "_key": np.array(key)}))
+
+
+def _run_chunks(executor, work, stage, key, fn, arg_lists, indices, progress, desc):
+    results = {}
+    todo = []
+    for i, args in zip(indices, arg_lists, strict=True):
+        r = work.load(stage, i, key)
+        if r is None:
+            todo.append((i, args))
+        else:
+            results[i] = r
+
+    def on_result(k, r):
+        i = todo[k][0]
+        work.save(stage, i, key, r)
+        results[i] = r
+
+    executor.run(fn, [a for _, a in todo], on_result, desc=desc, progress=progress)
+    return [results[i] for i in indices]
+
+
+def sort_recording(source: RecordingSource, out_dir, settings: AllSettings | None = None,
+                   probe: Probe | None = None, executor: Executor | None = None,
+                   progress: bool = False, log=None) -> SortResult:
+    """Sort one stream and write ``out_dir/sort.{npz,json}`` and ``out_dir/phy/``."""
+    settings = settings or settings_from_table({})
+    executor = executor or Executor()
+    log = log or (lambda msg: None)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    timings = {}
+    t0 = time.perf_counter()
+    rec = source.open()
+    c_n = int(rec.n_channels)
+    probe = probe or load_probe(settings.detect.probe, c_n)
+    lock_nb = neighbour_lists(probe, settings.detect.lockout_radius_um)
+    snip_nb = neighbour_lists(probe, settings.sort.template_radius_um)
+    work = _Work(out / "work")
+
+    # -- noise (fixed, from chunks spread over the recording) --------------------------------
+    prep = Preprocessor(rec, settings.preprocess)
+    g = prep.geometry
+    noise_key = json.dumps([asdict(settings.preprocess), source.identity()], default=str)
+    cached = work.load("noise", 0, noise_key)
+    if cached is None:
+        noise = prep.estimate_noise()
+        work.save("noise", 0, noise_key, {"noise_uv": noise})
+    else:
+        noise = cached["noise_uv"]
+    job = SortJob(source, settings, noise, lock_nb, snip_nb)
+    timings["noise_s"] = time.perf_counter() - t0
+    finite = noise[np.isfinite(noise)]
+    log(f"{c_n} channels, {g.n_samples_in / g.sample_rate_in_hz:.1f} s, {g.n_chunks} chunks; "
+        f"noise median {np.median(finite) if len(finite) else 0:.1f} µV")
+
+    # -- detection ----------------------------------------------------------------------------
+    t1 = time.perf_counter()
+    chunks = list(range(g.n_chunks))
+    key = job.fingerprint()
+    det = _run_chunks(executor, work, "detect", key, detect_chunk, [(job, i) for i in chunks],
+                      chunks, progress, "detect")
+    ev_t = np.concatenate([d["t"] for d in det])
+    ev_c = np.concatenate([d["c"] for d in det])
+    timings["detect_s"] = time.perf_counter() - t1
+    log(f"{len(ev_t)} events detected")
+
+    # -- clustering and templates -------------------------------------------------------------
+    t2 = time.perf_counter()
+    pre, post = window_samples(job, g.sample_rate_hz)
+    snippets = np.concatenate([d["snippets"] for d in det])
+    snippet_c = np.concatenate([d["snippet_c"] for d in det])
+    rng = np.random.default_rng(settings.sort.seed)
+    clusters = cluster_snippets(snippets, snippet_c, snip_nb, settings.sort, rng)
+    templates = build_templates(clusters, snippets, snip_nb, c_n, pre,
+                                settings.sort.merge_distance, settings.sort.max_shift_samples)
+    del snippets
+    timings["cluster_s"] = time.perf_counter() - t2
+    log(f"{len(clusters)} clusters -> {templates.n_units} templates")
+
+    # -- thresholds from the errors of calibration chunks --------------------------------------
+    t3 = time.perf_counter()
+    span = g.margin * 2 + g.chunk // 4
+
+    def events_for(i):
+        a, b = g.bounds(i)
+        lo, hi = np.searchsorted(ev_t, [a - span, b + span])
+        return ev_t[lo:hi], ev_c[lo:hi]
+
+    tkey = job.fingerprint(templates.waveforms, templates.channels)
+    n_cal = min(settings.sort.calibration_chunks, g.n_chunks)
+    cal_idx = sorted(set(np.linspace(0, g.n_chunks - 1, n_cal).round().astype(int).tolist()))
+    dummy = np.zeros(templates.n_units, np.float32)
+    cal = _run_chunks(executor, work, "calibrate", tkey, match_chunk,
+                      [(job, i, templates, dummy, *events_for(i), True) for i in cal_idx],
+                      cal_idx, progress, "calibrate")
+    cal_unit = np.concatenate([r["unit"] for r in cal]) if cal else np.zeros(0, np.int32)
+    cal_err = np.concatenate([r["error"] for r in cal]) if cal else np.zeros(0, np.float32)
+    thresholds = np.array([trough_threshold(cal_err[cal_unit == u], settings.sort.max_error)
+                           for u in range(templates.n_units)], np.float32)
+    timings["calibrate_s"] = time.perf_counter() - t3
+
+    # -- matching -----------------------------------------------------------------------------
+    t4 = time.perf_counter()
+    mkey = job.fingerprint(templates.waveforms, templates.channels, thresholds)
+    matched = _run_chunks(executor, work, "match", mkey, match_chunk,
+                          [(job, i, templates, thresholds, *events_for(i)) for i in chunks],
+                          chunks, progress, "match")
+    timings["match_s"] = time.perf_counter() - t4
+    result = _assemble(matched, templates, thresholds, job, rec, probe, g, pre)
+    result.meta.update(
+        sweepsort_version=_version(), recording=source.identity(),
+        stream=getattr(rec, "stream_name", ""), settings=asdict(settings),
+        probe=probe.name, n_clusters=len(clusters), n_events_detected=int(len(ev_t)),
+        timings_s=timings, executor=executor.name, created=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    timings["total_s"] = time.perf_counter() - t0
+    save_sort(out, result)
+    export_phy(result, out / "phy", dat_description(rec))
+    n_acc = int((result.arrays["spike_unit"] >= 0).sum())
+    log(f"{result.n_units} units, {n_acc} sorted spikes of {len(result.arrays['spike_unit'])}; "
+        f"{timings['total_s']:.1f} s -> {out}")
+    return result
+
+
+def _assemble(matched, templates: TemplateSet, thresholds, job, rec, probe, g, pre):
+    s = job.settings.sort
+    cols = {k: np.concatenate([m[k] for m in matched]) for k in matched[0]}
+    order = np.lexsort((cols["channel"], cols["t"]))
+    cols = {k: v[order] for k, v in cols.items()}
+    unit = np.where(cols["accepted"], cols["unit"], -1).astype(np.int32)
+    # one spike per unit within the lockout window (a peeling residue matched again)
+    dedupe = max(int(round(job.settings.detect.lockout_us * 1e-6 * g.sample_rate_hz)), 1)
+    for u in np.unique(unit[unit >= 0]):
+        idx = np.flatnonzero(unit == u)
+        close = np.flatnonzero(np.diff(cols["t"][idx]) < dedupe) + 1
+        unit[idx[close]] = -1
+    # drop units with too few spikes; renumber the rest 0..U-1
+    counts = np.bincount(unit[unit >= 0], minlength=templates.n_units)
+    keep = np.flatnonzero(counts >= s.min_unit_spikes)
+    remap = np.full(templates.n_units + 1, -1, np.int32)
+    remap[keep] = np.arange(len(keep), dtype=np.int32)
+    unit = remap[unit]  # -1 maps to remap[-1] == -1
+    noise = job.noise_uv
+    scale = np.where(np.isfinite(noise), noise, 0).astype(np.float32)
+    tpl_uv = templates.waveforms[keep] * np.where(
+        templates.channels[keep] >= 0, scale[templates.channels[keep]], 0)[:, :, None]
+    chans = templates.channels[keep]
+    peak_row = np.array([int(np.argmax(np.abs(w).max(axis=1))) for w in tpl_uv], int)
+    peak_uv = np.array([tpl_uv[u, r, pre] for u, r in enumerate(peak_row)], np.float32)
+    t_sort = cols["t"]
+    f = g.factor
+    spike_index = (t_sort + f // 2) // f
+    amp_uv = np.where(unit >= 0, cols["amplitude"] * peak_uv[np.maximum(unit, 0)], 0)
+    arrays = {
+        "spike_index": spike_index.astype(np.int64),
+        "spike_index_sorting": t_sort.astype(np.int64),
+        "spike_unit": unit,
+        "spike_amplitude": cols["amplitude"].astype(np.float32),
+        "spike_amplitude_uv": amp_uv.astype(np.float32),
+        "spike_error": cols["error"].astype(np.float32),
+        "spike_channel": cols["channel"].astype(np.int32),
+        "templates_uv": tpl_uv.astype(np.float32),
+        "template_channels": chans.astype(np.int32),
+        "template_peak_channel": chans[np.arange(len(keep)), peak_row].astype(np.int32),
+        "template_threshold": np.asarray(thresholds, np.float32)[keep],
+        "noise_uv": noise.astype(np.float32),
+        "channel_positions_um": np.asarray(probe.positions_um, np.float64),
+    }
+    duration = g.n_samples_in / g.sample_rate_in_hz
+    dense = np.zeros((len(keep), len(noise), tpl_uv.shape[2]), np.float32)
+    for u in range(len(keep)):
+        ok = chans[u] >= 0
+        dense[u, chans[u][ok]] = tpl_uv[u][ok]
+    sel = unit >= 0
+    metrics = unit_metrics(spike_index[sel], unit[sel], amp_uv[sel], dense, noise,
+                           g.sample_rate_in_hz, duration)
+    meta = {
+        "recording_sample_rate_hz": g.sample_rate_in_hz,
+        "sorting_sample_rate_hz": g.sample_rate_hz,
+        "upsample_factor": f,
+        "n_samples": g.n_samples_in,
+        "n_channels": int(rec.n_channels),
+        "first_sample_number": int(getattr(rec, "first_sample_number", 0)),
+        "template_pre_samples": int(pre),
+        "n_units": int(len(keep)),
+        "n_spikes_sorted": int(sel.sum()),
+        "n_spikes_unsorted": int((~sel).sum()),
+        "metrics": metrics,
+        "spike_unit_meaning": "-1 = unsorted (detected, no template accepted it)",
+        "error_units": "residual energy per sample, in noise variances (1 = pure noise)",
+    }
+    return SortResult(arrays, meta)
+
+
+def _version() -> str:
+    from oe_plugin import __version__
+
+    return __version__
+
+
+def clear_work(out_dir) -> None:
+    shutil.rmtree(Path(out_dir) / "work", ignore_errors=True)

@@ -1,0 +1,127 @@
+"""Settings of the offline sorter: TOML sections ``[preprocess]``, ``[detect]``, ``[sort]``.
+
+``[detect]`` is :class:`oe_plugin.settings.DetectSettings` (the online detector's settings; its
+``noise_*`` fields are not used offline, where the noise is estimated once, up front). Every
+field name carries its unit; :func:`load_sort_settings` refuses unknown keys and sections.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from oe_plugin.config import check_sections, choice, from_table, load_toml, require
+from oe_plugin.settings import DetectSettings
+
+
+@dataclass(frozen=True)
+class PreprocessSettings:
+    """Band-pass, reference, interpolation and chunking of the offline pipeline."""
+
+    filter: str = choice("zero-phase", "causal", default="zero-phase")
+    """zero-phase: forward + backward pass of the causal kernel (no phase shift, spikes keep
+    their shape); causal: the online filter alone (mirrors the online path's waveforms)."""
+    low_hz: float = 300.0
+    high_hz: float = 6000.0
+    order: int = 2
+    common_reference: str = choice("none", "median", default="none")
+    upsample_factor: int = 1
+    """Sinc interpolation factor (the seed: 2); 1 = none (delay correction still applies)."""
+    sh_tick_us: float = 0.0
+    """Sample-and-hold delay between consecutive channels of one multiplexed converter (µs);
+    0 = no correction. Channel c's delay is (c mod sh_mux_size) * sh_tick_us."""
+    sh_mux_size: int = 32
+    sinc_half_width: int = 6
+    chunk_s: float = 2.0
+    margin_ms: float = 50.0
+    """Overlap read on each side of a chunk so the filter settles (20 ms already gives
+    bit-identical float32 output at 300 Hz; see docs/sorting.md)."""
+    noise_chunks: int = 16
+    """Number of chunks, evenly spread, whose MAD sets each channel's fixed noise level."""
+
+    def check(self, section: str = "preprocess") -> None:
+        require(0 < self.low_hz < self.high_hz, f"{section}.low_hz",
+                f"need 0 < low_hz < high_hz, got {self.low_hz}, {self.high_hz}")
+        require(1 <= self.order <= 8, f"{section}.order", f"must be 1..8, got {self.order}")
+        require(1 <= self.upsample_factor <= 8, f"{section}.upsample_factor",
+                f"must be 1..8, got {self.upsample_factor}")
+        require(self.sh_tick_us >= 0, f"{section}.sh_tick_us", "must be >= 0 µs")
+        require(self.sh_mux_size >= 1, f"{section}.sh_mux_size", "must be >= 1")
+        require(1 <= self.sinc_half_width <= 64, f"{section}.sinc_half_width", "must be 1..64")
+        require(0.1 <= self.chunk_s <= 600, f"{section}.chunk_s", "must be in [0.1, 600] s")
+        require(1 <= self.margin_ms <= 1000, f"{section}.margin_ms", "must be in [1, 1000] ms")
+        require(1 <= self.noise_chunks <= 1000, f"{section}.noise_chunks", "must be 1..1000")
+
+
+@dataclass(frozen=True)
+class SortSettings:
+    """Snippets, clustering, templates and matching."""
+
+    pre_ms: float = 0.6
+    """Template window before the detected peak (ms)."""
+    post_ms: float = 1.2
+    template_radius_um: float = 60.0
+    """Channels within this radius of an event's peak channel form its snippet/template rows."""
+    events_per_chunk: int = 400
+    """Events drawn at random (uniformly in time) from each chunk for clustering."""
+    max_events_per_channel: int = 2000
+    pca_components: int = 6
+    min_cluster_size: int = 25
+    min_samples: int = 10
+    merge_distance: float = 0.2
+    """Templates closer than this (squared difference / smaller energy, best shift) merge."""
+    min_unit_spikes: int = 25
+    max_shift_samples: int = 2
+    amplitude_min: float = 0.5
+    amplitude_max: float = 2.0
+    calibration_chunks: int = 8
+    """Chunks, evenly spread, whose match errors set each template's acceptance threshold."""
+    max_error: float = 4.0
+    """Largest acceptance threshold (residual energy per sample, in noise variances)."""
+    peel_passes: int = 2
+    """Re-detections in the residual after subtracting accepted matches (0 = none)."""
+    seed: int = 0
+
+    def check(self, section: str = "sort") -> None:
+        require(0 < self.pre_ms <= 5, f"{section}.pre_ms", "must be in (0, 5] ms")
+        require(0 < self.post_ms <= 10, f"{section}.post_ms", "must be in (0, 10] ms")
+        require(self.template_radius_um >= 0, f"{section}.template_radius_um", "must be >= 0")
+        require(self.events_per_chunk >= 1, f"{section}.events_per_chunk", "must be >= 1")
+        require(self.max_events_per_channel >= 10, f"{section}.max_events_per_channel",
+                "must be >= 10")
+        require(1 <= self.pca_components <= 50, f"{section}.pca_components", "must be 1..50")
+        require(self.min_cluster_size >= 2, f"{section}.min_cluster_size", "must be >= 2")
+        require(self.min_samples >= 1, f"{section}.min_samples", "must be >= 1")
+        require(self.merge_distance >= 0, f"{section}.merge_distance", "must be >= 0")
+        require(0 <= self.max_shift_samples <= 10, f"{section}.max_shift_samples", "0..10")
+        require(0 < self.amplitude_min <= 1 <= self.amplitude_max, f"{section}.amplitude_min",
+                "need 0 < amplitude_min <= 1 <= amplitude_max")
+        require(self.calibration_chunks >= 1, f"{section}.calibration_chunks", "must be >= 1")
+        require(self.max_error > 0, f"{section}.max_error", "must be > 0")
+        require(0 <= self.peel_passes <= 5, f"{section}.peel_passes", "must be 0..5")
+
+
+@dataclass(frozen=True)
+class AllSettings:
+    preprocess: PreprocessSettings
+    detect: DetectSettings
+    sort: SortSettings
+
+
+def default_detect() -> DetectSettings:
+    """Offline defaults: the online detector's, with a 4.5 x noise threshold on the fixed noise."""
+    return DetectSettings()
+
+
+def settings_from_table(table: dict | None) -> AllSettings:
+    table = dict(table or {})
+    check_sections(table, ("preprocess", "detect", "sort", "filter"), "sort settings")
+    return AllSettings(
+        from_table(PreprocessSettings, table.get("preprocess"), "preprocess"),
+        from_table(DetectSettings, table.get("detect"), "detect"),
+        from_table(SortSettings, table.get("sort"), "sort"),
+    )
+
+
+def load_sort_settings(path=None) -> AllSettings:
+    """Settings from a TOML file (``None``: all defaults)."""
+    return settings_from_table(load_toml(path) if path else {})

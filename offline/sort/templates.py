@@ -1,0 +1,150 @@
+"""Templates: mean waveforms of clusters, merged when near-identical, in matching layout.
+
+A :class:`TemplateSet` holds, per unit ``u``, a waveform on up to K channels
+(``waveforms[u, k]`` is channel ``channels[u, k]``, -1 = unused row), W samples with sample
+``pre`` at the spike's peak, in **noise units** (µV / noise_uv of the channel). This is the
+layout :func:`oe_plugin.kernels.match.match_events` reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from offline.sort.cluster import Cluster
+
+
+@dataclass
+class TemplateSet:
+    waveforms: np.ndarray  # (U, K, W) float32, noise units
+    channels: np.ndarray  # (U, K) int32, -1 unused
+    peak_channel: np.ndarray  # (U,) int32
+    n_members: np.ndarray  # (U,) int64 cluster size it was built from
+    pre: int
+
+    @property
+    def n_units(self) -> int:
+        return int(self.waveforms.shape[0])
+
+    def dense(self, n_channels: int, noise_uv: np.ndarray | None = None) -> np.ndarray:
+        """(U, C, W) float32; in µV when ``noise_uv`` is given, else noise units."""
+        u, k, w = self.waveforms.shape
+        out = np.zeros((u, n_channels, w), np.float32)
+        for i in range(u):
+            for r in range(k):
+                ch = self.channels[i, r]
+                if ch >= 0:
+                    out[i, ch] = self.waveforms[i, r]
+        if noise_uv is not None:
+            out *= np.where(np.isfinite(noise_uv), noise_uv, 0)[None, :, None]
+        return out
+
+    def candidates(self, n_channels: int, min_fraction: float = 0.25):
+        """CSR lists (cand_ptr (C+1,), cand_idx) int32: the templates an event peaking on
+        channel c may belong to — those whose |peak| on c is >= ``min_fraction`` of their
+        largest."""
+        lists = [[] for _ in range(n_channels)]
+        for u in range(self.n_units):
+            peak = np.abs(self.waveforms[u]).max(axis=1)
+            top = peak.max()
+            for r, ch in enumerate(self.channels[u]):
+                if ch >= 0 and peak[r] >= min_fraction * top:
+                    lists[ch].append(u)
+        ptr = np.zeros(n_channels + 1, np.int32)
+        ptr[1:] = np.cumsum([len(v) for v in lists])
+        idx = np.array([u for v in lists for u in v] or [0], np.int32)
+        return ptr, idx
+
+
+def build_templates(clusters: list[Cluster], snippets, snip_nb, n_channels, pre,
+                    merge_distance, max_shift) -> TemplateSet:
+    """Mean waveform per cluster, then merge near-identical ones (see :func:`merge_dense`)."""
+    nb_ptr, nb_idx = snip_nb
+    k_max = int(np.diff(nb_ptr).max())
+    width = snippets.shape[2]
+    dense = np.zeros((len(clusters), n_channels, width), np.float64)
+    known = np.zeros((len(clusters), n_channels), bool)
+    counts = np.zeros(len(clusters), np.int64)
+    for i, cl in enumerate(clusters):
+        rows = nb_idx[nb_ptr[cl.channel] : nb_ptr[cl.channel + 1]]
+        dense[i, rows] = snippets[cl.members, : len(rows)].mean(axis=0)
+        known[i, rows] = True
+        counts[i] = len(cl.members)
+    dense, known, counts = merge_dense(dense, known, counts, merge_distance, max_shift)
+    return _to_rows(dense, known, counts, k_max, pre)
+
+
+def _pair_distance(a, b, ka, kb, max_shift):
+    """min over shifts of |a - shift(b)|^2 / min(|a|^2, |b|^2) on their common channels."""
+    common = ka & kb
+    if not common.any():
+        return np.inf, 0
+    x, y = a[common], b[common]
+    ex, ey = (x**2).sum(), (y**2).sum()
+    if min(ex, ey) <= 0:
+        return np.inf, 0
+    best, best_s = np.inf, 0
+    w = x.shape[1]
+    for s in range(-max_shift, max_shift + 1):
+        ys = np.zeros_like(y)
+        if s >= 0:
+            ys[:, : w - s] = y[:, s:]
+        else:
+            ys[:, -s:] = y[:, : w + s]
+        d = ((x - ys) ** 2).sum() / min(ex, ey)
+        if d < best:
+            best, best_s = d, s
+    return best, best_s
+
+
+def merge_dense(dense, known, counts, merge_distance, max_shift):
+    """Merge templates whose peak channels are known to each other and whose distance is below
+    ``merge_distance``; repeated until nothing merges. The merged waveform is the count-weighted
+    mean (per channel, over the templates that know it), the second aligned to the first."""
+    dense, known, counts = dense.copy(), known.copy(), counts.copy()
+    alive = list(range(len(dense)))
+    while True:
+        best = (np.inf, None, None, 0)
+        peak = {u: int(np.argmax(np.abs(dense[u]).max(axis=1))) for u in alive}
+        for i, u in enumerate(alive):
+            for v in alive[i + 1 :]:
+                if not (known[v, peak[u]] and known[u, peak[v]]):
+                    continue
+                d, s = _pair_distance(dense[u], dense[v], known[u], known[v], max_shift)
+                if d < best[0]:
+                    best = (d, u, v, s)
+        d, u, v, s = best
+        if u is None or d >= merge_distance:
+            break
+        shifted = np.zeros_like(dense[v])
+        w = dense.shape[2]
+        if s >= 0:
+            shifted[:, : w - s] = dense[v][:, s:]
+        else:
+            shifted[:, -s:] = dense[v][:, : w + s]
+        wu = counts[u] * known[u][:, None]
+        wv = counts[v] * known[v][:, None]
+        total = np.maximum(wu + wv, 1)
+        dense[u] = (dense[u] * wu + shifted * wv) / total
+        known[u] |= known[v]
+        counts[u] += counts[v]
+        alive.remove(v)
+    return dense[alive], known[alive], counts[alive]
+
+
+def _to_rows(dense, known, counts, k_max, pre) -> TemplateSet:
+    u_n, _, width = dense.shape
+    waveforms = np.zeros((u_n, k_max, width), np.float32)
+    channels = np.full((u_n, k_max), -1, np.int32)
+    peak_channel = np.zeros(u_n, np.int32)
+    for u in range(u_n):
+        energy = np.where(known[u], (dense[u] ** 2).sum(axis=1), -1.0)
+        top = np.sort(np.argsort(energy)[::-1][:k_max])
+        top = top[energy[top] >= 0]
+        channels[u, : len(top)] = top
+        waveforms[u, : len(top)] = dense[u, top]
+        peak_channel[u] = int(np.argmax(np.abs(dense[u]).max(axis=1)))
+    order = np.lexsort((-counts, peak_channel))  # by peak channel, then size
+    return TemplateSet(waveforms[order], channels[order], peak_channel[order],
+                       counts[order].astype(np.int64), int(pre))
