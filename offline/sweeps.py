@@ -15,11 +15,15 @@ The protocol settings come from, in order: the ``settings`` argument, the sessio
 
 The stimulus session file (JSON) — only what this module relies on (docs/ttl-protocol.md)::
 
-    {"format": "sweepsort stimulus session",   # optional
-     "sweep_table": [{"ori": 0, "sfreqCycDeg": 0.1, ...},    # row i = sweep index i
+    {"sweep_table": [{"ori": 0, "sfreqCycDeg": 0.1, ...},    # row i = sweep index i
                      {"ori": 30, "sfreqCycDeg": 0.1, ...}, ...],
      "ttl_protocol": {... ProtocolSettings fields, "protocol_version": 1},   # optional
-     "seed": 1234}                               # optional, informative
+     "seed": 1234,                                # optional, informative
+     "frames": {"file": "NAME.frames.npz"}}       # optional: the frame log next to it
+
+``sweep_table`` may also be an object holding that list as ``conditions`` (what ``sweepstim``
+writes). The frame log NPZ, if named and present, gives ``frame_number`` and ``code`` per flip
+(:func:`compare_with_frame_log`).
 """
 
 from __future__ import annotations
@@ -46,12 +50,15 @@ class StimulusSession:
     sweep_table : list of dict, row ``i`` = the parameter values of sweep index ``i``.
     protocol : the TTL protocol settings the stimulus used (None if the file does not say).
     seed : the stimulus's random seed (None if absent).
+    frame_log : dict of arrays from the frame-log NPZ (``frame_number``, ``code``, ...), or
+        None when the file names none or it is missing.
     raw : the whole parsed JSON.
     """
 
     sweep_table: list
     protocol: ProtocolSettings | None = None
     seed: int | None = None
+    frame_log: dict | None = field(default=None, repr=False)
     raw: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -78,6 +85,8 @@ def read_session_file(path) -> StimulusSession:
     if not isinstance(raw, dict):
         raise SessionFileError(f"{path}: expected a JSON object at the top level")
     table = raw.get("sweep_table")
+    if isinstance(table, dict) and "conditions" in table:
+        table = table["conditions"]
     if table is None:
         raise SessionFileError(f"{path}: no 'sweep_table' (a list with one object of parameter "
                                "values per sweep index)")
@@ -91,7 +100,49 @@ def read_session_file(path) -> StimulusSession:
     if raw.get("ttl_protocol") is not None:
         protocol = ProtocolSettings.from_dict(raw["ttl_protocol"], "ttl_protocol")
     seed = raw.get("seed")
-    return StimulusSession(table, protocol, int(seed) if isinstance(seed, int) else None, raw)
+    frame_log = None
+    frames_meta = raw.get("frames")
+    if isinstance(frames_meta, dict) and isinstance(frames_meta.get("file"), str):
+        npz = path.with_name(Path(frames_meta["file"]).name)
+        if npz.exists():
+            with np.load(npz, allow_pickle=False) as z:
+                frame_log = {k: z[k] for k in z.files}
+    return StimulusSession(table, protocol, int(seed) if isinstance(seed, int) else None,
+                           frame_log, raw)
+
+
+def compare_with_frame_log(frames: np.ndarray, frame_log: dict) -> dict:
+    """Check decoded frames against the stimulus's frame log, by frame number.
+
+    Parameters
+    ----------
+    frames : DECODED_DTYPE (n,) — decoded (online or offline).
+    frame_log : dict with ``frame_number`` (int, per flip) and ``code`` (int32: sweep index,
+        65535, 65534 START, 65533 END).
+
+    Returns
+    -------
+    dict: ``matched`` (decoded frames whose frame number is in the log), ``agree`` (of those,
+    with the logged sweep index; markers count as 65535), ``disagree_clean`` (indices into
+    ``frames`` of frames that disagree without an error flag — should be empty), ``missing``
+    (logged frame numbers never decoded; refreshes lost in transmission or outside the
+    recording).
+    """
+    from oe_plugin.protocol.spec import ERROR_MASK
+    from oe_plugin.protocol.verify import sent_sweeps
+
+    log_fn = np.asarray(frame_log["frame_number"], np.int64)
+    log_sweep = sent_sweeps(frame_log["code"])
+    order = np.argsort(log_fn, kind="stable")
+    log_fn, log_sweep = log_fn[order], log_sweep[order]
+    fn = frames["frame_number"].astype(np.int64)
+    pos = np.clip(np.searchsorted(log_fn, fn), 0, max(log_fn.size - 1, 0))
+    matched = (log_fn.size > 0) & (log_fn[pos] == fn) if log_fn.size else np.zeros(fn.size, bool)
+    agree = matched & (log_sweep[pos] == frames["sweep_index"])
+    clean = (frames["flags"] & ERROR_MASK) == 0
+    return {"matched": int(matched.sum()), "agree": int(agree.sum()),
+            "disagree_clean": np.flatnonzero(matched & ~agree & clean),
+            "missing": np.setdiff1d(log_fn, fn)}
 
 
 def protocol_from_online_file(recording_dir) -> ProtocolSettings | None:

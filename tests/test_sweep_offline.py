@@ -19,6 +19,7 @@ from oe_plugin.protocol.spec import SWEEP_NONE, SWEEP_UNKNOWN
 from offline.recording import open_recording
 from offline.sweeps import (
     SessionFileError,
+    compare_with_frame_log,
     decode_recording,
     frame_parameters,
     read_session_file,
@@ -100,6 +101,23 @@ def test_session_file_supplies_the_protocol_and_the_table(tmp_path):
     assert np.isnan(params["ori"][shown == SWEEP_NONE]).all()
     assert params["name"].dtype == object and params["name"][~ok].tolist() == [None] * (~ok).sum()
     assert params["name"][ok][0] == f"c{shown[ok][0]}"
+
+
+def test_sweepstim_session_layout_and_frame_log(tmp_path):
+    s = build(SERIAL, FS, 600, seed=8)
+    frames, _ = decode(s)
+    table = [{"ori": float(i)} for i in range(int(s.codes[s.codes < 65533].max()) + 1)]
+    np.savez(tmp_path / "x.frames.npz", frame_number=s.frame_numbers, code=s.codes,
+             flip_time_s=s.flips_us / 1e6)
+    (tmp_path / "x.session.json").write_text(json.dumps({
+        "format": "sweepstim-session", "sweep_table": {"n_conditions": len(table),
+                                                       "conditions": table},
+        "frames": {"file": "x.frames.npz"}, "ttl_protocol": SERIAL.to_dict()}))
+    info = read_session_file(tmp_path / "x.session.json")
+    assert info.sweep_table == table and info.frame_log is not None
+    report = compare_with_frame_log(frames, info.frame_log)
+    assert report["matched"] == report["agree"] == frames.size
+    assert report["disagree_clean"].size == 0 and report["missing"].size == 0
 
 
 def test_frame_parameters_unknown_and_missing_values():
