@@ -42,7 +42,8 @@ def detect_recording(
     """Detect spikes over a whole stream.
 
     recording : anything with ``n_channels``, ``n_samples``, ``sample_rate_hz`` and
-        ``read_uv(start, stop) -> (n_channels, n) float32`` (e.g. ``offline.recording``).
+        ``read_uv(start, stop) -> (n_channels, n) float32`` (e.g. ``offline.recording``); when it
+        also has ``read_uv_rows(start, stop) -> (n, n_channels)``, that is used (no transpose).
     probe : channel geometry (default: ``detect_settings.probe``).
     Returns ``(peaks, stats)``; peaks sorted by (sample_index, channel_index). Spikes whose
     decision would need samples beyond the end of the stream (the last ~0.5 ms) are not
@@ -64,10 +65,13 @@ def detect_recording(
     n_total = int(recording.n_samples)
     parts = []
     bar = _progress(n_total, progress)
+    sample_major = hasattr(recording, "read_uv_rows")
     for start in range(0, n_total, chunk):
         stop = min(start + chunk, n_total)
-        block = recording.read_uv(start, stop)
-        parts.append(detector.process(block))
+        if sample_major:  # the stream's own layout for Binary: no transpose on either side
+            parts.append(detector.process_rows(recording.read_uv_rows(start, stop)))
+        else:
+            parts.append(detector.process(recording.read_uv(start, stop)))
         if bar is not None:
             bar.update(stop - start)
     if bar is not None:

@@ -135,6 +135,21 @@ class ContinuousRecording:
             self._read_into(start, stop, chans, out)
         return out
 
+    def read_uv_rows(self, start_index: int, stop_index: int) -> np.ndarray:
+        """Samples ``[start_index, stop_index)`` of all channels in µV, **sample-major**: float32
+        ``(n, n_channels)``, C-contiguous. Open Ephys Binary stores data this way, so this skips
+        the transpose of :meth:`read_uv` (the detection kernel reads either layout)."""
+        start, stop = int(start_index), int(stop_index)
+        if not 0 <= start <= stop <= self.n_samples:
+            raise RecordingError(f"sample range [{start}, {stop}) outside [0, {self.n_samples})")
+        out = np.empty((stop - start, self.n_channels), dtype=np.float32)
+        if stop > start:
+            self._read_rows_into(start, stop, out)
+        return out
+
+    def _read_rows_into(self, start: int, stop: int, out: np.ndarray) -> None:
+        out[...] = self.read_uv(start, stop).T
+
     def iter_chunks_uv(self, chunk_samples: int,
                        channels=None) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(start_index, block_uv)`` over the whole stream, ``chunk_samples`` at a time."""
@@ -222,6 +237,9 @@ class BinaryStream(ContinuousRecording):
         if chans.size != self.n_channels or np.any(chans != np.arange(self.n_channels)):
             raw = raw[:, chans]
         self._scale_into(raw, chans, out)
+
+    def _read_rows_into(self, start, stop, out):
+        np.multiply(self._samples[start:stop], self.bit_volts[None, :], out=out, casting="unsafe")
 
     def _ttl_dirs(self) -> list[Path]:
         events_root = self._recording_dir / "events"

@@ -8,6 +8,7 @@ import uuid
 
 import numpy as np
 import pytest
+from paths import EXAMPLE_DATA
 
 from oe_plugin.host import RandomBlocks, SyntheticSource, replay, run_session
 from oe_plugin.host.native import (
@@ -19,7 +20,7 @@ from oe_plugin.host.native import (
     run_native,
 )
 
-EXAMPLE = "/work/shared/data/openephys-example-0.6.7"
+EXAMPLE = str(EXAMPLE_DATA)
 
 pytestmark = [
     pytest.mark.skipif(find_compiler() is None,

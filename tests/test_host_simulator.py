@@ -8,6 +8,7 @@ import uuid
 
 import numpy as np
 import pytest
+from paths import EXAMPLE_DATA
 
 from oe_plugin.host import (
     EVENT_DTYPE,
@@ -31,7 +32,7 @@ from oe_plugin.host import (
 from oe_plugin.host.blocks import policy_from_spec
 from oe_plugin.host.sources import source_from_spec, spike_waveform
 
-EXAMPLE = "/work/shared/data/openephys-example-0.6.7"
+EXAMPLE = str(EXAMPLE_DATA)
 
 HEADER = "import oe_pyprocessor  # noqa: F401\nimport numpy as np\n"
 

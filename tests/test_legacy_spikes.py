@@ -3,10 +3,9 @@ synthetic files."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from paths import EXAMPLE_DATA
 
 from offline.legacy_spikes import (
     HEADER_BYTES,
@@ -16,9 +15,7 @@ from offline.legacy_spikes import (
     record_dtype,
 )
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "openephys-example-0.6.7"
-if not DATA.exists():
-    DATA = Path("/work/shared/data/openephys-example-0.6.7")
+DATA = EXAMPLE_DATA
 NODE = DATA / "Record Node 105"
 needs_data = pytest.mark.skipif(not NODE.exists(), reason=f"bundled recording not found: {NODE}")
 SPIKE_FILES = sorted(NODE.glob("Stereotrode*_example-data.spikes")) if NODE.exists() else []

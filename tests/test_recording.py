@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from open_ephys.analysis import Session
+from paths import EXAMPLE_DATA
 
 from offline.recording import (
     TTL_DTYPE,
@@ -17,7 +18,7 @@ from offline.recording import (
     open_recording,
 )
 
-EXAMPLE = Path("/work/shared/data/openephys-example-0.6.7")
+EXAMPLE = EXAMPLE_DATA
 
 # python-tools' own legacy loader (used here as the reference) warns under numpy >= 1.25
 pytestmark = pytest.mark.filterwarnings(
@@ -235,3 +236,13 @@ def test_flat_binary(tmp_path):
         open_flat_binary(path, "int16", 3, 20000.0, 1.0, offset=15)
     with pytest.raises(RecordingError, match="no such file"):
         open_flat_binary(tmp_path / "x.dat", "int16", 3, 20000.0, 1.0)
+
+
+def test_read_uv_rows_is_the_transpose_of_read_uv(tmp_path):
+    from offline.recording import open_recording
+
+    for rec in (open_recording(EXAMPLE, node=101),):
+        a = rec.read_uv(100, 1100)
+        b = rec.read_uv_rows(100, 1100)
+        assert b.shape == (1000, rec.n_channels) and b.flags.c_contiguous
+        np.testing.assert_array_equal(b, a.T)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from paths import GILHOST_SRC
 
 import offline
 from oe_plugin.outputs import SPIKE_DTYPE, SpikeFileWriter, spike_file
@@ -422,7 +423,7 @@ def test_hot_path_does_not_allocate_arrays(open_writer):
     assert w.n_dropped == 0 and w.n_errors == 0
 
 
-GILHOST_SRC = Path("/work/shared/tools/gilhost")
+
 _MODULE = """
 import oe_pyprocessor  # noqa: F401
 import numpy as np

@@ -114,19 +114,30 @@ TILE = 16
 
 
 @numba.njit(cache=True, error_model="numpy")
-def load_rows(data, start, stop, ring, first_row):
-    """Transpose ``data[:, start:stop]`` (C, N) into ring rows ``(first_row + i) & (R-1)``
-    (R, C), in TILE x TILE tiles so both sides stay in cache; then clean the rows (NaN/inf -> 0,
-    clip to ±INPUT_LIMIT_UV). Returns the number of non-finite samples."""
-    n_channels = data.shape[0]
+def load_rows(data, start, stop, ring, first_row, sample_major):
+    """Copy samples ``start:stop`` of ``data`` into ring rows ``(first_row + i) & (R-1)`` of
+    ``ring`` (R, C), then clean them (NaN/inf -> 0, clip to ±INPUT_LIMIT_UV).
+
+    ``data`` is (C, N) channel-major (the GUI's blocks; transposed in TILE x TILE tiles so both
+    sides stay in cache) or, with ``sample_major``, (N, C) (Open Ephys Binary's own layout: a
+    plain row copy). Returns the number of non-finite samples."""
     mask = ring.shape[0] - 1
-    for c0 in range(0, n_channels, TILE):
-        c1 = min(c0 + TILE, n_channels)
-        for i0 in range(start, stop, TILE):
-            i1 = min(i0 + TILE, stop)
-            for c in range(c0, c1):
-                for i in range(i0, i1):
-                    ring[(first_row + i - start) & mask, c] = data[c, i]
+    if sample_major:
+        n_channels = data.shape[1]
+        for i in range(start, stop):
+            src = data[i]
+            dst = ring[(first_row + i - start) & mask]
+            for c in range(n_channels):
+                dst[c] = src[c]
+    else:
+        n_channels = data.shape[0]
+        for c0 in range(0, n_channels, TILE):
+            c1 = min(c0 + TILE, n_channels)
+            for i0 in range(start, stop, TILE):
+                i1 = min(i0 + TILE, stop)
+                for c in range(c0, c1):
+                    for i in range(i0, i1):
+                        ring[(first_row + i - start) & mask, c] = data[c, i]
     bad = 0
     for i in range(start, stop):
         row = ring[(first_row + i - start) & mask]
@@ -143,10 +154,17 @@ def load_rows(data, start, stop, ring, first_row):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def store_rows(ring, first_row, data, start, stop):
-    """The inverse of :func:`load_rows`: ring rows back into ``data[:, start:stop]``."""
-    n_channels = data.shape[0]
+def store_rows(ring, first_row, data, start, stop, sample_major):
+    """The inverse of :func:`load_rows`: ring rows back into samples ``start:stop`` of ``data``."""
     mask = ring.shape[0] - 1
+    if sample_major:
+        for i in range(start, stop):
+            src = ring[(first_row + i - start) & mask]
+            dst = data[i]
+            for c in range(src.shape[0]):
+                dst[c] = src[c]
+        return
+    n_channels = data.shape[0]
     for c0 in range(0, n_channels, TILE):
         c1 = min(c0 + TILE, n_channels)
         for c in range(c0, c1):
@@ -165,10 +183,10 @@ def bandpass_block(sos, zi, data, out, tile, tmp):
     bad = 0
     for pos in range(0, n_samples, step):
         stop = min(pos + step, n_samples)
-        bad += load_rows(data, pos, stop, tile, 0)
+        bad += load_rows(data, pos, stop, tile, 0, False)
         for r in range(stop - pos):
             sos_step_row(sos, zi, tile[r], tmp)
-        store_rows(tile, 0, out, pos, stop)
+        store_rows(tile, 0, out, pos, stop, False)
     return bad
 
 

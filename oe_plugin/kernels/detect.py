@@ -71,7 +71,8 @@ P_NOISE_INIT_LEN = 9
 P_NOISE_CHUNK_LEN = 10
 P_WRITE_BACK = 11
 P_DECISION_DELAY = 12
-N_PARAMS = 13
+P_SAMPLE_MAJOR = 13  # set per call: data is (N, C) instead of (C, N)
+N_PARAMS = 14
 
 # counters (int64 array) layout
 C_PROCESSED = 0  # samples processed since the start
@@ -270,7 +271,8 @@ def detect_block(
 ):
     """Process one block; returns the number of events written to ``out_*[:n]``.
 
-    data (C, N) float32 µV raw samples (filtered in place when params[P_WRITE_BACK] != 0);
+    data (C, N) float32 µV raw samples, or (N, C) when params[P_SAMPLE_MAJOR] != 0 (filtered in
+    place when params[P_WRITE_BACK] != 0);
     sos (S, 6) float64, zi (S, 2, C) float64 filter state; ring (R, C) float32 filtered history,
     R a power of two (filtered in place there); tmp (C,) float64 scratch;
     noise_* see :mod:`noise`; thr_uv (C,) float32
@@ -279,8 +281,9 @@ def detect_block(
     out_t (E,) int64 sample index since start, out_c (E,) int32 channel, out_a (E,) float32
     signed peak amplitude in µV; params float64 and counters int64 (layouts above).
     """
-    n_channels = data.shape[0]
-    n_samples = data.shape[1]
+    sample_major = params[P_SAMPLE_MAJOR] != 0
+    n_channels = thr_uv.shape[0]
+    n_samples = data.shape[0] if sample_major else data.shape[1]
     mask = ring.shape[0] - 1
     polarity = params[P_POLARITY]
     write_back = params[P_WRITE_BACK] != 0
@@ -293,7 +296,7 @@ def detect_block(
     while pos < n_samples:
         stop = min(pos + SUBSTEP, n_samples)
         n0 = counters[C_PROCESSED]
-        counters[C_NONFINITE] += load_rows(data, pos, stop, ring, n0)
+        counters[C_NONFINITE] += load_rows(data, pos, stop, ring, n0, sample_major)
         for i in range(pos, stop):
             n_abs = n0 + (i - pos)
             cur = ring[n_abs & mask]
@@ -331,7 +334,7 @@ def detect_block(
                     thr_uv[c] = _threshold(noise_uv[c], params)
             counters[C_PROCESSED] = n_abs + 1
         if write_back:
-            store_rows(ring, n0, data, pos, stop)
+            store_rows(ring, n0, data, pos, stop, sample_major)
         _decide(ring, nb_ptr, nb_idx, cand_t, cand_a, cand_n, out_t, out_c, out_a, params, counters)
         pos = stop
     return counters[C_OUT_N]

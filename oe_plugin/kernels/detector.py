@@ -196,6 +196,26 @@ class SpikeDetector:
         n = K.detect_block(block, *self._state_arrays())
         return self.events(n)
 
+    def process_rows(self, block_nc: np.ndarray) -> np.ndarray:
+        """Offline way in for sample-major data, (n, n_channels) float32 µV (Open Ephys
+        Binary's own layout): the same events as :meth:`process` on its transpose, without
+        transposing. Returns the events decided by this call (EVENT_DTYPE)."""
+        block_nc = np.asarray(block_nc)
+        if block_nc.ndim != 2 or block_nc.shape[1] != self.n_channels:
+            raise ValueError(
+                f"block must have shape (n_samples, {self.n_channels}), got {block_nc.shape}"
+            )
+        if block_nc.dtype != np.float32 or not block_nc.flags.c_contiguous:
+            block_nc = np.ascontiguousarray(block_nc, dtype=np.float32)
+        if block_nc.shape[0] > self.max_block:
+            self._alloc_outputs(block_nc.shape[0])
+        self.params[K.P_SAMPLE_MAJOR] = 1.0
+        try:
+            n = K.detect_block(block_nc, *self._state_arrays())
+        finally:
+            self.params[K.P_SAMPLE_MAJOR] = 0.0
+        return self.events(n)
+
     def process_online(self, block: np.ndarray) -> int:
         """GUI audio-thread way in (through the cfunc; takes no GIL, allocates nothing unless the
         block is larger than any before). Returns n; the events are ``out_t/out_c/out_a[:n]``.
