@@ -1,0 +1,306 @@
+"""``sweepstim``: run, validate and tune visual-stimulus experiments.
+
+    sweepstim run SCRIPT [--seed N] [--screen N] [--ttl SPEC] [--oe-host HOST] [--dry-run]
+    sweepstim validate SCRIPT
+    sweepstim gamma-fit LUMINANCE.csv
+    sweepstim manual bar|grating
+
+Exit status: 0 done, 1 cancelled (Esc), 2 refused before starting (script, config, TTL
+backend, Open Ephys, refresh rate), 3 failed while running (the session file says where).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from oe_plugin.config import SettingsError
+
+EXIT_OK, EXIT_CANCELLED, EXIT_REFUSED, EXIT_FAILED = 0, 1, 2, 3
+
+
+def _err(msg: str) -> None:
+    print(f"sweepstim: {msg}", file=sys.stderr)
+
+
+def _rig(args):
+    from stimulus.rig import load_rig
+
+    rig = load_rig(args.config)
+    if getattr(args, "screen", None) is not None:
+        rig = rig.with_screen(screen_index=args.screen)
+    return rig
+
+
+def cmd_validate(args) -> int:
+    from stimulus.runner import prepare, summary
+    from stimulus.script import ScriptError
+
+    try:
+        p = prepare(args.script, _rig(args), seed=args.seed if args.seed is not None else 0)
+    except (ScriptError, SettingsError) as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_REFUSED
+    print(summary(p))
+    print("OK")
+    return EXIT_OK
+
+
+def _progress_printer(stream=sys.stderr):
+    def show(pr) -> None:
+        m, s = divmod(int(pr.sec_left), 60)
+        h, m = divmod(m, 60)
+        state = " PAUSED (space resumes)" if pr.paused else ""
+        stream.write(f"\r sweeps {pr.sweeps_done}/{pr.sweeps_total}  left {h}:{m:02d}:{s:02d}"
+                     f"  dropped {pr.n_dropped}{state}   ")
+        stream.flush()
+    return show
+
+
+def cmd_run(args) -> int:  # noqa: C901 - the run's steps in order, each with its refusal
+    from stimulus.record import build_meta, default_session_path, session_id
+    from stimulus.runner import Runner, frame_arrays, prepare, summary
+    from stimulus.script import ScriptError
+    from stimulus.session_file import write_session
+    from stimulus.ttl.base import TTLError, make_backend
+
+    try:
+        rig = _rig(args)
+        if args.window:
+            rig = rig.with_screen(fullscreen=False)
+        p = prepare(args.script, rig, seed=args.seed)
+    except (ScriptError, SettingsError) as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_REFUSED
+    print(summary(p))
+    sid = session_id(p)
+    out_path = default_session_path(p, sid, args.out)
+    if args.dry_run:
+        if args.out:
+            path = write_session(out_path, build_meta(p, sid, status="dry-run"),
+                                 frame_arrays(p, {}))
+            print(f"session file (dry run): {path}")
+        return EXIT_OK
+
+    # 1. everything that can refuse, before the window opens
+    try:
+        backend = make_backend(args.ttl, p.protocol)
+        backend.open()
+    except (TTLError, ValueError) as exc:
+        _err(f"TTL backend: {exc}")
+        return EXIT_REFUSED
+    oe = None
+    if args.oe_host:
+        from stimulus.oe_control import OEControl, OEControlError
+
+        try:
+            oe = OEControl(args.oe_host, args.oe_port)
+            print(f"Open Ephys GUI at {args.oe_host}:{args.oe_port}: {oe.status()}")
+        except OEControlError as exc:
+            backend.close()
+            _err(str(exc))
+            return EXIT_REFUSED
+
+    # 2. the display
+    from stimulus.display import Display, use_headless
+    from stimulus.timing import FakeClock, measure_refresh
+
+    if args.offscreen:
+        use_headless()
+    priority = "not changed (offscreen)"
+    if not args.offscreen and rig.timing.priority:
+        from stimulus.priority import raise_priority
+
+        priority = raise_priority()
+        print(f"process priority: {priority}")
+    scr = rig.screen
+    display = Display(scr.width_px, scr.height_px, fullscreen=scr.fullscreen and not args.window,
+                      screen_index=scr.screen_index, gamma=scr.gamma,
+                      photodiode_px=rig.timing.photodiode_size_px if rig.timing.photodiode else 0,
+                      photodiode_corner=rig.timing.photodiode_corner)
+    measured = None
+    try:
+        if args.offscreen:
+            clock = FakeClock(1.0 / scr.refresh_hz, t0=0.0)
+        else:
+            clock = time.perf_counter
+            display.clear(p.default_bg)
+            n = max(20, int(rig.timing.measure_sec * scr.refresh_hz))
+            measured, _ = measure_refresh(lambda: (display.clear(p.default_bg), display.flip()),
+                                          clock, n)
+            off = abs(measured / scr.refresh_hz - 1.0)
+            print(f"refresh rate: measured {measured:.3f} Hz, configured {scr.refresh_hz:g} Hz")
+            if off > rig.timing.refresh_tolerance:
+                msg = (f"the display refreshes at {measured:.3f} Hz, not the configured "
+                       f"{scr.refresh_hz:g} Hz (off by {100 * off:.2f} %)")
+                if not args.allow_refresh_mismatch:
+                    _err(msg + ": fix the monitor mode or [screen] refresh_hz, or pass "
+                               "--allow-refresh-mismatch to run at the measured rate")
+                    display.close()
+                    backend.close()
+                    return EXIT_REFUSED
+                _err("warning: " + msg + "; durations use the measured rate")
+        size = (display.width_px, display.height_px)
+        if measured and args.allow_refresh_mismatch or size != (scr.width_px, scr.height_px):
+            if size != (scr.width_px, scr.height_px):
+                _err(f"warning: the window is {size[0]}x{size[1]} px, the config says "
+                     f"{scr.width_px}x{scr.height_px}: geometry uses the window's size")
+            p = prepare(p.loaded, rig, seed=p.seed,
+                        refresh_hz=measured if args.allow_refresh_mismatch else None,
+                        size_px=size)
+    except (ScriptError, SettingsError) as exc:
+        display.close()
+        backend.close()
+        print(str(exc), file=sys.stderr)
+        return EXIT_REFUSED
+
+    display_info = {"width_px": display.width_px, "height_px": display.height_px,
+                    "headless": display.headless, "refresh_hz_configured": scr.refresh_hz,
+                    "refresh_hz_measured": measured, "priority": priority,
+                    "simulated_vsync": bool(args.offscreen)}
+    runner = Runner(p, display, backend, clock,
+                    progress=None if args.quiet else _progress_printer())
+    status, error, result = "failed", None, None
+    code = EXIT_FAILED
+    try:
+        if oe is not None:
+            oe.start_recording()
+            meta0 = build_meta(p, sid, status="running")
+            from stimulus.oe_control import identity_message
+
+            oe.message(identity_message(meta0))
+            if args.oe_post_script:
+                oe.message(f"sweepstim script {Path(p.loaded.path).name}:\n{p.loaded.text}")
+        result = runner.run()
+        status = result.status
+        code = EXIT_OK if status == "completed" else EXIT_CANCELLED
+    except KeyboardInterrupt:
+        status, error, code = "cancelled", "KeyboardInterrupt", EXIT_CANCELLED
+    except Exception as exc:  # noqa: BLE001 - record any failure in the session file
+        error = f"{type(exc).__name__}: {exc}"
+        traceback.print_exc()
+    finally:
+        if not args.quiet:
+            sys.stderr.write("\n")
+        if oe is not None:
+            try:
+                oe.message(f"sweepstim session={sid} end status={status}")
+                oe.stop_recording()
+            except Exception as exc:  # noqa: BLE001
+                _err(f"Open Ephys: {exc}")
+        backend.close()
+        display.close()
+        if result is None:
+            from stimulus.runner import RunResult
+
+            result = RunResult(status, runner.log.arrays(), runner.timer.n_dropped,
+                               runner.timer.n_missed, list(runner.ttl_errors), error)
+        meta = build_meta(p, sid, status=status, result=result, display=display_info,
+                          ttl_backend=backend.describe(), error=error,
+                          open_ephys=oe.describe() if oe else None)
+        path = write_session(out_path, meta, frame_arrays(p, result.log))
+    log = result.log
+    n = log["flip_time_s"].size
+    took = float(log["flip_time_s"][-1] - log["flip_time_s"][0]) if n > 1 else 0.0
+    print(f"{status}: {n} refreshes in {took:.2f} s (planned {p.plan.duration_sec:.2f} s), "
+          f"{result.n_dropped} dropped frame(s), {len(result.ttl_errors)} TTL error(s)")
+    print(f"session file: {path}")
+    return code
+
+
+def cmd_gamma_fit(args) -> int:
+    from stimulus.gamma import fit_gamma, read_luminance_csv
+    from stimulus.rig import DEFAULT_CONFIG, find_config, update_section
+
+    try:
+        v, lum = read_luminance_csv(args.csv)
+        fit = fit_gamma(v, lum)
+    except (OSError, ValueError) as exc:
+        _err(str(exc))
+        return EXIT_REFUSED
+    print(f"gamma {fit.gamma:.3f} (black {fit.lum_min:.3g} cd/m2, white {fit.lum_max:.3g} "
+          f"cd/m2, rms error {fit.rms_error:.3g} cd/m2, {fit.n_points} points)")
+    if args.no_write:
+        return EXIT_OK
+    path = find_config(args.config) or DEFAULT_CONFIG.expanduser()
+    update_section(path, "screen", {"gamma": round(fit.gamma, 4)})
+    print(f"wrote [screen] gamma = {round(fit.gamma, 4)} to {path}")
+    return EXIT_OK
+
+
+def cmd_manual(args) -> int:
+    from stimulus.manual import run_manual
+    from stimulus.rig import DEFAULT_CONFIG, find_config
+
+    try:
+        rig = _rig(args)
+    except SettingsError as exc:
+        _err(str(exc))
+        return EXIT_REFUSED
+    save_to = find_config(args.config) or DEFAULT_CONFIG.expanduser()
+    return run_manual(args.kind, rig, save_to, window=args.window, offscreen=args.offscreen)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="sweepstim", description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    def common(p):
+        p.add_argument("--config", help="rig config TOML (default: $SWEEPSTIM_CONFIG or "
+                                        "~/.config/sweepstim/rig.toml)")
+
+    r = sub.add_parser("run", help="run an experiment script")
+    r.add_argument("script")
+    common(r)
+    r.add_argument("--seed", type=int, help="random seed (default: the script's, else new)")
+    r.add_argument("--screen", type=int, help="monitor index")
+    r.add_argument("--ttl", default="none",
+                   help="TTL output: none, virtual, file:PATH, serial:PORT[@BAUD], "
+                        "nidaq:DEV/portN[@RATE] (default none)")
+    r.add_argument("--oe-host", help="Open Ephys GUI to start/stop recording on")
+    r.add_argument("--oe-port", type=int, default=37497)
+    r.add_argument("--oe-post-script", action="store_true",
+                   help="also post the script text to the GUI's message log")
+    r.add_argument("--out", help="session file or directory (default: current directory)")
+    r.add_argument("--dry-run", action="store_true",
+                   help="validate and print the table summary and duration; render nothing")
+    r.add_argument("--allow-refresh-mismatch", action="store_true",
+                   help="warn instead of refusing when the measured refresh rate differs")
+    r.add_argument("--window", action="store_true", help="a window instead of full screen")
+    r.add_argument("--offscreen", action="store_true",
+                   help="render offscreen with simulated vsync timing (tests, demos)")
+    r.add_argument("--quiet", action="store_true", help="no progress line")
+    r.set_defaults(func=cmd_run)
+
+    v = sub.add_parser("validate", help="check a script without opening a window")
+    v.add_argument("script")
+    common(v)
+    v.add_argument("--seed", type=int)
+    v.set_defaults(func=cmd_validate)
+
+    g = sub.add_parser("gamma-fit", help="fit the monitor gamma from photometer readings")
+    g.add_argument("csv", help="CSV of (drive value 0..1 or 0..255, luminance cd/m2)")
+    common(g)
+    g.add_argument("--no-write", action="store_true", help="print the fit only")
+    g.set_defaults(func=cmd_gamma_fit)
+
+    m = sub.add_parser("manual", help="interactive bar or grating (receptive-field mapping)")
+    m.add_argument("kind", choices=("bar", "grating"))
+    common(m)
+    m.add_argument("--screen", type=int)
+    m.add_argument("--window", action="store_true")
+    m.add_argument("--offscreen", action="store_true", help=argparse.SUPPRESS)
+    m.set_defaults(func=cmd_manual)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
