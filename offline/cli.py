@@ -7,6 +7,9 @@ Subcommands:
   fast — do this before trusting a module in a live experiment;
 - ``sweepsort detect RECORDING --out DIR``: offline detection with the online kernels, written
   to ``DIR/peaks.npy`` (+ ``peaks.json``).
+- ``sweepsort sort RECORDING --out DIR``: the offline template sort (docs/sorting.md): sort
+  file, metrics and a Phy folder; resumable; ``--scheduler`` runs the chunks on Dask;
+- ``sweepsort info RECORDING``: recordings, streams, channels, duration and TTL events.
 
 Errors in the input (a missing folder, a bad setting) end with a one-line message and exit
 status 2, never a traceback.
@@ -145,6 +148,47 @@ def _default_config(module: str) -> str | None:
     return str(candidate) if candidate.exists() else None
 
 
+def cmd_sort(args) -> int:
+    from dataclasses import replace
+
+    from oe_plugin.probe import load_probe
+    from offline.sort import RecordingSource, load_sort_settings, sort_recording
+    from offline.sort.executor import make_executor
+
+    settings = load_sort_settings(args.config)
+    if args.probe is not None:
+        settings = replace(settings, detect=replace(settings.detect, probe=args.probe))
+    if args.flat_dtype:
+        if not (args.flat_channels and args.flat_rate_hz):
+            print("sweepsort sort: a flat binary needs --flat-channels and --flat-rate-hz",
+                  file=sys.stderr)
+            return 2
+        source = RecordingSource(str(args.recording), kind="flat", flat={
+            "dtype": args.flat_dtype, "n_channels": args.flat_channels,
+            "sample_rate_hz": args.flat_rate_hz, "gain_uv": args.flat_gain_uv,
+            "offset": args.flat_offset})
+    else:
+        source = RecordingSource(str(Path(args.recording).resolve()), node=args.node,
+                                 recording=args.recording_index, stream=args.stream)
+    rec = source.open()
+    probe = load_probe(settings.detect.probe, rec.n_channels)
+    log = (lambda msg: None) if args.quiet else print
+    with make_executor(args.jobs, args.scheduler) as executor:
+        sort_recording(source, args.out, settings, probe, executor, progress=not args.quiet,
+                       log=log)
+    return 0
+
+
+def cmd_info(args) -> int:
+    import json
+
+    from offline.info import format_info, recording_info
+
+    entries = recording_info(args.recording, args.node)
+    print(json.dumps(entries, indent=2) if args.json else format_info(entries))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sweepsort", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -173,6 +217,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--probe", help="probe layout name or probeinterface JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_detect)
+
+    p = sub.add_parser("sort", help="offline template sort -> sort file + Phy folder")
+    _add_source_args(p)
+    p.add_argument("--out", required=True, help="sort folder (sort.npz/.json, phy/, work/)")
+    p.add_argument("--probe", help="probe layout name or probeinterface JSON")
+    p.add_argument("--jobs", type=int, help="local worker processes (default: all cores)")
+    p.add_argument("--scheduler", help="dask.distributed scheduler address (tcp://host:8786)")
+    p.add_argument("--config", help="settings TOML ([preprocess], [detect], [sort])")
+    p.add_argument("--flat-dtype", help="RECORDING is a raw flat binary of this dtype")
+    p.add_argument("--flat-channels", type=int, help="flat binary: channel count")
+    p.add_argument("--flat-rate-hz", type=float, help="flat binary: sample rate")
+    p.add_argument("--flat-gain-uv", type=float, default=1.0, help="flat binary: µV per unit")
+    p.add_argument("--flat-offset", type=int, default=0, help="flat binary: header bytes")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_sort)
+
+    p = sub.add_parser("info", help="recordings, streams, channels, duration, TTL events")
+    p.add_argument("recording", help="session, 'Record Node …' or recording folder")
+    p.add_argument("--node", type=_node_arg, help="record node: index, number or name")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_info)
     return parser
 
 
