@@ -357,10 +357,11 @@ def breakdown(args, source, probe: Probe) -> dict:
 # offline
 # ---------------------------------------------------------------------------------------------
 class ArrayRecording:
-    """The ``read_uv`` interface of :func:`offline.detect.detect_recording` over an in-memory
+    """The reader interface of :func:`offline.detect.detect_recording` over an in-memory
     (n_samples, n_channels) float32 array — the layout SpikeInterface reads, and the interleaved
-    layout of Open Ephys binary files: each chunk is transposed to (n_channels, n), and that copy
-    is part of our timed cost."""
+    layout of Open Ephys binary files. Like ``offline.recording``'s streams it offers
+    ``read_uv_rows`` (sample-major chunks, which the detector reads without transposing) besides
+    ``read_uv``; the chunk copy is part of our timed cost."""
 
     def __init__(self, traces: np.ndarray, sample_rate_hz: float):
         self.traces = traces
@@ -369,6 +370,9 @@ class ArrayRecording:
 
     def read_uv(self, start: int, stop: int) -> np.ndarray:
         return np.ascontiguousarray(self.traces[start:stop].T)
+
+    def read_uv_rows(self, start: int, stop: int) -> np.ndarray:
+        return np.array(self.traces[start:stop], dtype=np.float32, order="C")
 
 
 def match_ground_truth(peak_t, peak_c, gt_t, gt_chan, dist_um, tol_samples, radius_um) -> dict:
