@@ -209,7 +209,8 @@ def _assemble(matched, templates: TemplateSet, thresholds, job, rec, probe, g, p
     t_sort = cols["t"]
     f = g.factor
     spike_index = (t_sort + f // 2) // f
-    amp_uv = np.where(unit >= 0, cols["amplitude"] * peak_uv[np.maximum(unit, 0)], 0)
+    peak_of = peak_uv[np.maximum(unit, 0)] if len(keep) else np.zeros(len(unit), np.float32)
+    amp_uv = np.where(unit >= 0, cols["amplitude"] * peak_of, 0)
     arrays = {
         "spike_index": spike_index.astype(np.int64),
         "spike_index_sorting": t_sort.astype(np.int64),

@@ -16,8 +16,8 @@ whole-file runs see the same zero state. Hence any chunking gives the same trace
 over the whole file, and so the same detections.
 
 Traces leave this module in **noise units**: each channel divided by its fixed noise level
-(MAD / 0.6745 of the filtered signal, estimated once from ``noise_chunks`` chunks spread over
-the recording), so thresholds are multiples of the noise and template-matching errors are in
+(MAD / 0.6745 of the filtered signal, estimated once from ``noise_windows`` windows spread
+over the recording), so thresholds are multiples of the noise and template-matching errors are in
 noise variances. Multiply by ``noise_uv`` to get µV.
 """
 
@@ -137,12 +137,14 @@ class Preprocessor:
         return x
 
     def estimate_noise(self) -> np.ndarray:
-        """Fixed per-channel noise (µV): MAD/0.6745 over ``noise_chunks`` evenly spread chunks.
-        A flat channel gets +inf (never crosses a threshold)."""
+        """Fixed per-channel noise (µV): MAD/0.6745 over ``noise_windows`` windows of
+        ``noise_window_s``, evenly spread over the stream (independent of the chunk size, so
+        every chunking sees the same thresholds). A flat channel gets +inf (never detects)."""
         g = self.geometry
-        n = min(self.settings.noise_chunks, g.n_chunks)
-        picks = np.unique(np.linspace(0, g.n_chunks - 1, n).round().astype(int))
-        parts = [self.traces(*g.bounds(int(i)), scaled=False) for i in picks]
+        s = self.settings
+        win = min(g.n_samples, max(1, int(round(s.noise_window_s * g.sample_rate_hz))))
+        starts = np.unique(np.linspace(0, g.n_samples - win, s.noise_windows).round())
+        parts = [self.traces(int(a), int(a) + win, scaled=False) for a in starts]
         x = np.abs(np.concatenate(parts, axis=1))
         noise = np.median(x, axis=1).astype(np.float32) * np.float32(MAD_TO_SIGMA)
         noise[~(noise > 0)] = np.inf

@@ -35,8 +35,9 @@ class PreprocessSettings:
     margin_ms: float = 50.0
     """Overlap read on each side of a chunk so the filter settles (20 ms already gives
     bit-identical float32 output at 300 Hz; see docs/sorting.md)."""
-    noise_chunks: int = 16
-    """Number of chunks, evenly spread, whose MAD sets each channel's fixed noise level."""
+    noise_windows: int = 16
+    """Number of windows, evenly spread in time, whose MAD sets each channel's fixed noise."""
+    noise_window_s: float = 1.0
 
     def check(self, section: str = "preprocess") -> None:
         require(0 < self.low_hz < self.high_hz, f"{section}.low_hz",
@@ -49,7 +50,9 @@ class PreprocessSettings:
         require(1 <= self.sinc_half_width <= 64, f"{section}.sinc_half_width", "must be 1..64")
         require(0.1 <= self.chunk_s <= 600, f"{section}.chunk_s", "must be in [0.1, 600] s")
         require(1 <= self.margin_ms <= 1000, f"{section}.margin_ms", "must be in [1, 1000] ms")
-        require(1 <= self.noise_chunks <= 1000, f"{section}.noise_chunks", "must be 1..1000")
+        require(1 <= self.noise_windows <= 1000, f"{section}.noise_windows", "must be 1..1000")
+        require(0.01 <= self.noise_window_s <= 60, f"{section}.noise_window_s",
+                "must be in [0.01, 60] s")
 
 
 @dataclass(frozen=True)

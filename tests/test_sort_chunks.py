@@ -1,0 +1,100 @@
+"""Chunking and executors change nothing: chunked preprocessing and detection equal one
+whole-file call; the local pool and a Dask cluster on loopback give the serial result."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from synth import make_recording
+
+from oe_plugin.probe import Probe, neighbour_lists
+from offline.recording import open_flat_binary
+from offline.sort import RecordingSource, settings_from_table, sort_recording
+from offline.sort.detection import detect_chunk
+from offline.sort.executor import DaskExecutor, LocalPoolExecutor
+from offline.sort.job import SortJob
+from offline.sort.preprocess import Preprocessor
+
+N_CH = 6
+FS = 30000.0
+
+
+@pytest.fixture(scope="module")
+def flat(tmp_path_factory):
+    root = tmp_path_factory.mktemp("chunks")
+    pos = np.zeros((N_CH, 2))
+    pos[:, 1] = 30.0 * np.arange(N_CH)
+    data, truth = make_recording(n_channels=N_CH, duration_s=3.0, rate_hz=8.0, snr=8.0,
+                                 positions_um=pos, decay_um=30.0, seed=11)
+    np.round(data.T / 0.195).astype("<i2").tofile(root / "raw.dat")
+    spec = {"dtype": "int16", "n_channels": N_CH, "sample_rate_hz": FS, "gain_uv": 0.195}
+    return {"source": RecordingSource(str(root / "raw.dat"), kind="flat", flat=spec),
+            "probe": Probe("lin", pos, np.zeros(N_CH, int)), "root": root}
+
+
+@pytest.mark.parametrize("table", [
+    {},
+    {"filter": "causal", "common_reference": "median"},
+    {"upsample_factor": 2, "sh_tick_us": 1.0},
+])
+def test_chunked_traces_equal_whole_file(flat, table):
+    rec = flat["source"].open()
+    s = settings_from_table({"preprocess": {**table, "chunk_s": 0.25}}).preprocess
+    prep = Preprocessor(rec, s)
+    prep.estimate_noise()
+    n = prep.geometry.n_samples
+    whole = prep.traces(0, n)
+    assert whole.shape == (N_CH, n)
+    for a, b in [(0, 7000), (7000, 7001), (12345, 50000), (n - 3000, n)]:
+        assert np.array_equal(prep.traces(a, b), whole[:, a:b]), (a, b)
+
+
+def _events(flat, chunk_s):
+    s = settings_from_table({"preprocess": {"chunk_s": chunk_s}})
+    rec = flat["source"].open()
+    prep = Preprocessor(rec, s.preprocess)
+    job = SortJob(flat["source"], s, prep.estimate_noise(),
+                  neighbour_lists(flat["probe"], 175), neighbour_lists(flat["probe"], 60))
+    parts = [detect_chunk(job, i) for i in range(prep.geometry.n_chunks)]
+    return {k: np.concatenate([p[k] for p in parts]) for k in ("t", "c", "amplitude_uv")}
+
+
+def test_chunked_detection_equals_whole_file(flat):
+    whole = _events(flat, 3.0)  # one chunk: the whole file
+    assert len(whole["t"]) > 100
+    for chunk_s in (0.1, 0.37, 1.0):
+        got = _events(flat, chunk_s)
+        for k in whole:
+            assert np.array_equal(got[k], whole[k]), (chunk_s, k)
+
+
+def test_local_pool_and_dask_equal_serial(flat, tmp_path):
+    settings = settings_from_table({"preprocess": {"chunk_s": 0.5},
+                                    "sort": {"min_cluster_size": 10, "min_unit_spikes": 10}})
+    serial = sort_recording(flat["source"], tmp_path / "serial", settings, flat["probe"])
+    assert serial.n_units >= 3
+    with LocalPoolExecutor(2) as pool:
+        pooled = sort_recording(flat["source"], tmp_path / "pool", settings, flat["probe"], pool)
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None) as cluster:
+        with DaskExecutor(cluster.scheduler_address) as dask_ex:
+            dasked = sort_recording(flat["source"], tmp_path / "dask", settings, flat["probe"],
+                                    dask_ex)
+    for k, v in serial.arrays.items():
+        assert np.array_equal(pooled.arrays[k], v), k
+        assert np.array_equal(dasked.arrays[k], v), k
+    assert dasked.meta["executor"] == "dask" and pooled.meta["executor"] == "local-pool"
+
+
+def test_no_units_is_a_valid_sort(flat, tmp_path):
+    settings = settings_from_table({"sort": {"min_cluster_size": 500}})
+    res = sort_recording(flat["source"], tmp_path / "none", settings, flat["probe"])
+    assert res.n_units == 0 and (res.arrays["spike_unit"] == -1).all()
+    assert (tmp_path / "none" / "phy" / "params.py").is_file()
+
+
+def test_flat_recording_helper_is_what_the_source_opens(flat):
+    rec = flat["source"].open()
+    same = open_flat_binary(flat["root"] / "raw.dat", "int16", N_CH, FS, 0.195)
+    assert np.array_equal(rec.read_uv(100, 200), same.read_uv(100, 200))
