@@ -293,32 +293,39 @@ def detect_block(
     cap = cand_t.shape[1]
     counters[C_OUT_N] = 0
     pos = 0
+    filtering = sos.shape[0] > 0
     while pos < n_samples:
         stop = min(pos + SUBSTEP, n_samples)
         n0 = counters[C_PROCESSED]
         counters[C_NONFINITE] += load_rows(data, pos, stop, ring, n0, sample_major)
-        for i in range(pos, stop):
-            n_abs = n0 + (i - pos)
-            cur = ring[n_abs & mask]
-            sos_step_row(sos, zi, cur, tmp)
+        if filtering:
+            for i in range(pos, stop):
+                sos_step_row(sos, zi, ring[(n0 + i - pos) & mask], tmp)
+        if write_back:
+            store_rows(ring, n0, data, pos, stop, sample_major)
+        # candidates at p = n - 1 use the thresholds after the noise pushes up to p
+        for n_abs in range(n0, n0 + stop - pos):
             if n_abs >= 2:
                 p = n_abs - 1
-                _find_candidates(
-                    ring[p & mask],
-                    ring[(p - 1) & mask],
-                    cur,
-                    thr_uv,
-                    polarity,
-                    p,
-                    cand_t,
-                    cand_a,
-                    cand_n,
-                    cap,
-                    counters,
-                )
-            if noise_push(
+                r0 = (p - 1) & mask
+                r1 = p & mask
+                r2 = n_abs & mask
+                hits = 0
+                if polarity <= 0:
+                    for c in range(n_channels):
+                        y = ring[r1, c]
+                        hits += (y <= -thr_uv[c]) & (y < ring[r0, c]) & (y <= ring[r2, c])
+                if polarity >= 0:
+                    for c in range(n_channels):
+                        y = ring[r1, c]
+                        hits += (y >= thr_uv[c]) & (y > ring[r0, c]) & (y >= ring[r2, c])
+                if hits > 0:
+                    _collect_candidates(
+                        ring, r0, r1, r2, thr_uv, polarity, p, cand_t, cand_a, cand_n, cap, counters
+                    )
+            if n_abs % decimate == 0 and noise_push(
                 n_abs,
-                cur,
+                ring[n_abs & mask],
                 decimate,
                 init_len,
                 chunk_len,
@@ -332,34 +339,25 @@ def detect_block(
             ):
                 for c in range(n_channels):
                     thr_uv[c] = _threshold(noise_uv[c], params)
-            counters[C_PROCESSED] = n_abs + 1
-        if write_back:
-            store_rows(ring, n0, data, pos, stop, sample_major)
+        counters[C_PROCESSED] = n0 + stop - pos
         _decide(ring, nb_ptr, nb_idx, cand_t, cand_a, cand_n, out_t, out_c, out_a, params, counters)
         pos = stop
     return counters[C_OUT_N]
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _find_candidates(y, before, after, thr_uv, polarity, p, cand_t, cand_a, cand_n, cap, counters):
-    """Append channels whose sample ``y`` (row at p) is a threshold-crossing local extremum."""
-    n_channels = y.shape[0]
-    hits = 0
-    if polarity <= 0:
-        for c in range(n_channels):
-            hits += (y[c] <= -thr_uv[c]) & (y[c] < before[c]) & (y[c] <= after[c])
-    if polarity >= 0:
-        for c in range(n_channels):
-            hits += (y[c] >= thr_uv[c]) & (y[c] > before[c]) & (y[c] >= after[c])
-    if hits == 0:
-        return
-    for c in range(n_channels):
-        v = y[c]
+def _collect_candidates(
+    ring, r0, r1, r2, thr_uv, polarity, p, cand_t, cand_a, cand_n, cap, counters
+):
+    """Append every channel whose ring row ``r1`` (sample p) is a threshold-crossing local
+    extremum (rows r0, r2: samples p - 1, p + 1)."""
+    for c in range(thr_uv.shape[0]):
+        v = ring[r1, c]
         thr = thr_uv[c]
         hit = False
-        if polarity <= 0 and v <= -thr and v < before[c] and v <= after[c]:
+        if polarity <= 0 and v <= -thr and v < ring[r0, c] and v <= ring[r2, c]:
             hit = True
-        elif polarity >= 0 and v >= thr and v > before[c] and v >= after[c]:
+        elif polarity >= 0 and v >= thr and v > ring[r0, c] and v >= ring[r2, c]:
             hit = True
         if hit:
             n = cand_n[c]
