@@ -9,7 +9,9 @@ Rules (dimstim's, made reproducible):
   with no variables has one condition.
 - **Shuffling.** If every dimension is shuffled, each run is a random permutation of all
   conditions. Otherwise each shuffled dimension is permuted independently within every
-  combination of the other dimensions, which stay in their nested-loop places.
+  combination of the other dimensions' slots: unshuffled dimensions stay in their nested-loop
+  places, and every run still holds every condition exactly once (the permutations move whole
+  conditions, one shuffled axis after the other).
 - **Runs.** The order is repeated ``runs.n`` times: the same order, or (``reshuffle``) a fresh
   draw per run.
 - **Blanks.** After the runs are joined, every ``every``-th sweep is a blank (T-1 stimulus
@@ -162,11 +164,16 @@ def _run_order(dims: list[Dimension], shape: tuple, n_cond: int,
         return np.arange(n_cond)
     if all(d.shuffle for d in dims):
         return rng.permutation(n_cond)
-    grid = np.indices(shape)  # (D, *shape): slot -> value index per dimension
+    # permute whole conditions along each shuffled axis, independently for every position of
+    # the other axes: each run still holds every condition once, and an unshuffled dimension
+    # keeps its nested-loop value in every slot (all moves stay inside lines where it is fixed)
+    cond = np.arange(n_cond).reshape(shape)
     for d in dims:
         if d.shuffle:
-            grid[d.index] = rng.permuted(grid[d.index], axis=d.index)
-    return np.ravel_multi_index(tuple(grid.reshape(len(dims), -1)), shape)
+            along = np.arange(d.n).reshape([-1 if a == d.index else 1 for a in range(len(shape))])
+            idx = rng.permuted(np.broadcast_to(along, shape), axis=d.index)
+            cond = np.take_along_axis(cond, idx, axis=d.index)
+    return cond.ravel()
 
 
 def _insert_blanks(order: np.ndarray, run: np.ndarray, blanks: Blanks,
