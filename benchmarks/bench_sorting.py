@@ -103,7 +103,8 @@ def run_one(sorter: str, folder: Path, out: Path, jobs: int) -> None:
     import spikeinterface.sorters as ss
 
     rec = se.read_openephys(folder / "session", stream_id="0")
-    rec = rec.set_probe(probeinterface.read_probeinterface(folder / "probe.json").probes[0])
+    rec = rec.set_probe(probeinterface.read_probeinterface(folder / "probe.json").probes[0],
+                        in_place=False)
     if sorter == "mountainsort5":
         rec = spre.whiten(spre.bandpass_filter(rec, 300, 6000), dtype="float32")
     sorting = ss.run_sorter(sorter, rec, folder=out / "si", remove_existing_folder=True,
