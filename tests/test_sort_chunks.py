@@ -98,3 +98,19 @@ def test_flat_recording_helper_is_what_the_source_opens(flat):
     rec = flat["source"].open()
     same = open_flat_binary(flat["root"] / "raw.dat", "int16", N_CH, FS, 0.195)
     assert np.array_equal(rec.read_uv(100, 200), same.read_uv(100, 200))
+
+
+def test_median_reference_kernel_matches_numpy_both_ways_in():
+    from oe_plugin.kernels._entry import ArgTable, entry_caller
+    from oe_plugin.kernels.reference import median_reference, reference_entry
+
+    for n_ch in (1, 2, 5, 8):
+        x = np.random.default_rng(n_ch).standard_normal((n_ch, 300)).astype(np.float32)
+        want = x - np.median(x, axis=0)
+        got = x.copy()
+        median_reference(got, np.zeros(n_ch, np.float32))
+        np.testing.assert_allclose(got, want, atol=1e-6)
+        online = x.copy()
+        assert ArgTable([online, np.zeros(n_ch, np.float32)]).call(
+            entry_caller(reference_entry)) == 300
+        assert np.array_equal(online, got)
