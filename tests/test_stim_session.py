@@ -179,6 +179,17 @@ def test_run_offscreen_end_to_end_with_ttl_and_open_ephys(files, gui):
                                                             for f in (0.1, 0.2)}
     # six refreshes per sweep (0.03 s at 200 Hz), 12 sweeps
     assert shown.size == 6 * 12
+    # the offline package reads this session file and joins it with the decoded frames
+    from offline.sweeps import compare_with_frame_log, frame_parameters, read_session_file
+
+    session = read_session_file(json_path)
+    assert session.protocol == settings and session.seed == 77
+    cmp = compare_with_frame_log(frames, session.frame_log)
+    assert cmp["matched"] == cmp["agree"] == frames.size
+    params = frame_parameters(frames, session.sweep_table)
+    stim_frames = frames["sweep_index"] != SWEEP_NONE
+    assert np.array_equal(params["ori_deg"][stim_frames], [c["ori_deg"] for c in conds])
+    assert np.all(np.isnan(params["ori_deg"][~stim_frames]))
 
     # Open Ephys: recording started before the first sweep, identity posted, back to ACQUIRE
     puts = [(path, body) for verb, path, body in handler.calls if verb == "PUT"]
