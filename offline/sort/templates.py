@@ -104,18 +104,19 @@ def merge_dense(dense, known, counts, merge_distance, max_shift):
     mean (per channel, over the templates that know it), the second aligned to the first."""
     dense, known, counts = dense.copy(), known.copy(), counts.copy()
     alive = list(range(len(dense)))
-    while True:
-        best = (np.inf, None, None, 0)
-        peak = {u: int(np.argmax(np.abs(dense[u]).max(axis=1))) for u in alive}
-        for i, u in enumerate(alive):
-            for v in alive[i + 1 :]:
-                if not (known[v, peak[u]] and known[u, peak[v]]):
-                    continue
-                d, s = _pair_distance(dense[u], dense[v], known[u], known[v], max_shift)
-                if d < best[0]:
-                    best = (d, u, v, s)
-        d, u, v, s = best
-        if u is None or d >= merge_distance:
+
+    def peak(u):
+        return int(np.argmax(np.abs(dense[u]).max(axis=1)))
+
+    def distance(u, v):
+        if not (known[v, peak(u)] and known[u, peak(v)]):
+            return np.inf, 0
+        return _pair_distance(dense[u], dense[v], known[u], known[v], max_shift)
+
+    pairs = {(u, v): distance(u, v) for i, u in enumerate(alive) for v in alive[i + 1 :]}
+    while pairs:
+        (u, v), (d, s) = min(pairs.items(), key=lambda kv: kv[1][0])
+        if d >= merge_distance:
             break
         shifted = np.zeros_like(dense[v])
         w = dense.shape[2]
@@ -130,6 +131,10 @@ def merge_dense(dense, known, counts, merge_distance, max_shift):
         known[u] |= known[v]
         counts[u] += counts[v]
         alive.remove(v)
+        pairs = {k: val for k, val in pairs.items() if v not in k and u not in k}
+        for x in alive:
+            if x != u:
+                pairs[(min(u, x), max(u, x))] = distance(min(u, x), max(u, x))
     return dense[alive], known[alive], counts[alive]
 
 
