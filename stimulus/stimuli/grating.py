@@ -58,8 +58,8 @@ MASKS = ("none", "circle", "gaussian")
 class Grating(Stimulus):
     KIND = "grating"
     STATIC = {
-        "mask": Param(str, "none", "none | circle | gaussian", choices=MASKS, static_only=True),
-        "wave": Param(str, "sine", "sine | square", choices=("sine", "square"),
+        "mask": Param(str, "none", "mask shape", choices=MASKS, static_only=True),
+        "wave": Param(str, "sine", "waveform", choices=("sine", "square"),
                       static_only=True),
     }
     DYNAMIC = {
