@@ -1,0 +1,82 @@
+"""Spike-triggered average of sparse-noise and m-sequence stimuli, over a range of lags."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from offline.analysis._plot import new_axes
+from offline.analysis.result import AnalysisResult
+from offline.analysis.stimframes import StimulusMovie
+
+
+class StaResult(AnalysisResult):
+    """Spike-triggered average.
+
+    Attributes
+    ----------
+    lags_ms : float64 (n_lags,) — time before each spike.
+    sta : float64 (n_lags, ny, nx) — mean image ``lag`` ms before a spike, minus the mean
+        image over all refreshes (``subtract_mean``): contrast units, row 0 = top.
+    n_spikes : int64 (n_lags,) — spikes with a stimulus frame at that lag.
+    peak_lag_ms : float — the lag with the largest STA variance.
+    """
+
+    compute = staticmethod(lambda **kw: compute_sta(**kw))
+
+    @property
+    def peak_map(self) -> np.ndarray:
+        return self.sta[int(np.argmin(np.abs(self.lags_ms - self.peak_lag_ms)))]
+
+    def plot(self, ax=None, max_lags: int = 10):
+        """The STA at up to ``max_lags`` lags, one shared colour scale (red bright)."""
+        n = min(self.lags_ms.size, max_lags)
+        step = max(1, int(np.ceil(self.lags_ms.size / n)))
+        idx = list(range(0, self.lags_ms.size, step))[:n]
+        axes = (new_axes(None, nrows=1, ncols=len(idx), figsize=(1.2 * len(idx) + 0.5, 1.6))[0]
+                if ax is None else np.atleast_1d(ax))
+        vmax = float(np.abs(self.sta).max()) or 1.0
+        for a, i in zip(axes, idx, strict=False):
+            a.imshow(self.sta[i], cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest")
+            a.set_xticks([])
+            a.set_yticks([])
+            a.set_title(f"{self.lags_ms[i]:g} ms", fontsize=7)
+        return axes
+
+
+def compute_sta(times_s, movie: StimulusMovie, *, lags_ms=None, subtract_mean: bool = True
+                ) -> StaResult:
+    """STA of a spike train against a :class:`~offline.analysis.stimframes.StimulusMovie`.
+
+    Parameters
+    ----------
+    times_s : float (n_spikes,) — spike times, s (recording clock).
+    movie : the experiment's rebuilt frames (display lag already in ``movie.onset_s``).
+    lags_ms : lags to evaluate (default 0, 10, ..., 200 ms).
+    subtract_mean : subtract the mean image over the experiment's refreshes.
+
+    For each lag, each spike picks the refresh on the screen ``lag`` ms earlier; the images are
+    accumulated by image index (a bincount), then one matrix product: cost O(n_spikes + n_images
+    x pixels) per lag.
+    """
+    t = np.asarray(times_s, np.float64)
+    lags = np.arange(0.0, 201.0, 10.0) if lags_ms is None else np.asarray(lags_ms, np.float64)
+    n_img = movie.images.shape[0]
+    flat = movie.images.reshape(n_img, -1).astype(np.float64)
+    shown = np.bincount(movie.image_index, minlength=n_img).astype(np.float64)
+    mean_img = shown @ flat / max(shown.sum(), 1.0)
+    out = np.zeros((lags.size, flat.shape[1]))
+    n_used = np.zeros(lags.size, np.int64)
+    for k, lag in enumerate(lags):
+        r = movie.frame_at(t - lag * 1e-3)
+        r = r[r >= 0]
+        n_used[k] = r.size
+        if r.size:
+            w = np.bincount(movie.image_index[r], minlength=n_img).astype(np.float64)
+            out[k] = w @ flat / r.size
+            if subtract_mean:
+                out[k] -= mean_img
+    sta = out.reshape((lags.size,) + movie.images.shape[1:])
+    var = sta.reshape(lags.size, -1).var(axis=1)
+    settings = dict(lags_ms=lags_ms, subtract_mean=subtract_mean)
+    return StaResult({"times_s": times_s, "movie": movie}, settings, lags_ms=lags, sta=sta,
+                     n_spikes=n_used, peak_lag_ms=float(lags[int(np.argmax(var))]))
