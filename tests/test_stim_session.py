@@ -255,3 +255,68 @@ def test_refresh_rate_mismatch_refused_or_allowed(files, monkeypatch, capsys):
     assert m["display"]["refresh_hz_measured"] == 150.0
     assert m["frames"]["refresh_hz"] == 150.0
     assert m["ttl_protocol"]["refresh_hz"] == 150.0
+
+
+@pytest.mark.parametrize("kind,static,dynamic", [
+    ("bar", {}, "speed_dps=Variable([-20.0, 20.0], dim=0)"),
+    ("sparse_noise", {"n_cells_x": 4, "n_cells_y": 4, "n_spots": 3},
+     "pattern_i=Variable(range(4), dim=0, shuffle=True)"),
+    ("msequence", {"order": 6, "n_cells_x": 3, "n_cells_y": 3},
+     "frame_i=Variable(range(0, 60, 6), dim=0)"),
+    ("movie", {"refreshes_per_frame": 2}, "frame_i=Variable([0, 4], dim=0)"),
+    ("blank", {}, "bg_lum=Variable([0.0, 1.0], dim=0)"),
+])
+def test_every_stimulus_runs_offscreen(tmp_path, kind, static, dynamic):
+    if kind == "movie":
+        np.save(tmp_path / "m.npy", np.zeros((20, 4, 4), np.uint8))
+        static = {**static, "path": str(tmp_path / "m.npy")}
+    script = tmp_path / f"{kind}.py"
+    script.write_text("from stimulus.script import Experiment, Runs, Variable\n"
+                      f"experiment = Experiment(stimulus={kind!r}, static={static!r},\n"
+                      f"    dynamic=dict({dynamic}, sweep_sec=0.02),\n"
+                      "    runs=Runs(2, reshuffle=True), preexp_sec=0.01, postexp_sec=0.01)\n")
+    rig = tmp_path / "rig.toml"
+    rig.write_text(RIG)
+    assert main(["run", str(script), "--config", str(rig), "--offscreen", "--quiet",
+                 "--out", str(tmp_path / "s.session.json")]) == 0
+    s = load_session(tmp_path / "s.session.json")
+    assert s.meta["status"] == "completed" and s.meta["stimulus"] == kind
+    log = s.frames
+    assert np.array_equal(log["plan_index"][log["plan_index"] >= 0],
+                          np.arange(s.frames["plan_code"].size))
+
+
+def test_keys_pause_and_cancel_through_the_window(tmp_path):
+    from pyglet.window import key
+
+    from stimulus.display import Display
+    from stimulus.runner import Runner
+    from stimulus.timing import FakeClock
+    from stimulus.ttl.virtual import VirtualBackend
+
+    script = tmp_path / "b.py"
+    script.write_text("from stimulus.script import Experiment\n"
+                      "experiment = Experiment(stimulus='blank', dynamic={'sweep_sec': 10.0})\n")
+    rig_path = tmp_path / "rig.toml"
+    rig_path.write_text(RIG)
+    p = prepare(script, load_rig(rig_path), seed=0)
+    display = Display(32, 24)
+    try:
+        r = Runner(p, display, VirtualBackend(p.protocol), FakeClock(0.005))
+        w = display.window
+
+        def press(symbol):
+            w.dispatch_event("on_key_press", symbol, 0)  # queued like a real key press
+            display.dispatch_events()
+
+        press(key.SPACE)
+        assert r.pause_requested
+        press(key.SPACE)
+        assert not r.pause_requested
+        press(key.ESCAPE)
+        assert r.cancel_requested and not display.window.has_exit  # Esc does not close it
+        res = r.run()  # cancelled before the first planned refresh: markers only
+        assert res.status == "cancelled"
+        assert set(res.log["plan_index"].tolist()) == {-1}
+    finally:
+        display.close()
