@@ -133,6 +133,13 @@ def cmd_run(args) -> int:  # noqa: C901 - the run's steps in order, each with it
                                           clock, n)
             off = abs(measured / scr.refresh_hz - 1.0)
             print(f"refresh rate: measured {measured:.3f} Hz, configured {scr.refresh_hz:g} Hz")
+            if not 20.0 <= measured <= 1000.0:
+                _err(f"the display flips at {measured:.1f} Hz: it does not wait for the "
+                     f"vertical blank (vsync off in the driver, or a virtual display); "
+                     f"sweepstim cannot time frames on it (use --offscreen to simulate)")
+                display.close()
+                backend.close()
+                return EXIT_REFUSED
             if off > rig.timing.refresh_tolerance:
                 msg = (f"the display refreshes at {measured:.3f} Hz, not the configured "
                        f"{scr.refresh_hz:g} Hz (off by {100 * off:.2f} %)")

@@ -320,3 +320,16 @@ def test_keys_pause_and_cancel_through_the_window(tmp_path):
         assert set(res.log["plan_index"].tolist()) == {-1}
     finally:
         display.close()
+
+
+def test_display_without_vsync_is_refused(files, monkeypatch, capsys):
+    import stimulus.timing
+
+    script, rig, tmp = files
+    monkeypatch.setattr(stimulus.timing, "measure_refresh",
+                        lambda flip, clock, n: (6000.0, np.full(n, 1 / 6000.0)))
+    code = main(["run", str(script), "--config", str(rig), "--window", "--quiet",
+                 "--allow-refresh-mismatch", "--out", str(tmp / "v") + "/"])
+    assert code == 2
+    assert "does not wait for the vertical blank" in capsys.readouterr().err
+    assert not (tmp / "v").exists()
