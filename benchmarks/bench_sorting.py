@@ -107,10 +107,9 @@ def run_one(sorter: str, folder: Path, out: Path, jobs: int) -> None:
                         in_place=False)
     if sorter == "mountainsort5":
         rec = spre.whiten(spre.bandpass_filter(rec, 300, 6000), dtype="float32")
+    extra = {} if sorter == "mountainsort5" else {"job_kwargs": {"n_jobs": jobs}}
     sorting = ss.run_sorter(sorter, rec, folder=out / "si", remove_existing_folder=True,
-                            verbose=False, n_jobs=jobs) if sorter != "mountainsort5" else \
-        ss.run_sorter(sorter, rec, folder=out / "si", remove_existing_folder=True,
-                      verbose=False)
+                            verbose=False, **extra)
     times, units = [], []
     for k, u in enumerate(sorting.unit_ids):
         st = sorting.get_unit_spike_train(u)
