@@ -68,8 +68,9 @@ def build(settings: ProtocolSettings, fs: float, n_frames: int, seed: int, *,
           jitter_us: float = 5.0) -> Session:
     """Encode a random sweep sequence, inject faults (spaced >= 40 frames apart) and sample.
 
-    Fault kinds: ``glitch`` (width 1 sample .. skew window, placed clear of the line's own
-    edges so it is a real disturbance: must be reported), ``missed_edge`` (an event removed),
+    Fault kinds: ``glitch`` (width 1 sample + 2 x jitter .. skew window, on the serial data line
+    at most the run-check tolerance; placed clear of the line's own edges so it is a real
+    disturbance: must be reported), ``missed_edge`` (an event removed),
     ``dropped_frame``/``repeated_frame`` (in the frame log), ``pulse`` (a spurious pulse of
     skew window .. 1 ms anywhere: must never cause a silent error, need not be reported).
     """
@@ -107,7 +108,19 @@ def build(settings: ProtocolSettings, fs: float, n_frames: int, seed: int, *,
             if kind == "pulse":
                 w = float(rng.uniform(skew_us, 1000.0))
                 break
-            w = float(rng.uniform(1e6 / fs, skew_us))
+            # wide enough to survive sampling whatever the jitter does to its two edges; on the
+            # serial data line narrower than the shortest legitimate run (bit - 1.5 samples):
+            # a wider pulse inside a run that misses every bit centre is harmless and looks
+            # like edge timing (those are in the "pulse" class)
+            w_min = 1e6 / fs + 2 * jitter_us + 1.0
+            w_max = skew_us
+            if settings.scheme == "serial" and line == settings.data_line:
+                # sampled, a pulse can grow by one sample: keep it under bit - 1.5 samples
+                w_max = min(w_max, (settings.bit_us * fs / 1e6 - 2.5) * 1e6 / fs
+                            - 2 * jitter_us)
+                if w_max < w_min:  # e.g. 3-sample bits at 20 kHz: no such width exists
+                    kind = "pulse"
+            w = float(rng.uniform(w_min, max(w_min, w_max)))
             if settings.scheme == "parallel" and line != settings.frame_line:
                 ref = tr["time_us"][tr["line"] == settings.frame_line]
                 margin = 2 * skew_us

@@ -4,6 +4,7 @@ raising on arbitrary input, and consistency of its output."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from protocol_cases import PARALLEL, SERIAL, build
@@ -19,7 +20,7 @@ def session(scheme: str, faults: bool):
     key = (scheme, faults)
     if key not in SESSIONS:
         settings_ = SERIAL if scheme == "serial" else PARALLEL
-        SESSIONS[key] = build(settings_, 30000.0, 1500, seed=5, n_faults=20 if faults else 0)
+        SESSIONS[key] = build(settings_, 30000.0, 500, seed=5, n_faults=10 if faults else 0)
     return SESSIONS[key]
 
 
@@ -61,6 +62,18 @@ def test_block_invariance(scheme, faults, block_sizes, drain_every, advance):
     got, dec = run_blocks(s, cuts, drain_every, advance)
     np.testing.assert_array_equal(got, reference)
     assert dec.n_overflow == 0
+
+
+@pytest.mark.parametrize("scheme", ["serial", "parallel"])
+def test_block_invariance_down_to_one_sample(scheme):
+    """The extreme cut: a block per sample, each declared finished (advance_to), on a long
+    session with faults, gives the same frames as one pass."""
+    s = build(SERIAL if scheme == "serial" else PARALLEL, 30000.0, 2000, seed=17, n_faults=40)
+    first = int(s.events["sample_number"][0])
+    last = int(s.events["sample_number"][-1])
+    reference, _ = run_blocks(s, np.array([], np.int64), 1, False)
+    got, _ = run_blocks(s, np.arange(first, last), 50, True)
+    np.testing.assert_array_equal(got, reference)
 
 
 @settings(max_examples=20, deadline=None)

@@ -149,8 +149,10 @@ class ParallelDecoder(DecoderBase):
         if r >= 0 and not self._p_latched and s > r + w:
             self._latch()
         if self._stray >= 0 and s > self._stray + w:
+            # reported on the next frame: where it lands must not depend on when the next
+            # event arrives (block invariance), only on the event times
             self._stray = -1
-            self._flag(STRAY_EDGE)
+            self._carry |= STRAY_EDGE
         if r >= 0 and s > r + self._deadline_after:
             self._finish()
 

@@ -8,8 +8,7 @@ Per refresh (see :mod:`oe_plugin.protocol.spec` and docs/ttl-protocol.md)::
 
 - a frame edge ``e`` is a candidate until ``e + W`` (W = skew window): a second edge on the
   frame line within W makes both a glitch (``GLITCH``); a frame edge confirmed while the
-  previous frame is still open (its word still arriving) cuts that frame short (``TIMING``,
-  and the cut word fails);
+  previous frame's word is still arriving cuts that word short (``TIMING``, and it fails);
 - a word may only start within W of ``e + word_offset``; any other data edge while idle is a
   ``STRAY_EDGE`` and makes the current sweep unknown until the next trusted word (so a lost or
   garbled word can never leave a stale index unflagged);
@@ -23,10 +22,12 @@ Per refresh (see :mod:`oe_plugin.protocol.spec` and docs/ttl-protocol.md)::
   ``marker_frames`` (sets the count), or it repeats the previous frame's code and number
   (``REPEATED``). Otherwise ``COUNTER_MISMATCH``: the frame is unknown, unless the previous
   untrusted word agrees with this one (then the count is corrected and the word trusted);
-- the frame is finished once its word has been decoded, or once ``e + offset + W + 1`` has
-  passed without a word starting: a refresh with a trusted word takes its code; one without
-  inherits the current code; more than ``word_every_frames`` refreshes without a trusted word
-  is ``WORD_MISSING``.
+- the frame is finished once its word has been decoded, or once its word slot
+  (``e + offset + W + 29 bits + 2``) has passed without one, or when the next frame edge is
+  confirmed: a refresh with a trusted word takes its code; one without inherits the current
+  code — unless data edges appeared in its slot (a word whose start edge was lost), which make
+  it unknown; more than ``word_every_frames`` refreshes without a trusted word is
+  ``WORD_MISSING``.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ class SerialDecoder(DecoderBase):
         self.offset_samples = s.word_offset_us * fs / 1e6
         w = self.skew_samples
         self._word_done = math.ceil(self.word_samples) + 1
-        self._no_word = math.ceil(self.offset_samples + w) + 1
+        self._slot = math.ceil(self.offset_samples + w + self.word_samples) + 2
         self._min_run = self.bit_samples - RUN_TOLERANCE_SAMPLES
         self._bit_centres = [(i + 0.5) * self.bit_samples for i in range(SERIAL_WORD_BITS)]
         self._w_rel = [0] * _WORD_EDGE_CAPACITY
@@ -179,23 +180,23 @@ class SerialDecoder(DecoderBase):
             self._carry |= f
 
     def _advance(self, s: int) -> None:
-        """Everything due strictly before an event at ``s``."""
+        """Everything due strictly before an event at ``s``; every decision depends on event
+        times only, never on when the next event happens to arrive (block invariance)."""
         if self._w_start >= 0 and s > self._w_start + self._word_done:
             self._end_word()
-        c = self._cand
         p = self._p_edge
-        if p >= 0 and (c < 0 or c > p + self._no_word):
-            # the frame is done once its word is (or once no word started in its window)
-            if self._w_start < 0 and (self._p_word != _NO_WORD or s > p + self._no_word):
-                self._finish()
-        if c >= 0 and s > c + self.skew_samples:
-            self._confirm()  # (cuts the open frame short if it is still open)
+        if p >= 0 and self._w_start < 0 and (self._p_word != _NO_WORD or s > p + self._slot):
+            # done: its word is decoded, or its whole word slot passed without one (data
+            # edges inside the slot -- a word whose start edge was lost -- still count here)
+            self._finish()
+        if self._cand >= 0 and s > self._cand + self.skew_samples:
+            self._confirm()
 
     def _confirm(self) -> None:
         """The candidate frame edge survived its skew window: it becomes the pending frame."""
-        if self._p_edge >= 0:  # the previous frame is still open: this edge came early
-            self._p_flags |= TIMING
-            if self._w_start >= 0:
+        if self._p_edge >= 0:  # the previous frame is still open
+            if self._w_start >= 0:  # its word was still arriving: a collision
+                self._p_flags |= TIMING
                 self._end_word()
             self._finish()
         self._p_edge = self._cand
