@@ -97,6 +97,52 @@ def main() -> None:
 
         print(f"{kind:<14}{fmt(t_look):>16}{fmt(t_draw):>16}{fmt(t_ttl):>16}{fmt(tot):>16}")
     display.close()
+    runner_loop(n)
+
+
+def runner_loop(n: int) -> None:
+    """The whole runner loop (plan lookup, timer, encoder, frame log, progress) around a
+    no-op display and stimulus, with the virtual TTL backend: the driver's own overhead."""
+    from stimulus.rig import RigSettings
+    from stimulus.runner import Runner, prepare
+    from stimulus.script import Experiment, LoadedScript, Variable
+    from stimulus.timing import FakeClock
+    from stimulus.ttl.virtual import VirtualBackend
+
+    class NoDisplay:
+        window = None
+
+        def clear(self, lum):
+            pass
+
+        def photodiode(self, on):
+            pass
+
+        def flip(self):
+            pass
+
+        def dispatch_events(self):
+            pass
+
+    class NoStim:
+        def begin_sweep(self, params, n_frames):
+            pass
+
+        def draw(self, frame):
+            pass
+
+    exp = Experiment(stimulus="blank", dynamic={"bg_lum": Variable([0.4, 0.6], dim=0),
+                                                "sweep_sec": 0.05},
+                     preexp_sec=0.0, postexp_sec=0.0)
+    exp.runs = type(exp.runs)(max(1, n // 20))
+    p = prepare(LoadedScript("bench.py", "", exp), RigSettings(), seed=0)
+    r = Runner(p, NoDisplay(), VirtualBackend(p.protocol), FakeClock(0.005), stimulus=NoStim())
+    t0 = time.perf_counter()
+    res = r.run()
+    dt = time.perf_counter() - t0
+    k = res.log["code"].size
+    print(f"runner loop without drawing (virtual TTL, a sweep change every 10 refreshes): "
+          f"{dt / k * 1e6:.1f} µs per refresh over {k} refreshes")
 
 
 if __name__ == "__main__":
