@@ -10,6 +10,8 @@ Subcommands:
 - ``sweepsort sort RECORDING --out DIR``: the offline template sort (docs/sorting.md): sort
   file, metrics and a Phy folder; resumable; ``--scheduler`` runs the chunks on Dask;
 - ``sweepsort info RECORDING``: recordings, streams, channels, duration and TTL events.
+- ``sweepsort report RECORDING_DIR --out report.html``: the analysis report (docs/analysis.md):
+  a population page and a section per unit, self-contained HTML, rendered headless.
 
 Errors in the input (a missing folder, a bad setting) end with a one-line message and exit
 status 2, never a traceback.
@@ -189,6 +191,25 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from offline.analysis.model import Recording
+    from offline.analysis.report import write_report
+
+    rec = Recording(args.recording, sort_dirs=args.sort or (), session_files=args.session or (),
+                    refresh_source=args.refresh_source)
+    if args.sort_name is not None and args.sort_name not in rec.sorts:
+        print(f"sweepsort report: no sort {args.sort_name!r}; sorts: {sorted(rec.sorts)}",
+              file=sys.stderr)
+        return 2
+    log = (lambda msg: None) if args.quiet else print
+    summary = write_report(rec, args.out, sort=args.sort_name, units=args.units, dpi=args.dpi,
+                           log=log)
+    print(f"{summary['n_units']} units, {len(rec.experiments)} experiments, "
+          f"{summary['n_figures']} figures ({summary['n_errors']} failed) in "
+          f"{summary['seconds']:.1f} s -> {summary['path']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sweepsort", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -238,6 +259,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--node", type=_node_arg, help="record node: index, number or name")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("report", help="analysis report (HTML): population page + one per unit")
+    p.add_argument("recording", help="recording directory (sorts, session files found below it)")
+    p.add_argument("--out", required=True, help="the HTML file to write")
+    p.add_argument("--sort", action="append", help="an extra sort folder (repeatable)")
+    p.add_argument("--session", action="append", help="an extra stimulus session file")
+    p.add_argument("--sort-name", help="which sort to report (default: the newest offline)")
+    p.add_argument("--units", type=int, nargs="+", help="only these unit ids")
+    p.add_argument("--refresh-source", choices=("auto", "ttl", "online"), default="auto",
+                   help="decoded sweeps from the TTL events or the online sweep file")
+    p.add_argument("--dpi", type=int, default=80, help="figure resolution")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_report)
     return parser
 
 
