@@ -57,7 +57,7 @@ class PsthResult(AnalysisResult):
 
     compute = staticmethod(lambda **kw: compute_psth(**kw))
 
-    def plot(self, ax=None, max_conditions: int = 12):
+    def plot(self, ax=None, max_conditions: int = 16):
         """Raster (top) and PSTH (bottom); conditions coloured, up to ``max_conditions``."""
         if ax is None:
             axes = new_axes(None, nrows=2, ncols=1, figsize=(5, 4.5))[:, 0]
@@ -81,7 +81,7 @@ class PsthResult(AnalysisResult):
             axes[1].set_xlabel("time from sweep onset (ms)")
             axes[1].set_ylabel("rate (Hz)")
             axes[1].axvline(0, color="k", lw=0.5)
-            if n <= 12:
+            if n <= 16:
                 axes[1].legend(fontsize=6, ncol=2, frameon=False)
         return axes
 
