@@ -20,7 +20,8 @@ class IsiResult(AnalysisResult):
     n_violations : int — intervals shorter than ``refractory_ms``.
     violation_fraction : float — n_violations / n_intervals.
     contamination : float — Hill et al. (2011) contamination estimate
-        ``n_violations * T / (2 N^2 (refractory - censored))`` (0 clean, ~1 a Poisson train).
+        ``n_violations * T / (2 N^2 (refractory - censored))`` (0 clean; a Poisson train,
+        i.e. no refractory period at all, gives 0.5).
     """
 
     compute = staticmethod(lambda **kw: compute_isi(**kw))
