@@ -3,6 +3,7 @@ simulated recording written as an Open Ephys Binary recording; online file == of
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -162,3 +163,22 @@ def test_garbage_events_and_internal_errors_never_reach_the_host(tmp_path, capsy
     assert err.count("error in handle_ttl_event") == 1
     assert err.count("error in process") == 1
     assert err.count("boom") <= 5
+
+
+def test_recording_window_inside_acquisition(recordings, tmp_path):
+    """start/stop_recording mid-acquisition: the file holds the frames decoded while recording
+    (the last one finished at the stop, by the audio thread), the same as the full decode."""
+    session_dir, config, s = recordings["parallel"]
+    src = RecordingSource(session_dir)
+    first = src.first_sample_number
+    window = (first + 60000, first + 200000)
+    run_session(MODULE, src, 696, recording_dir=tmp_path / "rec", record=window,
+                config_path=config)
+    got = online_frames(tmp_path / "rec")
+    full = decode_recording(session_dir, s.settings)
+    assert got.size > 500
+    start = np.searchsorted(full["sample_number"], got["sample_number"][0])
+    np.testing.assert_array_equal(got[:-1], full[start:start + got.size - 1])
+    assert got["sample_number"][-1] < window[1] + 696  # recording stops at a block boundary
+    sidecar = json.loads(next((tmp_path / "rec").rglob("online_sweeps_000.json")).read_text())
+    assert sidecar["records_written"] == got.size

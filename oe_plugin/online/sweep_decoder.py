@@ -76,6 +76,9 @@ class SweepDecoderModule(OnlineModule):
         self.decoder = make_decoder(self.protocol, self.sample_rate_hz,
                                     self.settings.capacity_frames)
         self.writer: SweepFileWriter | None = None
+        self._closing: SweepFileWriter | None = None  # handed to the audio thread to close
+        self._closed: list = []  # (writer, stats) whose JSON sidecar is still to be written
+        self._pending_onset = False
         self._source = self.settings.source_node
         self._onset_line = line
         self._onset_high = False
@@ -95,61 +98,62 @@ class SweepDecoderModule(OnlineModule):
         scratch.flush()
 
     # -- acquisition / recording (GUI message or HTTP thread) ---------------------------------
+    # In the GUI these run on another thread than process()/handle_ttl_event, possibly while
+    # they run (no GIL keeps them apart): they never touch the decoder while acquiring. Closing
+    # a recording's file is handed to the audio thread (its next call), or done here once
+    # acquisition has stopped.
+
     def start_acquisition(self):
         self.samples_seen = 0
         self._onset_high = False
-        self.acquiring = True
         try:
             self.decoder.reset()
         except Exception as exc:  # noqa: BLE001 - a broken decoder must not stop acquisition
             self.report("start_acquisition", exc)
+        self.acquiring = True
 
     def stop_acquisition(self):
-        self.acquiring = False
+        self.acquiring = False  # the audio thread has stopped calling us
         try:
+            self._close_recording(fsync=True)
             self.decoder.flush()
             self._drain()
         except Exception as exc:  # noqa: BLE001 - keep what the file already has
             self.report("stop_acquisition", exc)
-        if self.writer is not None:
-            self.writer.flush()
+        self._write_sidecars()
         self._summary("acquisition stopped")
 
     def start_recording(self, recording_dir):
         self.stop_recording()
+        self._write_sidecars()
         self.recording_dir = recording_dir
         if not self.settings.write_file:
             return
         meta = {"module": "sweep_decoder", "decoder": asdict(self.settings)}
         try:
-            self.writer = SweepFileWriter.open(
+            writer = SweepFileWriter.open(
                 recording_dir, self.sample_rate_hz, self.protocol.to_dict(), meta,
                 capacity_records=self.settings.capacity_frames,
                 flush_every_s=self.settings.flush_every_s)
         except Exception as exc:  # noqa: BLE001 - keep decoding without the file
             self.report("start_recording (sweep file not written)", exc)
+            return
+        self.writer = writer  # the audio thread starts appending at its next process()
 
     def stop_recording(self):
         writer, self.writer = self.writer, None
         if writer is None:
             return
-        stats = None
-        try:
-            # the recording's last frame: finish it now, as an offline decode would
-            self.decoder.flush()
-            if self.decoder.n_ready:
-                writer.append(self.decoder.frames, self.decoder.n_ready)
-                self.decoder.clear()
-            stats = self.decoder.stats()
-        except Exception as exc:  # noqa: BLE001 - close the file whatever happens
-            self.report("stop_recording", exc)
-        writer.close(stats)
-        if writer.n_dropped or writer.n_errors:
-            self.report("sweep file", f"{writer.n_dropped} records dropped: {writer.last_error}")
+        self._closing = writer
+        if not self.acquiring:
+            self._close_recording(fsync=True)
+            self._write_sidecars()
 
     # -- the audio thread ---------------------------------------------------------------------
     def handle_ttl_event(self, source_node, channel, sample_number, line, state):
         try:
+            if self._closing is not None:
+                self._close_recording(fsync=False)
             if self._source < 0 or source_node == self._source:
                 self.decoder.on_edge(sample_number, line, state)
         except Exception as exc:  # noqa: BLE001 - nothing may reach the host
@@ -157,6 +161,8 @@ class SweepDecoderModule(OnlineModule):
 
     def process(self, data):
         try:
+            if self._closing is not None:
+                self._close_recording(fsync=False)
             self.samples_seen += int(data.shape[-1])
             onset = self._drain()
             if self._onset_line >= 0:
@@ -166,24 +172,58 @@ class SweepDecoderModule(OnlineModule):
                 elif onset:
                     self.emit_ttl(self._onset_line, True)
                     self._onset_high = True
-            if self.writer is not None:
-                self.writer.maybe_flush(self.samples_seen)
+            writer = self.writer
+            if writer is not None:
+                writer.maybe_flush(self.samples_seen)
         except Exception as exc:  # noqa: BLE001
             self.report("process", exc)
+
+    def _close_recording(self, fsync: bool) -> None:
+        """Finish the recording's last frame (as an offline decode of the recording does at its
+        end), write it and close the file. On the audio thread (``fsync=False``) the JSON
+        sidecar is left for :meth:`_write_sidecars` on the message thread."""
+        writer, self._closing = self._closing, None
+        if writer is None:
+            return
+        try:
+            dec = self.decoder
+            dec.flush()
+            if dec.n_ready:
+                writer.append(dec.frames, dec.n_ready)
+                self._pending_onset = self._pending_onset or self._onsets(dec.n_ready)
+                dec.clear()
+            stats = dec.stats()
+        except Exception as exc:  # noqa: BLE001 - close the file whatever happens
+            self.report("closing the sweep file", exc)
+            stats = None
+        writer.close(None, fsync=fsync)
+        self._closed.append((writer, stats))
+
+    def _write_sidecars(self) -> None:
+        closed, self._closed = self._closed, []
+        for writer, stats in closed:
+            if stats is not None:
+                writer.write_sidecar(stats)
+            if writer.n_dropped or writer.n_errors:
+                self.report("sweep file",
+                            f"{writer.n_dropped} records dropped: {writer.last_error}")
 
     def handle_spike(self, source_node, electrode_name, num_channels, num_samples,
                      sample_number, sorted_id, spike_data):
         """Spikes are not used by this module."""
 
     def _drain(self) -> bool:
-        """Move ready frames to the file; True if one of them is a sweep onset."""
+        """Move ready frames to the file; True if one of them (or of the frames the last file
+        close took) is a sweep onset."""
         dec = self.decoder
         n = dec.n_ready
+        onset, self._pending_onset = self._pending_onset, False
         if n == 0:
-            return False
-        if self.writer is not None:
-            self.writer.append(dec.frames, n)
-        onset = self._onsets(n)
+            return onset
+        writer = self.writer
+        if writer is not None:
+            writer.append(dec.frames, n)
+        onset = self._onsets(n) or onset
         dec.clear()
         return onset
 

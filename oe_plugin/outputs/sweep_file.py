@@ -206,35 +206,44 @@ class SweepFileWriter:
 
     # -- not real-time ----------------------------------------------------------------------
 
-    def close(self, stats: dict | None = None) -> bool:
-        """Flush, fsync and close (idempotent); with ``stats``, also write the JSON sidecar.
-        Returns True when every appended record reached the file."""
-        if self._fd < 0:
-            return self.n_dropped == 0
-        ok = self.flush()
-        for op in (os.fsync, os.close):
-            try:
-                op(self._fd)
-            except OSError as exc:
-                self._note_error(exc)
-                ok = False
-        self._fd = -1
-        if self._n:
-            self.n_dropped += self._n - self._start_byte // RECORD_BYTES
-            self._n = 0
-            self._start_byte = 0
+    def close(self, stats: dict | None = None, *, fsync: bool = True) -> bool:
+        """Flush, (``fsync``) and close (idempotent; never raises); with ``stats``, also write
+        the JSON sidecar (:meth:`write_sidecar`). On the audio thread call it with
+        ``fsync=False`` and no stats (an fsync can take milliseconds; the OS still writes the
+        data). Returns True when every appended record reached the file."""
+        if self._fd >= 0:
+            ok = self.flush()
+            ops = (os.fsync, os.close) if fsync else (os.close,)
+            for op in ops:
+                try:
+                    op(self._fd)
+                except OSError as exc:
+                    self._note_error(exc)
+                    ok = False
+            self._fd = -1
+            if self._n:
+                self.n_dropped += self._n - self._start_byte // RECORD_BYTES
+                self._n = 0
+                self._start_byte = 0
+        else:
+            ok = True
         if stats is not None:
-            side = self.path.with_suffix(".json")
-            try:
-                tmp = side.with_name(side.name + ".tmp")
-                tmp.write_text(json.dumps({"records_written": self.n_written,
-                                           "records_dropped": self.n_dropped,
-                                           "write_errors": self.n_errors,
-                                           "decoder": stats}, default=_json_default, indent=2))
-                os.replace(tmp, side)
-            except OSError as exc:
-                self._note_error(exc)
+            self.write_sidecar(stats)
         return ok and self.n_dropped == 0
+
+    def write_sidecar(self, stats: dict) -> None:
+        """Write ``online_sweeps_<NNN>.json`` (atomically) with the file's and the decoder's
+        counters. Not real-time. Never raises (an error is counted)."""
+        side = self.path.with_suffix(".json")
+        try:
+            tmp = side.with_name(side.name + ".tmp")
+            tmp.write_text(json.dumps({"records_written": self.n_written,
+                                       "records_dropped": self.n_dropped,
+                                       "write_errors": self.n_errors,
+                                       "decoder": stats}, default=_json_default, indent=2))
+            os.replace(tmp, side)
+        except Exception as exc:  # noqa: BLE001
+            self._note_error(exc)
 
     @property
     def closed(self) -> bool:
