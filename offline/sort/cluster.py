@@ -25,11 +25,13 @@ class Cluster:
 
 
 def pca_features(x: np.ndarray, n_components: int) -> np.ndarray:
-    """(n, d) -> (n, k) principal-component scores, k = min(n_components, n - 1, d)."""
+    """(n, d) -> (n, k) principal-component scores, k = min(n_components, n - 1, d).
+    Component signs are arbitrary (clustering does not care)."""
     x = x - x.mean(axis=0, keepdims=True)
     k = max(1, min(n_components, x.shape[0] - 1, x.shape[1]))
-    _, _, vt = np.linalg.svd(x, full_matrices=False)
-    return x @ vt[:k].T
+    # eigenvectors of the (d, d) scatter matrix: much cheaper than an SVD of (n, d) here
+    _, vecs = np.linalg.eigh(x.T @ x)
+    return x @ vecs[:, ::-1][:, :k]
 
 
 def cluster_snippets(snippets, snippet_c, snip_nb, settings, rng) -> list[Cluster]:
