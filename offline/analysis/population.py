@@ -44,7 +44,7 @@ def compute_codes(trains, *, bin_ms: float = 20.0, t_start_s: float | None = Non
     t0 = t_start_s if t_start_s is not None else (
         np.floor(min(a.min() for a in nonempty) / b) * b if nonempty else 0.0)
     t1 = t_stop_s if t_stop_s is not None else (
-        max(a.max() for a in nonempty) + b if nonempty else t0 + b)
+        (np.floor(max(a.max() for a in nonempty) / b) + 1) * b if nonempty else t0 + b)
     n = max(1, int(np.ceil((t1 - t0) / b - 1e-9)))
     edges = t0 + np.arange(n + 1) * b
     codes = np.zeros((len(arrays), n), np.int8)
