@@ -231,3 +231,16 @@ def test_unwritable_recording_dir_is_reported_and_detection_goes_on(tmp_path, ca
     host.stop_recording()
     assert host.instance.writer is None and host.instance.samples_seen == 100
     assert "spike file not written" in capsys.readouterr().err
+
+
+def test_a_block_larger_than_any_before_keeps_every_spike(tmp_path):
+    """A block beyond the preallocated size grows the buffers once; no spike is lost."""
+    n = 40000  # > the module's 8192-sample preallocation
+    spikes = [(1000 + 300 * k, k % 4, -200.0) for k in range(120)]
+    source = SyntheticSource(num_channels=4, sample_rate_hz=30000.0, duration_s=n / 30000.0,
+                             spikes=spikes, seed=2)
+    config = write_config(tmp_path, "[detect]\nthreshold_uv = 80.0\n")
+    run_session(MODULE, source, ExplicitBlocks([n]), recording_dir=tmp_path, config_path=config)
+    found = read_online_spikes(tmp_path)
+    assert len(found) == 120
+    np.testing.assert_array_equal(np.sort(found["channel"]), np.sort([s[1] for s in spikes]))

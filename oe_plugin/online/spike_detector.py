@@ -52,7 +52,6 @@ class SpikeDetectorModule(OnlineModule):
             max_block=TYPICAL_MAX_BLOCK,
         )
         self.detector.warm_up()  # compile / load from numba's cache now, never in process()
-        self._units = np.full(self.detector.out_t.shape[0], -1, dtype=np.int16)
         self.writer: SpikeFileWriter | None = None
         self.ttl_high = False
         self.spikes_detected = 0
@@ -116,7 +115,7 @@ class SpikeDetectorModule(OnlineModule):
                 self.spikes_detected += n
                 if self.writer is not None:
                     d = self.detector
-                    self.writer.append(d.out_t, d.out_c, d.out_a, self._units, n)
+                    self.writer.append(d.out_t, d.out_c, d.out_a, None, n)  # unit -1
             self._drive_ttl(n)
             if self.writer is not None:
                 self.writer.maybe_flush(self.samples_seen)
