@@ -220,6 +220,11 @@ class Experiment:
             presentation_sweep=order if use_plan else None,
             blank_sec=self.session.get("blank_sec"), display_lag_frames=display_lag_frames)
 
+    def refresh_onset_s(self, display_lag_frames: float = 1.0) -> np.ndarray:
+        """On-screen start of every refresh, s (recording clock, display lag included)."""
+        return (self.refreshes["sample_number"] / self.sample_rate_hz
+                + display_lag_frames / self.refresh_hz)
+
     @property
     def has_sta(self) -> bool:
         return self.stimulus in STA_KINDS

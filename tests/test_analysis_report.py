@@ -1,0 +1,125 @@
+"""The data model on a recording directory written by the other parts' writers (Binary
+recording with protocol-encoded TTLs, sweepstim session files, a sort folder + Phy export, an
+online spike file), and ``sweepsort report`` rendered headless from it."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from offline.analysis import synthetic as syn  # noqa: E402
+from offline.analysis.adapters import load_phy_folder  # noqa: E402
+from offline.analysis.grouping import find_recordings, group_recordings, identity  # noqa: E402
+from offline.analysis.model import Recording  # noqa: E402
+from offline.analysis.presentations import build_presentations  # noqa: E402
+from offline.cli import main  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    return syn.make_recording(tmp_path_factory.mktemp("rec") / "2024-05-01_12-00-00")
+
+
+def test_sorts_and_neurons(made):
+    rec = Recording(made["root"])
+    assert list(rec.sorts) == ["sort1", "online"]
+    assert not rec.sort.loaded and "not loaded" in repr(rec.sort)
+    assert rec.sort.name == "sort1" and len(rec.n) == 3
+    for u, truth in enumerate(made["spike_times_s"]):
+        n = rec.n[u]
+        np.testing.assert_allclose(n.times_s, truth, atol=0.5 / syn.FS)
+        assert n.template_uv.shape == (syn.N_CHANNELS, 40) and n.channel == u
+        assert n.position_um == (0.0, 25.0 * u)
+    assert rec.n2 is rec.n[2] and "Neuron 2 of sort1" in repr(rec.n2)
+    online = rec.sorts["online"].neurons
+    assert sorted(online) == [1000, 1001, 1002]  # detection only: one MUA per channel
+    np.testing.assert_array_equal(online[1001].spike_samples, rec.n[1].spike_samples)
+    phy = load_phy_folder(made["sort_dir"] / "phy", syn.FIRST_SAMPLE)
+    for u in range(3):
+        np.testing.assert_array_equal(phy.spike_samples[u], rec.n[u].spike_samples)
+
+
+def test_experiments_from_decoded_ttls_and_session_files(made):
+    rec = Recording(made["root"])
+    e = rec.experiments
+    assert [x.name for x in e] == ["drift", "sparse"]
+    assert rec.refresh_source_used == "ttl"
+    for exp, truth in zip(e, made["truth"], strict=True):
+        assert exp.refreshes.size == truth["plan"].n_frames
+        np.testing.assert_array_equal(exp.refreshes["sweep_index"], truth["code"])
+        onsets = exp.refresh_onset_s()
+        np.testing.assert_allclose(onsets, truth["onscreen_s"], atol=1e-4)  # lag corrected
+    np.testing.assert_array_equal(rec.e1.movie().onset_s, rec.e1.refresh_onset_s())
+    drift = rec.e0
+    assert drift.parameters == ["ori_deg"] and "grating" in repr(drift)
+    pres = drift.presentations()
+    table = made["truth"][0]["table"]
+    assert len(pres) == table.order.size
+    np.testing.assert_array_equal(pres.sweep_index, table.order)
+    assert pres.is_blank.sum() == (table.order == 65535).sum() > 0
+    np.testing.assert_allclose(pres.duration_s, 0.5, atol=1e-3)
+    # the same presentations from the codes alone (no frame plan)
+    alone = build_presentations(drift.refreshes["sample_number"], drift.refreshes["sweep_index"],
+                                sample_rate_hz=drift.sample_rate_hz, refresh_hz=syn.REFRESH_HZ,
+                                conditions=drift.conditions, blank_sec=0.5)
+    np.testing.assert_array_equal(alone.sweep_index, pres.sweep_index)
+    np.testing.assert_allclose(alone.onset_s, pres.onset_s)
+
+
+def test_known_neurons_through_the_model(made):
+    rec = Recording(made["root"])
+    tune = rec.n0.tune(rec.e0, "ori_deg")
+    assert tune is rec.n0.tune(rec.e0, "ori_deg")  # cached by settings
+    assert abs((tune.preferred - syn.PREF_DIR_DEG + 180) % 360 - 180) < 6.0
+    assert tune.dsi > 0.2 and np.isfinite(tune.baseline_hz)
+    sta = rec.n1.sta(rec.e1)
+    assert sta.peak_lag_ms == pytest.approx(syn.STA_LATENCY_MS, abs=10.0)
+    y, x = np.unravel_index(np.argmax(sta.peak_map), sta.peak_map.shape)
+    assert (x, 4 - 1 - y) == (syn.ON_CELL_XI, syn.ON_CELL_YI)
+    assert rec.n2.isi().n_violations == 0
+    ccg = rec.sort.correlograms()
+    assert ccg.counts.shape == (3, 3, 101)
+
+
+def test_grouping_without_fixed_folder_names(made, tmp_path):
+    root = made["root"]
+    assert identity(root) == (root.parent.parent.name, root.parent.name)
+    (tmp_path / "any" / "where").mkdir(parents=True)
+    other = tmp_path / "any" / "where"
+    (other / "sweepsort-meta.json").write_text(json.dumps({"animal": "ptc22", "track": "tr1"}))
+    assert find_recordings(tmp_path) == [other]
+    animals = group_recordings([root, other], key=lambda p: ("ptc22", "tr1"))
+    assert list(animals) == ["ptc22"]
+    assert len(animals["ptc22"].tracks["tr1"].recordings) == 2
+
+
+def test_report_renders_headless_with_a_page_per_unit(made, tmp_path):
+    out = tmp_path / "report.html"
+    assert main(["report", str(made["root"]), "--out", str(out), "--quiet"]) == 0
+    text = out.read_text()
+    assert text.count('<section class="unit"') == 3
+    assert '<section class="population"' in text
+    assert 'class="error"' not in text
+    for kind in ("rates", "correlograms", "pairwise_correlations", "ising"):
+        assert f'data-kind="{kind}"' in text
+    units = re.split(r'<section class="unit" id="unit-(\d+)">', text)[1:]
+    assert [units[i] for i in range(0, len(units), 2)] == ["0", "1", "2"]
+    for body in units[1::2]:
+        kinds = re.findall(r'<figure class="fig" data-kind="(\w+)">', body)
+        assert kinds == ["template", "acg", "isi", "psth", "tuning", "sta"]
+    pngs = re.findall(r'src="data:image/png;base64,([^"]+)"', text)
+    assert len(pngs) == 4 + 3 * 6
+    assert all(base64.b64decode(p[:12])[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+
+
+def test_report_cli_errors(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "r.html")]) == 2
+    assert "no such recording directory" in capsys.readouterr().err
