@@ -278,15 +278,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     from oe_plugin.config import SettingsError
     from oe_plugin.probe import ProbeError
+    from offline.recording import RecordingError
+    from offline.sort.sortfile import SortFileError
 
     args = build_parser().parse_args(argv)
     try:
-        from offline.recording import RecordingError
-    except ImportError:  # pragma: no cover
-        RecordingError = OSError  # noqa: N806
-    try:
         return args.func(args)
-    except (SettingsError, ProbeError, RecordingError, FileNotFoundError) as exc:
+    except (SettingsError, ProbeError, RecordingError, SortFileError, FileNotFoundError) as exc:
         print(f"sweepsort {args.command}: {exc}", file=sys.stderr)
         return 2
 
