@@ -170,17 +170,26 @@ def cmd_run(args) -> int:  # noqa: C901 - the run's steps in order, each with it
                     "simulated_vsync": bool(args.offscreen)}
     runner = Runner(p, display, backend, clock,
                     progress=None if args.quiet else _progress_printer())
+    if oe is not None:  # recording starts before the first refresh; a refusal shows nothing
+        from stimulus.oe_control import OEControlError, identity_message
+
+        try:
+            oe.start_recording()
+            oe.message(identity_message(build_meta(p, sid, status="running")))
+            if args.oe_post_script:
+                oe.message(f"sweepstim script {Path(p.loaded.path).name}:\n{p.loaded.text}")
+        except OEControlError as exc:
+            _err(str(exc))
+            try:
+                oe.stop_recording()
+            except OEControlError:
+                pass
+            display.close()
+            backend.close()
+            return EXIT_REFUSED
     status, error, result = "failed", None, None
     code = EXIT_FAILED
     try:
-        if oe is not None:
-            oe.start_recording()
-            meta0 = build_meta(p, sid, status="running")
-            from stimulus.oe_control import identity_message
-
-            oe.message(identity_message(meta0))
-            if args.oe_post_script:
-                oe.message(f"sweepstim script {Path(p.loaded.path).name}:\n{p.loaded.text}")
         result = runner.run()
         status = result.status
         code = EXIT_OK if status == "completed" else EXIT_CANCELLED

@@ -333,3 +333,15 @@ def test_display_without_vsync_is_refused(files, monkeypatch, capsys):
     assert code == 2
     assert "does not wait for the vertical blank" in capsys.readouterr().err
     assert not (tmp / "v").exists()
+
+
+def test_gui_that_cannot_record_refuses_before_the_first_refresh(files, gui, capsys):
+    script, rig, tmp = files
+    handler, port = gui
+    handler.can_record = False
+    code = main(["run", str(script), "--config", str(rig), "--offscreen", "--quiet",
+                 "--oe-host", "127.0.0.1", "--oe-port", str(port), "--out", str(tmp / "n") + "/"])
+    assert code == 2
+    assert "did not start recording" in capsys.readouterr().err
+    assert handler.mode == "ACQUIRE"  # left as it was
+    assert not (tmp / "n").exists()
