@@ -18,6 +18,8 @@ right / left       width x1.5 / ÷1.5 per s        temporal frequency x1.5 / ÷1
 = / -              brightness ±0.5 per s          contrast ±0.5 per s
 [ / ]              diameter ÷1.5 / x1.5 per s     diameter ÷1.5 / x1.5 per s (grating)
 I                  swap bar and background        reverse drift
+space              flashing on/off                -
+PgUp / PgDn        flash rate x1.5 / ÷1.5 per s   -
 0                  back to the screen centre      back to the screen centre
 Enter              save to the rig config         save to the rig config
 =================  =============================  ====================================
@@ -35,7 +37,7 @@ from stimulus.stimuli.grating import Grating
 
 DEFAULTS = {
     "bar": {"x_deg": 0.0, "y_deg": 0.0, "ori_deg": 0.0, "length_deg": 8.0, "width_deg": 1.0,
-            "bar_lum": 1.0, "bg_lum": 0.0},
+            "bar_lum": 1.0, "bg_lum": 0.0, "flash_hz": 1.0},
     "grating": {"x_deg": 0.0, "y_deg": 0.0, "ori_deg": 0.0, "sf_cpd": 0.2, "tf_hz": 2.0,
                 "contrast": 1.0, "diameter_deg": 10.0, "bg_lum": 0.5},
 }
@@ -73,6 +75,8 @@ class ManualController:
         self.save_to = Path(save_to) if save_to else None
         self.held: set[str] = set()
         self.phase_rad = 0.0
+        self.flashing = False
+        self.flash_cycles = 0.0
         self.quit = False
         self.message = ""
 
@@ -91,6 +95,9 @@ class ManualController:
                 s["tf_hz"] = -s["tf_hz"]
         elif name == "0":
             s["x_deg"] = s["y_deg"] = 0.0
+        elif name == "space" and self.kind == "bar":
+            self.flashing = not self.flashing
+            self.flash_cycles = 0.0
         else:
             self.held.add(name)
 
@@ -121,6 +128,9 @@ class ManualController:
             self._scale("length_deg", grow, "up", "down", 0.05, 180.0)
             self._scale("width_deg", grow, "right", "left", 0.05, 180.0)
             self._step("bar_lum", LUM_RATE * dt, "equal", "minus", 0.0, 1.0)
+            self._scale("flash_hz", grow, "pageup", "pagedown", 0.05, self.ctx.refresh_hz / 4)
+            if self.flashing:
+                self.flash_cycles = (self.flash_cycles + s["flash_hz"] * dt) % 1.0
         else:
             self._scale("sf_cpd", grow, "up", "down", 0.005, self.ctx.geometry.nyquist_cpd())
             if "right" in h or "left" in h:
@@ -150,6 +160,9 @@ class ManualController:
         """The stimulus parameters for the current state (one static frame)."""
         s = dict(self.state)
         if self.kind == "bar":
+            s.pop("flash_hz")
+            if self.flashing and self.flash_cycles >= 0.5:  # off for the second half-period
+                s["bar_lum"] = s["bg_lum"]
             return {**s, "speed_dps": 0.0}
         return {**s, "phase0_rad": self.phase_rad, "mean_lum": s["bg_lum"]}
 
@@ -158,7 +171,8 @@ class ManualController:
         parts = [f"x {s['x_deg']:+.2f}°  y {s['y_deg']:+.2f}°  ori {s['ori_deg']:.0f}°"]
         if self.kind == "bar":
             parts.append(f"{s['length_deg']:.2f}° x {s['width_deg']:.2f}°  "
-                         f"lum {s['bar_lum']:.2f} on {s['bg_lum']:.2f}")
+                         f"lum {s['bar_lum']:.2f} on {s['bg_lum']:.2f}"
+                         + (f"  flashing {s['flash_hz']:.2f} Hz" if self.flashing else ""))
         else:
             parts.append(f"sf {s['sf_cpd']:.3f} c/°  tf {s['tf_hz']:.2f} Hz  "
                          f"contrast {s['contrast']:.2f}  diameter {s['diameter_deg']:.1f}°")
@@ -178,7 +192,8 @@ class ManualController:
 KEY_NAMES = {"ESCAPE": "escape", "ENTER": "enter", "RETURN": "enter", "I": "i", "_0": "0",
              "UP": "up", "DOWN": "down", "LEFT": "left", "RIGHT": "right", "EQUAL": "equal",
              "PLUS": "equal", "MINUS": "minus", "BRACKETLEFT": "bracketleft",
-             "BRACKETRIGHT": "bracketright"}
+             "BRACKETRIGHT": "bracketright", "SPACE": "space", "PAGEUP": "pageup",
+             "PAGEDOWN": "pagedown"}
 
 
 def run_manual(kind: str, rig: RigSettings, save_to: str | Path, *, window: bool = False,

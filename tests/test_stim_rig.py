@@ -104,6 +104,10 @@ def test_update_section_adds_and_replaces(tmp_path):
     assert rig.screen.gamma == 2.2
 
 
+def bg_of(ctrl):
+    return ctrl.state["bg_lum"]
+
+
 def test_manual_controller_keys_mouse_and_save(tmp_path):
     ctx = RenderContext(G, 200.0)
     cfg = tmp_path / "rig.toml"
@@ -123,6 +127,13 @@ def test_manual_controller_keys_mouse_and_save(tmp_path):
     assert bar.state["ori_deg"] == 60.0
     bar.press("i")
     assert (bar.state["bar_lum"], bar.state["bg_lum"]) == (0.0, 1.0)
+    bar.press("space")  # flashing at flash_hz: on for the first half of each period
+    bar.update(0.25)
+    assert bar.params()["bar_lum"] == 0.0 and "flashing 1.00 Hz" in bar.readout()
+    bar.update(0.5)
+    assert bar.params()["bar_lum"] == bg_of(bar)
+    bar.press("space")
+    assert bar.params()["bar_lum"] == 0.0 and "flash_hz" not in bar.params()
     bar.press("enter")
     assert "saved" in bar.message
     assert saved("bar", cfg)["ori_deg"] == 60.0
