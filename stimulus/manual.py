@@ -16,7 +16,7 @@ wheel              snap orientation by 15 deg     snap orientation by 15 deg
 up / down          length x1.5 / ÷1.5 per s       spatial frequency x1.5 / ÷1.5 per s
 right / left       width x1.5 / ÷1.5 per s        temporal frequency x1.5 / ÷1.5 per s
 = / -              brightness ±0.5 per s          contrast ±0.5 per s
-[ / ]              diameter ÷1.5 / x1.5 per s     diameter ÷1.5 / x1.5 per s (grating)
+[ / ]              -                              diameter ÷1.5 / x1.5 per s
 I                  swap bar and background        reverse drift
 space              flashing on/off                -
 PgUp / PgDn        flash rate x1.5 / ÷1.5 per s   -
