@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from paths import EXAMPLE_DATA  # noqa: E402
 
 from offline.analysis import synthetic as syn  # noqa: E402
 from offline.analysis.adapters import load_phy_folder  # noqa: E402
@@ -72,6 +73,37 @@ def test_experiments_from_decoded_ttls_and_session_files(made):
                                 conditions=drift.conditions, blank_sec=0.5)
     np.testing.assert_array_equal(alone.sweep_index, pres.sweep_index)
     np.testing.assert_allclose(alone.onset_s, pres.onset_s)
+
+
+def test_online_sweep_file_gives_the_same_experiments(made):
+    ttl = Recording(made["root"]).experiments
+    online = Recording(made["root"], refresh_source="online")
+    assert [e.name for e in online.experiments] == ["drift", "sparse"]
+    assert online.refresh_source_used == "online"
+    for a, b in zip(ttl, online.experiments, strict=True):
+        np.testing.assert_array_equal(a.refreshes, b.refreshes)
+
+
+def test_gui_spike_detector_files_of_a_real_recording(tmp_path):
+    from offline.legacy_spikes import read_legacy_spikes
+
+    rec = Recording(EXAMPLE_DATA)
+    assert list(rec.sorts) == ["gui:Record Node 105"]
+    files = sorted((EXAMPLE_DATA / "Record Node 105").glob("*.spikes"))
+    assert sorted(rec.n) == [1000 * k for k in range(len(files))]  # all unsorted: MUA
+    for k, f in enumerate(files):
+        d = read_legacy_spikes(f)
+        n = rec.n[1000 * k]
+        np.testing.assert_array_equal(n.spike_samples, np.sort(d["sample_numbers"]))
+        assert n.template_uv.shape == d["waveforms_uv"].shape[1:]
+        assert n.channel in d["channels"]
+    assert rec.experiments == []
+    out = tmp_path / "real.html"
+    assert main(["report", str(EXAMPLE_DATA), "--out", str(out), "--units", "0", "1000",
+                 "--quiet"]) == 0
+    text = out.read_text()
+    assert text.count('<section class="unit"') == 2 and 'class="error"' not in text
+    assert text.count('data-kind="template"') == 2
 
 
 def test_known_neurons_through_the_model(made):

@@ -6,6 +6,8 @@ Everything that knows a foreign layout lives here, so a format change touches on
   :func:`offline.sort.sortfile.load_sort`;
 - Phy template-gui folder (``params.py``, ``spike_times.npy``, ``spike_clusters.npy``, ...;
   Kilosort and our own export);
+- the Open Ephys GUI's own Spike Detector output in the legacy format (``*.spikes``) via
+  :func:`offline.legacy_spikes.read_legacy_spikes`;
 - online spike files (``sweepsort/online_spikes_*.bin``) via
   :func:`offline.online_spikes.read_online_spikes`;
 - stimulus session files (``*.session.json`` + ``*.frames.npz``, docs/stimulus.md) via
@@ -182,6 +184,39 @@ def load_online_sort(recording_dir) -> SortData:
         peak[u] = int(np.bincount(ch.astype(np.int64)).argmax()) if ch.size else -1
     return SortData("online", Path(recording_dir), fs, ids, out, peak_channel=peak,
                     meta={"files": [m["path"] for m in metas]})
+
+
+def find_gui_spike_folders(root) -> list[Path]:
+    """Folders holding the GUI Spike Detector's legacy ``*.spikes`` files under ``root``."""
+    return sorted({p.parent for p in Path(root).rglob("*.spikes")})
+
+
+def load_gui_spikes(folder) -> SortData:
+    """The GUI Spike Detector's ``*.spikes`` files of one folder -> :class:`SortData`.
+
+    One neuron per electrode and sorted id: id ``1000 * k + sorted_id`` for the k-th electrode
+    file in name order (sorted id 0 = unsorted, i.e. the electrode's multi-unit activity); its
+    template is the mean waveform (µV) on the electrode's channels.
+    """
+    from offline.legacy_spikes import read_legacy_spikes
+
+    ids, spikes, templates, chans, peak, metrics = [], {}, {}, {}, {}, {}
+    fs = float("nan")
+    for k, path in enumerate(sorted(Path(folder).glob("*.spikes"))):
+        d = read_legacy_spikes(path)
+        fs = d["sample_rate_hz"] if np.isfinite(d["sample_rate_hz"]) else fs
+        n_ch = d["waveforms_uv"].shape[1]
+        channels = d["channels"] if d["channels"] is not None else np.arange(n_ch)
+        for sid in np.unique(d["sorted_id"]):
+            sel = d["sorted_id"] == sid
+            u = 1000 * k + int(sid)
+            ids.append(u)
+            spikes[u] = np.sort(d["sample_numbers"][sel])
+            templates[u] = d["waveforms_uv"][sel].mean(axis=0)
+            chans[u] = np.asarray(channels, np.int64)
+            peak[u] = int(channels[int(np.argmax(np.abs(templates[u]).max(axis=1)))])
+            metrics[u] = {"electrode": d["electrode"], "sorted_id": int(sid)}
+    return SortData("gui", Path(folder), fs, ids, spikes, templates, chans, peak, None, metrics)
 
 
 def has_online_spikes(recording_dir) -> bool:

@@ -115,7 +115,7 @@ class Neuron:
 
 
 class Sort:
-    """A set of neurons from one sorting: ``kind`` 'offline', 'phy' or 'online'."""
+    """A set of neurons from one sorting: ``kind`` 'offline', 'phy', 'gui' or 'online'."""
 
     def __init__(self, name: str, kind: str, path: Path, loader):
         self.name, self.kind, self.path = name, kind, Path(path)
@@ -275,7 +275,8 @@ class Recording:
     @functools.cached_property
     def sorts(self) -> dict:
         """name -> :class:`Sort`: offline sort folders (oldest first), stand-alone Phy folders,
-        and 'online' when online spike files exist."""
+        the GUI Spike Detector's ``*.spikes`` folders ('gui:NAME'), and 'online' when online
+        spike files exist."""
         out = {}
         folders = adapters.find_sort_folders(self.path) + self._sort_dirs
         for f in folders:
@@ -284,6 +285,9 @@ class Recording:
         for f in adapters.find_phy_folders(self.path, exclude=folders):
             out[f"phy:{f.name}"] = Sort(f"phy:{f.name}", "phy", f, functools.partial(
                 adapters.load_phy_folder, f, self._first_sample_number()))
+        for f in adapters.find_gui_spike_folders(self.path):
+            out[f"gui:{f.name}"] = Sort(f"gui:{f.name}", "gui", f, functools.partial(
+                adapters.load_gui_spikes, f))
         if adapters.has_online_spikes(self.path):
             out["online"] = Sort("online", "online", self.path,
                                  functools.partial(adapters.load_online_sort, self.path))
@@ -299,7 +303,7 @@ class Recording:
 
     @property
     def sort(self) -> Sort | None:
-        """The default sort: the newest offline sort, else a Phy folder, else online."""
+        """The default sort: the newest offline sort, else the first of Phy, GUI, online."""
         if not self.sorts:
             return None
         offline = [s for s in self.sorts.values() if s.kind == "offline"]

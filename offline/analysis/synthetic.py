@@ -6,7 +6,9 @@ were encoded by the sweep protocol's encoder from a real sweep table and frame p
 the stimulus package), two stimulus session files (``stimulus.session_file.write_session``:
 drifting gratings with blanks, then sparse noise), an offline sort folder
 (``offline.sort.sortfile.save_sort`` + its Phy export) and an online spike file
-(``oe_plugin.outputs.spike_file.SpikeFileWriter``). The neurons are known:
+(``oe_plugin.outputs.spike_file.SpikeFileWriter``) and an online sweep file
+(``oe_plugin.outputs.sweep_file.SweepFileWriter``, holding the same decoding of the TTL events
+the online module makes). The neurons are known:
 
 - unit 0: direction tuned (von Mises, preferred ``PREF_DIR_DEG``) to the gratings;
 - unit 1: an ON cell of the sparse noise at cell (``ON_CELL_XI``, ``ON_CELL_YI``), responding
@@ -122,6 +124,7 @@ def make_recording(root, *, seed: int = 0, with_online: bool = True) -> dict:
     _write_sort(sort_dir, spikes, n_samples)
     if with_online:
         _write_online(root, spikes)
+        _write_online_sweeps(root, events, settings)
     return {"root": root, "sort_dir": sort_dir, "sessions": sessions, "truth": truth,
             "spike_times_s": spikes}
 
@@ -221,3 +224,15 @@ def _write_online(root: Path, spikes) -> None:
         w.append(sn, ch, np.full(sn.size, -80.0, np.float32), np.full(sn.size, -1, np.int16),
                  sn.size)
         w.flush()
+
+
+def _write_online_sweeps(root: Path, events, settings) -> None:
+    from oe_plugin.outputs.sweep_file import SweepFileWriter
+    from offline.sweeps import decode_ttl_events
+
+    frames = decode_ttl_events(events, settings, FS)
+    with SweepFileWriter.open(root, FS, settings.to_dict(), capacity_records=4096) as w:
+        for k in range(0, frames.size, 2048):
+            part = frames[k:k + 2048]
+            w.append(part, part.size)
+            w.flush()
