@@ -47,7 +47,10 @@ def _run(src, ev_t, ev_c, tpl, chans, params, thresholds):
     n = len(ev_t)
     outs = [np.zeros(n, np.int32), np.zeros(n, np.int32), np.zeros(n, np.float32),
             np.zeros(n, np.float32), np.zeros(n, np.int32)]
-    args = [src, ev_t, ev_c, tpl, chans, norms, cand_ptr, cand_idx, thresholds, params, *outs]
+    pair_outs = [np.zeros(n, np.int32), np.zeros(n, np.int32), np.zeros(n, np.float32),
+                 np.zeros(n, np.float32)]
+    args = [src, ev_t, ev_c, tpl, chans, norms, cand_ptr, cand_idx, thresholds, params, *outs,
+            *pair_outs]
     return args, outs
 
 
@@ -106,3 +109,63 @@ def test_threshold_rejects_and_bad_inputs_never_raise():
     args, (unit, _, _, err, ok) = _run(x.copy(), ev_t[:1], ev_c[:1], tpl, chans,
                                        make_params(PRE, 2), np.zeros(2, np.float32))
     assert match_events(*args) == 0 and unit[0] == 0 and err[0] > 0
+
+
+def _pair_scene(seed, gap):
+    """Unit 0 at 2000 and unit 1 ``gap`` samples later, both large on channel 2; one event."""
+    rng = np.random.default_rng(seed)
+    tpl, chans = _templates()
+    w = np.arange(WIDTH) - PRE
+    shape = -np.exp(-0.5 * (w / 2.0) ** 2) + 0.3 * np.exp(-0.5 * ((w - 6) / 3.0) ** 2)
+    tpl[0] = np.array([0.3, 0.6, 1.0])[:, None] * shape * 10  # both peak on channel 2
+    tpl[1] = np.array([1.0, 0.6, 0.3])[:, None] * shape[::-1] * 9
+    x = rng.standard_normal((4000, N_CH)).astype(np.float32)
+    for t, u in ((2000, 0), (2000 + gap, 1)):
+        x[t - PRE : t - PRE + WIDTH, chans[u]] += tpl[u].T
+    return x, tpl, chans
+
+
+def test_overlap_no_single_template_fits_is_resolved_as_a_pair():
+    thr = np.full(2, 2.0, dtype=np.float32)
+    ev_t, ev_c = np.array([2000], np.int64), np.array([2], np.int32)
+    for seed, gap in ((3, 4), (4, -6), (5, 9)):
+        x, tpl, chans = _pair_scene(seed, gap)
+        # without pair resolution the event is rejected and nothing is subtracted
+        src = x.copy()
+        args, (unit, shift, amp, err, ok) = _run(src, ev_t, ev_c, tpl, chans,
+                                                 make_params(PRE, 2, pair_window=0), thr)
+        assert match_events(*args) == 0 and ok[0] == 0 and err[0] > thr[0]
+        assert np.array_equal(src, x)
+        # with it: both spikes, exact times, scale ~1, each error ~ noise
+        src = x.copy()
+        args, (unit, shift, amp, err, ok) = _run(src, ev_t, ev_c, tpl, chans,
+                                                 make_params(PRE, 2, pair_window=12), thr)
+        assert match_events(*args) == 2 and ok[0] == 2
+        unit2, shift2, amp2, err2 = args[15:]
+        got = sorted([(int(ev_t[0] + shift[0]), int(unit[0])),
+                      (int(ev_t[0] + shift2[0]), int(unit2[0]))])
+        assert got == sorted([(2000, 0), (2000 + gap, 1)]), (gap, got)
+        assert abs(amp[0] - 1) < 0.15 and abs(amp2[0] - 1) < 0.15
+        assert err[0] < 1.6 and err2[0] < 1.6
+        assert np.abs(src[1980:2030]).max() < 5.0  # both subtracted: noise only
+
+
+def test_pair_rejected_leaves_src_unchanged_and_cfunc_agrees():
+    x, tpl, chans = _pair_scene(6, 5)
+    x[1900:1930, 0:3] += 8 * np.random.default_rng(1).standard_normal((30, 3)).astype(np.float32)
+    ev_t = np.array([1910, 2000], np.int64)  # a junk event first, then the pair
+    ev_c = np.array([0, 2], np.int32)
+    thr = np.full(2, 2.0, dtype=np.float32)
+    params = make_params(PRE, 2, pair_window=12)
+    a_args, a_out = _run(x.copy(), ev_t, ev_c, tpl, chans, params, thr)
+    match_events(*a_args)
+    assert list(a_out[4]) == [0, 2]
+    # the rejected junk event leaves its window as it was (up to float32 rounding)
+    assert np.allclose(a_args[0][1880:1960], x[1880:1960], atol=1e-4)
+    ring = np.zeros((4096, N_CH), dtype=np.float32)
+    ring[: len(x)] = x
+    r_args, r_out = _run(ring, ev_t, ev_c, tpl, chans, make_params(PRE, 2, mask=4095,
+                                                                   pair_window=12), thr)
+    assert ArgTable(r_args).call(entry_caller(match_entry)) == 2
+    for a, b in zip(a_args[10:], r_args[10:], strict=True):
+        assert np.array_equal(a, b)

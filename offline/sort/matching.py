@@ -10,6 +10,10 @@ Per chunk (plus context on both sides, so spikes near the edges see their neighb
    (spikes hidden by an overlapping, larger one now cross on their own), skip what was already
    tried at the same place, match and subtract the new events.
 
+An event whose best single fit is rejected is tried as two overlapping spikes
+(``pair_window_us``, see :func:`oe_plugin.kernels.match.resolve_pair`); an accepted pair gives
+two spikes (the second one reported on the event's channel).
+
 Only spikes whose matched time lies inside the chunk are returned. In calibration mode nothing
 is subtracted and every event's best unit and error are returned (for the thresholds).
 """
@@ -40,7 +44,8 @@ def match_chunk(job: SortJob, index: int, templates: TemplateSet, thresholds: np
     start, stop = g.bounds(index)
     pre, post = window_samples(job, g.sample_rate_hz)
     detector = make_detector(job, prep.n_channels, g.sample_rate_hz, 1024)
-    ctx = detection_context(detector) + pre + post + 2 * s.max_shift_samples
+    pair = int(round(s.pair_window_us * 1e-6 * g.sample_rate_hz))
+    ctx = detection_context(detector) + pre + post + 2 * s.max_shift_samples + 2 * pair
     lo, hi = max(0, start - ctx), min(g.n_samples, stop + ctx)
     src = np.ascontiguousarray(prep.traces(lo, hi).T)  # (n, C) time-major
     norms = np.zeros(templates.n_units, np.float32)
@@ -49,7 +54,8 @@ def match_chunk(job: SortJob, index: int, templates: TemplateSet, thresholds: np
     thr = (np.full(templates.n_units, np.inf, np.float32) if calibrate
            else np.asarray(thresholds, np.float32))
     params = make_params(pre, s.max_shift_samples, s.amplitude_min, s.amplitude_max,
-                         mask=-1, row_offset=lo, subtract=not calibrate)
+                         mask=-1, row_offset=lo, subtract=not calibrate,
+                         pair_window=pair)
     sel = (ev_t >= lo) & (ev_t < hi)
     t = np.asarray(ev_t[sel], np.int64)
     c = np.asarray(ev_c[sel], np.int32)
@@ -75,9 +81,17 @@ def match_chunk(job: SortJob, index: int, templates: TemplateSet, thresholds: np
         amp = np.zeros(n, np.float32)
         err = np.zeros(n, np.float32)
         ok = np.zeros(n, np.int32)
+        unit2 = np.zeros(n, np.int32)
+        shift2 = np.zeros(n, np.int32)
+        amp2 = np.zeros(n, np.float32)
+        err2 = np.zeros(n, np.float32)
         match_events(src, t, c, templates.waveforms, templates.channels, norms, cand_ptr,
-                     cand_idx, thr, params, unit, shift, amp, err, ok)
-        parts.append((t + shift, unit, ok.astype(bool), amp, err, c, np.full(n, p, np.int8)))
+                     cand_idx, thr, params, unit, shift, amp, err, ok, unit2, shift2, amp2, err2)
+        parts.append((t + shift, unit, ok > 0, amp, err, c, np.full(n, p, np.int8)))
+        two = ok == 2
+        if two.any():
+            parts.append((t[two] + shift2[two], unit2[two], np.ones(int(two.sum()), bool),
+                          amp2[two], err2[two], c[two], np.full(int(two.sum()), p, np.int8)))
     cols = [np.concatenate(x) for x in zip(*parts, strict=True)] if parts else [
         np.zeros(0, d) for d in (np.int64, np.int32, bool, np.float32, np.float32, np.int32,
                                  np.int8)]

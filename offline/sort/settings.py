@@ -82,6 +82,9 @@ class SortSettings:
     """Largest acceptance threshold (residual energy per sample, in noise variances)."""
     peel_passes: int = 2
     """Re-detections in the residual after subtracting accepted matches (0 = none)."""
+    pair_window_us: float = 500.0
+    """An event no single template fits is tried as two overlapping spikes up to this far apart
+    (0 = off)."""
     seed: int = 0
 
     def check(self, section: str = "sort") -> None:
@@ -101,6 +104,8 @@ class SortSettings:
         require(self.calibration_chunks >= 1, f"{section}.calibration_chunks", "must be >= 1")
         require(self.max_error > 0, f"{section}.max_error", "must be > 0")
         require(0 <= self.peel_passes <= 5, f"{section}.peel_passes", "must be 0..5")
+        require(0 <= self.pair_window_us <= 2000, f"{section}.pair_window_us",
+                "must be in [0, 2000] µs")
 
 
 @dataclass(frozen=True)
