@@ -155,3 +155,40 @@ def test_report_renders_headless_with_a_page_per_unit(made, tmp_path):
 def test_report_cli_errors(tmp_path, capsys):
     assert main(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "r.html")]) == 2
     assert "no such recording directory" in capsys.readouterr().err
+
+
+def test_a_sort_folder_made_by_the_offline_sorter(tmp_path):
+    from synth import make_recording as make_gt
+    from test_recording import write_binary_recording as write_gt
+
+    from oe_plugin.probe import Probe
+    from offline.sort import RecordingSource, load_sort, settings_from_table, sort_recording
+
+    n_ch = 8
+    pos = np.zeros((n_ch, 2))
+    pos[:, 1] = 25.0 * np.arange(n_ch)
+    pos[::2, 0] = 16.0
+    data, truth = make_gt(n_channels=n_ch, duration_s=6.0, rate_hz=5.0, snr=8.0,
+                          positions_um=pos, decay_um=30.0, seed=7)
+    session = tmp_path / "session"
+    write_gt(session / "Record Node 102" / "experiment1" / "recording1", data, 1000,
+             [(2000, 0, 1, 1), (2600, 0, 0, 0)])
+    out = session / "sorts" / "s1"
+    sort_recording(RecordingSource(str(session)), out, settings_from_table({}),
+                   Probe("t", pos, np.zeros(n_ch, int)), log=lambda m: None, progress=False)
+    rec = Recording(session)
+    assert list(rec.sorts) == ["s1"]  # its phy/ export is not listed again
+    stored = load_sort(out)
+    first = stored.meta["first_sample_number"]
+    assert first == 1000 and len(rec.n) == stored.n_units > 0
+    truth_abs = np.sort(truth["sample_index"]) + first
+    for u, n in rec.n.items():
+        want = np.sort(stored.arrays["spike_index"][stored.arrays["spike_unit"] == u]) + first
+        np.testing.assert_array_equal(n.spike_samples, want)
+        near = np.abs(truth_abs[np.clip(np.searchsorted(truth_abs, n.spike_samples), 0,
+                                        truth_abs.size - 1)] - n.spike_samples)
+        near = np.minimum(near, np.abs(truth_abs[np.clip(np.searchsorted(
+            truth_abs, n.spike_samples) - 1, 0, truth_abs.size - 1)] - n.spike_samples))
+        assert np.mean(near <= 12) > 0.9
+        assert n.template_uv.ndim == 2 and n.position_um is not None
+        assert n.metrics["n_spikes"] == n.n_spikes
