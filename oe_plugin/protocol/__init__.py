@@ -5,7 +5,8 @@
 - :mod:`~oe_plugin.protocol.decoder` — per-line edges -> one record per refresh (online and
   offline, the same classes);
 - :mod:`~oe_plugin.protocol.ttl_sim` — a hardware-realistic TTL simulator for tests;
-- :mod:`~oe_plugin.protocol.oe_binary_events` — TTL events into an Open Ephys Binary recording.
+- :mod:`~oe_plugin.protocol.oe_binary_events` — TTL events into an Open Ephys Binary recording;
+- :mod:`~oe_plugin.protocol.verify` — decoded frames against what was sent (tests, rig checks).
 
 docs/ttl-protocol.md has the timing diagrams, wiring tables and error reporting.
 """
