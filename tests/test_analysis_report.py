@@ -192,3 +192,59 @@ def test_a_sort_folder_made_by_the_offline_sorter(tmp_path):
         assert np.mean(near <= 12) > 0.9
         assert n.template_uv.ndim == 2 and n.position_um is not None
         assert n.metrics["n_spikes"] == n.n_spikes
+
+
+SWEEPSTIM_SCRIPT = """\
+from stimulus.script import Blanks, Experiment, Runs, Variable
+
+experiment = Experiment(
+    stimulus="grating",
+    dynamic=dict(ori_deg=Variable([0, 45, 90], dim=0, shuffle=True),
+                 sf_cpd=Variable([0.1, 0.2], dim=1, shuffle=True),
+                 sweep_sec=0.03, postsweep_sec=0.01),
+    runs=Runs(2, reshuffle=True),
+    blanks=Blanks(every=4, sec=0.02),
+    preexp_sec=0.02,
+    postexp_sec=0.02,
+)
+"""
+
+
+def test_a_session_file_written_by_sweepstim_run(tmp_path):
+    """`sweepstim run --offscreen` -> its TTL log sampled into a Binary recording -> the model
+    finds the experiment and cuts the same presentations from the plan and from the codes."""
+    from oe_plugin.protocol.oe_binary_events import write_binary_recording
+    from oe_plugin.protocol.ttl_sim import SimSettings, sample_transitions
+    from stimulus.cli import main as stim_main
+    from stimulus.ttl.file import read_transition_log
+
+    (tmp_path / "gratings.py").write_text(SWEEPSTIM_SCRIPT)
+    (tmp_path / "rig.toml").write_text("[screen]\nwidth_px = 96\nheight_px = 72\n"
+                                       "fullscreen = false\n\n[timing]\npriority = false\n")
+    rec_root = tmp_path / "2024-05-01_12-00-00"
+    code = stim_main(["run", str(tmp_path / "gratings.py"), "--config",
+                      str(tmp_path / "rig.toml"), "--seed", "77", "--offscreen", "--ttl",
+                      f"file:{tmp_path / 'ttl.tsv'}", "--out", str(rec_root / "stim") + "/",
+                      "--quiet"])
+    assert code == 0
+    tr, _proto = read_transition_log(tmp_path / "ttl.tsv")
+    ev = sample_transitions(tr, SimSettings(sample_rate_hz=30000.0, first_sample_number=1000))
+    n = int(ev["sample_number"].max()) + 1000
+    write_binary_recording(rec_root / "Record Node 101" / "experiment1" / "recording1",
+                           sample_rate_hz=30000.0, n_samples=n, first_sample_number=1000,
+                           n_channels=2, events=ev)
+    rec = Recording(rec_root)
+    (e,) = rec.experiments
+    assert e.stimulus == "grating" and sorted(e.parameters) == ["ori_deg", "sf_cpd"]
+    order = np.asarray(e.session["order"])
+    pres = e.presentations()
+    np.testing.assert_array_equal(pres.sweep_index, order)  # sweeps and blanks, exact
+    stim = ~pres.is_blank
+    np.testing.assert_allclose(pres.duration_s[stim], 0.03, atol=1e-3)
+    np.testing.assert_allclose(pres.duration_s[~stim], 0.02, atol=1e-3)
+    alone = build_presentations(e.refreshes["sample_number"], e.refreshes["sweep_index"],
+                                sample_rate_hz=e.sample_rate_hz, refresh_hz=e.refresh_hz,
+                                conditions=e.conditions, blank_sec=e.session["blank_sec"])
+    np.testing.assert_array_equal(alone.sweep_index, pres.sweep_index)
+    np.testing.assert_allclose(alone.onset_s, pres.onset_s)
+    np.testing.assert_allclose(alone.offset_s, pres.offset_s)
