@@ -262,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="analysis report (HTML): population page + one per unit")
     p.add_argument("recording", help="recording directory (sorts, session files found below it)")
-    p.add_argument("--out", required=True, help="the HTML file to write")
+    p.add_argument("--out", required=True, help="the report: .html (or .pdf) file to write")
     p.add_argument("--sort", action="append", help="an extra sort folder (repeatable)")
     p.add_argument("--session", action="append", help="an extra stimulus session file")
     p.add_argument("--sort-name", help="which sort to report (default: the newest offline)")

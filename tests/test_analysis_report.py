@@ -60,6 +60,11 @@ def test_experiments_from_decoded_ttls_and_session_files(made):
         np.testing.assert_allclose(onsets, truth["onscreen_s"], atol=1e-4)  # lag corrected
     np.testing.assert_array_equal(rec.e1.movie().onset_s, rec.e1.refresh_onset_s())
     drift = rec.e0
+    table_per_refresh = drift.refresh_table()
+    shown = drift.refreshes["sweep_index"] != 65535
+    np.testing.assert_array_equal(
+        table_per_refresh["ori_deg"][shown],
+        [drift.conditions[i]["ori_deg"] for i in drift.refreshes["sweep_index"][shown]])
     assert drift.parameters == ["ori_deg"] and "grating" in repr(drift)
     pres = drift.presentations()
     table = made["truth"][0]["table"]
@@ -150,6 +155,14 @@ def test_report_renders_headless_with_a_page_per_unit(made, tmp_path):
     pngs = re.findall(r'src="data:image/png;base64,([^"]+)"', text)
     assert len(pngs) == 4 + 3 * 6
     assert all(base64.b64decode(p[:12])[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+
+
+def test_report_as_pdf(made, tmp_path):
+    out = tmp_path / "report.pdf"
+    assert main(["report", str(made["root"]), "--out", str(out), "--units", "0", "--quiet"]) == 0
+    data = out.read_bytes()
+    assert data.startswith(b"%PDF") and data.count(b"/Type /Page\n") + data.count(
+        b"/Type /Page ") + data.count(b"/Type/Page") >= 2
 
 
 def test_report_cli_errors(tmp_path, capsys):

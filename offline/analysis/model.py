@@ -220,6 +220,13 @@ class Experiment:
             presentation_sweep=order if use_plan else None,
             blank_sec=self.session.get("blank_sec"), display_lag_frames=display_lag_frames)
 
+    def refresh_table(self) -> dict:
+        """Per refresh: sample_number, frame_number, sweep_index, flags, in_table and every
+        sweep-table parameter's value (NaN / None where no sweep is shown)."""
+        from offline.sweeps import frame_parameters
+
+        return frame_parameters(self.refreshes, self.conditions)
+
     def refresh_onset_s(self, display_lag_frames: float = 1.0) -> np.ndarray:
         """On-screen start of every refresh, s (recording clock, display lag included)."""
         return (self.refreshes["sample_number"] / self.sample_rate_hz

@@ -4,7 +4,9 @@ Layout: a population page (recording summary, experiments, firing rates, correlo
 pairwise correlations, a pairwise maximum-entropy fit) and one section per unit (template on
 the probe layout, ACG, ISI, then per experiment: raster + PSTH, tuning curves along every
 varying numeric parameter, and the STA for sparse-noise / m-sequence experiments). Sections
-start on a new page when printed, so the browser's "print to PDF" gives a page per unit.
+start on a new page when printed, so the browser's "print to PDF" gives a page per unit. An
+``--out`` ending in ``.pdf`` writes a PDF directly (matplotlib's PdfPages): the population
+page, then one page per unit, each page a grid of the same figures.
 
 Rendering is headless (Agg figures, no pyplot). A figure that fails is replaced by its error
 message; the report is still written.
@@ -75,6 +77,10 @@ class _Html:
         self.dpi = dpi
         self.n_figures = 0
         self.n_errors = 0
+        self.pages: list[tuple[str, list[tuple[str, bytes]]]] = []  # (title, [(caption, png)])
+
+    def page(self, title: str) -> None:
+        self.pages.append((title, []))
 
     def add(self, text: str) -> None:
         self.parts.append(text)
@@ -88,6 +94,8 @@ class _Html:
                      f'{html.escape(type(exc).__name__)}: {html.escape(str(exc))}</p>')
             return
         self.n_figures += 1
+        if self.pages:
+            self.pages[-1][1].append((caption, png))
         b64 = base64.b64encode(png).decode("ascii")
         self.add(f'<figure class="fig" data-kind="{kind}"><img alt="{html.escape(caption)}" '
                  f'src="data:image/png;base64,{b64}"><figcaption>{html.escape(caption)}'
@@ -126,6 +134,7 @@ def write_report(recording, out, *, sort=None, units=None, dpi: int = 80,
     neurons = {} if the_sort is None else the_sort.neurons
     ids = list(neurons) if units is None else [u for u in units if u in neurons]
     # -- population page
+    doc.page(f"{recording.name}: population")
     doc.add('<section class="population" id="population"><h2>Population</h2>')
     doc.add("<table><tr><th>sort</th><th>kind</th><th>path</th></tr>" + "".join(
         f"<tr><td>{html.escape(s.name)}</td><td>{s.kind}</td><td>{html.escape(str(s.path))}"
@@ -157,6 +166,8 @@ def write_report(recording, out, *, sort=None, units=None, dpi: int = 80,
     for u in ids:
         n = neurons[u]
         log(f"unit {u}")
+        doc.page(f"{recording.name}: unit {u} ({n.n_spikes} spikes, {n.mean_rate_hz:.2f} Hz, "
+                 f"channel {n.channel})")
         doc.add(f'<section class="unit" id="unit-{u}"><h2>Unit {u}</h2>')
         metrics = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
                             for k, v in n.metrics.items() if k != "unit")
@@ -186,7 +197,33 @@ def write_report(recording, out, *, sort=None, units=None, dpi: int = 80,
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text("".join(doc.parts), encoding="utf-8")
+    if out.suffix.lower() == ".pdf":
+        _write_pdf(tmp, doc.pages)
+    else:
+        tmp.write_text("".join(doc.parts), encoding="utf-8")
     tmp.replace(out)
     return {"path": out, "n_units": len(ids), "n_figures": doc.n_figures,
             "n_errors": doc.n_errors, "seconds": time.perf_counter() - t0}
+
+
+def _write_pdf(path: Path, pages) -> None:
+    """One A4 page per report page: its title and its figures (as rendered) in a grid."""
+    import io
+
+    from matplotlib.backends.backend_pdf import PdfPages
+    from matplotlib.figure import Figure
+    from matplotlib.image import imread
+
+    with PdfPages(path) as pdf:
+        for title, figs in pages:
+            fig = Figure(figsize=(8.27, 11.69))
+            fig.suptitle(title, fontsize=10)
+            n = max(len(figs), 1)
+            cols = 2 if n <= 6 else 3
+            rows = int(np.ceil(n / cols))
+            for k, (caption, png) in enumerate(figs):
+                ax = fig.add_subplot(rows, cols, k + 1)
+                ax.imshow(imread(io.BytesIO(png), format="png"))
+                ax.set_axis_off()
+                ax.set_title(caption, fontsize=7)
+            pdf.savefig(fig)
