@@ -136,3 +136,34 @@ def test_rates_binned_and_smoothed_keep_the_spike_count():
     with pytest.raises(TypeError, match="unknown setting"):
         binned.recompute(bin_size=3)
     assert smooth.plot().get_xlabel() == "time (s)"
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31), n_units=st.integers(1, 4), bin_samples=st.integers(1, 40),
+       half_bins=st.integers(0, 12))
+def test_correlograms_match_brute_force_on_integer_samples(seed, n_units, bin_samples,
+                                                           half_bins):
+    """Exact integer lags (ties and zero lags included) against an explicit pair count."""
+    rng = np.random.default_rng(seed)
+    fs = 30000.0
+    trains = [np.sort(rng.integers(0, 3000, rng.integers(0, 40))) for _ in range(n_units)]
+    bin_ms = bin_samples / fs * 1e3
+    res = compute_correlograms(trains, bin_ms=bin_ms, window_ms=half_bins * bin_ms,
+                               sample_rate_hz=fs, n_threads=1)
+    assert res.counts.shape == (n_units, n_units, 2 * half_bins + 1)
+    for i in range(n_units):
+        for j in range(n_units):
+            d = (trains[j][None, :] - trains[i][:, None]).astype(np.float64)
+            if i == j:
+                d = d[~np.eye(trains[i].size, dtype=bool)]
+            k = np.floor(d.ravel() / bin_samples + 0.5)
+            k = k[np.abs(k) <= half_bins].astype(int)
+            want = np.bincount(k + half_bins, minlength=2 * half_bins + 1)
+            np.testing.assert_array_equal(res.counts[i, j], want)
+    acg = compute_autocorrelograms(trains, bin_ms=bin_ms, window_ms=half_bins * bin_ms,
+                                   sample_rate_hz=fs)
+    np.testing.assert_array_equal(acg.counts, res.counts[np.arange(n_units), np.arange(n_units)])

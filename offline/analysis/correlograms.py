@@ -34,7 +34,7 @@ def _ccg_chunk(t, u, start, stop, half_bins, bin_ticks, out):
         b = a + 1
         while b < n:
             dt = t[b] - ta
-            if dt >= limit:
+            if dt > limit:
                 break
             k = int(np.floor(dt * inv + 0.5))
             if k <= half_bins:
@@ -65,7 +65,7 @@ def _acg_one(t, half_bins, bin_ticks, out):
         b = a + 1
         while b < n:
             dt = t[b] - t[a]
-            if dt >= limit:
+            if dt > limit:
                 break
             k = int(np.floor(dt * inv + 0.5))
             if k <= half_bins:
@@ -83,6 +83,13 @@ def _as_ticks(trains, sample_rate_hz):
         return [np.round(np.asarray(t, np.float64) * tick_hz).astype(np.int64)
                 for t in trains], tick_hz
     return [np.asarray(t).astype(np.int64) for t in trains], float(sample_rate_hz)
+
+
+def _bin_ticks(bin_ms: float, tick_hz: float) -> float:
+    """Bin width in ticks, snapped to an integer when within rounding error of one (so lags
+    of whole samples on a bin edge fall on the documented side)."""
+    b = bin_ms * 1e-3 * tick_hz
+    return float(round(b)) if abs(b - round(b)) < 1e-9 * max(b, 1.0) else b
 
 
 def _normalise_trains(trains, unit_ids):
@@ -180,7 +187,7 @@ def compute_correlograms(trains, *, bin_ms: float = 1.0, window_ms: float = 50.0
     ticks, tick_hz = _as_ticks(arrays, sample_rate_hz)
     n_units = len(ticks)
     half = int(round(window_ms / bin_ms))
-    bin_ticks = bin_ms * 1e-3 * tick_hz
+    bin_ticks = _bin_ticks(bin_ms, tick_hz)
     t = np.concatenate(ticks) if ticks else np.zeros(0, np.int64)
     u = np.concatenate([np.full(x.size, i, np.int32) for i, x in enumerate(ticks)]) \
         if ticks else np.zeros(0, np.int32)
@@ -227,7 +234,7 @@ def compute_autocorrelograms(trains, *, bin_ms: float = 1.0, window_ms: float = 
     half = int(round(window_ms / bin_ms))
     counts = np.zeros((len(ticks), 2 * half + 1), np.int64)
     for i, x in enumerate(ticks):
-        _acg_one(np.sort(x), half, bin_ms * 1e-3 * tick_hz, counts[i])
+        _acg_one(np.sort(x), half, _bin_ticks(bin_ms, tick_hz), counts[i])
     settings = dict(bin_ms=bin_ms, window_ms=window_ms, unit_ids=unit_ids,
                     sample_rate_hz=sample_rate_hz)
     return AutocorrelogramResult({"trains": trains}, settings, counts=counts,
