@@ -29,7 +29,8 @@ from offline.sort.templates import TemplateSet
 
 
 def match_chunk(job: SortJob, index: int, templates: TemplateSet, thresholds: np.ndarray,
-                ev_t: np.ndarray, ev_c: np.ndarray, calibrate: bool = False) -> dict:
+                ev_t: np.ndarray, ev_c: np.ndarray, calibrate: bool = False,
+                wide_rows: np.ndarray | None = None) -> dict:
     """Spikes of chunk ``index``.
 
     ev_t, ev_c : the detected events (sorting-rate sample index, peak channel) that fall in the
@@ -37,6 +38,14 @@ def match_chunk(job: SortJob, index: int, templates: TemplateSet, thresholds: np
     Returns arrays ``t`` int64, ``unit`` int32 (-1: no template fits), ``accepted`` bool,
     ``amplitude`` float32 (fit scale), ``error`` float32, ``channel`` int32, ``pass_`` int8
     (0 = first detection, k = k-th re-detection).
+
+    wide_rows : (U, K2) int32 channels (-1 unused), given when rebuilding templates: then also
+        ``sum`` (U, K2, W) float32 and ``count`` (U,) int64 — per template, the sum over its
+        accepted spikes inside the chunk of their windows (on ``wide_rows[u]``) of the traces
+        as they were *before* any subtraction. (Summing "residual + own fit" instead was tried:
+        it removes overlapping neighbours, but a wrong fit of a neighbour template to the far
+        part of a unit's footprint is then subtracted from that unit's mean too and the error
+        reinforces itself; on the raw traces neighbours are uncorrelated and average out.)
     """
     s = job.settings.sort
     prep = job.preprocessor()
@@ -48,6 +57,7 @@ def match_chunk(job: SortJob, index: int, templates: TemplateSet, thresholds: np
     ctx = detection_context(detector) + pre + post + 2 * s.max_shift_samples + 2 * pair
     lo, hi = max(0, start - ctx), min(g.n_samples, stop + ctx)
     src = np.ascontiguousarray(prep.traces(lo, hi).T)  # (n, C) time-major
+    original = src.copy() if wide_rows is not None else None
     norms = np.zeros(templates.n_units, np.float32)
     template_norms(templates.waveforms, norms)
     cand_ptr, cand_idx = templates.candidates(prep.n_channels)
@@ -97,4 +107,28 @@ def match_chunk(job: SortJob, index: int, templates: TemplateSet, thresholds: np
                                  np.int8)]
     keep = (cols[0] >= start) & (cols[0] < stop)
     names = ("t", "unit", "accepted", "amplitude", "error", "channel", "pass_")
-    return {k: v[keep] for k, v in zip(names, cols, strict=True)}
+    out = {k: v[keep] for k, v in zip(names, cols, strict=True)}
+    if wide_rows is not None:
+        out.update(_accumulate(original, lo, pre, templates.waveforms.shape[2], out, wide_rows))
+    return out
+
+
+def _accumulate(src, lo, pre, width, spikes, wide_rows) -> dict:
+    """Per-template sums of the spikes' windows on ``wide_rows`` (see match_chunk)."""
+    n_units, k2 = wide_rows.shape
+    sums = np.zeros((n_units, k2, width), np.float64)
+    count = np.zeros(n_units, np.int64)
+    ok = spikes["accepted"] & (spikes["unit"] >= 0)
+    first = spikes["t"][ok] - lo - pre
+    unit = spikes["unit"][ok]
+    inside = (first >= 0) & (first + width <= len(src))
+    first, unit = first[inside], unit[inside]
+    offs = np.arange(width)
+    for u in np.unique(unit):
+        sel = unit == u
+        rows = wide_rows[u]
+        valid = rows >= 0
+        win = src[(first[sel][:, None] + offs)[:, :, None], rows[valid][None, None, :]]
+        sums[u, valid] = win.sum(axis=0).T
+        count[u] = int(sel.sum())
+    return {"sum": sums.astype(np.float32), "count": count}

@@ -30,7 +30,12 @@ from offline.sort.preprocess import Preprocessor
 from offline.sort.settings import AllSettings, settings_from_table
 from offline.sort.sortfile import SortResult, atomic_write, npz_bytes, save_sort
 from offline.sort.source import RecordingSource
-from offline.sort.templates import TemplateSet, build_templates
+from offline.sort.templates import (
+    TemplateSet,
+    build_templates,
+    rebuild_templates,
+    wide_rows_of,
+)
 from offline.sort.thresholds import trough_threshold
 
 
@@ -146,17 +151,36 @@ def sort_recording(source: RecordingSource, out_dir, settings: AllSettings | Non
         lo, hi = np.searchsorted(ev_t, [a - span, b + span])
         return ev_t[lo:hi], ev_c[lo:hi]
 
-    tkey = job.fingerprint(templates.waveforms, templates.channels)
     n_cal = min(settings.sort.calibration_chunks, g.n_chunks)
     cal_idx = sorted(set(np.linspace(0, g.n_chunks - 1, n_cal).round().astype(int).tolist()))
-    dummy = np.zeros(templates.n_units, np.float32)
-    cal = _run_chunks(executor, work, "calibrate", tkey, match_chunk,
-                      [(job, i, templates, dummy, *events_for(i), True) for i in cal_idx],
-                      cal_idx, progress, "calibrate")
-    cal_unit = np.concatenate([r["unit"] for r in cal]) if cal else np.zeros(0, np.int32)
-    cal_err = np.concatenate([r["error"] for r in cal]) if cal else np.zeros(0, np.float32)
-    thresholds = np.array([trough_threshold(cal_err[cal_unit == u], settings.sort.max_error)
-                           for u in range(templates.n_units)], np.float32)
+
+    def calibrate(tpl, stage):
+        tkey = job.fingerprint(tpl.waveforms, tpl.channels)
+        dummy = np.zeros(tpl.n_units, np.float32)
+        cal = _run_chunks(executor, work, stage, tkey, match_chunk,
+                          [(job, i, tpl, dummy, *events_for(i), True) for i in cal_idx],
+                          cal_idx, progress, stage)
+        unit = np.concatenate([r["unit"] for r in cal]) if cal else np.zeros(0, np.int32)
+        err = np.concatenate([r["error"] for r in cal]) if cal else np.zeros(0, np.float32)
+        return np.array([trough_threshold(err[unit == u], settings.sort.max_error)
+                         for u in range(tpl.n_units)], np.float32)
+
+    thresholds = calibrate(templates, "calibrate")
+    # -- templates re-estimated from their matched spikes, on their whole footprint ------------
+    if settings.sort.rebuild_radius_um > 0 and templates.n_units:
+        wide = wide_rows_of(templates, neighbour_lists(probe, settings.sort.rebuild_radius_um))
+        rkey = job.fingerprint(templates.waveforms, templates.channels, thresholds, wide)
+        acc = _run_chunks(executor, work, "rebuild", rkey, match_chunk,
+                          [(job, i, templates, thresholds, *events_for(i), False, wide)
+                           for i in cal_idx], cal_idx, progress, "rebuild")
+        n_before = templates.n_units
+        templates = rebuild_templates(
+            templates, wide, sum(r["sum"].astype(np.float64) for r in acc),
+            sum(r["count"] for r in acc), c_n, settings.sort.min_cluster_size // 2 + 1,
+            settings.sort.template_row_min, settings.sort.merge_distance,
+            settings.sort.max_shift_samples)
+        log(f"templates rebuilt from matched spikes: {n_before} -> {templates.n_units}")
+        thresholds = calibrate(templates, "calibrate2")
     timings["calibrate_s"] = time.perf_counter() - t3
 
     # -- matching -----------------------------------------------------------------------------

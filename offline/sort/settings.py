@@ -85,6 +85,11 @@ class SortSettings:
     pair_window_us: float = 500.0
     """An event no single template fits is tried as two overlapping spikes up to this far apart
     (0 = off)."""
+    rebuild_radius_um: float = 100.0
+    """Templates are re-estimated from their matched spikes (calibration chunks) on the channels
+    within this radius of their peak channel (0 = keep the cluster means)."""
+    template_row_min: float = 1.5
+    """A rebuilt template keeps the channels whose peak reaches this (noise units)."""
     seed: int = 0
 
     def check(self, section: str = "sort") -> None:
@@ -106,6 +111,8 @@ class SortSettings:
         require(0 <= self.peel_passes <= 5, f"{section}.peel_passes", "must be 0..5")
         require(0 <= self.pair_window_us <= 2000, f"{section}.pair_window_us",
                 "must be in [0, 2000] µs")
+        require(self.rebuild_radius_um >= 0, f"{section}.rebuild_radius_um", "must be >= 0")
+        require(self.template_row_min >= 0, f"{section}.template_row_min", "must be >= 0")
 
 
 @dataclass(frozen=True)

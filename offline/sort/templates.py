@@ -153,3 +153,46 @@ def _to_rows(dense, known, counts, k_max, pre) -> TemplateSet:
     order = np.lexsort((-counts, peak_channel))  # by peak channel, then size
     return TemplateSet(waveforms[order], channels[order], peak_channel[order],
                        counts[order].astype(np.int64), int(pre))
+
+
+def rebuild_templates(templates: TemplateSet, wide_rows, sums, counts, n_channels,
+                      min_spikes, row_min, merge_distance, max_shift) -> TemplateSet:
+    """Templates re-estimated from matched spikes (``sums`` / ``counts`` over ``wide_rows``,
+    see :func:`offline.sort.matching.match_chunk`), on every channel of ``wide_rows`` whose peak
+    reaches ``row_min`` noise units (the unit's whole footprint, not just the clustering
+    neighbourhood), then merged again (two clusters of one unit become near-identical here).
+    A template with fewer than ``min_spikes`` matched spikes keeps its cluster mean."""
+    u_n, k2 = wide_rows.shape
+    width = templates.waveforms.shape[2]
+    dense = np.zeros((u_n, n_channels, width), np.float64)
+    known = np.zeros((u_n, n_channels), bool)
+    n = np.asarray(templates.n_members, np.int64).copy()
+    for u in range(u_n):
+        if counts[u] >= min_spikes:
+            rows = wide_rows[u]
+            ok = rows >= 0
+            mean = sums[u][ok] / counts[u]
+            strong = np.abs(mean).max(axis=1) >= row_min
+            strong[np.argmax(np.abs(mean).max(axis=1))] = True
+            dense[u, rows[ok][strong]] = mean[strong]
+            known[u, rows[ok][strong]] = True
+            n[u] = counts[u]
+        else:
+            ok = templates.channels[u] >= 0
+            dense[u, templates.channels[u][ok]] = templates.waveforms[u][ok]
+            known[u, templates.channels[u][ok]] = True
+    dense, known, n = merge_dense(dense, known, n, merge_distance, max_shift)
+    return _to_rows(dense, known, n, max(k2, templates.waveforms.shape[1]), templates.pre)
+
+
+def wide_rows_of(templates: TemplateSet, wide_nb) -> np.ndarray:
+    """(U, K2) int32: channels within the wide neighbourhood of each template's peak channel,
+    plus its current rows (-1 padded)."""
+    ptr, idx = wide_nb
+    sets = [sorted(set(idx[ptr[p] : ptr[p + 1]].tolist())
+                   | set(templates.channels[u][templates.channels[u] >= 0].tolist()))
+            for u, p in enumerate(templates.peak_channel)]
+    out = np.full((templates.n_units, max([len(s) for s in sets] or [1])), -1, np.int32)
+    for u, s in enumerate(sets):
+        out[u, : len(s)] = s
+    return out
