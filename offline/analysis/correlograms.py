@@ -24,10 +24,12 @@ from offline.analysis.result import AnalysisResult
 
 @numba.njit(cache=True, nogil=True)
 def _ccg_chunk(t, u, start, stop, half_bins, bin_ticks, out):
-    """Add the pairs whose first spike is in ``start:stop`` to ``out`` (U, U, 2K+1) int64."""
+    """Add the pairs whose first spike is in ``start:stop`` to ``out`` (U, U, 2K+1); returns
+    the number of pairs added (int64)."""
     n = t.size
     limit = (half_bins + 0.5) * bin_ticks
     inv = 1.0 / bin_ticks
+    total = 0
     for a in range(start, stop):
         ta = t[a]
         ua = u[a]
@@ -39,20 +41,39 @@ def _ccg_chunk(t, u, start, stop, half_bins, bin_ticks, out):
             k = int(np.floor(dt * inv + 0.5))
             if k <= half_bins:
                 out[ua, u[b], half_bins + k] += 1
+                total += 1
             k2 = int(np.floor(-dt * inv + 0.5))
             if k2 >= -half_bins:
                 out[u[b], ua, half_bins + k2] += 1
+                total += 1
             b += 1
+    return total
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _ccg_parallel(t, u, n_units, half_bins, bin_ticks, n_chunks):
+def _ccg_parallel(t, u, half_bins, bin_ticks, partial):
+    """Chunks of the spike list on numba threads, chunk c into ``partial[c]``; returns the
+    pairs counted per chunk."""
     n = t.size
-    partial = np.zeros((n_chunks, n_units, n_units, 2 * half_bins + 1), np.int64)
+    n_chunks = partial.shape[0]
+    totals = np.zeros(n_chunks, np.int64)
     for c in numba.prange(n_chunks):
-        _ccg_chunk(t, u, c * n // n_chunks, (c + 1) * n // n_chunks, half_bins, bin_ticks,
-                   partial[c])
-    return partial.sum(axis=0)
+        totals[c] = _ccg_chunk(t, u, c * n // n_chunks, (c + 1) * n // n_chunks, half_bins,
+                               bin_ticks, partial[c])
+    return totals
+
+
+def _ccg_counts(t, u, n_units, half_bins, bin_ticks, n_chunks) -> np.ndarray:
+    """Counts (U, U, 2K+1) int64. Chunks count into int32 (half the cache footprint of
+    int64); if any chunk counted 2^31 pairs or more (a bin could have overflowed), the work is
+    redone in int64."""
+    shape = (n_chunks, n_units, n_units, 2 * half_bins + 1)
+    partial = np.zeros(shape, np.int32)
+    totals = _ccg_parallel(t, u, half_bins, bin_ticks, partial)
+    if totals.size and totals.max() >= 2**31 - 1:
+        partial = np.zeros(shape, np.int64)
+        _ccg_parallel(t, u, half_bins, bin_ticks, partial)
+    return partial.sum(axis=0, dtype=np.int64)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -197,7 +218,7 @@ def compute_correlograms(trains, *, bin_ms: float = 1.0, window_ms: float = 50.0
     old = numba.get_num_threads()
     numba.set_num_threads(threads)
     try:
-        counts = _ccg_parallel(t, u, n_units, half, bin_ticks, max(1, threads))
+        counts = _ccg_counts(t, u, n_units, half, bin_ticks, max(1, threads))
     finally:
         numba.set_num_threads(old)
     settings = dict(bin_ms=bin_ms, window_ms=window_ms, unit_ids=unit_ids,
