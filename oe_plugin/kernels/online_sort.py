@@ -1,0 +1,257 @@
+"""Online sorting of one block: scale -> detect -> keep a filtered ring -> match ready events.
+
+One kernel, :func:`sort_block`, drives two shared kernels over a block of raw samples:
+:func:`oe_plugin.kernels.detect.detect_block` (band-pass, threshold, lockout) and
+:func:`oe_plugin.kernels.match.match_events` (the offline sorter's template matching). It adds no
+signal processing of its own, only the bookkeeping that makes the stream look like one array:
+
+1. the block is processed in sub-chunks of at most ``scratch.shape[0]`` samples; each sub-chunk
+   is scaled to **noise units** (``x * inv_noise[c]``, the sort's fixed per-channel noise, as the
+   offline sorter scales its traces) into a sample-major scratch and detected (fixed threshold in
+   noise units, as offline);
+2. the detector's freshly filtered rows are copied into the *match ring* ``mring`` (R, C),
+   R a power of two, row of stream sample ``t`` = ``t & (R - 1)`` (the detector's own ring is
+   too short for a matching window and must not be modified by peeling);
+3. detected events wait in a FIFO until the ring holds every sample their match may read or
+   peel (``t + need_after`` samples written); then each is matched **in detection order** by
+   :func:`match_events` with ``mask = R - 1`` (accepted fits are subtracted from the ring, and
+   rejected events may be resolved as overlapping pairs, exactly as offline).
+
+Because events are matched in the same global order and each one sees exactly the samples (and
+earlier subtractions) it would see in one array, the labels do not depend on the block sizes:
+the offline causal path (:mod:`offline.online_match`) runs the same two kernels on the whole
+recording as plain arrays and gets identical spikes.
+
+Outputs per call (``scount[S_OUT_N]`` records): ``out_t`` int64 spike sample (event time plus
+the fit's shift), ``out_c`` int32 detection channel, ``out_a`` float32 µV (detection amplitude;
+for the second spike of a pair the fit scale times the template's peak), ``out_u`` int32 unit
+(-1: detected, no template accepted it).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from oe_plugin.kernels import detect as D
+from oe_plugin.kernels import match as M
+from oe_plugin.kernels._entry import (
+    arg_f32_1d,
+    arg_f32_2d,
+    arg_f64_1d,
+    arg_f64_2d,
+    arg_f64_3d,
+    arg_i32_1d,
+    arg_i32_2d,
+    arg_i64_1d,
+    arg_i64_2d,
+    cfunc_entry,
+)
+from oe_plugin.kernels.match import arg_f32_3d
+
+# sparams (float64) layout
+SP_NEED_AFTER = 0  # samples that must be written after an event before it is matched
+SP_MATCH = 1  # 1: match events; 0: emit every detection at once, unit -1
+SP_WRITE_DOWNSTREAM = 2  # 1: replace the block by the filtered signal (µV)
+N_SPARAMS = 3
+
+# scount (int64) layout
+S_OUT_N = 0  # records written by the current call
+S_Q_HEAD = 1
+S_Q_COUNT = 2
+S_Q_DROPPED = 3  # events lost to a full FIFO (never expected)
+S_OUT_DROPPED = 4  # records lost to a full output (never expected)
+S_MATCHED = 5  # events matched since the start
+S_ACCEPTED = 6  # spikes accepted (a pair counts 2)
+N_SCOUNT = 7
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _emit(out_t, out_c, out_a, out_u, scount, t, c, a, u):
+    n = scount[S_OUT_N]
+    if n < out_t.shape[0]:
+        out_t[n] = t
+        out_c[n] = c
+        out_a[n] = a
+        out_u[n] = u
+        scount[S_OUT_N] = n + 1
+    else:
+        scount[S_OUT_DROPPED] += 1
+
+
+@numba.njit(cache=True, error_model="numpy")
+def drain_ready(written, mring, noise, q_t, q_c, q_a, templates, tpl_chan, tpl_norm2, cand_ptr,
+                cand_idx, thresholds, tpl_peak_uv, mparams, e_t, e_c, o_unit, o_shift, o_amp,
+                o_err, o_ok, o_unit2, o_shift2, o_amp2, o_err2, out_t, out_c, out_a, out_u,
+                sparams, scount):
+    """Match, in FIFO order, every queued event whose window is complete (``written`` samples
+    are in the ring)."""
+    need_after = np.int64(sparams[SP_NEED_AFTER])
+    cap = q_t.shape[0]
+    n_ch = noise.shape[0]
+    n_units = tpl_peak_uv.shape[0]
+    while scount[S_Q_COUNT] > 0:
+        h = scount[S_Q_HEAD]
+        t = q_t[h]
+        if t + need_after > written:
+            break
+        c = q_c[h]
+        amp_uv = q_a[h]
+        if c >= 0 and c < n_ch:
+            amp_uv = amp_uv * noise[c]
+        e_t[0] = t
+        e_c[0] = c
+        M.match_events(mring, e_t, e_c, templates, tpl_chan, tpl_norm2, cand_ptr, cand_idx,
+                       thresholds, mparams, o_unit, o_shift, o_amp, o_err, o_ok, o_unit2,
+                       o_shift2, o_amp2, o_err2)
+        ok = o_ok[0]
+        scount[S_MATCHED] += 1
+        if ok >= 1:
+            scount[S_ACCEPTED] += ok
+            _emit(out_t, out_c, out_a, out_u, scount, t + o_shift[0], c, amp_uv, o_unit[0])
+            if ok == 2:
+                u2 = o_unit2[0]
+                peak = tpl_peak_uv[u2] if u2 >= 0 and u2 < n_units else np.float32(0.0)
+                _emit(out_t, out_c, out_a, out_u, scount, t + o_shift2[0], c,
+                      o_amp2[0] * peak, u2)
+        else:
+            _emit(out_t, out_c, out_a, out_u, scount, t, c, amp_uv, M.NO_UNIT)
+        scount[S_Q_HEAD] = (h + 1) % cap
+        scount[S_Q_COUNT] -= 1
+
+
+@numba.njit(cache=True, error_model="numpy")
+def sort_block(data, noise, inv_noise, scratch,
+               sos, zi, ring, tmp, noise_ring, noise_counts, noise_bin_uv, noise_hist,
+               noise_sched, noise_uv, noise_scratch, thr_uv, nb_ptr, nb_idx, cand_t, cand_a,
+               cand_n, det_t, det_c, det_a, det_params, det_counters,
+               mring, q_t, q_c, q_a, templates, tpl_chan, tpl_norm2, cand_ptr, cand_idx,
+               thresholds, tpl_peak_uv, mparams, e_t, e_c, o_unit, o_shift, o_amp, o_err, o_ok,
+               o_unit2, o_shift2, o_amp2, o_err2, out_t, out_c, out_a, out_u, sparams, scount):
+    """Process one block ``data`` (C, N) float32 µV; returns the records written to ``out_*``.
+
+    The detector state (``sos`` .. ``det_counters``) is :class:`SpikeDetector`'s, with
+    ``det_params[P_SAMPLE_MAJOR] = 1`` and write-back off; ``scratch`` (S, C) float32.
+    """
+    n_ch = data.shape[0]
+    n = data.shape[1]
+    sub = scratch.shape[0]
+    dmask = ring.shape[0] - 1
+    mmask = mring.shape[0] - 1
+    matching = sparams[SP_MATCH] != 0.0
+    downstream = sparams[SP_WRITE_DOWNSTREAM] != 0.0
+    qcap = q_t.shape[0]
+    scount[S_OUT_N] = 0
+    if n_ch != inv_noise.shape[0] or n_ch != scratch.shape[1]:
+        return 0
+    pos = 0
+    while pos < n:
+        m = min(sub, n - pos)
+        for i in range(m):
+            for c in range(n_ch):
+                scratch[i, c] = data[c, pos + i] * inv_noise[c]
+        n0 = det_counters[D.C_PROCESSED]
+        k = D.detect_block(scratch[:m], sos, zi, ring, tmp, noise_ring, noise_counts,
+                           noise_bin_uv, noise_hist, noise_sched, noise_uv, noise_scratch,
+                           thr_uv, nb_ptr, nb_idx, cand_t, cand_a, cand_n, det_t, det_c, det_a,
+                           det_params, det_counters)
+        written = det_counters[D.C_PROCESSED]
+        for s in range(n0, written):
+            src = ring[s & dmask]
+            dst = mring[s & mmask]
+            for c in range(n_ch):
+                dst[c] = src[c]
+        if downstream:
+            for i in range(m):
+                src = ring[(n0 + i) & dmask]
+                for c in range(n_ch):
+                    data[c, pos + i] = src[c] * noise[c]
+        if matching:
+            for e in range(k):
+                if scount[S_Q_COUNT] >= qcap:
+                    scount[S_Q_DROPPED] += 1
+                    continue
+                j = (scount[S_Q_HEAD] + scount[S_Q_COUNT]) % qcap
+                q_t[j] = det_t[e]
+                q_c[j] = det_c[e]
+                q_a[j] = det_a[e]
+                scount[S_Q_COUNT] += 1
+            drain_ready(written, mring, noise, q_t, q_c, q_a, templates, tpl_chan, tpl_norm2,
+                        cand_ptr, cand_idx, thresholds, tpl_peak_uv, mparams, e_t, e_c, o_unit,
+                        o_shift, o_amp, o_err, o_ok, o_unit2, o_shift2, o_amp2, o_err2, out_t,
+                        out_c, out_a, out_u, sparams, scount)
+        else:
+            for e in range(k):
+                c = det_c[e]
+                a = det_a[e] * noise[c] if c >= 0 and c < n_ch else det_a[e]
+                _emit(out_t, out_c, out_a, out_u, scount, det_t[e], c, a, M.NO_UNIT)
+        pos += m
+    return scount[S_OUT_N]
+
+
+def _sort_entry(addresses, shapes):
+    return sort_block(
+        arg_f32_2d(addresses, shapes, 0),
+        arg_f32_1d(addresses, shapes, 1),
+        arg_f32_1d(addresses, shapes, 2),
+        arg_f32_2d(addresses, shapes, 3),
+        # detector state
+        arg_f64_2d(addresses, shapes, 4),
+        arg_f64_3d(addresses, shapes, 5),
+        arg_f32_2d(addresses, shapes, 6),
+        arg_f64_1d(addresses, shapes, 7),
+        arg_f32_2d(addresses, shapes, 8),
+        arg_i32_2d(addresses, shapes, 9),
+        arg_f32_1d(addresses, shapes, 10),
+        arg_f32_2d(addresses, shapes, 11),
+        arg_i64_2d(addresses, shapes, 12),
+        arg_f32_1d(addresses, shapes, 13),
+        arg_f32_1d(addresses, shapes, 14),
+        arg_f32_1d(addresses, shapes, 15),
+        arg_i32_1d(addresses, shapes, 16),
+        arg_i32_1d(addresses, shapes, 17),
+        arg_i64_2d(addresses, shapes, 18),
+        arg_f32_2d(addresses, shapes, 19),
+        arg_i64_1d(addresses, shapes, 20),
+        arg_i64_1d(addresses, shapes, 21),
+        arg_i32_1d(addresses, shapes, 22),
+        arg_f32_1d(addresses, shapes, 23),
+        arg_f64_1d(addresses, shapes, 24),
+        arg_i64_1d(addresses, shapes, 25),
+        # match ring, FIFO, templates
+        arg_f32_2d(addresses, shapes, 26),
+        arg_i64_1d(addresses, shapes, 27),
+        arg_i32_1d(addresses, shapes, 28),
+        arg_f32_1d(addresses, shapes, 29),
+        arg_f32_3d(addresses, shapes, 30),
+        arg_i32_2d(addresses, shapes, 31),
+        arg_f32_1d(addresses, shapes, 32),
+        arg_i32_1d(addresses, shapes, 33),
+        arg_i32_1d(addresses, shapes, 34),
+        arg_f32_1d(addresses, shapes, 35),
+        arg_f32_1d(addresses, shapes, 36),
+        arg_f64_1d(addresses, shapes, 37),
+        # one-event scratch for match_events
+        arg_i64_1d(addresses, shapes, 38),
+        arg_i32_1d(addresses, shapes, 39),
+        arg_i32_1d(addresses, shapes, 40),
+        arg_i32_1d(addresses, shapes, 41),
+        arg_f32_1d(addresses, shapes, 42),
+        arg_f32_1d(addresses, shapes, 43),
+        arg_i32_1d(addresses, shapes, 44),
+        arg_i32_1d(addresses, shapes, 45),
+        arg_i32_1d(addresses, shapes, 46),
+        arg_f32_1d(addresses, shapes, 47),
+        arg_f32_1d(addresses, shapes, 48),
+        # outputs
+        arg_i64_1d(addresses, shapes, 49),
+        arg_i32_1d(addresses, shapes, 50),
+        arg_f32_1d(addresses, shapes, 51),
+        arg_i32_1d(addresses, shapes, 52),
+        arg_f64_1d(addresses, shapes, 53),
+        arg_i64_1d(addresses, shapes, 54),
+    )
+
+
+sort_entry = cfunc_entry(_sort_entry)
+"""C entry over :func:`sort_block` (arguments in its order, through an ArgTable)."""

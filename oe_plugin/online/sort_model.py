@@ -1,0 +1,174 @@
+"""What the online sorter takes from a sort folder written by ``sweepsort sort``.
+
+:func:`load_sort_model` reads ``sort.json`` + ``sort.npz`` (:mod:`offline.sort.sortfile`) and
+turns them into the matching kernel's layout: templates back in **noise units** (µV / the sort's
+per-channel noise, the units the sort's acceptance thresholds are in), their channel rows, the
+thresholds, the candidate lists per peak channel (the same rule as the offline sorter,
+:meth:`offline.sort.templates.TemplateSet.candidates`), the matching parameters (window, shifts,
+amplitude range, overlap-pair window) and the detection settings the sort was made with.
+
+Every problem is a :class:`SortModelError` naming the folder and what is wrong — raised in the
+module's constructor, where the GUI shows it in a dialog.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from oe_plugin.probe import Probe, ProbeError, load_probe, neighbour_lists
+from oe_plugin.settings import DetectSettings, FilterSettings
+
+
+class SortModelError(ValueError):
+    """The sort folder cannot be used online (missing, malformed, or made for another stream)."""
+
+
+@dataclass
+class SortModel:
+    sort_dir: Path
+    templates: np.ndarray  # (U, K, W) float32 noise units
+    channels: np.ndarray  # (U, K) int32, -1 unused
+    thresholds: np.ndarray  # (U,) float32
+    peak_uv: np.ndarray  # (U,) float32 template peak (µV, signed) on its peak channel
+    noise_uv: np.ndarray  # (C,) float32
+    cand_ptr: np.ndarray
+    cand_idx: np.ndarray
+    pre: int
+    max_shift: int
+    amplitude_min: float
+    amplitude_max: float
+    pair_window: int
+    filter: FilterSettings
+    detect: DetectSettings
+    neighbours: tuple[np.ndarray, np.ndarray]
+    preprocess_filter: str  # "causal" | "zero-phase"
+
+    @property
+    def n_units(self) -> int:
+        return int(self.templates.shape[0])
+
+
+def _known(cls, table: dict) -> dict:
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in (table or {}).items() if k in names}
+
+
+def candidates(waveforms: np.ndarray, channels: np.ndarray, n_channels: int,
+               min_fraction: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
+    """CSR lists of the templates an event peaking on each channel may belong to (those whose
+    |peak| there is >= ``min_fraction`` of their largest) — the offline sorter's rule."""
+    lists = [[] for _ in range(n_channels)]
+    for u in range(waveforms.shape[0]):
+        peak = np.abs(waveforms[u]).max(axis=1)
+        top = peak.max() if peak.size else 0.0
+        for r, ch in enumerate(channels[u]):
+            if 0 <= ch < n_channels and peak[r] >= min_fraction * top:
+                lists[ch].append(u)
+    ptr = np.zeros(n_channels + 1, np.int32)
+    ptr[1:] = np.cumsum([len(v) for v in lists])
+    idx = np.array([u for v in lists for u in v] or [0], np.int32)
+    return ptr, idx
+
+
+def load_sort_model(sort_dir, n_channels: int, sample_rate_hz: float) -> SortModel:
+    """The matching inputs of ``sort_dir`` for a stream of ``n_channels`` at ``sample_rate_hz``."""
+    from offline.sort.sortfile import SortFileError, load_sort
+
+    if not str(sort_dir).strip():
+        raise SortModelError("[match] sort_dir is empty: name the folder 'sweepsort sort' wrote")
+    folder = Path(sort_dir).expanduser()
+    if not folder.is_dir():
+        raise SortModelError(f"[match] sort_dir {str(folder)!r}: no such folder")
+    try:
+        res = load_sort(folder)
+    except SortFileError as exc:
+        raise SortModelError(f"[match] sort_dir: {exc}") from None
+    meta, arr = res.meta, res.arrays
+    where = f"sort folder {folder}"
+    try:
+        tpl_uv = np.asarray(arr["templates_uv"], np.float32)
+        chans = np.asarray(arr["template_channels"], np.int32)
+        thr = np.asarray(arr["template_threshold"], np.float32)
+        noise = np.asarray(arr["noise_uv"], np.float32)
+        pre = int(meta["template_pre_samples"])
+        fs_rec = float(meta["recording_sample_rate_hz"])
+        factor = int(meta.get("upsample_factor", 1))
+        settings = meta.get("settings") or {}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SortModelError(f"{where}: sort.json lacks {exc}") from None
+    if tpl_uv.ndim != 3 or chans.shape != tpl_uv.shape[:2] or thr.shape != tpl_uv.shape[:1]:
+        raise SortModelError(f"{where}: template arrays disagree (templates_uv {tpl_uv.shape}, "
+                             f"template_channels {chans.shape}, template_threshold {thr.shape})")
+    if noise.shape != (n_channels,):
+        raise SortModelError(f"{where}: sorted {noise.shape[0] if noise.ndim else '?'} channels, "
+                             f"the stream has {n_channels}")
+    if abs(fs_rec - sample_rate_hz) > 1e-3 * sample_rate_hz:
+        raise SortModelError(f"{where}: sorted at {fs_rec:g} Hz, the stream runs at "
+                             f"{sample_rate_hz:g} Hz")
+    if factor != 1:
+        raise SortModelError(f"{where}: templates are upsampled x{factor}; sort with "
+                             "[preprocess] upsample_factor = 1 for online use")
+    if chans.size and (chans.max() >= n_channels or chans.min() < -1):
+        raise SortModelError(f"{where}: template_channels outside 0..{n_channels - 1}")
+    if not (0 <= pre < max(tpl_uv.shape[2], 1)) and tpl_uv.shape[0]:
+        raise SortModelError(f"{where}: template_pre_samples {pre} outside the window")
+    if not np.all(np.isfinite(tpl_uv)) or np.any(~np.isfinite(thr) & ~np.isposinf(thr)):
+        raise SortModelError(f"{where}: templates or thresholds contain NaN")
+    prep = settings.get("preprocess") or {}
+    if prep.get("common_reference", "none") != "none":
+        raise SortModelError(f"{where}: sorted with a common reference "
+                             f"({prep['common_reference']!r}); the online path has none")
+    sort_s = settings.get("sort") or {}
+    try:
+        detect = DetectSettings(**_known(DetectSettings, settings.get("detect")))
+        detect.check("detect")
+        filt = FilterSettings(low_hz=float(prep.get("low_hz", 300.0)),
+                              high_hz=float(prep.get("high_hz", 6000.0)),
+                              order=int(prep.get("order", 2)))
+        filt.check("filter", sample_rate_hz)
+        max_shift = int(sort_s.get("max_shift_samples", 2))
+        amp_min = float(sort_s.get("amplitude_min", 0.5))
+        amp_max = float(sort_s.get("amplitude_max", 2.0))
+        pair_us = float(sort_s.get("pair_window_us", 0.0))
+    except (TypeError, ValueError) as exc:
+        raise SortModelError(f"{where}: settings in sort.json unusable: {exc}") from None
+    scale = np.where(np.isfinite(noise) & (noise > 0), noise, 0).astype(np.float32)
+    row_noise = np.where(chans >= 0, scale[np.maximum(chans, 0)], 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tpl = np.where(row_noise[:, :, None] > 0, tpl_uv / row_noise[:, :, None], 0)
+    tpl = np.ascontiguousarray(tpl, np.float32)
+    peak_uv = np.zeros(tpl.shape[0], np.float32)
+    for u in range(tpl.shape[0]):
+        r = int(np.argmax(np.abs(tpl_uv[u]).max(axis=1)))
+        peak_uv[u] = tpl_uv[u, r, pre]
+    probe = _probe_of(meta, arr, detect, n_channels)
+    cand_ptr, cand_idx = candidates(tpl, chans, n_channels)
+    return SortModel(
+        sort_dir=folder, templates=tpl, channels=np.ascontiguousarray(chans),
+        thresholds=np.ascontiguousarray(thr), peak_uv=peak_uv, noise_uv=noise,
+        cand_ptr=cand_ptr, cand_idx=cand_idx, pre=pre, max_shift=max_shift,
+        amplitude_min=amp_min, amplitude_max=amp_max,
+        pair_window=int(round(pair_us * 1e-6 * sample_rate_hz)), filter=filt, detect=detect,
+        neighbours=neighbour_lists(probe, detect.lockout_radius_um),
+        preprocess_filter=str(prep.get("filter", "zero-phase")))
+
+
+def _probe_of(meta: dict, arr: dict, detect: DetectSettings, n_channels: int) -> Probe:
+    """The probe the sort used: its layout by name when it is available here (groups), else the
+    sort's channel positions as one group."""
+    pos = np.asarray(arr["channel_positions_um"], np.float64)
+    for spec in (meta.get("probe"), detect.probe):
+        if not spec:
+            continue
+        try:
+            probe = load_probe(spec, n_channels)
+        except ProbeError:
+            continue
+        if probe.positions_um.shape == pos.shape and np.allclose(probe.positions_um, pos):
+            return probe
+    if pos.shape != (n_channels, 2):
+        raise SortModelError(f"sort folder: channel_positions_um has shape {pos.shape}")
+    return Probe("sort", pos, np.zeros(n_channels, np.int64))

@@ -1,0 +1,82 @@
+"""The offline side of online/offline equivalence: causal filtering + the offline matcher.
+
+:func:`causal_sort` classifies a recording's spikes the way the online sorter
+(:mod:`oe_plugin.online.sorter_core`) does, but as the offline sorter's matching stage does it:
+one detector run over the *whole* recording (the sort's noise scaling, the online **causal**
+band-pass, the sort's detection settings with its fixed noise-unit threshold), the filtered
+traces kept as one plain time-major array (zero-padded so that no window is cut at the ends),
+and **one** call of :func:`oe_plugin.kernels.match.match_events` over every event in time order
+(peeling subtractions and overlap pairs included), as :func:`offline.sort.matching.match_chunk`
+calls it. No ring, no FIFO, no blocks.
+
+The online module, fed the same recording in *any* block sizes, must write exactly these spikes
+(tests/test_online_sorter.py). Differences from a full offline sort (``sweepsort sort``): the
+filter is causal (sort with ``[preprocess] filter = "causal"`` to get templates of that shape),
+there are no re-detection passes in the residual (``peel_passes``) and no per-unit de-duplication
+of spikes closer than the lockout; events whose matching window runs past the end of the data
+are left out (online they would still be waiting for samples).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from oe_plugin.kernels.detector import SpikeDetector
+from oe_plugin.kernels.match import NO_UNIT, make_params, match_events, template_norms
+from oe_plugin.online.sort_model import SortModel, load_sort_model
+from oe_plugin.online.sorter_core import SPIKE_DTYPE, detection_settings, match_reach
+
+
+def causal_sort(traces_uv: np.ndarray, sample_rate_hz: float, model: SortModel | str) -> np.ndarray:
+    """Spikes (SPIKE_DTYPE: sample_index, channel_index, amplitude_uv, unit) of raw ``traces_uv``
+    (C, N) µV, in the online sorter's order."""
+    traces_uv = np.asarray(traces_uv)
+    n_ch, n = traces_uv.shape
+    if not isinstance(model, SortModel):
+        model = load_sort_model(model, n_ch, sample_rate_hz)
+    noise = np.asarray(model.noise_uv, np.float32)
+    ok = np.isfinite(noise) & (noise > 0)
+    inv = np.where(ok, 1.0 / np.where(ok, noise, 1), 0).astype(np.float32)
+    noise = np.where(ok, noise, 0).astype(np.float32)
+    scaled = np.ascontiguousarray(traces_uv, np.float32) * inv[:, None]  # float32 x float32
+    fset, dset = detection_settings(model, None, None)
+    det = SpikeDetector(n_ch, sample_rate_hz, replace(fset, write_downstream=True), dset,
+                        model.neighbours, max_block=max(n, 1))
+    ev = det.process(scaled)  # filters ``scaled`` in place
+    t_ev = ev["sample_index"]
+    c_ev = ev["channel_index"].astype(np.int32)
+    amp_uv = ev["amplitude_uv"] * noise[c_ev]
+    if model.n_units == 0:
+        out = np.zeros(len(t_ev), SPIKE_DTYPE)
+        out["sample_index"], out["channel_index"] = t_ev, c_ev
+        out["amplitude_uv"], out["unit"] = amp_uv, NO_UNIT
+        return out
+    before, after = match_reach(model)
+    ready = t_ev + after <= n
+    t_ev, c_ev, amp_uv = t_ev[ready], c_ev[ready], amp_uv[ready]
+    pad = before + after + 8
+    src = np.zeros((pad + n + pad, n_ch), np.float32)
+    src[pad:pad + n] = scaled.T
+    norms = np.zeros(model.n_units, np.float32)
+    template_norms(model.templates, norms)
+    params = make_params(model.pre, model.max_shift, model.amplitude_min, model.amplitude_max,
+                         mask=-1, row_offset=-pad, subtract=True, pair_window=model.pair_window)
+    e = len(t_ev)
+    unit, shift, ok_n, unit2, shift2 = (np.zeros(e, np.int32) for _ in range(5))
+    amp, err, amp2, err2 = (np.zeros(e, np.float32) for _ in range(4))
+    match_events(src, np.ascontiguousarray(t_ev, np.int64), c_ev, model.templates,
+                 model.channels, norms, model.cand_ptr, model.cand_idx, model.thresholds,
+                 params, unit, shift, amp, err, ok_n, unit2, shift2, amp2, err2)
+    rows = []
+    for i in range(e):
+        if ok_n[i] >= 1:
+            rows.append((t_ev[i] + shift[i], c_ev[i], amp_uv[i], unit[i]))
+            if ok_n[i] == 2:
+                u2 = int(unit2[i])
+                rows.append((t_ev[i] + shift2[i], c_ev[i],
+                             np.float32(amp2[i] * model.peak_uv[u2]), u2))
+        else:
+            rows.append((t_ev[i], c_ev[i], amp_uv[i], NO_UNIT))
+    return np.array(rows, SPIKE_DTYPE) if rows else np.zeros(0, SPIKE_DTYPE)
