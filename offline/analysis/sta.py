@@ -28,10 +28,13 @@ class StaResult(AnalysisResult):
         return self.sta[int(np.argmin(np.abs(self.lags_ms - self.peak_lag_ms)))]
 
     def plot(self, ax=None, max_lags: int = 10):
-        """The STA at up to ``max_lags`` lags, one shared colour scale (red bright)."""
+        """The STA at up to ``max_lags`` evenly spaced lags that include the peak lag, one
+        shared colour scale (red = brighter than the mean before a spike)."""
         n = min(self.lags_ms.size, max_lags)
         step = max(1, int(np.ceil(self.lags_ms.size / n)))
-        idx = list(range(0, self.lags_ms.size, step))[:n]
+        peak = int(np.argmin(np.abs(self.lags_ms - self.peak_lag_ms)))
+        idx = sorted({i % self.lags_ms.size for i in range(peak % step, self.lags_ms.size, step)})
+        idx = idx[:n]
         axes = (new_axes(None, nrows=1, ncols=len(idx), figsize=(1.2 * len(idx) + 0.5, 1.6))[0]
                 if ax is None else np.atleast_1d(ax))
         vmax = float(np.abs(self.sta).max()) or 1.0
