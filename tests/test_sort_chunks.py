@@ -114,3 +114,33 @@ def test_median_reference_kernel_matches_numpy_both_ways_in():
         assert ArgTable([online, np.zeros(n_ch, np.float32)]).call(
             entry_caller(reference_entry)) == 300
         assert np.array_equal(online, got)
+
+
+def test_per_channel_delay_list(flat):
+    """sh_delays_us = the mux model's delays gives the mux model's traces; a permuted list
+    corrects each channel by its own delay; a wrong length is a one-line settings error."""
+    from oe_plugin.config import SettingsError
+
+    rec = flat["source"].open()
+    tick = 1.0
+    mux = settings_from_table({"preprocess": {"upsample_factor": 2, "sh_tick_us": tick,
+                                              "sh_mux_size": 4}}).preprocess
+    listed = settings_from_table({"preprocess": {
+        "upsample_factor": 2, "sh_delays_us": [(c % 4) * tick for c in range(N_CH)]}}).preprocess
+    a, b = Preprocessor(rec, mux), Preprocessor(rec, listed)
+    for p in (a, b):
+        p.noise_uv = np.ones(N_CH, np.float32)
+    assert np.array_equal(a.traces(1000, 9000), b.traces(1000, 9000))
+    # channel 0 delayed by 20 µs (0.6 samples) differs from no correction by a real amount
+    shifted = settings_from_table({"preprocess": {
+        "sh_delays_us": [20.0] + [0.0] * (N_CH - 1)}}).preprocess
+    none = settings_from_table({}).preprocess
+    c, d = Preprocessor(rec, shifted), Preprocessor(rec, none)
+    for p in (c, d):
+        p.noise_uv = np.ones(N_CH, np.float32)
+    x, y = c.traces(1000, 9000), d.traces(1000, 9000)
+    assert np.array_equal(x[1:], y[1:])
+    assert np.sqrt(np.mean((x[0] - y[0]) ** 2)) > 0.1 * np.sqrt(np.mean(y[0] ** 2))
+    bad = settings_from_table({"preprocess": {"sh_delays_us": [1.0, 2.0]}}).preprocess
+    with pytest.raises(SettingsError, match="sh_delays_us: 2 delays for a recording of 6"):
+        Preprocessor(rec, bad)

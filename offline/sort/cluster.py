@@ -7,6 +7,12 @@ comparable. Each group is reduced by PCA (SVD of the centred, flattened snippets
 number of units is not given, sparse events stay unassigned as noise, label -1). A unit seen
 on two adjacent peak channels gives two clusters; :mod:`offline.sort.templates` merges them.
 
+HDBSCAN keeps two units together when their clouds touch (e.g. a small unit and a larger one
+whose amplitude ratio differs only on some channels). Each cluster is therefore tested for a
+**bimodal split** (:func:`split_bimodal`, as ISO-SPLIT does it): 2-means in the PCA features,
+projection onto the line through the two centres, split when the smoothed histogram of that
+projection has a trough below ``split_trough`` of the smaller of its two modes; recursively.
+
 The input is the *random, temporally unbiased* subsample drawn per chunk by the detection
 task (the seed insisted on random sampling: the first minutes are not the whole recording).
 """
@@ -16,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.ndimage import gaussian_filter1d
 
 
 @dataclass
@@ -60,6 +67,61 @@ def cluster_snippets(snippets, snippet_c, snip_nb, settings, rng) -> list[Cluste
             copy=True,
         ).fit_predict(feats)
         for lab in np.unique(labels):
-            if lab >= 0:
-                clusters.append(Cluster(int(ch), idx[labels == lab]))
+            if lab < 0:
+                continue
+            members = np.flatnonzero(labels == lab)
+            for part in split_bimodal(feats, members, settings.min_cluster_size,
+                                      settings.split_trough, rng):
+                clusters.append(Cluster(int(ch), idx[part]))
     return clusters
+
+
+def split_bimodal(feats, members, min_size, trough, rng, depth=3) -> list[np.ndarray]:
+    """``members`` (indices into ``feats``) split into unimodal parts (see the module doc)."""
+    if trough <= 0 or depth == 0 or len(members) < 2 * min_size:
+        return [members]
+    x = feats[members]
+    centres = _two_means(x)
+    axis = centres[1] - centres[0]
+    norm = np.linalg.norm(axis)
+    if norm <= 0:
+        return [members]
+    proj = (x - centres[0]) @ (axis / norm)  # centre 0 at 0, centre 1 at norm
+    lo, hi = np.percentile(proj, [1, 99])
+    if hi - lo <= 0:
+        return [members]
+    bins = int(np.clip(np.sqrt(len(proj)), 15, 60))
+    hist, edges = np.histogram(proj, bins=bins, range=(lo, hi))
+    h = gaussian_filter1d(hist.astype(np.float64), 1.0)
+    a, b = np.searchsorted(edges, [0.0, norm]) - 1
+    a, b = int(np.clip(a, 0, bins - 1)), int(np.clip(b, 0, bins - 1))
+    if b - a < 2:
+        return [members]
+    m = a + int(np.argmin(h[a : b + 1]))
+    if h[m] >= trough * min(h[: m + 1].max(), h[m:].max()):
+        return [members]
+    cut = 0.5 * (edges[m] + edges[m + 1])
+    left, right = members[proj < cut], members[proj >= cut]
+    if len(left) < min_size or len(right) < min_size:
+        return [members]
+    return (split_bimodal(feats, left, min_size, trough, rng, depth - 1)
+            + split_bimodal(feats, right, min_size, trough, rng, depth - 1))
+
+
+def _two_means(x, iterations=20) -> np.ndarray:
+    """(2, d) centres of 2-means (Lloyd), started from the halves of the first principal axis
+    (deterministic; cheaper than scikit-learn's KMeans for these small groups)."""
+    c = x - x.mean(axis=0)
+    _, vecs = np.linalg.eigh(c.T @ c)
+    p = c @ vecs[:, -1]
+    side = p > np.median(p)
+    centres = np.zeros((2, x.shape[1]))
+    for _ in range(iterations):
+        if side.all() or not side.any():
+            break
+        centres[0], centres[1] = x[~side].mean(axis=0), x[side].mean(axis=0)
+        new = ((x - centres[1]) ** 2).sum(axis=1) < ((x - centres[0]) ** 2).sum(axis=1)
+        if np.array_equal(new, side):
+            break
+        side = new
+    return centres

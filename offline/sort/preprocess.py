@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from oe_plugin.config import SettingsError
 from oe_plugin.kernels.bandpass import bandpass_block, design_bandpass, make_filter_state
 from oe_plugin.kernels.noise import MAD_TO_SIGMA
 from oe_plugin.kernels.reference import median_reference
@@ -71,6 +72,25 @@ def make_geometry(recording, settings: PreprocessSettings) -> Geometry:
     return Geometry(int(recording.n_samples), fs, factor, chunk_in * factor, margin_in * factor)
 
 
+def channel_delays(s: PreprocessSettings, n_channels: int, sample_rate_hz: float) -> np.ndarray:
+    """Each channel's sample-and-hold delay in input sample periods: ``sh_delays_us`` when
+    given (one per channel), else ``(c mod sh_mux_size) * sh_tick_us``, else zeros."""
+    if s.sh_delays_us:
+        if len(s.sh_delays_us) != n_channels:
+            raise SettingsError(f"preprocess.sh_delays_us: {len(s.sh_delays_us)} delays for a "
+                                f"recording of {n_channels} channels (need one per channel)")
+        delays = np.asarray(s.sh_delays_us, np.float64) * 1e-6 * sample_rate_hz
+        if np.any(np.abs(delays) > s.sinc_half_width / 2):
+            raise SettingsError(f"preprocess.sh_delays_us: delays up to "
+                                f"{np.abs(delays).max():.2f} samples; the sinc kernel of "
+                                f"sinc_half_width {s.sinc_half_width} corrects at most "
+                                f"±{s.sinc_half_width / 2} samples")
+        return delays
+    if s.sh_tick_us > 0:
+        return mux_delays(n_channels, s.sh_tick_us * 1e-6, sample_rate_hz, s.sh_mux_size)
+    return np.zeros(n_channels)
+
+
 class Preprocessor:
     """Computes noise-scaled traces for any output range of one recording."""
 
@@ -82,9 +102,8 @@ class Preprocessor:
         c = int(recording.n_channels)
         self.n_channels = c
         self.sos = design_bandpass(s.low_hz, min(s.high_hz, 0.45 * fs), s.order, fs)
-        delays = (mux_delays(c, s.sh_tick_us * 1e-6, fs, s.sh_mux_size)
-                  if s.sh_tick_us > 0 else np.zeros(c))
-        self.resampling = s.upsample_factor > 1 or s.sh_tick_us > 0
+        delays = channel_delays(s, c, fs)
+        self.resampling = s.upsample_factor > 1 or bool(np.any(delays != 0))
         self.kernels = (sinc_kernels(s.upsample_factor, delays, s.sinc_half_width)
                         if self.resampling else None)
         self.half_width = s.sinc_half_width if self.resampling else 0

@@ -7,6 +7,7 @@ field name carries its unit; :func:`load_sort_settings` refuses unknown keys and
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from oe_plugin.config import check_sections, choice, from_table, load_toml, require
@@ -30,6 +31,10 @@ class PreprocessSettings:
     """Sample-and-hold delay between consecutive channels of one multiplexed converter (µs);
     0 = no correction. Channel c's delay is (c mod sh_mux_size) * sh_tick_us."""
     sh_mux_size: int = 32
+    sh_delays_us: tuple[float, ...] = ()
+    """Per-channel sample-and-hold delays (µs), one per recorded channel in the recording's
+    channel order; when given it replaces the ``sh_tick_us`` / ``sh_mux_size`` model (for
+    converters whose conversion order is not channel order, or channels re-ordered upstream)."""
     sinc_half_width: int = 6
     chunk_s: float = 2.0
     margin_ms: float = 50.0
@@ -47,6 +52,8 @@ class PreprocessSettings:
                 f"must be 1..8, got {self.upsample_factor}")
         require(self.sh_tick_us >= 0, f"{section}.sh_tick_us", "must be >= 0 µs")
         require(self.sh_mux_size >= 1, f"{section}.sh_mux_size", "must be >= 1")
+        require(all(math.isfinite(d) and abs(d) <= 1000 for d in self.sh_delays_us),
+                f"{section}.sh_delays_us", "every delay must be finite and within ±1000 µs")
         require(1 <= self.sinc_half_width <= 64, f"{section}.sinc_half_width", "must be 1..64")
         require(0.1 <= self.chunk_s <= 600, f"{section}.chunk_s", "must be in [0.1, 600] s")
         require(1 <= self.margin_ms <= 1000, f"{section}.margin_ms", "must be in [1, 1000] ms")
@@ -70,6 +77,9 @@ class SortSettings:
     pca_components: int = 6
     min_cluster_size: int = 25
     min_samples: int = 10
+    split_trough: float = 0.5
+    """A cluster splits where the histogram of its 2-means projection dips below this fraction
+    of the smaller mode (0 = no bimodal split)."""
     merge_distance: float = 0.2
     """Templates closer than this (squared difference / smaller energy, best shift) merge."""
     min_unit_spikes: int = 25
@@ -102,6 +112,7 @@ class SortSettings:
         require(1 <= self.pca_components <= 50, f"{section}.pca_components", "must be 1..50")
         require(self.min_cluster_size >= 2, f"{section}.min_cluster_size", "must be >= 2")
         require(self.min_samples >= 1, f"{section}.min_samples", "must be >= 1")
+        require(0 <= self.split_trough < 1, f"{section}.split_trough", "must be in [0, 1)")
         require(self.merge_distance >= 0, f"{section}.merge_distance", "must be >= 0")
         require(0 <= self.max_shift_samples <= 10, f"{section}.max_shift_samples", "0..10")
         require(0 < self.amplitude_min <= 1 <= self.amplitude_max, f"{section}.amplitude_min",
