@@ -1,0 +1,225 @@
+"""Online template matching inside the Open Ephys Python Processor.
+
+The logic behind ``oe_plugin/modules/online_sorter.py``: load a sort folder written by
+``sweepsort sort`` (``[match] sort_dir``), then per block — through one GIL-free C entry
+(:class:`~oe_plugin.online.sorter_core.OnlineSorter`) — scale to the sort's noise units, band-pass
+causally, detect with the sort's detection settings and classify every event with the offline
+sorter's matching kernel (:func:`oe_plugin.kernels.match.match_events`, peeling and overlap pairs
+included). Classified spikes (``unit`` filled in, -1 = no template accepted it) go to the
+crash-safe spike file while recording (``offline.read_online_spikes``); units listed in
+``[match] ttl_units`` drive TTL lines (``ttl_lines``, same order): high during a block holding a
+spike of the unit, low after the next block without one.
+
+A spike is reported once its matching window is complete — ``decision_delay`` plus about one
+template length (~2 ms) after its peak — so its record and TTL come from a later block.
+
+A missing or malformed sort folder is a :class:`~oe_plugin.online.sort_model.SortModelError` in
+the constructor, naming the folder and the problem (the GUI shows it and disables the module).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from oe_plugin.config import from_table, require
+from oe_plugin.online.base import OnlineModule
+from oe_plugin.online.sort_model import SortModelError, load_sort_model
+from oe_plugin.online.sorter_core import OnlineSorter
+from oe_plugin.outputs.spike_file import SpikeFileWriter
+from oe_plugin.probe import load_probe, neighbour_lists
+from oe_plugin.settings import DetectSettings, FilterSettings
+
+TYPICAL_MAX_BLOCK = 8192
+
+
+@dataclass(frozen=True)
+class MatchSettings:
+    """TOML section ``[match]``."""
+
+    enabled: bool = True
+    """False: detection only (every spike unit -1); the pipeline module's switch."""
+    sort_dir: str = ""
+    """Folder written by ``sweepsort sort`` (sort.json + sort.npz); relative to the TOML file."""
+    ttl_units: tuple[int, ...] = ()
+    """Units whose spikes drive a TTL line ..."""
+    ttl_lines: tuple[int, ...] = ()
+    """... on these output lines (0-based, same order as ttl_units)."""
+    write_file: bool = True
+    """Write the classified spikes under the recording directory while recording."""
+
+    def check(self, section: str = "match") -> None:
+        require(len(self.ttl_units) == len(self.ttl_lines), f"{section}.ttl_lines",
+                f"needs one line per unit in ttl_units ({len(self.ttl_units)}), "
+                f"got {len(self.ttl_lines)}")
+        require(all(0 <= ln <= 255 for ln in self.ttl_lines), f"{section}.ttl_lines",
+                "lines must be 0..255")
+        require(all(u >= 0 for u in self.ttl_units), f"{section}.ttl_units", "units are >= 0")
+
+
+def resolve_sort_dir(settings: MatchSettings, config_path) -> Path:
+    p = Path(settings.sort_dir).expanduser()
+    if not p.is_absolute() and config_path is not None:
+        p = Path(config_path).resolve().parent / p
+    return p
+
+
+class OnlineSorterModule(OnlineModule):
+    """``PyProcessor`` for online template matching. Settings: ``[filter]``, ``[detect]``,
+    ``[match]`` (``[filter]``/``[detect]`` apply only with ``match.enabled = false``; with a
+    sort, its own filter band and detection settings are used, so that online spikes are those
+    the sort's templates were built for)."""
+
+    SECTIONS = ("filter", "detect", "match")
+    NAME = "sweepsort online_sorter"
+
+    def __init__(self, processor, num_channels, sample_rate, script_path):
+        super().__init__(processor, num_channels, sample_rate, script_path)
+        self._setup_sorter(self.config_table)
+
+    def _setup_sorter(self, t: dict) -> None:
+        self.filter_settings = from_table(FilterSettings, t.get("filter"), "filter")
+        self.filter_settings.check("filter", self.sample_rate_hz)
+        self.detect_settings = from_table(DetectSettings, t.get("detect"), "detect")
+        self.match_settings = ms = from_table(MatchSettings, t.get("match"), "match")
+        self.model = None
+        neighbours = None
+        if ms.enabled:
+            if not ms.sort_dir:
+                raise SortModelError(f"{self.NAME}: [match] sort_dir is not set (the folder "
+                                     "'sweepsort sort' wrote), or set [match] enabled = false")
+            self.sort_dir = resolve_sort_dir(ms, self.config_path)
+            self.model = load_sort_model(self.sort_dir, self.num_channels, self.sample_rate_hz)
+            for u in ms.ttl_units:
+                require(u < self.model.n_units, "match.ttl_units",
+                        f"unit {u} does not exist (the sort has {self.model.n_units} units)")
+        else:
+            probe = load_probe(self.detect_settings.probe, self.num_channels)
+            neighbours = neighbour_lists(probe, self.detect_settings.lockout_radius_um)
+        self.sorter = OnlineSorter(self.num_channels, self.sample_rate_hz, self.model,
+                                   self.filter_settings, self.detect_settings, neighbours,
+                                   write_downstream=self.filter_settings.write_downstream,
+                                   max_block=TYPICAL_MAX_BLOCK)
+        self.sorter.warm_up()  # compile / load from numba's cache now, never in process()
+        n_u = self.sorter.n_units
+        self._ttl_line = np.full(max(n_u, 1), -1, np.int64)
+        for u, ln in zip(ms.ttl_units, ms.ttl_lines, strict=True):
+            self._ttl_line[u] = ln
+        self._ttl_any = bool(ms.ttl_units)
+        self._ttl_hit = np.zeros(max(n_u, 1), bool)
+        self._ttl_high = np.zeros(max(n_u, 1), bool)
+        self.writer: SpikeFileWriter | None = None
+        self.spikes_out = 0
+        self.last_n = 0
+
+    # -- acquisition / recording ---------------------------------------------------------------
+    def start_acquisition(self):
+        self.sorter.reset()
+        self.samples_seen = 0
+        self.spikes_out = 0
+        self.last_n = 0
+        self._ttl_high[...] = False
+        self.acquiring = True
+
+    def stop_acquisition(self):
+        self.acquiring = False
+        if self.writer is not None:
+            self.writer.flush()
+
+    def start_recording(self, recording_dir):
+        self.stop_recording()
+        self.recording_dir = recording_dir
+        if not self.match_settings.write_file:
+            return
+        meta = {
+            "module": type(self).__name__,
+            "sample_number_origin": "start_acquisition",
+            "sort_dir": str(getattr(self, "sort_dir", "")),
+            "n_units": self.sorter.n_units,
+            "unit_meaning": "-1 = detected, no template accepted it",
+            "settings": {"filter": asdict(self.sorter.filter_settings),
+                         "detect": asdict(self.sorter.detect_settings),
+                         "match": asdict(self.match_settings)},
+            "report_delay_samples": self.sorter.detector.decision_delay + self.sorter.need_after,
+        }
+        try:
+            self.writer = SpikeFileWriter.open(recording_dir, self.sample_rate_hz,
+                                               self.num_channels, meta)
+        except Exception as exc:  # noqa: BLE001 - keep sorting without the file
+            self.report("start_recording (spike file not written)", exc)
+
+    def stop_recording(self):
+        writer, self.writer = self.writer, None
+        if writer is not None:
+            writer.close()
+            if writer.n_dropped or writer.n_errors:
+                self.report("spike file",
+                            f"{writer.n_dropped} records dropped: {writer.last_error}")
+
+    # -- the audio thread ------------------------------------------------------------------------
+    def process(self, data):
+        try:
+            self.sort_block(data)
+        except Exception as exc:  # noqa: BLE001 - nothing may reach the host
+            self.report("process", exc)
+
+    def sort_block(self, data) -> int:
+        """Sort one block (never raises past :meth:`process`); returns the spikes written to
+        ``sorter.out_*[:n]``."""
+        self.last_n = 0
+        if data.ndim != 2 or data.shape[0] != self.num_channels:
+            self.report("process", f"block shape {data.shape} for {self.num_channels} channels")
+            return 0
+        if data.dtype != np.float32 or not data.flags.c_contiguous:
+            self.report("process", f"block dtype {data.dtype} / not C-contiguous")
+            return 0
+        s = self.sorter
+        n = s.process_online(data)
+        self.samples_seen += data.shape[1]
+        self.last_n = n
+        if n > 0:
+            self.spikes_out += n
+            if self.writer is not None:
+                self.writer.append(s.out_t, s.out_c, s.out_a, s.out_u, n)
+        if self._ttl_any:
+            self._drive_ttl(n)
+        if self.writer is not None:
+            self.writer.maybe_flush(self.samples_seen)
+        return n
+
+    def _drive_ttl(self, n: int) -> None:
+        hit, line = self._ttl_hit, self._ttl_line
+        hit[...] = False
+        units = self.sorter.out_u
+        n_u = hit.shape[0]
+        for i in range(n):
+            u = units[i]
+            if 0 <= u < n_u:
+                hit[u] = True
+        for u in range(n_u):
+            if line[u] < 0:
+                continue
+            if hit[u] and not self._ttl_high[u]:
+                self.emit_ttl(int(line[u]), True)
+                self._ttl_high[u] = True
+            elif not hit[u] and self._ttl_high[u]:
+                self.emit_ttl(int(line[u]), False)
+                self._ttl_high[u] = False
+
+    def handle_ttl_event(self, source_node, channel, sample_number, line, state):
+        """TTL input is not used by matching."""
+
+    def handle_spike(self, source_node, electrode_name, num_channels, num_samples,
+                     sample_number, sorted_id, spike_data):
+        """Upstream Spike Detector spikes are not classified (this module detects itself)."""
+
+    @property
+    def stats(self) -> dict:
+        s = dict(self.sorter.stats)
+        s["errors"] = self.errors
+        s["spikes_out"] = self.spikes_out
+        if self.writer is not None:
+            s["file_records_written"] = self.writer.n_written
+        return s
