@@ -187,3 +187,28 @@ def test_cli_sort_and_info(session, tmp_path, capsys):
     res = load_sort(tmp_path / "s")
     assert np.array_equal(res.arrays["spike_index"], session["result"].arrays["spike_index"])
     assert (tmp_path / "s" / "phy" / "params.py").is_file()
+
+
+def test_nwb_units_export_round_trip(session, tmp_path):
+    pynwb = pytest.importorskip("pynwb")
+    from offline.sort.nwb import export_nwb
+
+    res = session["result"]
+    path = export_nwb(session["out"], tmp_path / "units.nwb", time_offset_s=2.5)
+    with pynwb.NWBHDF5IO(str(path), "r") as io:
+        nwb = io.read()
+        units = nwb.units
+        assert len(units) == res.n_units
+        assert len(nwb.electrodes) == res.meta["n_channels"]
+        fs = res.meta["recording_sample_rate_hz"]
+        for u in range(res.n_units):
+            want = np.sort(res.arrays["spike_index"][res.arrays["spike_unit"] == u]) / fs + 2.5
+            assert np.allclose(units.get_unit_spike_times(u), want)
+            wf = units["waveform_mean"][u]
+            assert wf.shape == (res.arrays["templates_uv"].shape[2], res.meta["n_channels"])
+            peak = res.arrays["template_peak_channel"][u]
+            assert np.abs(wf[:, peak]).max() == pytest.approx(
+                np.abs(res.arrays["templates_uv"][u]).max(), rel=1e-5)
+            m = res.meta["metrics"][u]
+            assert units["snr"][u] == pytest.approx(m["snr"])
+            assert units["n_spikes"][u] == m["n_spikes"]
