@@ -1,0 +1,268 @@
+"""The combined online module: detection + template matching + sweep decoding + statistics.
+
+The GUI allows one Python Processor per signal chain, so ``oe_plugin/modules/pipeline.py`` runs
+every online stage in one ``PyProcessor``, configured by one TOML with a section per stage, each
+of which can be switched off (``enabled = false``):
+
+- ``[filter]``, ``[detect]``, ``[match]`` — :class:`~oe_plugin.online.online_sorter.
+  OnlineSorterModule` (detect + classify against a sort folder; classified spikes to the
+  crash-safe spike file; per-unit TTL). ``[detect] enabled = false`` switches detection and
+  matching off; ``[match] enabled = false`` keeps detection only (unit -1);
+- ``[protocol]``, ``[decoder]`` — :class:`~oe_plugin.online.sweep_decoder.SweepDecoderModule`
+  (TTL words -> sweep index per refresh, sweep file, onset TTL);
+- ``[stats]`` — :class:`StatsSettings`: per unit, spikes per time bin and per sweep index
+  (:class:`~oe_plugin.online.stats.OnlineStats`), written atomically every ``write_every_s``
+  seconds of data to ``<recording_dir>/sweepsort/online_stats.npz`` while recording
+  (``sweepsort monitor`` draws it).
+
+The stages are the single-purpose modules' own classes, fed the relevant sections of the one
+table. Every stage's work in ``process()`` goes through GIL-free C entries or plain Python; the
+stats file write is plain Python file I/O on the audio thread (one ``write`` + one ``rename``
+every few seconds; its duration is kept in ``stats_write_ms_max``).
+
+Sample numbers: spikes are counted from ``start_acquisition()`` and sweeps come from the TTL
+events' sample numbers; the GUI starts both at 0 for every acquisition.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from oe_plugin.config import from_table, require
+from oe_plugin.online.base import OnlineModule
+from oe_plugin.online.online_sorter import OnlineSorterModule
+from oe_plugin.online.stats import OnlineStats
+from oe_plugin.online.sweep_decoder import SweepDecoderModule
+from oe_plugin.outputs.stats_file import stats_path, write_stats
+from oe_plugin.protocol.spec import MAX_SWEEP_INDEX
+
+
+@dataclass(frozen=True)
+class StatsSettings:
+    """TOML section ``[stats]``."""
+
+    enabled: bool = True
+    bin_s: float = 1.0
+    """Time bin of the firing-rate table (doubles when a session outgrows max_bins)."""
+    write_every_s: float = 2.0
+    """Seconds of data between two rewrites of the statistics file."""
+    session_file: str = ""
+    """Stimulus session file (sweep table; relative to the TOML file); '' = sweep indices only."""
+    max_sweeps: int = 4096
+    """Sweep indices counted (the session file's sweep table length when given)."""
+    max_bins: int = 4096
+
+    def check(self, section: str = "stats") -> None:
+        require(0.01 <= self.bin_s <= 600, f"{section}.bin_s", "must be in [0.01, 600] s")
+        require(0.2 <= self.write_every_s <= 600, f"{section}.write_every_s",
+                "must be in [0.2, 600] s")
+        require(1 <= self.max_sweeps <= MAX_SWEEP_INDEX + 1, f"{section}.max_sweeps",
+                f"must be 1..{MAX_SWEEP_INDEX + 1}")
+        require(16 <= self.max_bins <= 1 << 20, f"{section}.max_bins", "must be 16..1048576")
+
+
+class _Given(OnlineModule):
+    """Base for a stage: takes (config path, table, parent) instead of reading a file."""
+
+    def __init__(self, processor, num_channels, sample_rate, given):
+        config_path, table, parent = given
+        self.processor = processor
+        self.num_channels = int(num_channels)
+        self.sample_rate_hz = float(sample_rate)
+        self.config_path = config_path
+        self.config_table = table
+        self.parent = parent
+        self.acquiring = False
+        self.recording_dir = None
+        self.samples_seen = 0
+        self.errors = 0
+        self._reported = set()
+
+
+class _SorterStage(OnlineSorterModule, _Given):
+    NAME = "sweepsort pipeline [detect/match]"
+
+
+class _DecoderStage(SweepDecoderModule, _Given):
+    NAME = "sweepsort pipeline [decoder]"
+
+    def _onsets(self, n: int) -> bool:
+        stats = self.parent.stats_
+        if stats is not None:
+            frames = self.decoder.frames
+            samples, sweeps = frames["sample_number"], frames["sweep_index"]
+            for i in range(n):
+                stats.add_frame(int(samples[i]), int(sweeps[i]))
+        return super()._onsets(n)
+
+
+def _switch(table: dict, section: str) -> tuple[bool, dict]:
+    sec = dict(table.get(section) or {})
+    on = sec.pop("enabled", True)
+    require(isinstance(on, bool), f"{section}.enabled", f"expected true or false, got {on!r}")
+    return on, sec
+
+
+class PipelineModule(OnlineModule):
+    SECTIONS = ("filter", "detect", "match", "protocol", "decoder", "stats")
+    NAME = "sweepsort pipeline"
+
+    def __init__(self, processor, num_channels, sample_rate, script_path):
+        super().__init__(processor, num_channels, sample_rate, script_path)
+        t = dict(self.config_table)
+        detect_on, t["detect"] = _switch(t, "detect")
+        decoder_on, t["decoder"] = _switch(t, "decoder")
+        self.stats_settings = ss = from_table(StatsSettings, t.get("stats"), "stats")
+        given = (self.config_path, t, self)
+        self.stats_ = None
+        self.sorter = (_SorterStage(processor, num_channels, sample_rate, given)
+                       if detect_on else None)
+        self.decoder = (_DecoderStage(processor, num_channels, sample_rate, given)
+                        if decoder_on else None)
+        self.session_file = None
+        max_sweeps = ss.max_sweeps
+        if ss.enabled and ss.session_file:
+            from offline.sweeps import read_session_file
+
+            p = Path(ss.session_file).expanduser()
+            if not p.is_absolute() and self.config_path is not None:
+                p = Path(self.config_path).resolve().parent / p
+            try:
+                session = read_session_file(p)
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"{self.NAME}: [stats] session_file: {exc}") from None
+            self.session_file = p
+            max_sweeps = max(1, len(session.sweep_table))
+        if ss.enabled:
+            n_units = self.sorter.sorter.n_units if self.sorter is not None else 0
+            refresh = self.decoder.protocol.refresh_hz if self.decoder is not None else 200.0
+            self.stats_ = OnlineStats(n_units, self.sample_rate_hz, ss.bin_s, ss.max_bins,
+                                      max_sweeps, refresh, sweeps=self.decoder is not None)
+        self._write_every = int(round(ss.write_every_s * self.sample_rate_hz))
+        self._last_write = 0
+        self._stats_file = None
+        self._recording = False
+        self.stats_writes = 0
+        self.stats_write_ms_max = 0.0
+        self.stats_write_ms_last = 0.0
+
+    def _stages(self):
+        return [s for s in (self.decoder, self.sorter) if s is not None]
+
+    # -- acquisition / recording (message or HTTP thread) ----------------------------------------
+    def start_acquisition(self):
+        for s in self._stages():
+            s.start_acquisition()
+        if self.stats_ is not None:
+            self.stats_.reset()
+        self.samples_seen = 0
+        self._last_write = 0
+        self.acquiring = True
+
+    def stop_acquisition(self):
+        self.acquiring = False
+        for s in self._stages():
+            s.stop_acquisition()
+        if self.stats_ is not None:
+            try:
+                self.stats_.flush()
+            except Exception as exc:  # noqa: BLE001
+                self.report("stop_acquisition", exc)
+        self._write_stats_now()
+
+    def start_recording(self, recording_dir):
+        self.recording_dir = recording_dir
+        for s in self._stages():
+            s.start_recording(recording_dir)
+        if self.stats_ is not None:
+            try:
+                path = stats_path(recording_dir)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._stats_meta = self._meta()
+                self._stats_file = path
+                self._recording = True
+            except Exception as exc:  # noqa: BLE001 - keep running without the file
+                self.report("start_recording (stats file not written)", exc)
+
+    def stop_recording(self):
+        for s in self._stages():
+            s.stop_recording()
+        self._recording = False
+        # the file stays named: stop_acquisition (after or before this) writes the final tables
+        # with every pending spike resolved; while acquiring, write what we have now
+        self._write_stats_now()
+
+    def _meta(self) -> dict:
+        sorter = self.sorter
+        return {
+            "sample_rate_hz": self.sample_rate_hz,
+            "n_units": self.stats_.n_units,
+            "sort_dir": str(getattr(sorter, "sort_dir", "")) if sorter else "",
+            "session_file": str(self.session_file) if self.session_file else "",
+            "refresh_hz": self.stats_.refresh_hz,
+            "stats": asdict(self.stats_settings),
+        }
+
+    def _write_stats_now(self) -> None:
+        if self._stats_file is None or self.stats_ is None:
+            return
+        try:
+            meta = dict(self._stats_meta, samples_processed=int(self.samples_seen))
+            dt = write_stats(self._stats_file, self.stats_.snapshot(), meta)
+            self.stats_writes += 1
+            self.stats_write_ms_last = dt * 1e3
+            if dt * 1e3 > self.stats_write_ms_max:
+                self.stats_write_ms_max = dt * 1e3
+        except Exception as exc:  # noqa: BLE001
+            self.report("stats file", exc)
+
+    # -- the audio thread -------------------------------------------------------------------------
+    def handle_ttl_event(self, source_node, channel, sample_number, line, state):
+        if self.decoder is not None:
+            self.decoder.handle_ttl_event(source_node, channel, sample_number, line, state)
+
+    def handle_spike(self, source_node, electrode_name, num_channels, num_samples,
+                     sample_number, sorted_id, spike_data):
+        """Upstream Spike Detector spikes are not used (this module detects itself)."""
+
+    def process(self, data):
+        try:
+            if self.decoder is not None:
+                self.decoder.process(data)  # frames -> stats first (spikes wait for them)
+            n = 0
+            sorter = self.sorter
+            if sorter is not None:
+                try:
+                    n = sorter.sort_block(data)
+                except Exception as exc:  # noqa: BLE001 - the other stages keep going
+                    sorter.report("process", exc)
+            self.samples_seen += int(data.shape[-1]) if data.ndim else 0
+            stats = self.stats_
+            if stats is not None:
+                if sorter is not None:
+                    core = sorter.sorter
+                    stats.update_online(core.out_t, core.out_u, n, self.samples_seen)
+                if (self._recording and self._stats_file is not None
+                        and self.samples_seen - self._last_write >= self._write_every):
+                    self._last_write = self.samples_seen
+                    self._write_stats_now()
+        except Exception as exc:  # noqa: BLE001 - nothing may reach the host
+            self.report("process", exc)
+
+    @property
+    def stats(self) -> dict:
+        s = {"errors": self.errors, "stats_writes": self.stats_writes,
+             "stats_write_ms_max": self.stats_write_ms_max}
+        if self.sorter is not None:
+            s["sorter"] = self.sorter.stats
+        if self.decoder is not None:
+            s["decoder"] = self.decoder.stats
+        return s
+
+    def _summary(self) -> None:
+        try:
+            sys.stderr.write(f"[{self.NAME}] {self.stats}\n")
+        except Exception:  # noqa: BLE001
+            pass
