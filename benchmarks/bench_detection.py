@@ -321,9 +321,9 @@ def breakdown(args, source, probe: Probe) -> dict:
     tmp64 = np.zeros(n_channels, np.float64)
     scratch = np.zeros((n_channels, BLOCK), np.float32)
     bandpass_block(sos, zi, scratch, scratch, tile, tmp64)  # compile / load from cache
-    load_rows(scratch, 0, BLOCK, ring, 0)
+    load_rows(scratch, 0, BLOCK, ring, 0, False)
     calls = {name: functools.partial(det.process_online) for name, det in variants.items()}
-    calls["input transpose only (load_rows)"] = lambda b: load_rows(b, 0, BLOCK, ring, 0)
+    calls["input transpose only (load_rows)"] = lambda b: load_rows(b, 0, BLOCK, ring, 0, False)
     calls["band-pass only (bandpass_block)"] = lambda b: bandpass_block(
         sos, zi, b, scratch, tile, tmp64
     )
