@@ -210,6 +210,17 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_monitor(args) -> int:
+    from offline.monitor import monitor
+
+    try:
+        return monitor(args.recording, once=args.once, png=args.png, dimension=args.dimension,
+                       session=args.session, interval_s=args.interval, max_units=args.max_units)
+    except ValueError as exc:
+        print(f"sweepsort monitor: {exc}", file=sys.stderr)
+        return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sweepsort", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -272,6 +283,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dpi", type=int, default=80, help="figure resolution")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("monitor", help="live plots of the pipeline module's online statistics")
+    p.add_argument("recording", help="recording directory (or its online_stats.npz)")
+    p.add_argument("--dimension", help="sweep-table dimension of the tuning curves")
+    p.add_argument("--session", help="stimulus session file (default: the one the stats name)")
+    p.add_argument("--interval", type=float, default=2.0, help="refresh period (s)")
+    p.add_argument("--max-units", type=int, default=8, help="most active units shown")
+    p.add_argument("--once", action="store_true", help="render once and exit (headless, Agg)")
+    p.add_argument("--png", help="also save the figure to this PNG")
+    p.set_defaults(func=cmd_monitor)
     return parser
 
 

@@ -61,6 +61,8 @@ def read_stats(path_or_recording_dir, retries: int = 5) -> tuple[dict, dict]:
             raise FileNotFoundError(f"{p}: no {FILE_NAME} (is the pipeline module's [stats] "
                                     "stage on, and recording?)")
         p = hits[-1]
+    elif not p.exists():
+        raise FileNotFoundError(f"{p}: no such file or folder (no online_stats.npz)")
     last = None
     for _ in range(max(1, retries)):
         try:
