@@ -206,11 +206,13 @@ class OnlineStats:
     def snapshot(self) -> dict:
         """Copies of the tables (for the stats file)."""
         nb = max(int(self.state[N_BINS]), 1)
+        used = np.flatnonzero(self.sweep_frames)  # only up to the highest sweep index seen
+        ns = int(used[-1]) + 1 if used.size else 0
         return {
             "time_counts": self.time_counts[:, :nb].copy(),
             "bin_s": np.float64(self.state[BIN_SAMPLES] / self.sample_rate_hz),
-            "sweep_counts": self.sweep_counts.copy(),
-            "sweep_seconds": self.sweep_frames / self.refresh_hz,
+            "sweep_counts": self.sweep_counts[:, :ns].copy(),
+            "sweep_seconds": self.sweep_frames[:ns] / self.refresh_hz,
             "no_sweep_counts": self.no_sweep.copy(),
             "units": np.r_[np.arange(self.n_units), -1].astype(np.int32),
         }

@@ -1,0 +1,144 @@
+"""process() latency of the pipeline module: detection + template matching + sweep decoding +
+online statistics, per 1024-sample block at 30 kHz.
+
+    .venv/bin/python benchmarks/bench_online_sorter.py [--seconds 20]
+
+Cases: 64 and 384 channels x 50 and 200 templates (5 channels each, on a linear probe at 25 µm),
+noise 10 µV RMS with every unit firing at 10 Hz (trough 6-10 x noise), serial sweep words on the
+TTL lines (one word per 20 refreshes at 200 Hz). The module is built through the host simulator
+(config file, warm-up in __init__), then process() is timed on this thread (perf_counter) after
+2 s of warm-up data. Targets (DESIGN.md): p99 <= 0.5 ms at 64 ch, <= 2 ms at 384 ch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from oe_plugin.host.session import config_env  # noqa: E402
+from oe_plugin.host.simulator import Host  # noqa: E402
+from oe_plugin.settings import DetectSettings  # noqa: E402
+from offline.sort.sortfile import SortResult, save_sort  # noqa: E402
+
+FS = 30000.0
+BLOCK = 1024
+MODULE = ROOT / "oe_plugin" / "modules" / "pipeline.py"
+
+
+def shape(w=54, pre=18):
+    t = (np.arange(w) - pre) / FS * 1e3
+    s = -np.exp(-0.5 * (t / 0.12) ** 2) + 0.35 * np.exp(-0.5 * ((t - 0.45) / 0.2) ** 2)
+    return (s / -s.min()).astype(np.float32)
+
+
+def make_case(folder: Path, n_ch: int, n_units: int, seconds: float, seed=0):
+    rng = np.random.default_rng(seed)
+    w, pre = 54, 18
+    base = shape(w, pre)
+    pos = np.c_[np.zeros(n_ch), np.arange(n_ch) * 25.0]
+    peak = np.sort(rng.integers(2, n_ch - 2, n_units))
+    tpl = np.zeros((n_units, 5, w), np.float32)
+    chans = np.zeros((n_units, 5), np.int32)
+    amp = rng.uniform(6, 10, n_units)
+    for u in range(n_units):
+        rows = np.arange(peak[u] - 2, peak[u] + 3)
+        chans[u] = rows
+        tpl[u] = amp[u] * np.exp(-np.abs(rows - peak[u]) / 1.0)[:, None] * base  # noise units
+    noise = np.full(n_ch, 10.0, np.float32)
+    empty = {k: np.zeros(0, d) for k, d in (
+        ("spike_index", np.int64), ("spike_index_sorting", np.int64), ("spike_unit", np.int32),
+        ("spike_amplitude", np.float32), ("spike_amplitude_uv", np.float32),
+        ("spike_error", np.float32), ("spike_channel", np.int32))}
+    save_sort(folder, SortResult(dict(
+        empty, templates_uv=tpl * 10.0, template_channels=chans, template_peak_channel=peak,
+        template_threshold=np.full(n_units, 3.0, np.float32), noise_uv=noise,
+        channel_positions_um=pos), dict(
+        recording_sample_rate_hz=FS, upsample_factor=1, template_pre_samples=pre, probe="x",
+        settings={"preprocess": {"filter": "causal"},
+                  "detect": asdict(DetectSettings(lockout_radius_um=60.0)),
+                  "sort": {"max_shift_samples": 2, "pair_window_us": 500.0}})))
+    n = int(seconds * FS)
+    data = (rng.standard_normal((n_ch, n)) * 10.0 * 1.6).astype(np.float32)  # ~10 µV in band
+    for u in range(n_units):
+        ts = np.cumsum(rng.exponential(FS / 10.0, int(seconds * 14))).astype(np.int64) + w
+        ts = ts[ts < n - w]
+        for t in ts:
+            data[chans[u], t - pre:t - pre + w] += tpl[u] * 10.0
+    return data
+
+
+def ttl_schedule(n_samples):
+    from oe_plugin.protocol import ProtocolSettings, encode_session, session_codes
+
+    ps = ProtocolSettings()
+    frames = int(n_samples / FS * ps.refresh_hz) - 10
+    rng = np.random.default_rng(1)
+    codes = session_codes(ps, np.repeat(rng.integers(0, 100, frames // 20 + 1), 20)[:frames])
+    sess = encode_session(ps, codes)
+    tr = sess.transitions
+    return [(int(t * FS / 1e6) + 100, int(line), bool(level)) for t, line, level in tr.tolist()]
+
+
+def run_case(n_ch, n_units, seconds):
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        data = make_case(tmp / "sort", n_ch, n_units, seconds)
+        cfg = tmp / "pipeline.toml"
+        cfg.write_text(f'[match]\nsort_dir = "{tmp / "sort"}"\n[stats]\nwrite_every_s = 2.0\n')
+        t0 = time.perf_counter()
+        with config_env(cfg):
+            host = Host(MODULE, n_ch, FS)
+        init_s = time.perf_counter() - t0
+        mod = host.instance
+        mod.start_acquisition()
+        mod.start_recording(str(tmp / "rec"))
+        ttl = ttl_schedule(data.shape[1])
+        k = 0
+        lat = []
+        for start in range(0, data.shape[1] - BLOCK + 1, BLOCK):
+            while k < len(ttl) and ttl[k][0] < start + BLOCK:
+                s, line, level = ttl[k]
+                mod.handle_ttl_event(100, 0, s, line, level)
+                k += 1
+            block = np.ascontiguousarray(data[:, start:start + BLOCK])
+            t = time.perf_counter()
+            mod.process(block)
+            lat.append(time.perf_counter() - t)
+        mod.stop_recording()
+        mod.stop_acquisition()
+        lat = np.array(lat[int(2 * FS / BLOCK):]) * 1e3
+        st = mod.stats
+        return dict(channels=n_ch, templates=n_units, p50=np.percentile(lat, 50),
+                    p99=np.percentile(lat, 99), max=lat.max(), blocks=len(lat), init_s=init_s,
+                    spikes=st["sorter"]["spikes_out"],
+                    accepted=st["sorter"]["spikes_accepted"],
+                    frames=st["decoder"].get("n_frames", st["decoder"].get("frames", "?")),
+                    errors=st["errors"] + st["sorter"]["errors"],
+                    stats_write_ms_max=st["stats_write_ms_max"])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=20.0)
+    args = ap.parse_args(argv)
+    rows = [run_case(c, u, args.seconds) for c, u in ((64, 50), (64, 200), (384, 50), (384, 200))]
+    print(f"process() per {BLOCK}-sample block at 30 kHz ({BLOCK / FS * 1e3:.1f} ms of data)")
+    print("channels templates   p50 ms   p99 ms   max ms  spikes accepted  stats-write max ms")
+    for r in rows:
+        print(f"{r['channels']:8d} {r['templates']:9d} {r['p50']:8.3f} {r['p99']:8.3f} "
+              f"{r['max']:8.2f} {r['spikes']:7d} {r['accepted']:8d} "
+              f"{r['stats_write_ms_max']:10.2f}   (errors {r['errors']})")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
