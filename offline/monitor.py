@@ -1,8 +1,8 @@
 """``sweepsort monitor``: live plots of the pipeline module's online statistics.
 
 The Python Processor cannot draw, so this runs in its own process and re-reads
-``<recording_dir>/sweepsort/online_stats.npz`` (:mod:`oe_plugin.outputs.stats_file`, rewritten
-atomically by the pipeline module every few seconds) on a timer. Per unit (the most active
+``<recording_dir>/sweepsort/online_stats.bin`` (+ ``.json``; :mod:`oe_plugin.outputs.stats_file`,
+rewritten atomically by the pipeline module every few seconds) on a timer. Per unit (the most active
 ``max_units``): the firing rate over time, and a tuning curve — the rate per value of one sweep
 table dimension (the session file named in the stats file, or ``--session``), or per sweep
 index when there is no sweep table. Headless: ``--once --png OUT`` renders one PNG with the Agg

@@ -50,4 +50,4 @@ def test_monitor_without_sweep_table_and_missing_file(tmp_path, capsys):
     assert main(["monitor", str(tmp_path), "--once", "--png", str(tmp_path / "a.png")]) == 0
     assert (tmp_path / "a.png").stat().st_size > 1000
     assert main(["monitor", str(tmp_path / "nothing"), "--once"]) == 2
-    assert "no online_stats.npz" in capsys.readouterr().err
+    assert "no online_stats.bin" in capsys.readouterr().err

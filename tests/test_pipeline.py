@@ -5,6 +5,7 @@ atomicity."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from oe_plugin.host.blocks import RandomBlocks
 from oe_plugin.host.native import NativeJob, find_compiler, run_native
 from oe_plugin.host.session import run_session
 from oe_plugin.host.sources import RecordingSource
-from oe_plugin.outputs.stats_file import read_stats, write_stats
+from oe_plugin.outputs.stats_file import StatsFileWriter, read_stats
 from oe_plugin.protocol.oe_binary_events import write_binary_recording
 from offline import read_online_spikes
 from offline.online_match import causal_sort
@@ -146,18 +147,31 @@ def test_missing_sort_folder_is_a_clear_init_error(tmp_path):
 
 
 def test_stats_file_is_always_readable_while_rewritten(tmp_path):
-    path = tmp_path / "online_stats.npz"
-    big = {"time_counts": np.zeros((201, 4096), np.int64),
-           "sweep_counts": np.zeros((201, 1000), np.int64)}
-    write_stats(path, big, {"n": 0})
+    """A reader polling the file while the writer rewrites it (whole, or in pieces over several
+    calls, as the audio thread does for big tables) never sees a torn or mixed file."""
+    path = tmp_path / "sweepsort" / "online_stats.bin"
+    rows, bins, sweeps = 201, 4096, 1000
+    tc = np.zeros((rows, bins), np.int64)
+    sc = np.zeros((rows, sweeps), np.int64)
+    frames = np.ones(sweeps, np.int64)
+    none = np.zeros(rows, np.int64)
+    w = StatsFileWriter(path, rows, bins, sweeps, {"n_units": rows - 1}, FS, 200.0,
+                        chunk_bytes=1 << 20)
+    w.start(tc, bins, 30000, sc, frames, sweeps, none, 0)
+    w.finish()
     stop = threading.Event()
     times = []
 
     def writer():
-        k = 0
+        k = 1
         while not stop.is_set():
-            big["time_counts"][0, 0] = k
-            times.append(write_stats(path, big, {"n": k}))
+            tc[0, 0] = k
+            sc[-1, -1] = k
+            t0 = time.perf_counter()
+            w.start(tc, bins - (k % 7), 30000, sc, frames, sweeps - (k % 5), none, k)
+            times.append(time.perf_counter() - t0)
+            while not w.step():  # 8 MB in 1 MiB pieces
+                pass
             k += 1
 
     th = threading.Thread(target=writer)
@@ -166,10 +180,35 @@ def test_stats_file_is_always_readable_while_rewritten(tmp_path):
         seen = set()
         for _ in range(150):
             arrays, meta = read_stats(path, retries=1)  # no retry: must never be torn
-            assert arrays["time_counts"][0, 0] == meta["n"]
-            seen.add(meta["n"])
+            k = meta["samples_processed"]
+            assert arrays["time_counts"][0, 0] == k
+            assert arrays["sweep_counts"].shape == (rows, sweeps - (k % 5))
+            if k % 5 == 0:
+                assert arrays["sweep_counts"][-1, -1] == k
+            np.testing.assert_allclose(arrays["sweep_seconds"], 1 / 200.0)
+            seen.add(k)
     finally:
         stop.set()
         th.join()
     assert len(seen) > 3
-    assert np.median(times) < 0.05  # 8 MB of tables: well under 50 ms per rewrite
+    assert w.ms_max < 200  # generous: the machine is shared; typical numbers in the bench
+
+
+def test_stats_write_cost_small_tables(tmp_path):
+    """200 units, 60 one-second bins, 100 sweep indices: a write (pack + write + rename) costs
+    well under a millisecond typically (the bench reports it under load)."""
+    path = tmp_path / "s" / "online_stats.bin"
+    rows = 201
+    tc = np.arange(rows * 4096, dtype=np.int64).reshape(rows, 4096)
+    sc = np.ones((rows, 4096), np.int64)
+    w = StatsFileWriter(path, rows, 4096, 4096, {}, FS, 200.0)
+    cost = []
+    for k in range(30):
+        t0 = time.perf_counter()
+        w.start(tc, 60, 30000, sc, np.ones(4096, np.int64), 100, np.zeros(rows, np.int64), k)
+        assert not w.busy
+        cost.append(time.perf_counter() - t0)
+    arrays, meta = read_stats(path.parent.parent)
+    np.testing.assert_array_equal(arrays["time_counts"], tc[:, :60])
+    assert arrays["sweep_counts"].shape == (rows, 100) and meta["write_seq"] == 30
+    assert np.median(cost) < 0.005

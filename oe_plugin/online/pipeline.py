@@ -12,13 +12,16 @@ of which can be switched off (``enabled = false``):
   (TTL words -> sweep index per refresh, sweep file, onset TTL);
 - ``[stats]`` — :class:`StatsSettings`: per unit, spikes per time bin and per sweep index
   (:class:`~oe_plugin.online.stats.OnlineStats`), written atomically every ``write_every_s``
-  seconds of data to ``<recording_dir>/sweepsort/online_stats.npz`` while recording
-  (``sweepsort monitor`` draws it).
+  seconds of data to ``<recording_dir>/sweepsort/online_stats.bin`` (+ ``.json`` sidecar,
+  :mod:`oe_plugin.outputs.stats_file`) while recording (``sweepsort monitor`` draws it).
 
 The stages are the single-purpose modules' own classes, fed the relevant sections of the one
 table. Every stage's work in ``process()`` goes through GIL-free C entries or plain Python; the
-stats file write is plain Python file I/O on the audio thread (one ``write`` + one ``rename``
-every few seconds; its duration is kept in ``stats_write_ms_max``).
+stats file write is plain Python file I/O on the audio thread: the tables are packed into a
+preallocated raw buffer, then one ``os.write`` to a temporary file + ``os.replace`` every few
+seconds (pieces of at most ``[stats] chunk_kib`` per ``process()`` call for very large tables);
+the costliest call is kept in ``stats_write_ms_max``. The decoder hands its frames to the
+statistics through :attr:`SweepDecoderModule.on_frames`.
 
 Sample numbers: spikes are counted from ``start_acquisition()`` and sweeps come from the TTL
 events' sample numbers; the GUI starts both at 0 for every acquisition.
@@ -35,7 +38,7 @@ from oe_plugin.online.base import OnlineModule
 from oe_plugin.online.online_sorter import OnlineSorterModule
 from oe_plugin.online.stats import OnlineStats
 from oe_plugin.online.sweep_decoder import SweepDecoderModule
-from oe_plugin.outputs.stats_file import stats_path, write_stats
+from oe_plugin.outputs.stats_file import StatsFileWriter, stats_path
 from oe_plugin.protocol.spec import MAX_SWEEP_INDEX
 
 
@@ -53,6 +56,8 @@ class StatsSettings:
     max_sweeps: int = 4096
     """Sweep indices counted (the session file's sweep table length when given)."""
     max_bins: int = 4096
+    chunk_kib: int = 1024
+    """Largest piece of the statistics file written in one process() call (KiB)."""
 
     def check(self, section: str = "stats") -> None:
         require(0.01 <= self.bin_s <= 600, f"{section}.bin_s", "must be in [0.01, 600] s")
@@ -61,6 +66,7 @@ class StatsSettings:
         require(1 <= self.max_sweeps <= MAX_SWEEP_INDEX + 1, f"{section}.max_sweeps",
                 f"must be 1..{MAX_SWEEP_INDEX + 1}")
         require(16 <= self.max_bins <= 1 << 20, f"{section}.max_bins", "must be 16..1048576")
+        require(4 <= self.chunk_kib <= 1 << 20, f"{section}.chunk_kib", "must be 4..1048576")
 
 
 class _Given(OnlineModule):
@@ -88,15 +94,6 @@ class _SorterStage(OnlineSorterModule, _Given):
 class _DecoderStage(SweepDecoderModule, _Given):
     NAME = "sweepsort pipeline [decoder]"
 
-    def _onsets(self, n: int) -> bool:
-        stats = self.parent.stats_
-        if stats is not None:
-            frames = self.decoder.frames
-            samples, sweeps = frames["sample_number"], frames["sweep_index"]
-            for i in range(n):
-                stats.add_frame(int(samples[i]), int(sweeps[i]))
-        return super()._onsets(n)
-
 
 def _switch(table: dict, section: str) -> tuple[bool, dict]:
     sec = dict(table.get(section) or {})
@@ -121,6 +118,8 @@ class PipelineModule(OnlineModule):
                        if detect_on else None)
         self.decoder = (_DecoderStage(processor, num_channels, sample_rate, given)
                         if decoder_on else None)
+        if self.decoder is not None:
+            self.decoder.on_frames = self._on_frames
         self.session_file = None
         max_sweeps = ss.max_sweeps
         if ss.enabled and ss.session_file:
@@ -142,11 +141,17 @@ class PipelineModule(OnlineModule):
                                       max_sweeps, refresh, sweeps=self.decoder is not None)
         self._write_every = int(round(ss.write_every_s * self.sample_rate_hz))
         self._last_write = 0
-        self._stats_file = None
+        self._writer: StatsFileWriter | None = None
         self._recording = False
-        self.stats_writes = 0
-        self.stats_write_ms_max = 0.0
-        self.stats_write_ms_last = 0.0
+        self._final_due = False  # stop_recording while acquiring: the audio thread writes
+
+    def _on_frames(self, frames, n: int) -> None:
+        """The decoder's hook (audio thread): each decoded refresh -> the stats tables."""
+        stats = self.stats_
+        if stats is not None:
+            samples, sweeps = frames["sample_number"], frames["sweep_index"]
+            for i in range(n):
+                stats.add_frame(int(samples[i]), int(sweeps[i]))
 
     def _stages(self):
         return [s for s in (self.decoder, self.sorter) if s is not None]
@@ -163,6 +168,7 @@ class PipelineModule(OnlineModule):
 
     def stop_acquisition(self):
         self.acquiring = False
+        self._final_due = False
         for s in self._stages():
             s.stop_acquisition()
         if self.stats_ is not None:
@@ -176,12 +182,17 @@ class PipelineModule(OnlineModule):
         self.recording_dir = recording_dir
         for s in self._stages():
             s.start_recording(recording_dir)
+        self._recording = False
         if self.stats_ is not None:
+            st, ss = self.stats_, self.stats_settings
             try:
-                path = stats_path(recording_dir)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self._stats_meta = self._meta()
-                self._stats_file = path
+                old, self._writer = self._writer, None
+                if old is not None:
+                    old.close()
+                self._writer = StatsFileWriter(
+                    stats_path(recording_dir), st.n_units + 1, st.time_counts.shape[1],
+                    st.sweep_counts.shape[1], self._meta(), self.sample_rate_hz, st.refresh_hz,
+                    chunk_bytes=ss.chunk_kib * 1024)
                 self._recording = True
             except Exception as exc:  # noqa: BLE001 - keep running without the file
                 self.report("start_recording (stats file not written)", exc)
@@ -190,9 +201,13 @@ class PipelineModule(OnlineModule):
         for s in self._stages():
             s.stop_recording()
         self._recording = False
-        # the file stays named: stop_acquisition (after or before this) writes the final tables
-        # with every pending spike resolved; while acquiring, write what we have now
-        self._write_stats_now()
+        # the writer stays: stop_acquisition (after or before this) writes the final tables
+        # with every pending spike resolved; while acquiring, the audio thread writes what we
+        # have at its next process() (the writer is not shared between threads)
+        if self.acquiring:
+            self._final_due = True
+        else:
+            self._write_stats_now()
 
     def _meta(self) -> dict:
         sorter = self.sorter
@@ -206,17 +221,37 @@ class PipelineModule(OnlineModule):
         }
 
     def _write_stats_now(self) -> None:
-        if self._stats_file is None or self.stats_ is None:
+        """A complete write, now (message thread, or the audio thread's final write)."""
+        w = self._writer
+        if w is None or self.stats_ is None:
             return
         try:
-            meta = dict(self._stats_meta, samples_processed=int(self.samples_seen))
-            dt = write_stats(self._stats_file, self.stats_.snapshot(), meta)
-            self.stats_writes += 1
-            self.stats_write_ms_last = dt * 1e3
-            if dt * 1e3 > self.stats_write_ms_max:
-                self.stats_write_ms_max = dt * 1e3
+            self.stats_.write_start(w, int(self.samples_seen))
+            w.finish()
         except Exception as exc:  # noqa: BLE001
             self.report("stats file", exc)
+
+    def _write_stats_online(self) -> None:
+        """Audio thread: continue a write under way, or start one when it is due."""
+        w = self._writer
+        if w is None:
+            return
+        if w.busy:
+            w.step()
+        elif self._final_due:
+            self._final_due = False
+            self.stats_.write_start(w, int(self.samples_seen))
+        elif self._recording and self.samples_seen - self._last_write >= self._write_every:
+            self._last_write = self.samples_seen
+            self.stats_.write_start(w, int(self.samples_seen))
+
+    @property
+    def stats_writes(self) -> int:
+        return self._writer.n_written if self._writer is not None else 0
+
+    @property
+    def stats_write_ms_max(self) -> float:
+        return self._writer.ms_max if self._writer is not None else 0.0
 
     # -- the audio thread -------------------------------------------------------------------------
     def handle_ttl_event(self, source_node, channel, sample_number, line, state):
@@ -244,10 +279,10 @@ class PipelineModule(OnlineModule):
                 if sorter is not None:
                     core = sorter.sorter
                     stats.update_online(core.out_t, core.out_u, n, self.samples_seen)
-                if (self._recording and self._stats_file is not None
-                        and self.samples_seen - self._last_write >= self._write_every):
-                    self._last_write = self.samples_seen
-                    self._write_stats_now()
+                try:
+                    self._write_stats_online()
+                except Exception as exc:  # noqa: BLE001 - keep sorting without the file
+                    self.report("stats file", exc)
         except Exception as exc:  # noqa: BLE001 - nothing may reach the host
             self.report("process", exc)
 

@@ -13,7 +13,8 @@ GIL-free ``@cfunc`` (:func:`stats_update`), so the pipeline's ``process()`` pays
 - ``sweep_frames`` (NS,) int64: decoded refreshes per sweep index (exposure; seconds =
   frames / refresh rate), counted in Python as frames arrive (a few per block).
 
-The tables are written to the recording directory by :mod:`oe_plugin.outputs.stats_file`.
+The tables are written to the recording directory by :mod:`oe_plugin.outputs.stats_file`
+(:meth:`OnlineStats.write_start` packs them into its preallocated buffer: no copies here).
 """
 
 from __future__ import annotations
@@ -166,6 +167,7 @@ class OnlineStats:
             a[...] = 0
         self.state[BIN_SAMPLES] = self.bin_samples0
         self.state[LAST_FRAME] = -1
+        self.n_sweeps_seen = 0  # highest sweep index decoded + 1 (the file's table width)
 
     def _warm_up(self) -> None:
         self.update_online(self._empty_t, self._empty_u, 0, 0)
@@ -188,6 +190,8 @@ class OnlineStats:
         st[LAST_FRAME] = sample_number
         if 0 <= sweep_index < self.sweep_frames.shape[0]:
             self.sweep_frames[sweep_index] += 1
+            if sweep_index >= self.n_sweeps_seen:
+                self.n_sweeps_seen = sweep_index + 1
 
     def update_online(self, spk_t: np.ndarray, spk_u: np.ndarray, n: int, now: int) -> int:
         """Count ``spk_t/spk_u[:n]`` (GIL-free cfunc; no allocation)."""
@@ -202,6 +206,14 @@ class OnlineStats:
     def flush(self) -> None:
         """Resolve every pending spike now (end of acquisition: no more frames will come)."""
         self.update_online(self._empty_t, self._empty_u, 0, np.iinfo(np.int64).max // 2)
+
+    def write_start(self, writer, samples_processed: int) -> None:
+        """Start writing the tables (bins and sweep indices in use) with a
+        :class:`~oe_plugin.outputs.stats_file.StatsFileWriter` (no allocation)."""
+        st = self.state
+        writer.start(self.time_counts, max(int(st[N_BINS]), 1), int(st[BIN_SAMPLES]),
+                     self.sweep_counts, self.sweep_frames, self.n_sweeps_seen, self.no_sweep,
+                     samples_processed)
 
     def snapshot(self) -> dict:
         """Copies of the tables (for the stats file)."""

@@ -82,6 +82,12 @@ class SweepDecoderModule(OnlineModule):
         self._source = self.settings.source_node
         self._onset_line = line
         self._onset_high = False
+        self.on_frames = None
+        """Optional callback ``on_frames(frames, n)``, called on the audio thread with the
+        decoder's frame records (``frames[:n]``: ``sample_number``, ``sweep_index``, ``flags``,
+        ...) each time decoded frames are handed on (in time order, before the decoder reuses
+        the buffer). It must not raise, block or allocate much (the pipeline module counts
+        frames per sweep index with it)."""
         self._exercise()
 
     def _exercise(self) -> None:
@@ -190,7 +196,7 @@ class SweepDecoderModule(OnlineModule):
             dec.flush()
             if dec.n_ready:
                 writer.append(dec.frames, dec.n_ready)
-                self._pending_onset = self._pending_onset or self._onsets(dec.n_ready)
+                self._pending_onset = self._frames_out(dec.n_ready) or self._pending_onset
                 dec.clear()
             stats = dec.stats()
         except Exception as exc:  # noqa: BLE001 - close the file whatever happens
@@ -223,9 +229,15 @@ class SweepDecoderModule(OnlineModule):
         writer = self.writer
         if writer is not None:
             writer.append(dec.frames, n)
-        onset = self._onsets(n) or onset
+        onset = self._frames_out(n) or onset
         dec.clear()
         return onset
+
+    def _frames_out(self, n: int) -> bool:
+        """Hand the first ``n`` ready frames to :attr:`on_frames`; True if one is an onset."""
+        if self.on_frames is not None:
+            self.on_frames(self.decoder.frames, n)
+        return self._onsets(n)
 
     def _onsets(self, n: int) -> bool:
         flags = self.decoder.frames["flags"]
