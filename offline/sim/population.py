@@ -91,8 +91,11 @@ def make_population(n: int, positions_um: np.ndarray, rng: np.random.Generator, 
     pref_dir = np.mod((np.arange(n) + rng.uniform(0, 1, n)) * 360.0 / n, 360.0)
     rng.shuffle(pref_dir)
     simple = rng.uniform(size=n) < 0.4
-    on = rng.uniform(0.2, 1.0, n)
-    off = rng.uniform(0.2, 1.0, n)
+    # ON- or OFF-dominated receptive fields (the other sign at 0-30 %)
+    is_on = rng.uniform(size=n) < 0.5
+    weak = rng.uniform(0.0, 0.3, n)
+    on = np.where(is_on, 1.0, weak)
+    off = np.where(is_on, weak, 1.0)
     # correlated pairs: the nearest neighbour of every 5th neuron
     d = np.linalg.norm(position[:, None, :] - position[None, :, :], axis=2)
     np.fill_diagonal(d, np.inf)
@@ -101,13 +104,13 @@ def make_population(n: int, positions_um: np.ndarray, rng: np.random.Generator, 
     return Population(
         position_um=position,
         pref_dir_deg=pref_dir,
-        kappa=rng.uniform(1.5, 3.5, n),
+        kappa=rng.uniform(2.5, 5.0, n),
         null_ratio=rng.uniform(0.2, 1.0, n),
         pref_sf_cpd=np.exp(rng.uniform(np.log(0.04), np.log(0.14), n)),
         sf_sigma_oct=rng.uniform(1.2, 1.8, n),
         pref_tf_hz=np.exp(rng.uniform(np.log(1.0), np.log(6.0), n)),
         tf_sigma_oct=rng.uniform(1.5, 2.5, n),
-        grating_peak_hz=rng.uniform(18.0, 40.0, n),
+        grating_peak_hz=rng.uniform(25.0, 50.0, n),
         simple=simple,
         rf_x_deg=rng.uniform(-12.0, 12.0, n),
         rf_y_deg=rng.uniform(-12.0, 12.0, n),
