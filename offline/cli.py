@@ -12,6 +12,8 @@ Subcommands:
 - ``sweepsort info RECORDING``: recordings, streams, channels, duration and TTL events.
 - ``sweepsort report RECORDING_DIR --out report.html``: the analysis report (docs/analysis.md):
   a population page and a section per unit, self-contained HTML, rendered headless.
+- ``sweepsort demo [--quick] --out DIR``: the virtual experiment (docs/demo.md): sweepstim drives
+  model neurons, their recording is sorted online and offline and analysed against the truth.
 
 Errors in the input (a missing folder, a bad setting) end with a one-line message and exit
 status 2, never a traceback.
@@ -221,6 +223,17 @@ def cmd_monitor(args) -> int:
         return 2
 
 
+def cmd_demo(args) -> int:
+    from offline.demo import run_demo
+
+    summary = run_demo(args.out, quick=args.quick, probe=args.probe, jobs=args.jobs,
+                       seed=args.seed, report_units=args.report_units,
+                       log=(lambda msg: None) if args.quiet else print)
+    if args.quiet:
+        print((Path(args.out) / "summary.txt").read_text(), end="")
+    return 0 if summary["frames_decoded_exact"] == summary["frames_expected"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sweepsort", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -293,6 +306,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="render once and exit (headless, Agg)")
     p.add_argument("--png", help="also save the figure to this PNG")
     p.set_defaults(func=cmd_monitor)
+
+    p = sub.add_parser("demo", help="the virtual experiment: the whole system end to end")
+    p.add_argument("--out", required=True, help="output folder (recording, sort, report, ...)")
+    p.add_argument("--quick", action="store_true", help="small variant (~1 min of data)")
+    p.add_argument("--probe", default="polytrode54", choices=("polytrode54", "linear32"),
+                   help="the simulated probe")
+    p.add_argument("--jobs", type=int, default=2, help="sort worker processes")
+    p.add_argument("--seed", type=int, default=1, help="simulation seed")
+    p.add_argument("--report-units", type=int, help="report only the first N units")
+    p.add_argument("--quiet", action="store_true", help="print only the summary")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 
