@@ -231,3 +231,23 @@ def test_detection_only_when_matching_is_off(session, tmp_path):
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_candidate_rule_is_the_offline_sorters():
+    """One candidate rule online and offline (oe_plugin.kernels.candidates); the offline
+    TemplateSet must give the same lists (its own copy is still there: this catches drift)."""
+    from oe_plugin.kernels.candidates import candidates
+    from offline.sort.templates import TemplateSet
+
+    rng = np.random.default_rng(3)
+    u, k, w, c = 30, 6, 20, 16
+    wf = (rng.standard_normal((u, k, w)) * rng.uniform(0.1, 5, (u, k, 1))).astype(np.float32)
+    ch = rng.integers(0, c, (u, k)).astype(np.int32)
+    ch[rng.random((u, k)) < 0.2] = -1
+    ch[:, 0] = rng.integers(0, c, u)
+    ts = TemplateSet(wf, ch, ch[:, 0].copy(), np.ones(u, np.int64), 5)
+    for frac in (0.25, 0.6):
+        got = candidates(wf, ch, c, frac)
+        want = ts.candidates(c, frac)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])

@@ -3,9 +3,9 @@
 :func:`load_sort_model` reads ``sort.json`` + ``sort.npz`` (:mod:`offline.sort.sortfile`) and
 turns them into the matching kernel's layout: templates back in **noise units** (µV / the sort's
 per-channel noise, the units the sort's acceptance thresholds are in), their channel rows, the
-thresholds, the candidate lists per peak channel (the same rule as the offline sorter,
-:meth:`offline.sort.templates.TemplateSet.candidates`), the matching parameters (window, shifts,
-amplitude range, overlap-pair window) and the detection settings the sort was made with.
+thresholds, the candidate lists per peak channel (:func:`oe_plugin.kernels.candidates.candidates`,
+the offline sorter's rule), the matching parameters (window, shifts, amplitude range,
+overlap-pair window) and the detection settings the sort was made with.
 
 Every problem is a :class:`SortModelError` naming the folder and what is wrong — raised in the
 module's constructor, where the GUI shows it in a dialog.
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from oe_plugin.kernels.candidates import candidates
 from oe_plugin.probe import Probe, ProbeError, load_probe, neighbour_lists
 from oe_plugin.settings import DetectSettings, FilterSettings
 
@@ -54,23 +55,6 @@ class SortModel:
 def _known(cls, table: dict) -> dict:
     names = {f.name for f in fields(cls)}
     return {k: v for k, v in (table or {}).items() if k in names}
-
-
-def candidates(waveforms: np.ndarray, channels: np.ndarray, n_channels: int,
-               min_fraction: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
-    """CSR lists of the templates an event peaking on each channel may belong to (those whose
-    |peak| there is >= ``min_fraction`` of their largest) — the offline sorter's rule."""
-    lists = [[] for _ in range(n_channels)]
-    for u in range(waveforms.shape[0]):
-        peak = np.abs(waveforms[u]).max(axis=1)
-        top = peak.max() if peak.size else 0.0
-        for r, ch in enumerate(channels[u]):
-            if 0 <= ch < n_channels and peak[r] >= min_fraction * top:
-                lists[ch].append(u)
-    ptr = np.zeros(n_channels + 1, np.int32)
-    ptr[1:] = np.cumsum([len(v) for v in lists])
-    idx = np.array([u for v in lists for u in v] or [0], np.int32)
-    return ptr, idx
 
 
 def load_sort_model(sort_dir, n_channels: int, sample_rate_hz: float) -> SortModel:
