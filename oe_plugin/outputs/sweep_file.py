@@ -1,6 +1,7 @@
 """Crash-safe, append-only file of the sweep decoder's frames (one record per refresh).
 
-The same design as the spike file (:mod:`oe_plugin.outputs.spike_file`), little-endian::
+The same design as the spike file (:mod:`oe_plugin.outputs.spike_file`; the shared machinery is
+:mod:`oe_plugin.outputs.record_file`), little-endian::
 
     offset 0   8 bytes   magic b"SWSWEEP1"
     offset 8   uint64    header_bytes: total header length, a multiple of 16
@@ -25,15 +26,25 @@ about that much; a torn last record is dropped by the reader. :meth:`append` and
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
-import struct
-from pathlib import Path
 
 import numpy as np
 
+from oe_plugin.outputs.record_file import (
+    HEADER_ALIGN,
+    HEADER_PREFIX,
+    RecordFileWriter,
+    RecordFormat,
+    json_default,
+)
 from oe_plugin.protocol.decoder import DECODED_DTYPE
+
+__all__ = [
+    "FILE_PREFIX", "FILE_SUFFIX", "FORMAT_NAME", "FORMAT_VERSION", "HEADER_ALIGN",
+    "HEADER_PREFIX", "MAGIC", "RECORD_BYTES", "SUBDIR", "SWEEP_FORMAT", "SWEEP_RECORD_DTYPE",
+    "SweepFileWriter", "dtype_description", "encode_header",
+]
 
 MAGIC = b"SWSWEEP1"
 FORMAT_NAME = "sweepsort online sweeps"
@@ -45,28 +56,21 @@ SWEEP_RECORD_DTYPE = DECODED_DTYPE
 """One refresh: ``sample_number`` int64, ``frame_number`` int64, ``sweep_index`` int32,
 ``flags`` uint32 (see :mod:`oe_plugin.protocol.spec`)."""
 RECORD_BYTES = SWEEP_RECORD_DTYPE.itemsize  # 24
-HEADER_ALIGN = 16
-HEADER_PREFIX = struct.Struct("<8sQ")
-
-_OPEN_FLAGS = (os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL
-               | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0))
+SWEEP_FORMAT = RecordFormat(MAGIC, FORMAT_NAME, FORMAT_VERSION, SWEEP_RECORD_DTYPE, FILE_PREFIX,
+                            FILE_SUFFIX, SUBDIR)
 
 
 def dtype_description() -> list[list[str]]:
     """The record layout as stored in the header: ``[[name, numpy type string], ...]``."""
-    return [[name, SWEEP_RECORD_DTYPE.fields[name][0].str] for name in SWEEP_RECORD_DTYPE.names]
+    return SWEEP_FORMAT.dtype_description()
 
 
 def encode_header(meta: dict) -> bytes:
     """Magic, length and the JSON padded with spaces to a multiple of 16 bytes."""
-    raw = json.dumps(meta, default=_json_default, ensure_ascii=False, sort_keys=True)
-    raw = raw.encode("utf-8")
-    total = HEADER_PREFIX.size + len(raw)
-    total += -total % HEADER_ALIGN
-    return HEADER_PREFIX.pack(MAGIC, total) + raw + b" " * (total - HEADER_PREFIX.size - len(raw))
+    return SWEEP_FORMAT.encode_header(meta)
 
 
-class SweepFileWriter:
+class SweepFileWriter(RecordFileWriter):
     """Append decoded frames to one ``online_sweeps_<NNN>.bin``.
 
     Make one with :meth:`open` (not real-time: ``start_recording``); per block call
@@ -76,23 +80,7 @@ class SweepFileWriter:
     ``n_written`` (records on disk), ``n_dropped``, ``n_errors``, ``last_error``.
     """
 
-    def __init__(self, fd: int, path: Path, header: dict, capacity_records: int,
-                 flush_every_samples: int):
-        self.path = path
-        self.header = header
-        self.capacity_records = int(capacity_records)
-        self.flush_every_samples = int(flush_every_samples)
-        self._fd = fd
-        self._buf = np.zeros(self.capacity_records, SWEEP_RECORD_DTYPE)
-        self._bytes = memoryview(self._buf.view(np.uint8))
-        self._n = 0               # records in the buffer
-        self._start_byte = 0      # bytes of the buffer already written (after a short write)
-        self._high_water = max(1, (3 * self.capacity_records) // 4)
-        self._last_flush_sample: int | None = None
-        self._bytes_written = 0
-        self.n_dropped = 0
-        self.n_errors = 0
-        self.last_error: str | None = None
+    FORMAT = SWEEP_FORMAT
 
     @classmethod
     def open(cls, recording_dir, sample_rate_hz: float, protocol: dict,
@@ -111,36 +99,13 @@ class SweepFileWriter:
 
         Raises OSError if the file cannot be created, ValueError on bad arguments.
         """
-        if capacity_records < 1:
-            raise ValueError(f"capacity_records must be >= 1, got {capacity_records}")
-        if not (sample_rate_hz > 0 and np.isfinite(sample_rate_hz)):
-            raise ValueError(f"sample_rate_hz must be a positive number, got {sample_rate_hz}")
-        if not flush_every_s >= 0:
-            raise ValueError(f"flush_every_s must be >= 0, got {flush_every_s}")
-        directory = Path(recording_dir) / SUBDIR
-        directory.mkdir(parents=True, exist_ok=True)
-        header = {
-            "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
-            "dtype": dtype_description(),
-            "record_bytes": RECORD_BYTES,
-            "sample_rate_hz": float(sample_rate_hz),
-            "protocol": dict(protocol),
-            "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-            "sweepsort_version": _version(),
-            "metadata": dict(metadata or {}),
-        }
-        raw = encode_header(header)
-        fd, path = _create_next(directory)
-        try:
-            _write_all(fd, raw)
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            raise
-        _fsync_dir(directory)
-        return cls(fd, path, header, capacity_records,
-                   max(1, round(flush_every_s * sample_rate_hz)))
+        return cls._create(recording_dir, sample_rate_hz, metadata,
+                           capacity_records=capacity_records, flush_every_s=flush_every_s,
+                           protocol=protocol)
+
+    @classmethod
+    def _header_fields(cls, protocol) -> dict:
+        return {"protocol": dict(protocol)}
 
     # -- real-time path ---------------------------------------------------------------------
 
@@ -148,61 +113,10 @@ class SweepFileWriter:
         """Buffer the first ``n`` records of ``frames`` (SWEEP_RECORD_DTYPE, e.g. the decoder's
         output buffer). Flushes at once when the buffer fills. Returns False if records were
         dropped (``n_dropped``) or an error occurred (``n_errors``, ``last_error``)."""
-        done = 0
-        try:
-            n = int(n)
-            if n <= 0:
-                return True
-            if self._fd < 0:
-                self.n_dropped += n
-                return False
-            while done < n:
-                room = self.capacity_records - self._n
-                if room == 0:
-                    self._flush()
-                    room = self.capacity_records - self._n
-                    if room == 0:
-                        self.n_dropped += n - done
-                        return False
-                k = min(room, n - done)
-                self._buf[self._n:self._n + k] = frames[done:done + k]
-                self._n += k
-                done += k
-            return True
-        except Exception as exc:  # noqa: BLE001 - never raise on the audio thread
-            self._note_error(exc)
-            try:
-                self.n_dropped += max(0, int(n) - done)
-            except Exception:  # noqa: BLE001
-                pass
-            return False
+        return self._append(n, frames)
 
-    def maybe_flush(self, now_sample: int) -> bool:
-        """Write the buffer if ``flush_every_samples`` passed since the last flush, the sample
-        counter went backwards, or the buffer is 3/4 full. Returns False on a failed write."""
-        try:
-            now = int(now_sample)
-            last = self._last_flush_sample
-            if self._n == 0:
-                if last is None:
-                    self._last_flush_sample = now
-                return True
-            if (last is None or now < last or now - last >= self.flush_every_samples
-                    or self._n >= self._high_water):
-                self._last_flush_sample = now
-                return self._flush()
-            return True
-        except Exception as exc:  # noqa: BLE001
-            self._note_error(exc)
-            return False
-
-    def flush(self) -> bool:
-        """Write everything buffered now. Returns False if a write failed."""
-        try:
-            return self._flush()
-        except Exception as exc:  # noqa: BLE001
-            self._note_error(exc)
-            return False
+    def _fill(self, a: int, b: int, start: int, sources) -> None:
+        self._buf[a:b] = sources[start:start + (b - a)]
 
     # -- not real-time ----------------------------------------------------------------------
 
@@ -211,25 +125,10 @@ class SweepFileWriter:
         the JSON sidecar (:meth:`write_sidecar`). On the audio thread call it with
         ``fsync=False`` and no stats (an fsync can take milliseconds; the OS still writes the
         data). Returns True when every appended record reached the file."""
-        if self._fd >= 0:
-            ok = self.flush()
-            ops = (os.fsync, os.close) if fsync else (os.close,)
-            for op in ops:
-                try:
-                    op(self._fd)
-                except OSError as exc:
-                    self._note_error(exc)
-                    ok = False
-            self._fd = -1
-            if self._n:
-                self.n_dropped += self._n - self._start_byte // RECORD_BYTES
-                self._n = 0
-                self._start_byte = 0
-        else:
-            ok = True
+        ok = self._close(fsync=fsync)
         if stats is not None:
             self.write_sidecar(stats)
-        return ok and self.n_dropped == 0
+        return ok
 
     def write_sidecar(self, stats: dict) -> None:
         """Write ``online_sweeps_<NNN>.json`` (atomically) with the file's and the decoder's
@@ -240,115 +139,7 @@ class SweepFileWriter:
             tmp.write_text(json.dumps({"records_written": self.n_written,
                                        "records_dropped": self.n_dropped,
                                        "write_errors": self.n_errors,
-                                       "decoder": stats}, default=_json_default, indent=2))
+                                       "decoder": stats}, default=json_default, indent=2))
             os.replace(tmp, side)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self._note_error(exc)
-
-    @property
-    def closed(self) -> bool:
-        return self._fd < 0
-
-    @property
-    def n_written(self) -> int:
-        return self._bytes_written // RECORD_BYTES
-
-    @property
-    def n_buffered(self) -> int:
-        return self._n - self._start_byte // RECORD_BYTES
-
-    def __enter__(self) -> SweepFileWriter:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
-
-    # -- internals --------------------------------------------------------------------------
-
-    def _flush(self) -> bool:
-        """One ``os.write`` of the buffered bytes (a short write is retried; what the OS does not
-        take stays buffered, the file's byte stream stays contiguous)."""
-        end = self._n * RECORD_BYTES
-        while self._start_byte < end and self._fd >= 0:
-            try:
-                written = os.write(self._fd, self._bytes[self._start_byte:end])
-            except OSError as exc:
-                self._note_error(exc)
-                break
-            if written <= 0:
-                self._note_error(OSError("os.write wrote nothing"))
-                break
-            self._start_byte += written
-            self._bytes_written += written
-        if self._start_byte >= end:
-            self._n = 0
-            self._start_byte = 0
-            return True
-        shift = self._start_byte // RECORD_BYTES  # rare error path: compact (may allocate)
-        if shift:
-            keep = self._n - shift
-            self._buf[:keep] = self._buf[shift:self._n].copy()
-            self._n = keep
-            self._start_byte -= shift * RECORD_BYTES
-        return False
-
-    def _note_error(self, exc: BaseException) -> None:
-        self.n_errors += 1
-        self.last_error = f"{type(exc).__name__}: {exc}"
-
-
-def _create_next(directory: Path) -> tuple[int, Path]:
-    taken = {p.name for p in directory.glob(f"{FILE_PREFIX}*{FILE_SUFFIX}")}
-    index = 0
-    while True:
-        name = f"{FILE_PREFIX}{index:03d}{FILE_SUFFIX}"
-        if name not in taken:
-            path = directory / name
-            try:
-                return os.open(path, _OPEN_FLAGS, 0o644), path
-            except FileExistsError:
-                pass
-        index += 1
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        if written <= 0:
-            raise OSError("os.write wrote nothing")
-        view = view[written:]
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _json_default(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, (os.PathLike, Path)):
-        return os.fspath(obj)
-    if isinstance(obj, (set, frozenset, tuple)):
-        return list(obj)
-    return repr(obj)
-
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("sweepsort")
-    except Exception:  # noqa: BLE001
-        return "unknown"
