@@ -27,7 +27,7 @@ import numpy as np
 from oe_plugin.config import from_table, require
 from oe_plugin.online.base import OnlineModule
 from oe_plugin.online.sort_model import SortModelError, load_sort_model
-from oe_plugin.online.sorter_core import OnlineSorter
+from oe_plugin.online.sorter_core import OnlineSorter, UpstreamClassifier
 from oe_plugin.outputs.spike_file import SpikeFileWriter
 from oe_plugin.probe import load_probe, neighbour_lists
 from oe_plugin.settings import DetectSettings, FilterSettings
@@ -49,6 +49,13 @@ class MatchSettings:
     """... on these output lines (0-based, same order as ttl_units)."""
     write_file: bool = True
     """Write the classified spikes under the recording directory while recording."""
+    source: str = "self"
+    """"self": detect in process() and classify; "upstream": classify the spikes an upstream
+    Spike Detector sends (handle_spike) instead, with the same matching kernel."""
+    upstream_pre_samples: int = 8
+    """Upstream waveforms: samples before the peak (the Spike Detector's default 8) ..."""
+    upstream_samples: int = 40
+    """... and their length (default 40)."""
 
     def check(self, section: str = "match") -> None:
         require(len(self.ttl_units) == len(self.ttl_lines), f"{section}.ttl_lines",
@@ -57,6 +64,11 @@ class MatchSettings:
         require(all(0 <= ln <= 255 for ln in self.ttl_lines), f"{section}.ttl_lines",
                 "lines must be 0..255")
         require(all(u >= 0 for u in self.ttl_units), f"{section}.ttl_units", "units are >= 0")
+        require(self.source in ("self", "upstream"), f"{section}.source",
+                f"must be 'self' or 'upstream', got {self.source!r}")
+        require(0 <= self.upstream_pre_samples < self.upstream_samples <= 4096,
+                f"{section}.upstream_samples", "need 0 <= upstream_pre_samples < "
+                "upstream_samples <= 4096")
 
 
 def resolve_sort_dir(settings: MatchSettings, config_path) -> Path:
@@ -103,6 +115,13 @@ class OnlineSorterModule(OnlineModule):
                                    write_downstream=self.filter_settings.write_downstream,
                                    max_block=TYPICAL_MAX_BLOCK)
         self.sorter.warm_up()  # compile / load from numba's cache now, never in process()
+        self.upstream = None
+        if ms.source == "upstream":
+            if self.model is None:
+                raise SortModelError(f"{self.NAME}: [match] source = 'upstream' needs a sort "
+                                     "(match.enabled = true and sort_dir)")
+            self.upstream = UpstreamClassifier(self.model, self.num_channels,
+                                               ms.upstream_pre_samples, ms.upstream_samples)
         n_u = self.sorter.n_units
         self._ttl_line = np.full(max(n_u, 1), -1, np.int64)
         for u, ln in zip(ms.ttl_units, ms.ttl_lines, strict=True):
@@ -176,7 +195,10 @@ class OnlineSorterModule(OnlineModule):
             self.report("process", f"block dtype {data.dtype} / not C-contiguous")
             return 0
         s = self.sorter
-        n = s.process_online(data)
+        if self.upstream is not None:  # classified in handle_spike; the data passes through
+            n = self.upstream.take(s.out_t, s.out_c, s.out_a, s.out_u)
+        else:
+            n = s.process_online(data)
         self.samples_seen += data.shape[1]
         self.last_n = n
         if n > 0:
@@ -213,13 +235,23 @@ class OnlineSorterModule(OnlineModule):
 
     def handle_spike(self, source_node, electrode_name, num_channels, num_samples,
                      sample_number, sorted_id, spike_data):
-        """Upstream Spike Detector spikes are not classified (this module detects itself)."""
+        """With ``[match] source = "upstream"``: classify an upstream Spike Detector's spike
+        (written and pulsed at the next ``process()``); otherwise ignored."""
+        up = self.upstream
+        if up is None:
+            return
+        try:
+            up.classify(electrode_name, sample_number, spike_data)
+        except Exception as exc:  # noqa: BLE001 - nothing may reach the host
+            self.report("handle_spike", exc)
 
     @property
     def stats(self) -> dict:
         s = dict(self.sorter.stats)
         s["errors"] = self.errors
         s["spikes_out"] = self.spikes_out
+        if self.upstream is not None:
+            s.update(self.upstream.stats)
         if self.writer is not None:
             s["file_records_written"] = self.writer.n_written
         return s

@@ -260,7 +260,11 @@ class PipelineModule(OnlineModule):
 
     def handle_spike(self, source_node, electrode_name, num_channels, num_samples,
                      sample_number, sorted_id, spike_data):
-        """Upstream Spike Detector spikes are not used (this module detects itself)."""
+        """Upstream Spike Detector spikes: classified with ``[match] source = "upstream"``
+        (then they, not the module's own detections, feed the spike file, TTL and stats)."""
+        if self.sorter is not None:
+            self.sorter.handle_spike(source_node, electrode_name, num_channels, num_samples,
+                                     sample_number, sorted_id, spike_data)
 
     def process(self, data):
         try:

@@ -199,3 +199,157 @@ SPIKE_DTYPE = np.dtype([("sample_index", np.int64), ("channel_index", np.int32),
                         ("amplitude_uv", np.float32), ("unit", np.int32)])
 
 _SORT_CALLER = entry_caller(K.sort_entry)
+
+
+class UpstreamClassifier:
+    """Classifies spikes from an upstream Open Ephys Spike Detector (``handle_spike``) with the
+    matching kernel's C entry (:data:`oe_plugin.kernels.match.match_entry`, GIL-free).
+
+    The Spike Detector sends each spike's waveform ``(k, n_samples)`` µV on its electrode's k
+    channels, sample ``pre_samples`` at the threshold crossing / peak. An electrode named
+    ``"<anything> N"`` with k channels is taken to be stream channels ``(N-1)*k .. (N-1)*k+k-1``
+    (the Spike Detector's default when it builds electrodes over consecutive channels). The
+    waveform is scaled to the sort's noise units; the templates are cropped (once, here) to the
+    samples every shift of ``±max_shift`` keeps inside the waveform, and restricted (once per
+    electrode) to the electrode's channels, norms recomputed; then one event at ``pre_samples``
+    on the electrode's largest channel is matched (no peeling, no pairs). Accepted: the
+    template's unit at ``sample_number + shift``; otherwise unit -1.
+
+    Results queue in ``out_t/out_c/out_a/out_u`` until :meth:`take` (``process()``) moves them.
+    """
+
+    def __init__(self, model: SortModel, n_channels: int, pre_samples: int, n_samples: int,
+                 capacity: int = 4096):
+        from oe_plugin.kernels.match import match_entry
+        from oe_plugin.online.sort_model import SortModelError
+
+        self.n_channels = int(n_channels)
+        self.pre_samples, self.n_samples = int(pre_samples), int(n_samples)
+        s = int(model.max_shift)
+        width = model.templates.shape[2]
+        start = max(0, model.pre - self.pre_samples + s)
+        stop = min(width, model.pre - self.pre_samples + self.n_samples - s)
+        if stop - start < 8 or not 0 <= self.pre_samples < self.n_samples:
+            raise SortModelError(
+                f"[match] upstream waveforms of {self.n_samples} samples ({self.pre_samples} "
+                f"before the peak) cover too little of the sort's templates ({width} samples, "
+                f"{model.pre} before the peak) for shifts of ±{s}")
+        self.templates = np.ascontiguousarray(model.templates[:, :, start:stop], np.float32)
+        self.pre = model.pre - start
+        self.chans = np.ascontiguousarray(model.channels, np.int32)
+        self.row_norm2 = (self.templates.astype(np.float64) ** 2).sum(axis=2)
+        self.thresholds = np.ascontiguousarray(model.thresholds, np.float32)
+        self.cand_ptr = np.ascontiguousarray(model.cand_ptr, np.int32)
+        self.cand_idx = np.ascontiguousarray(model.cand_idx, np.int32)
+        noise = np.asarray(model.noise_uv, np.float32)
+        ok = np.isfinite(noise) & (noise > 0)
+        self.inv_noise = np.where(ok, 1.0 / np.where(ok, noise, 1), 0).astype(np.float32)
+        self.params = make_params(self.pre, s, model.amplitude_min, model.amplitude_max,
+                                  mask=-1, row_offset=0, subtract=False, pair_window=0)
+        self.src = np.zeros((self.n_samples, self.n_channels), np.float32)
+        self._last = np.zeros(0, np.int64)
+        self.ev_t = np.zeros(1, np.int64)
+        self.ev_c = np.zeros(1, np.int32)
+        self.one = [np.zeros(1, d) for d in (np.int32, np.int32, np.float32, np.float32,
+                                              np.int32, np.int32, np.int32, np.float32,
+                                              np.float32)]
+        self._electrodes: dict = {}
+        chan0, norm0 = self._restrict(np.arange(0))
+        self._table = ArgTable([self.src, self.ev_t, self.ev_c, self.templates, chan0, norm0,
+                                self.cand_ptr, self.cand_idx, self.thresholds, self.params,
+                                *self.one])
+        self._caller = entry_caller(match_entry)
+        cap = int(capacity)
+        self.out_t = np.zeros(cap, np.int64)
+        self.out_c = np.zeros(cap, np.int32)
+        self.out_a = np.zeros(cap, np.float32)
+        self.out_u = np.zeros(cap, np.int32)
+        self.n = 0
+        self.n_classified = 0
+        self.n_accepted = 0
+        self.n_dropped = 0  # queue full (process() not called for a long time)
+        self.n_unmapped = 0  # electrode name/channels not on this stream, or wrong shape
+        self._table.call(self._caller)  # exercise the entry once (import-time work)
+
+    def _restrict(self, channels: np.ndarray):
+        keep = np.isin(self.chans, channels) & (self.chans >= 0)
+        chan = np.ascontiguousarray(np.where(keep, self.chans, -1), np.int32)
+        norm = np.ascontiguousarray((self.row_norm2 * keep).sum(axis=1), np.float32)
+        return chan, norm
+
+    def electrode(self, name: str, k: int):
+        """(channels, restricted template channels, norms) of an electrode, or None."""
+        key = (name, k)
+        hit = self._electrodes.get(key)
+        if hit is not None or key in self._electrodes:
+            return hit
+        digits = ""
+        for ch in reversed(str(name).strip()):
+            if not ch.isdigit():
+                break
+            digits = ch + digits
+        hit = None
+        if digits and k > 0 and int(digits) >= 1:
+            chans = (int(digits) - 1) * k + np.arange(k, dtype=np.int64)
+            if chans[-1] < self.n_channels:
+                hit = (chans, *self._restrict(chans))
+        self._electrodes[key] = hit
+        return hit
+
+    def classify(self, electrode_name, sample_number: int, spike_data) -> int:
+        """Classify one spike; returns its unit (-1: none accepted, -2: not classified)."""
+        data = spike_data
+        if (getattr(data, "ndim", 0) != 2 or data.shape[1] != self.n_samples
+                or data.shape[0] < 1):
+            self.n_unmapped += 1
+            return -2
+        hit = self.electrode(electrode_name, int(data.shape[0]))
+        if hit is None:
+            self.n_unmapped += 1
+            return -2
+        chans, tpl_chan, norm = hit
+        src = self.src
+        if self._last.size:
+            src[:, self._last] = 0.0
+        src[:, chans] = (np.asarray(data, np.float32) * self.inv_noise[chans][:, None]).T
+        self._last = chans
+        peak_row = int(np.argmax(np.abs(data).max(axis=1)))
+        self.ev_t[0] = self.pre_samples
+        self.ev_c[0] = chans[peak_row]
+        tab = self._table
+        tab.set(4, tpl_chan)
+        tab.set(5, norm)
+        tab.call(self._caller)
+        self.n_classified += 1
+        unit, shift = int(self.one[0][0]), int(self.one[1][0])
+        if self.one[4][0] >= 1:
+            self.n_accepted += 1
+            t = int(sample_number) + shift
+        else:
+            unit, t = -1, int(sample_number)
+        i = self.n
+        if i >= self.out_t.shape[0]:
+            self.n_dropped += 1
+            return unit
+        self.out_t[i] = t
+        self.out_c[i] = chans[peak_row]
+        self.out_a[i] = data[peak_row, self.pre_samples]
+        self.out_u[i] = unit
+        self.n = i + 1
+        return unit
+
+    def take(self, out_t, out_c, out_a, out_u) -> int:
+        """Move the queued records (time order) into ``out_*``; returns how many."""
+        n = min(self.n, out_t.shape[0])
+        order = np.argsort(self.out_t[:n], kind="stable")
+        out_t[:n] = self.out_t[:n][order]
+        out_c[:n] = self.out_c[:n][order]
+        out_a[:n] = self.out_a[:n][order]
+        out_u[:n] = self.out_u[:n][order]
+        self.n = 0
+        return n
+
+    @property
+    def stats(self) -> dict:
+        return {"upstream_classified": self.n_classified, "upstream_accepted": self.n_accepted,
+                "upstream_dropped": self.n_dropped, "upstream_unmapped": self.n_unmapped}
