@@ -48,3 +48,18 @@ def test_rebuild_covers_the_whole_footprint_and_keeps_thin_templates():
     u1 = 1 - u0
     assert out.channels[u1][out.channels[u1] >= 0].tolist() == [6, 7]
     assert np.allclose(out.waveforms[u1, :2], t0[1, :2])
+
+
+def test_rebuild_keeps_a_template_whose_matches_were_something_else():
+    w = 20
+    shape = -np.exp(-0.5 * ((np.arange(w) - 6) / 2.0) ** 2)
+    t0 = np.zeros((1, 2, w), np.float32)
+    t0[0] = np.array([4.0, 2.0])[:, None] * shape
+    tpl = TemplateSet(t0, np.array([[3, 4]], np.int32), np.array([3], np.int32),
+                      np.array([50]), 6)
+    wide = np.array([[2, 3, 4, 5]], np.int32)
+    big = np.array([20.0, 6.0, 3.0, 1.0])[:, None] * shape  # a big neighbour's waveform
+    out = rebuild_templates(tpl, wide, 100 * big[None], np.array([100]), 8, min_spikes=13,
+                            row_min=1.5, merge_distance=0.2, max_shift=2)
+    assert out.channels[0][out.channels[0] >= 0].tolist() == [3, 4]
+    assert np.allclose(out.waveforms[0, :2], t0[0])

@@ -37,15 +37,16 @@ def match_chunk(job: SortJob, index: int, templates: TemplateSet, thresholds: np
         chunk's extended range (the driver slices them; extra ones are ignored).
     Returns arrays ``t`` int64, ``unit`` int32 (-1: no template fits), ``accepted`` bool,
     ``amplitude`` float32 (fit scale), ``error`` float32, ``channel`` int32, ``pass_`` int8
-    (0 = first detection, k = k-th re-detection).
+    (0 = first detection, k = k-th re-detection), ``pair`` bool (the second spike of a pair).
 
     wide_rows : (U, K2) int32 channels (-1 unused), given when rebuilding templates: then also
         ``sum`` (U, K2, W) float32 and ``count`` (U,) int64 — per template, the sum over its
-        accepted spikes inside the chunk of their windows (on ``wide_rows[u]``) of the traces
-        as they were *before* any subtraction. (Summing "residual + own fit" instead was tried:
-        it removes overlapping neighbours, but a wrong fit of a neighbour template to the far
-        part of a unit's footprint is then subtracted from that unit's mean too and the error
-        reinforces itself; on the raw traces neighbours are uncorrelated and average out.)
+        accepted first-detection, single-fit spikes inside the chunk of their windows (on
+        ``wide_rows[u]``) of the traces as they were *before* any subtraction. (Summing "residual +
+        own fit" instead was tried: it removes overlapping neighbours, but a wrong fit of a
+        neighbour template to the far part of a unit's footprint is then subtracted from that unit's
+        mean too and the error reinforces itself; on the raw traces neighbours are uncorrelated and
+        average out.)
     """
     s = job.settings.sort
     prep = job.preprocessor()
@@ -97,16 +98,18 @@ def match_chunk(job: SortJob, index: int, templates: TemplateSet, thresholds: np
         err2 = np.zeros(n, np.float32)
         match_events(src, t, c, templates.waveforms, templates.channels, norms, cand_ptr,
                      cand_idx, thr, params, unit, shift, amp, err, ok, unit2, shift2, amp2, err2)
-        parts.append((t + shift, unit, ok > 0, amp, err, c, np.full(n, p, np.int8)))
+        parts.append((t + shift, unit, ok > 0, amp, err, c, np.full(n, p, np.int8),
+                      np.zeros(n, bool)))
         two = ok == 2
         if two.any():
-            parts.append((t[two] + shift2[two], unit2[two], np.ones(int(two.sum()), bool),
-                          amp2[two], err2[two], c[two], np.full(int(two.sum()), p, np.int8)))
+            k = int(two.sum())
+            parts.append((t[two] + shift2[two], unit2[two], np.ones(k, bool), amp2[two],
+                          err2[two], c[two], np.full(k, p, np.int8), np.ones(k, bool)))
     cols = [np.concatenate(x) for x in zip(*parts, strict=True)] if parts else [
         np.zeros(0, d) for d in (np.int64, np.int32, bool, np.float32, np.float32, np.int32,
-                                 np.int8)]
+                                 np.int8, bool)]
     keep = (cols[0] >= start) & (cols[0] < stop)
-    names = ("t", "unit", "accepted", "amplitude", "error", "channel", "pass_")
+    names = ("t", "unit", "accepted", "amplitude", "error", "channel", "pass_", "pair")
     out = {k: v[keep] for k, v in zip(names, cols, strict=True)}
     if wide_rows is not None:
         out.update(_accumulate(original, lo, pre, templates.waveforms.shape[2], out, wide_rows))
@@ -118,7 +121,9 @@ def _accumulate(src, lo, pre, width, spikes, wide_rows) -> dict:
     n_units, k2 = wide_rows.shape
     sums = np.zeros((n_units, k2, width), np.float64)
     count = np.zeros(n_units, np.int64)
-    ok = spikes["accepted"] & (spikes["unit"] >= 0)
+    # spikes found in a residual (peel passes, second spikes of pairs) are left out: a loose
+    # template's fit to what a big neighbour left behind would drag its mean towards that unit
+    ok = spikes["accepted"] & (spikes["unit"] >= 0) & (spikes["pass_"] == 0) & ~spikes["pair"]
     first = spikes["t"][ok] - lo - pre
     unit = spikes["unit"][ok]
     inside = (first >= 0) & (first + width <= len(src))

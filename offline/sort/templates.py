@@ -156,22 +156,25 @@ def _to_rows(dense, known, counts, k_max, pre) -> TemplateSet:
 
 
 def rebuild_templates(templates: TemplateSet, wide_rows, sums, counts, n_channels,
-                      min_spikes, row_min, merge_distance, max_shift) -> TemplateSet:
+                      min_spikes, row_min, merge_distance, max_shift,
+                      max_change: float = 0.5) -> TemplateSet:
     """Templates re-estimated from matched spikes (``sums`` / ``counts`` over ``wide_rows``,
     see :func:`offline.sort.matching.match_chunk`), on every channel of ``wide_rows`` whose peak
     reaches ``row_min`` noise units (the unit's whole footprint, not just the clustering
     neighbourhood), then merged again (two clusters of one unit become near-identical here).
-    A template with fewer than ``min_spikes`` matched spikes keeps its cluster mean."""
+    A template with fewer than ``min_spikes`` matched spikes, or whose new mean on its old rows
+    differs from the old one by more than ``max_change`` (squared difference / old energy: its
+    matches were dominated by something else), keeps its cluster mean."""
     u_n, k2 = wide_rows.shape
     width = templates.waveforms.shape[2]
     dense = np.zeros((u_n, n_channels, width), np.float64)
     known = np.zeros((u_n, n_channels), bool)
     n = np.asarray(templates.n_members, np.int64).copy()
     for u in range(u_n):
-        if counts[u] >= min_spikes:
-            rows = wide_rows[u]
-            ok = rows >= 0
-            mean = sums[u][ok] / counts[u]
+        rows = wide_rows[u]
+        ok = rows >= 0
+        mean = sums[u][ok] / max(int(counts[u]), 1)
+        if counts[u] >= min_spikes and _change(templates, u, rows[ok], mean) <= max_change:
             strong = np.abs(mean).max(axis=1) >= row_min
             strong[np.argmax(np.abs(mean).max(axis=1))] = True
             dense[u, rows[ok][strong]] = mean[strong]
@@ -183,6 +186,20 @@ def rebuild_templates(templates: TemplateSet, wide_rows, sums, counts, n_channel
             known[u, templates.channels[u][ok]] = True
     dense, known, n = merge_dense(dense, known, n, merge_distance, max_shift)
     return _to_rows(dense, known, n, max(k2, templates.waveforms.shape[1]), templates.pre)
+
+
+def _change(templates: TemplateSet, u, rows, mean) -> float:
+    """|new - old|^2 / |old|^2 on the template's old rows."""
+    pos = {int(ch): i for i, ch in enumerate(rows)}
+    num = den = 0.0
+    for k, ch in enumerate(templates.channels[u]):
+        if ch < 0:
+            continue
+        old = templates.waveforms[u, k].astype(np.float64)
+        new = mean[pos[int(ch)]] if int(ch) in pos else np.zeros_like(old)
+        num += float(((new - old) ** 2).sum())
+        den += float((old**2).sum())
+    return num / den if den > 0 else np.inf
 
 
 def wide_rows_of(templates: TemplateSet, wide_nb) -> np.ndarray:
