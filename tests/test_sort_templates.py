@@ -58,7 +58,7 @@ def test_rebuild_keeps_a_template_whose_matches_were_something_else():
     tpl = TemplateSet(t0, np.array([[3, 4]], np.int32), np.array([3], np.int32),
                       np.array([50]), 6)
     wide = np.array([[2, 3, 4, 5]], np.int32)
-    big = np.array([20.0, 6.0, 3.0, 1.0])[:, None] * shape  # a big neighbour's waveform
+    big = np.array([20.0, 1.0, 6.0, 1.0])[:, None] * shape  # a big neighbour peaking on 2
     out = rebuild_templates(tpl, wide, 100 * big[None], np.array([100]), 8, min_spikes=13,
                             row_min=1.5, merge_distance=0.2, max_shift=2)
     assert out.channels[0][out.channels[0] >= 0].tolist() == [3, 4]
