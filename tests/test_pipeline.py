@@ -147,8 +147,9 @@ def test_missing_sort_folder_is_a_clear_init_error(tmp_path):
 
 
 def test_stats_file_is_always_readable_while_rewritten(tmp_path):
-    """A reader polling the file while the writer rewrites it (whole, or in pieces over several
-    calls, as the audio thread does for big tables) never sees a torn or mixed file."""
+    """A reader polling the file while the writer rewrites it in place (whole, or in pieces over
+    several calls, as the audio thread does for big tables) never gets a torn or mixed file:
+    the seqlock makes it retry instead."""
     path = tmp_path / "sweepsort" / "online_stats.bin"
     rows, bins, sweeps = 201, 4096, 1000
     tc = np.zeros((rows, bins), np.int64)
@@ -173,13 +174,14 @@ def test_stats_file_is_always_readable_while_rewritten(tmp_path):
             while not w.step():  # 8 MB in 1 MiB pieces
                 pass
             k += 1
+            time.sleep(0.002)
 
     th = threading.Thread(target=writer)
     th.start()
     try:
         seen = set()
         for _ in range(150):
-            arrays, meta = read_stats(path, retries=1)  # no retry: must never be torn
+            arrays, meta = read_stats(path)
             k = meta["samples_processed"]
             assert arrays["time_counts"][0, 0] == k
             assert arrays["sweep_counts"].shape == (rows, sweeps - (k % 5))
@@ -192,6 +194,27 @@ def test_stats_file_is_always_readable_while_rewritten(tmp_path):
         th.join()
     assert len(seen) > 3
     assert w.ms_max < 200  # generous: the machine is shared; typical numbers in the bench
+    w.close()
+
+
+def test_stats_reader_rejects_a_write_under_way(tmp_path):
+    path = tmp_path / "online_stats.bin"
+    tc = np.ones((3, 10), np.int64)
+    w = StatsFileWriter(path, 3, 10, 4, {}, FS, 200.0, chunk_bytes=4096)
+    w.start(tc, 10, 300, np.zeros((3, 4), np.int64), np.zeros(4, np.int64), 4,
+            np.zeros(3, np.int64), 5)
+    assert not w.busy and read_stats(path)[1]["samples_processed"] == 5
+    big = StatsFileWriter(tmp_path / "b" / "online_stats.bin", 3, 1000, 4, {}, FS, 200.0,
+                          chunk_bytes=4096)
+    big.start(np.ones((3, 1000), np.int64), 1000, 300, np.zeros((3, 4), np.int64),
+              np.zeros(4, np.int64), 4, np.zeros(3, np.int64), 7)
+    assert big.busy  # 24 kB in 4 kB pieces: the header says "under way"
+    with pytest.raises(ValueError, match="being rewritten"):
+        read_stats(big.path, retries=1)
+    while not big.step():
+        pass
+    arrays, meta = read_stats(big.path, retries=1)
+    assert meta["samples_processed"] == 7 and arrays["time_counts"].shape == (3, 1000)
 
 
 def test_stats_write_cost_small_tables(tmp_path):

@@ -253,6 +253,11 @@ class PipelineModule(OnlineModule):
     def stats_write_ms_max(self) -> float:
         return self._writer.ms_max if self._writer is not None else 0.0
 
+    @property
+    def stats_write_ms_mean(self) -> float:
+        w = self._writer
+        return w.ms_total / w.calls if w is not None and w.calls else 0.0
+
     # -- the audio thread -------------------------------------------------------------------------
     def handle_ttl_event(self, source_node, channel, sample_number, line, state):
         if self.decoder is not None:
@@ -293,7 +298,8 @@ class PipelineModule(OnlineModule):
     @property
     def stats(self) -> dict:
         s = {"errors": self.errors, "stats_writes": self.stats_writes,
-             "stats_write_ms_max": self.stats_write_ms_max}
+             "stats_write_ms_max": self.stats_write_ms_max,
+             "stats_write_ms_mean": self.stats_write_ms_mean}
         if self.sorter is not None:
             s["sorter"] = self.sorter.stats
         if self.decoder is not None:
