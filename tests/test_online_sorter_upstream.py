@@ -110,3 +110,20 @@ def test_upstream_in_native_runner(setup, tmp_path):
                                   timeout_s=120.0))
     assert report.runner == "native"
     check(tmp_path)
+
+
+def test_upstream_through_the_pipeline_module(setup, tmp_path):
+    """The pipeline module forwards handle_spike: the classified upstream spikes reach the spike
+    file and the statistics."""
+    from oe_plugin.outputs.stats_file import read_stats
+
+    config = tmp_path / "pipeline.toml"
+    config.write_text(setup["config"].read_text() + "[decoder]\nenabled = false\n"
+                      "[stats]\nbin_s = 0.5\n")
+    run_session(ROOT / "oe_plugin" / "modules" / "pipeline.py", setup["source"], 1024,
+                recording_dir=tmp_path / "rec", config_path=config)
+    check(tmp_path / "rec")
+    arrays, _ = read_stats(tmp_path / "rec")
+    units = np.array([s[3] for s in SPIKES])
+    want = np.bincount(np.where(units >= 0, units, len(UNITS)), minlength=len(UNITS) + 1)
+    np.testing.assert_array_equal(arrays["time_counts"].sum(axis=1), want)
