@@ -3,7 +3,7 @@
 The GUI allows one Python Processor per signal chain: this module detects spikes, classifies
 them against an earlier offline sort, decodes the stimulus sweep index from the TTL lines and
 keeps per-unit statistics (time bins, sweep conditions) in
-``<recording_dir>/sweepsort/online_stats.npz`` for ``sweepsort monitor``. Settings:
+``<recording_dir>/sweepsort/online_stats.bin`` for ``sweepsort monitor``. Settings:
 ``pipeline.toml``
 next to this file or ``$SWEEPSORT_CONFIG`` (every key: ``pipeline.example.toml``).
 """
