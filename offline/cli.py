@@ -298,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("monitor", help="live plots of the pipeline module's online statistics")
-    p.add_argument("recording", help="recording directory (or its online_stats.npz)")
+    p.add_argument("recording", help="recording directory (or its sweepsort/online_stats.bin)")
     p.add_argument("--dimension", help="sweep-table dimension of the tuning curves")
     p.add_argument("--session", help="stimulus session file (default: the one the stats name)")
     p.add_argument("--interval", type=float, default=2.0, help="refresh period (s)")
