@@ -100,7 +100,7 @@ class SortSettings:
     pair_window_us: float = 500.0
     """An event no single template fits is tried as two overlapping spikes up to this far apart
     (0 = off)."""
-    rebuild_radius_um: float = 100.0
+    rebuild_radius_um: float = 150.0
     """Templates are re-estimated from their matched spikes (calibration chunks) on the channels
     within this radius of their peak channel (0 = keep the cluster means)."""
     template_row_min: float = 1.5
