@@ -1,4 +1,4 @@
-"""The ``sweepsort`` command.
+"""The ``sweepsort`` command: replay, detect, sort, info, report, monitor, demo.
 
 Subcommands:
 
