@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from oe_plugin.kernels.candidates import MIN_FRACTION, candidates
 from offline.sort.cluster import Cluster
 
 
@@ -40,21 +41,11 @@ class TemplateSet:
             out *= np.where(np.isfinite(noise_uv), noise_uv, 0)[None, :, None]
         return out
 
-    def candidates(self, n_channels: int, min_fraction: float = 0.25):
+    def candidates(self, n_channels: int, min_fraction: float = MIN_FRACTION):
         """CSR lists (cand_ptr (C+1,), cand_idx) int32: the templates an event peaking on
-        channel c may belong to — those whose |peak| on c is >= ``min_fraction`` of their
-        largest."""
-        lists = [[] for _ in range(n_channels)]
-        for u in range(self.n_units):
-            peak = np.abs(self.waveforms[u]).max(axis=1)
-            top = peak.max()
-            for r, ch in enumerate(self.channels[u]):
-                if ch >= 0 and peak[r] >= min_fraction * top:
-                    lists[ch].append(u)
-        ptr = np.zeros(n_channels + 1, np.int32)
-        ptr[1:] = np.cumsum([len(v) for v in lists])
-        idx = np.array([u for v in lists for u in v] or [0], np.int32)
-        return ptr, idx
+        channel c may belong to (the rule shared with the online sorter,
+        :func:`oe_plugin.kernels.candidates.candidates`)."""
+        return candidates(self.waveforms, self.channels, n_channels, min_fraction)
 
 
 def build_templates(clusters: list[Cluster], snippets, snip_nb, n_channels, pre,
