@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from oe_plugin.config import check_sections, find_config, load_toml
+from oe_plugin.outputs.spike_file import SpikeFileWriter
 
 
 class OnlineModule:
@@ -58,6 +59,28 @@ class OnlineModule:
             sys.stderr.flush()
         except Exception:  # noqa: BLE001 - nothing may escape to the host
             pass
+
+    # -- the crash-safe spike file (spike detector, online sorter) -------------------------------
+    def open_spike_file(self, recording_dir, meta: dict) -> None:
+        """Start ``<recording_dir>/sweepsort/online_spikes_NNN.bin`` as ``self.writer``. A file
+        that cannot be created is reported and the module keeps working without it (rather than
+        disabling itself mid-experiment)."""
+        try:
+            self.writer = SpikeFileWriter.open(
+                recording_dir, self.sample_rate_hz, self.num_channels, meta
+            )
+        except Exception as exc:  # noqa: BLE001
+            self.report("start_recording (spike file not written)", exc)
+
+    def close_spike_file(self) -> None:
+        """Close ``self.writer`` (flush + fsync) and report lost records."""
+        writer, self.writer = getattr(self, "writer", None), None
+        if writer is not None:
+            writer.close()
+            if writer.n_dropped or writer.n_errors:
+                self.report(
+                    "spike file", f"{writer.n_dropped} records dropped: {writer.last_error}"
+                )
 
     def emit_ttl(self, line: int, state: bool) -> None:
         """Queue a TTL event (the host stamps it with the current block's first sample)."""

@@ -163,19 +163,10 @@ class OnlineSorterModule(OnlineModule):
                          "match": asdict(self.match_settings)},
             "report_delay_samples": self.sorter.detector.decision_delay + self.sorter.need_after,
         }
-        try:
-            self.writer = SpikeFileWriter.open(recording_dir, self.sample_rate_hz,
-                                               self.num_channels, meta)
-        except Exception as exc:  # noqa: BLE001 - keep sorting without the file
-            self.report("start_recording (spike file not written)", exc)
+        self.open_spike_file(recording_dir, meta)
 
     def stop_recording(self):
-        writer, self.writer = self.writer, None
-        if writer is not None:
-            writer.close()
-            if writer.n_dropped or writer.n_errors:
-                self.report("spike file",
-                            f"{writer.n_dropped} records dropped: {writer.last_error}")
+        self.close_spike_file()
 
     # -- the audio thread ------------------------------------------------------------------------
     def process(self, data):

@@ -83,22 +83,10 @@ class SpikeDetectorModule(OnlineModule):
             "probe": self.probe.name,
             "decision_delay_samples": self.detector.decision_delay,
         }
-        try:
-            self.writer = SpikeFileWriter.open(
-                recording_dir, self.sample_rate_hz, self.num_channels, meta
-            )
-        except Exception as exc:  # noqa: BLE001 - keep detecting (and the GUI running) without
-            # the file rather than disable the module mid-experiment; the error goes to the log
-            self.report("start_recording (spike file not written)", exc)
+        self.open_spike_file(recording_dir, meta)
 
     def stop_recording(self):
-        writer, self.writer = self.writer, None
-        if writer is not None:
-            writer.close()
-            if writer.n_dropped or writer.n_errors:
-                self.report(
-                    "spike file", f"{writer.n_dropped} records dropped: {writer.last_error}"
-                )
+        self.close_spike_file()
 
     # -- the audio thread ----------------------------------------------------------------------
     def process(self, data):
