@@ -12,6 +12,9 @@ Subcommands:
 - ``sweepsort info RECORDING``: recordings, streams, channels, duration and TTL events.
 - ``sweepsort report RECORDING_DIR --out report.html``: the analysis report (docs/analysis.md):
   a population page and a section per unit, self-contained HTML, rendered headless.
+- ``sweepsort monitor RECORDING_DIR [--experiment N] [--session FILE_OR_DIR]...``: live plots of
+  the pipeline module's online statistics for one stimulus experiment (``--once --png OUT``:
+  one headless PNG).
 - ``sweepsort demo [--quick] --out DIR``: the virtual experiment (docs/demo.md): sweepstim drives
   model neurons, their recording is sorted online and offline and analysed against the truth.
 
@@ -217,7 +220,8 @@ def cmd_monitor(args) -> int:
 
     try:
         return monitor(args.recording, once=args.once, png=args.png, dimension=args.dimension,
-                       session=args.session, interval_s=args.interval, max_units=args.max_units)
+                       session=args.session, interval_s=args.interval, max_units=args.max_units,
+                       experiment=args.experiment)
     except ValueError as exc:
         print(f"sweepsort monitor: {exc}", file=sys.stderr)
         return 2
@@ -300,7 +304,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("monitor", help="live plots of the pipeline module's online statistics")
     p.add_argument("recording", help="recording directory (or its sweepsort/online_stats.bin)")
     p.add_argument("--dimension", help="sweep-table dimension of the tuning curves")
-    p.add_argument("--session", help="stimulus session file (default: the one the stats name)")
+    p.add_argument("--experiment", type=int,
+                   help="stimulus experiment shown: N-th START marker of the acquisition, 0 = "
+                        "before the first (default: the latest with data)")
+    p.add_argument("--session", action="append",
+                   help="stimulus session file or folder of them, matched to the experiments "
+                        "(repeatable; default: the ones the pipeline was configured with)")
     p.add_argument("--interval", type=float, default=2.0, help="refresh period (s)")
     p.add_argument("--max-units", type=int, default=8, help="most active units shown")
     p.add_argument("--once", action="store_true", help="render once and exit (headless, Agg)")

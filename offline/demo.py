@@ -71,7 +71,8 @@ def compare_decoded(decoded: np.ndarray, frames: dict, markers: bool = True
 
 def online_tuning(stats: dict, conditions: list, unit_row: int, param: str = "ori_deg"
                   ) -> tuple[np.ndarray, np.ndarray]:
-    """(values, rate Hz) per value of ``param`` from the online sweep counts of one unit row."""
+    """(values, rate Hz) per value of ``param`` from the online sweep counts of one unit row
+    (``stats``: one experiment's ``sweep_counts`` (R, NS) and ``sweep_seconds`` (NS,))."""
     counts = stats["sweep_counts"][unit_row]
     secs = stats["sweep_seconds"]
     vals = np.array([c[param] for c in conditions], float)
@@ -185,6 +186,7 @@ def _run_online(built, sort_dir: Path, online_dir: Path, log) -> dict:
     from oe_plugin.host.session import run_session
     from oe_plugin.host.sources import RecordingSource
     from oe_plugin.outputs.stats_file import read_stats
+    from offline.monitor import experiment_session
     from offline.online_sweeps import read_online_sweeps
 
     result = {}
@@ -207,7 +209,13 @@ def _run_online(built, sort_dir: Path, online_dir: Path, log) -> dict:
                           config_path=str(toml))
         wall = time.perf_counter() - t
         decoded = read_online_sweeps(d)
-        stats, stats_meta = read_stats(d)
+        arrays, stats_meta = read_stats(d)
+        # per-experiment tables: this window holds one session, its START is experiment 1
+        exp, matched = experiment_session(arrays, stats_meta)
+        if matched is None or matched.path.resolve() != s.session_path.resolve():
+            log(f"  {s.name}: online statistics {exp.label} not matched to its session file")
+        stats = dict(units=arrays["units"], sweep_counts=exp.sweep_counts,
+                     sweep_seconds=exp.sweep_seconds, experiment=exp.number)
         result[s.name] = dict(report=rep, decoded=decoded, stats=stats, stats_meta=stats_meta,
                               wall_s=wall, window=(lo, hi))
         log(f"  {s.name}: {rep.n_blocks} blocks of {rep.n_samples // max(rep.n_blocks, 1)} "

@@ -2,27 +2,188 @@
 
 The Python Processor cannot draw, so this runs in its own process and re-reads
 ``<recording_dir>/sweepsort/online_stats.bin`` (+ ``.json``; :mod:`oe_plugin.outputs.stats_file`,
-rewritten atomically by the pipeline module every few seconds) on a timer. Per unit (the most active
-``max_units``): the firing rate over time, and a tuning curve — the rate per value of one sweep
-table dimension (the session file named in the stats file, or ``--session``), or per sweep
-index when there is no sweep table. Headless: ``--once --png OUT`` renders one PNG with the Agg
-backend.
+rewritten by the pipeline module every few seconds) on a timer. It shows one stimulus
+experiment (``--experiment N``; default the latest with refreshes; 0 = before the first START
+marker): per unit (the most active ``max_units``) the firing rate over the acquisition with the
+experiment's span shaded, and a tuning curve — the rate per value of one sweep-table dimension
+of the experiment's session file, or per sweep index when it has none. The figure title names
+the experiment and its session file. Headless: ``--once --png OUT`` renders one PNG (Agg).
+
+**Which session file is an experiment's.** The START marker on the TTL lines carries no
+identity (no id, seed or name: docs/ttl-protocol.md), so a file is matched by what the
+experiment *showed*: the statistics keep, per experiment, its first sweep indices (blanks left
+out, repeats collapsed; :data:`oe_plugin.online.stats.SIG_LEN`), compared position by position
+with each file's presentation order (``sweep_table.order``, else its frame log's codes)
+treated the same way. Experiments are taken in order; each gets the not yet taken file that
+agrees best, if more than half of the compared positions agree. A file whose sweep table is
+shorter than the highest sweep index the experiment showed never matches. An experiment that
+cannot be compared (no sweep shown yet, or a file without an order) gets the file at its
+position: experiment k <-> the k-th candidate. Candidates are ``--session`` (files or folders,
+in the order given), else the files the pipeline was configured with (``[stats]
+session_files`` in order, then ``session_dir``); a folder's ``*.session.json`` are taken in
+``created_utc`` order. Experiment 0 and folded slots (``[stats] max_experiments`` exceeded)
+get no file. Session files are re-read only when they change.
 """
 
 from __future__ import annotations
 
+import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from oe_plugin.outputs.stats_file import read_stats
+from oe_plugin.outputs.stats_file import (
+    ExperimentStats,
+    StatsFormatError,
+    pick_experiment,
+    read_stats,
+)
+from oe_plugin.protocol.spec import MAX_SWEEP_INDEX
 
 
-def tuning(arrays: dict, sweep_table: list | None, dimension: str | None):
-    """(x labels, rates (U+1, X) Hz, dimension name) from the per-sweep counts."""
-    counts = arrays["sweep_counts"]
-    seconds = arrays["sweep_seconds"]
+@dataclass(frozen=True)
+class SessionTable:
+    """What the monitor needs from a stimulus session file.
+
+    sweep_table : list of dict — row i = the parameters of sweep index i.
+    order : int64 (n,) or None — the presentation order, blanks left out, repeats collapsed.
+    """
+
+    path: Path
+    sweep_table: list
+    order: np.ndarray | None
+
+    @property
+    def name(self) -> str:
+        n = self.path.name
+        return n[:-len(".session.json")] if n.endswith(".session.json") else n
+
+
+def collapse(indices) -> np.ndarray:
+    """Sweep indices -> the sequence of distinct consecutive sweeps (blanks, markers and
+    unknown codes left out): how the online statistics record an experiment's signature."""
+    a = np.asarray(indices, np.int64)
+    a = a[(a >= 0) & (a <= MAX_SWEEP_INDEX)]
+    if a.size == 0:
+        return a
+    return a[np.r_[True, a[1:] != a[:-1]]]
+
+
+_CACHE: dict[Path, tuple[int, SessionTable]] = {}
+
+
+def load_session_table(path) -> SessionTable:
+    """Read (or take from the cache while unchanged) one session file."""
+    from offline.sweeps import read_session_file
+
+    p = Path(path)
+    mtime = p.stat().st_mtime_ns
+    hit = _CACHE.get(p)
+    if hit is not None and hit[0] == mtime:
+        return hit[1]
+    s = read_session_file(p)
+    table = s.raw.get("sweep_table")
+    order = table.get("order") if isinstance(table, dict) else None
+    if order is None and s.frame_log is not None and "code" in s.frame_log:
+        order = s.frame_log["code"]
+    out = SessionTable(p, s.sweep_table, None if order is None else collapse(order))
+    _CACHE[p] = (mtime, out)
+    return out
+
+
+def _created(p: Path):
+    try:
+        return (json.loads(p.read_text(encoding="utf-8")).get("created_utc") or "", str(p))
+    except (OSError, ValueError):
+        return ("", str(p))
+
+
+def session_candidates(meta: dict, given=None) -> list[Path]:
+    """The session files to match, in order: ``given`` (files or folders; one that does not
+    exist is a ValueError), else the sidecar's ``session_files`` then ``session_dir`` (missing
+    ones skipped: they may have been moved since)."""
+    explicit = bool(given)
+    items = [given] if isinstance(given, (str, Path)) else list(given or [])
+    if not explicit:
+        items = list(meta.get("session_files") or [])
+        if meta.get("session_dir"):
+            items.append(meta["session_dir"])
+    out: list[Path] = []
+    seen: set[Path] = set()
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(p.glob("*.session.json"), key=_created)
+        elif p.is_file():
+            found = [p]
+        elif explicit:
+            raise ValueError(f"--session {p}: no such file or folder")
+        else:
+            found = []
+        for f in found:
+            key = f.resolve()
+            if key not in seen:
+                seen.add(key)
+                out.append(f)
+    return out
+
+
+def load_sessions(paths) -> list[SessionTable]:
+    """Read the candidates; unreadable ones are left out with a warning."""
+    import warnings
+
+    out = []
+    for p in paths:
+        try:
+            out.append(load_session_table(p))
+        except (OSError, ValueError) as exc:
+            warnings.warn(f"session file skipped: {exc}", stacklevel=2)
+    return out
+
+
+def _score(e: ExperimentStats, s: SessionTable) -> float | None:
+    """Agreement of an experiment with a session file: 0..1, or None when undecidable."""
+    if e.sweep_frames.size > len(s.sweep_table):
+        return 0.0  # it showed a sweep index the file's table does not have
+    if s.order is None or s.order.size == 0 or e.signature.size == 0:
+        return None
+    n = min(e.signature.size, s.order.size)
+    return float(np.mean(e.signature[:n] == s.order[:n]))
+
+
+def match_sessions(experiments: list[ExperimentStats], sessions: list[SessionTable]
+                   ) -> dict[int, int]:
+    """{slot index in ``experiments``: index in ``sessions``} (see the module docstring)."""
+    slots = [i for i, e in enumerate(experiments) if e.number >= 1 and not e.folded]
+    used: set[int] = set()
+    out: dict[int, int] = {}
+    undecided = []
+    for i in slots:
+        best, best_score = None, 0.5
+        for j, s in enumerate(sessions):
+            score = None if j in used else _score(experiments[i], s)
+            if score is not None and score > best_score:
+                best, best_score = j, score
+        if best is None:
+            undecided.append(i)
+        else:
+            out[i] = best
+            used.add(best)
+    for i in undecided:
+        j = experiments[i].number - 1
+        if 0 <= j < len(sessions) and j not in used and _score(experiments[i],
+                                                                sessions[j]) is None:
+            out[i] = j
+            used.add(j)
+    return out
+
+
+def tuning(exp: ExperimentStats, sweep_table: list | None, dimension: str | None):
+    """(x labels, rates (R, X) Hz, dimension name) from one experiment's per-sweep counts."""
+    counts = exp.sweep_counts
+    seconds = exp.sweep_seconds
     if not sweep_table:
         shown = np.flatnonzero(seconds > 0)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -56,36 +217,46 @@ def _num(s: str):
         return (1, 0.0, s)
 
 
-def _sweep_table(meta: dict, session: str | None):
-    path = session or meta.get("session_file") or ""
-    if not path or not Path(path).is_file():
-        return None
-    from offline.sweeps import read_session_file
+def experiment_session(arrays: dict, meta: dict, experiment: int | None = None, session=None
+                       ) -> tuple[ExperimentStats, SessionTable | None]:
+    """The experiment to show (``experiment`` number; None: the latest with refreshes) and
+    its matched session file (None: none matched or given)."""
+    exps = arrays["experiments"]
+    exp = pick_experiment(exps, experiment)
+    sessions = load_sessions(session_candidates(meta, session))
+    match = match_sessions(exps, sessions)
+    slot = next(i for i, e in enumerate(exps) if e is exp)
+    return exp, (sessions[match[slot]] if slot in match else None)
 
-    return read_session_file(path).sweep_table
 
-
-def render(fig, stats_source, dimension: str | None = None, session: str | None = None,
-           max_units: int = 8) -> dict:
-    """Draw the statistics into ``fig`` (cleared); returns the stats meta."""
+def render(fig, stats_source, dimension: str | None = None, session=None,
+           max_units: int = 8, experiment: int | None = None) -> dict:
+    """Draw the statistics of one experiment into ``fig`` (cleared); returns the stats meta
+    plus ``experiment_shown`` (its number) and ``session_shown`` (the matched file or '')."""
     arrays, meta = read_stats(stats_source)
+    exp, sess = experiment_session(arrays, meta, experiment, session)
     fig.clear()
     ax_t, ax_c = fig.subplots(1, 2)
     units = arrays["units"]
     tc = arrays["time_counts"]
     bin_s = float(arrays["bin_s"])
-    order = np.argsort(-tc.sum(axis=1), kind="stable")
-    shown = [r for r in order if tc[r].sum() > 0][:max_units]
+    activity = exp.sweep_counts.sum(axis=1) + exp.no_sweep_counts
+    if not activity.any():
+        activity = tc.sum(axis=1)
+    order = np.argsort(-activity, kind="stable")
+    shown = [r for r in order if activity[r] > 0][:max_units]
     t = (np.arange(tc.shape[1]) + 0.5) * bin_s
     for r in shown:
         label = f"unit {units[r]}" if units[r] >= 0 else "unsorted"
         ax_t.plot(t, tc[r] / bin_s, label=label)
+    if exp.n_frames:
+        ax_t.axvspan(exp.start_s, max(exp.end_s, exp.start_s + bin_s), color="0.85", zorder=0)
     ax_t.set_xlabel("time (s)")
     ax_t.set_ylabel("rate (Hz)")
-    ax_t.set_title(f"firing rate ({bin_s:g} s bins)")
+    ax_t.set_title(f"firing rate ({bin_s:g} s bins; shaded: experiment {exp.number})")
     if shown:
         ax_t.legend(fontsize="small")
-    keys, rates, dim = tuning(arrays, _sweep_table(meta, session), dimension)
+    keys, rates, dim = tuning(exp, sess.sweep_table if sess else None, dimension)
     x = np.arange(len(keys))
     for r in shown:
         label = f"unit {units[r]}" if units[r] >= 0 else "unsorted"
@@ -94,16 +265,20 @@ def render(fig, stats_source, dimension: str | None = None, session: str | None 
         ax_c.set_xticks(x, keys, rotation=45, fontsize="small")
     ax_c.set_xlabel(dim)
     ax_c.set_ylabel("rate (Hz)")
-    ax_c.set_title("tuning")
+    ax_c.set_title(f"tuning ({exp.sweep_seconds.sum():.0f} s of sweeps)")
     done = meta.get("samples_processed", 0) / max(meta.get("sample_rate_hz", 1.0), 1.0)
-    fig.suptitle(f"sweepsort monitor — {meta.get('n_units', 0)} units, {done:.1f} s processed")
+    n_exp = meta.get("experiments_seen", 0)
+    source = f"session {sess.name}" if sess else "no session file: sweep indices"
+    fig.suptitle(f"sweepsort monitor — {exp.label} of {n_exp} ({source}) — "
+                 f"{meta.get('n_units', 0)} units, {done:.1f} s processed")
     fig.tight_layout()
-    return meta
+    return dict(meta, experiment_shown=exp.number,
+                session_shown=str(sess.path) if sess else "")
 
 
 def monitor(recording_dir, *, once: bool = False, png: str | None = None,
-            dimension: str | None = None, session: str | None = None, interval_s: float = 2.0,
-            max_units: int = 8) -> int:
+            dimension: str | None = None, session=None, interval_s: float = 2.0,
+            max_units: int = 8, experiment: int | None = None) -> int:
     import matplotlib
 
     if once or png:
@@ -112,7 +287,7 @@ def monitor(recording_dir, *, once: bool = False, png: str | None = None,
 
     fig = plt.figure(figsize=(12, 5))
     if once:
-        render(fig, recording_dir, dimension, session, max_units)
+        render(fig, recording_dir, dimension, session, max_units, experiment)
         if png:
             fig.savefig(png, dpi=80)
         plt.close(fig)
@@ -121,9 +296,11 @@ def monitor(recording_dir, *, once: bool = False, png: str | None = None,
     plt.show()
     while plt.fignum_exists(fig.number):
         try:
-            render(fig, recording_dir, dimension, session, max_units)
+            render(fig, recording_dir, dimension, session, max_units, experiment)
             if png:
                 fig.savefig(png, dpi=80)
+        except StatsFormatError:
+            raise
         except (FileNotFoundError, ValueError) as exc:
             fig.clear()
             fig.suptitle(f"waiting for statistics: {exc}")

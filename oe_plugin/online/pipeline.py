@@ -10,10 +10,13 @@ of which can be switched off (``enabled = false``):
   matching off; ``[match] enabled = false`` keeps detection only (unit -1);
 - ``[protocol]``, ``[decoder]`` — :class:`~oe_plugin.online.sweep_decoder.SweepDecoderModule`
   (TTL words -> sweep index per refresh, sweep file, onset TTL);
-- ``[stats]`` — :class:`StatsSettings`: per unit, spikes per time bin and per sweep index
-  (:class:`~oe_plugin.online.stats.OnlineStats`), written atomically every ``write_every_s``
-  seconds of data to ``<recording_dir>/sweepsort/online_stats.bin`` (+ ``.json`` sidecar,
-  :mod:`oe_plugin.outputs.stats_file`) while recording (``sweepsort monitor`` draws it).
+- ``[stats]`` — :class:`StatsSettings`: per unit, spikes per time bin, and per stimulus
+  experiment (START marker) and sweep index (:class:`~oe_plugin.online.stats.OnlineStats`),
+  written atomically every ``write_every_s`` seconds of data to
+  ``<recording_dir>/sweepsort/online_stats.bin`` (+ ``.json`` sidecar,
+  :mod:`oe_plugin.outputs.stats_file`) while recording (``sweepsort monitor`` draws it). The
+  stimulus session files given (``session_files``, ``session_dir``) are checked here and named
+  in the sidecar; the monitor matches each experiment to its file (``offline.monitor``).
 
 The stages are the single-purpose modules' own classes, fed the relevant sections of the one
 table. Every stage's work in ``process()`` goes through GIL-free C entries or plain Python; the
@@ -29,14 +32,15 @@ events' sample numbers; the GUI starts both at 0 for every acquisition.
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from oe_plugin.config import from_table, require
+from oe_plugin.config import SettingsError, from_table, require
 from oe_plugin.online.base import OnlineModule
 from oe_plugin.online.online_sorter import OnlineSorterModule
-from oe_plugin.online.stats import OnlineStats
+from oe_plugin.online.stats import SIG_LEN, OnlineStats
 from oe_plugin.online.sweep_decoder import SweepDecoderModule
 from oe_plugin.outputs.stats_file import StatsFileWriter, stats_path
 from oe_plugin.protocol.spec import MAX_SWEEP_INDEX
@@ -52,9 +56,24 @@ class StatsSettings:
     write_every_s: float = 2.0
     """Seconds of data between two rewrites of the statistics file."""
     session_file: str = ""
-    """Stimulus session file (sweep table; relative to the TOML file); '' = sweep indices only."""
+    """One stimulus session file (the same as a one-element ``session_files``)."""
+    session_files: tuple[str, ...] = ()
+    """Stimulus session files (relative to the TOML file; each must exist when the module
+    loads), in the order their experiments will run: ``sweepsort monitor`` gives each
+    experiment the sweep table of the file whose presentation order it showed, else the file
+    at its position (docs/plugin.md)."""
+    session_dir: str = ""
+    """A folder of session files (``*.session.json``, e.g. where sweepstim writes them); files
+    that appear in it while recording are found by the monitor too."""
     max_sweeps: int = 4096
-    """Sweep indices counted (the session file's sweep table length when given)."""
+    """Sweep indices counted per experiment (0 .. max_sweeps-1; raised to the longest sweep
+    table given); higher indices count as no sweep."""
+    max_experiments: int = 16
+    """Experiments per acquisition with their own tables; later ones are counted together with
+    the last one (logged once, flagged 'folded' in the file)."""
+    max_conditions: int = 4096
+    """(experiment, sweep index) pairs counted in all (preallocated: (units + 1) x this x 16
+    bytes); when they run out, new pairs count as no sweep (logged once)."""
     max_bins: int = 4096
     chunk_kib: int = 1024
     """Largest piece of the statistics file written in one process() call (KiB)."""
@@ -65,6 +84,10 @@ class StatsSettings:
                 "must be in [0.2, 600] s")
         require(1 <= self.max_sweeps <= MAX_SWEEP_INDEX + 1, f"{section}.max_sweeps",
                 f"must be 1..{MAX_SWEEP_INDEX + 1}")
+        require(1 <= self.max_experiments <= 1024, f"{section}.max_experiments",
+                f"must be 1..1024, got {self.max_experiments}")
+        require(1 <= self.max_conditions <= 1 << 20, f"{section}.max_conditions",
+                f"must be 1..1048576, got {self.max_conditions}")
         require(16 <= self.max_bins <= 1 << 20, f"{section}.max_bins", "must be 16..1048576")
         require(4 <= self.chunk_kib <= 1 << 20, f"{section}.chunk_kib", "must be 4..1048576")
 
@@ -120,38 +143,73 @@ class PipelineModule(OnlineModule):
                         if decoder_on else None)
         if self.decoder is not None:
             self.decoder.on_frames = self._on_frames
-        self.session_file = None
-        max_sweeps = ss.max_sweeps
-        if ss.enabled and ss.session_file:
-            from offline.sweeps import read_session_file
-
-            p = Path(ss.session_file).expanduser()
-            if not p.is_absolute() and self.config_path is not None:
-                p = Path(self.config_path).resolve().parent / p
-            try:
-                session = read_session_file(p)
-            except (OSError, ValueError) as exc:
-                raise ValueError(f"{self.NAME}: [stats] session_file: {exc}") from None
-            self.session_file = p
-            max_sweeps = max(1, len(session.sweep_table))
+        self.session_files: list[Path] = []
+        self.session_dir: Path | None = None
         if ss.enabled:
+            longest = self._check_sessions(ss)
             n_units = self.sorter.sorter.n_units if self.sorter is not None else 0
             refresh = self.decoder.protocol.refresh_hz if self.decoder is not None else 200.0
-            self.stats_ = OnlineStats(n_units, self.sample_rate_hz, ss.bin_s, ss.max_bins,
-                                      max_sweeps, refresh, sweeps=self.decoder is not None)
+            self.stats_ = OnlineStats(
+                n_units, self.sample_rate_hz, ss.bin_s, ss.max_bins,
+                min(max(ss.max_sweeps, longest), MAX_SWEEP_INDEX + 1), refresh,
+                sweeps=self.decoder is not None, max_experiments=ss.max_experiments,
+                max_conditions=ss.max_conditions)
         self._write_every = int(round(ss.write_every_s * self.sample_rate_hz))
         self._last_write = 0
         self._writer: StatsFileWriter | None = None
         self._recording = False
         self._final_due = False  # stop_recording while acquiring: the audio thread writes
 
+    def _resolve(self, value: str) -> Path:
+        p = Path(value).expanduser()
+        if not p.is_absolute() and self.config_path is not None:
+            p = Path(self.config_path).resolve().parent / p
+        return p
+
+    def _check_sessions(self, ss: StatsSettings) -> int:
+        """Check the session files / folder the settings name; the longest sweep table."""
+        from offline.sweeps import read_session_file
+
+        given = [("session_file", ss.session_file)] if ss.session_file else []
+        given += [(f"session_files[{i}]", v) for i, v in enumerate(ss.session_files)]
+        longest = 0
+        for key, value in given:
+            p = self._resolve(value)
+            try:
+                longest = max(longest, len(read_session_file(p).sweep_table))
+            except (OSError, ValueError) as exc:
+                raise SettingsError(f"stats.{key}: {exc}") from None
+            self.session_files.append(p)
+        if ss.session_dir:
+            d = self._resolve(ss.session_dir)
+            require(d.is_dir(), "stats.session_dir", f"{d} is not a folder")
+            self.session_dir = d
+            for p in sorted(d.glob("*.session.json")):  # the JSON only: its table's length
+                try:
+                    table = json.loads(p.read_text(encoding="utf-8")).get("sweep_table")
+                    table = table.get("conditions") if isinstance(table, dict) else table
+                    longest = max(longest, len(table) if isinstance(table, list) else 0)
+                except (OSError, ValueError, AttributeError):
+                    pass  # not ours to judge here: the monitor says what it cannot read
+        return longest
+
     def _on_frames(self, frames, n: int) -> None:
-        """The decoder's hook (audio thread): each decoded refresh -> the stats tables."""
+        """The decoder's hook (audio thread): the decoded refreshes -> the stats tables (one
+        GIL-free C call per batch)."""
         stats = self.stats_
         if stats is not None:
-            samples, sweeps = frames["sample_number"], frames["sweep_index"]
-            for i in range(n):
-                stats.add_frame(int(samples[i]), int(sweeps[i]))
+            stats.add_frames(frames["sample_number"], frames["sweep_index"], frames["flags"], n)
+            if stats.note is not None:
+                note, stats.note = stats.note, None
+                self._log(note)
+
+    def _log(self, message: str) -> None:
+        """A notice to stderr (the GUI logs it); never raises."""
+        try:
+            sys.stderr.write(f"[{self.NAME}] {message}\n")
+            sys.stderr.flush()
+        except Exception:  # noqa: BLE001
+            pass
 
     def _stages(self):
         return [s for s in (self.decoder, self.sorter) if s is not None]
@@ -191,8 +249,8 @@ class PipelineModule(OnlineModule):
                     old.close()
                 self._writer = StatsFileWriter(
                     stats_path(recording_dir), st.n_units + 1, st.time_counts.shape[1],
-                    st.sweep_counts.shape[1], self._meta(), self.sample_rate_hz, st.refresh_hz,
-                    chunk_bytes=ss.chunk_kib * 1024)
+                    st.experiments.shape[0], st.sweep_counts.shape[1], SIG_LEN, self._meta(),
+                    self.sample_rate_hz, st.refresh_hz, chunk_bytes=ss.chunk_kib * 1024)
                 self._recording = True
             except Exception as exc:  # noqa: BLE001 - keep running without the file
                 self.report("start_recording (stats file not written)", exc)
@@ -215,7 +273,9 @@ class PipelineModule(OnlineModule):
             "sample_rate_hz": self.sample_rate_hz,
             "n_units": self.stats_.n_units,
             "sort_dir": str(getattr(sorter, "sort_dir", "")) if sorter else "",
-            "session_file": str(self.session_file) if self.session_file else "",
+            "session_files": [str(p) for p in self.session_files],
+            "session_dir": str(self.session_dir) if self.session_dir else "",
+            "max_experiments": self.stats_.max_experiments,
             "refresh_hz": self.stats_.refresh_hz,
             "stats": asdict(self.stats_settings),
         }
@@ -304,6 +364,8 @@ class PipelineModule(OnlineModule):
             s["sorter"] = self.sorter.stats
         if self.decoder is not None:
             s["decoder"] = self.decoder.stats
+        if self.stats_ is not None:
+            s["stats_experiments"] = self.stats_.n_experiments
         return s
 
     def _summary(self) -> None:

@@ -1,38 +1,65 @@
 """The online statistics file: ``<recording_dir>/sweepsort/online_stats.bin`` + ``.json``.
 
 Written by the pipeline module every ``[stats] write_every_s`` seconds of data (and at the end
-of a recording), read by ``sweepsort monitor``. The write happens on the GUI's audio thread, so
-it is made cheap and bounded:
+of a recording), read by ``sweepsort monitor``. Format version 3: the sweep tables are kept
+**per stimulus experiment** (:mod:`oe_plugin.online.stats` says how frames and spikes are
+assigned to experiments). The write happens on the GUI's audio thread, so it is made cheap
+and bounded:
 
 - ``online_stats.json`` (the *sidecar*) is written **once**, at ``start_recording``: format,
-  a random ``token``, sample rate, refresh rate, the units, and the module's settings;
-- ``online_stats.bin`` is a raw little-endian buffer, **preallocated** at its largest size by
-  :class:`StatsFileWriter`: a fixed header of ``HEADER_WORDS`` int64 (below), then
-  ``time_counts`` (R, n_bins) int64, ``sweep_counts`` (R, n_sweeps) int64, ``sweep_frames``
-  (n_sweeps,) int64 and ``no_sweep_counts`` (R,) int64, packed in place (R = units + 1, the last
-  row unsorted spikes) — only the bins and sweep indices in use. A rewrite packs the tables
-  into the buffer (no allocation) and writes it **in place**, as a *seqlock*: the header with
-  an odd sequence number first, then the tables, then the header again with the next (even)
-  number. A reader reads the whole file, then the sequence number again, and keeps what it
-  read only if both are the same even number (else it retries): it never uses half of a
-  write. No zip, no ``fsync`` (derived data, rewritten seconds later; an fsync can block for
-  tens of ms), and no temporary file + ``os.replace``: on ext4 a rename over an existing file
-  (and a truncate to zero) makes the kernel start writing the new file's data back at once
-  (``auto_da_alloc``), which cost ~0.9 ms median and up to 6 ms per rewrite here, against
-  ~0.1 ms for three in-place writes. A payload larger than ``chunk_bytes`` (hour-long
-  sessions with hundreds of units) is written over several ``process()`` calls
-  (:meth:`StatsFileWriter.step`); readers retry meanwhile. A crash in the middle of a write
-  (a ~0.1 ms window) leaves an odd sequence number: :func:`read_stats` then says so.
+  format version, a random ``token``, sample rate, refresh rate, the units, the module's
+  settings and the stimulus session files it was given (``session_files``, ``session_dir``;
+  ``sweepsort monitor`` matches them to experiments);
+- ``online_stats.bin`` is a raw little-endian int64 buffer, **preallocated** at its largest
+  size by :class:`StatsFileWriter`: a fixed header of ``HEADER_WORDS`` words (below), then the
+  tables packed in place — only the time bins, experiment slots and sweep columns in use
+  (R = units + 1, the last row unsorted spikes; S = experiment slots; C = sweep columns)::
+
+      time_counts    (R, n_bins)       spikes per unit per time bin (whole acquisition)
+      experiments    (S, EXP_FIELDS)   per slot: X_NUMBER, X_MERGED, X_START, X_LAST,
+                                       X_FRAMES, X_NONE_FRAMES, X_NO_COLUMN, X_SIG_LEN
+      signatures     (S, SIG_LEN)      per slot: the first sweep indices shown (see below)
+      no_sweep       (S, R)            per slot: spikes outside any counted sweep
+      col_exp        (C,)              sweep column -> experiment slot
+      col_sweep      (C,)              sweep column -> sweep index
+      col_frames     (C,)              refreshes shown per column (exposure)
+      sweep_counts   (R, C)            spikes per unit per column
+
+  A column is one (experiment, sweep index) pair, allocated the first time that experiment
+  shows that sweep index, so memory grows with the conditions actually shown, not with
+  experiments x sweep indices. The *signature* of a slot is the sequence of sweep indices it
+  showed, blanks (65535) and error-flagged refreshes left out and consecutive repeats collapsed,
+  first ``SIG_LEN`` of them: what ``sweepsort monitor`` compares with a session file's
+  presentation order to find the experiment's sweep table.
+
+  A rewrite packs the tables into the buffer (no allocation) and writes it **in place**, as a
+  *seqlock*: the header with an odd sequence number first, then the tables, then the header
+  again with the next (even) number. A reader reads the whole file, then the sequence number
+  again, and keeps what it read only if both are the same even number (else it retries): it
+  never uses half of a write. No zip, no ``fsync`` (derived data, rewritten seconds later; an
+  fsync can block for tens of ms), and no temporary file + ``os.replace``: on ext4 a rename
+  over an existing file (and a truncate to zero) makes the kernel start writing the new file's
+  data back at once (``auto_da_alloc``), which cost ~0.9 ms median and up to 6 ms per rewrite
+  here, against ~0.1 ms for three in-place writes. A payload larger than ``chunk_bytes``
+  (hour-long sessions with hundreds of units) is written over several ``process()`` calls
+  (:meth:`StatsFileWriter.step`); readers retry meanwhile. A crash in the middle of a write (a
+  ~0.1 ms window) leaves an odd sequence number: :func:`read_stats` then says so.
 
 Header words: 0 magic, 1 version, 2 token (= the sidecar's), 3 sequence number (odd while a
 write is under way; write k ends at 2k), 4 samples processed, 5 time written (ns since the
-epoch), 6 R, 7 n_bins, 8 bin width (samples), 9 n_sweeps, 10 size of this write's data
-(bytes; the file may be longer, from an earlier, larger write).
+epoch), 6 R, 7 n_bins, 8 bin width (samples), 9 C (columns in use), 10 size of this write's
+data (bytes; the file may be longer, from an earlier, larger write), 11 S (slots in use),
+12 SIG_LEN, 13 experiments seen (START markers), 14 experiments folded into the last slot,
+15 refreshes whose sweep got no column (column pool full), 16 spikes dropped from the pending
+queue; 17-23 reserved (0).
 
-:func:`read_stats` returns the same ``(arrays, meta)`` as before the raw format:
-``time_counts``, ``bin_s``, ``sweep_counts``, ``sweep_seconds`` (frames / refresh rate),
-``no_sweep_counts``, ``units``; ``meta`` = the sidecar plus ``samples_processed``,
-``written_unix_s`` and ``write_seq``.
+:func:`read_stats` returns ``(arrays, meta)``: ``arrays`` = ``time_counts``, ``bin_s``,
+``units`` and ``experiments`` (a list of :class:`ExperimentStats`, one per slot, dense tables
+per sweep index); ``meta`` = the sidecar plus ``samples_processed``, ``written_unix_s``,
+``write_seq``, ``experiments_seen``, ``experiments_folded``, ``frames_without_column`` and
+``pending_dropped``. Older versions (v2 had one sweep table for the whole acquisition) are not
+read: :class:`StatsFormatError` names the file's version. The file is derived data; replaying
+the recording through the pipeline module (``sweepsort replay``) gives one in this format.
 """
 
 from __future__ import annotations
@@ -42,18 +69,36 @@ import os
 import secrets
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 FORMAT = "sweepsort-online-stats"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 FILE_NAME = "online_stats.bin"
 SIDECAR_NAME = "online_stats.json"
-MAGIC = int.from_bytes(b"SWSTATS\x02", "little", signed=True)
-HEADER_WORDS = 16
+MAGIC_PREFIX = b"SWSTATS"
+MAGIC = int.from_bytes(MAGIC_PREFIX + bytes([FORMAT_VERSION]), "little", signed=True)
+HEADER_WORDS = 24
 (H_MAGIC, H_VERSION, H_TOKEN, H_SEQ, H_SAMPLES, H_WRITTEN_NS, H_ROWS, H_BINS, H_BIN_SAMPLES,
- H_SWEEPS, H_SIZE) = range(11)
+ H_COLUMNS, H_SIZE, H_SLOTS, H_SIG_LEN, H_EXPERIMENTS, H_FOLDED, H_NO_COLUMN,
+ H_PENDING_DROPPED) = range(17)
+
+# per experiment slot (the ``experiments`` table, int64)
+X_NUMBER = 0       # experiment number: 0 = before the first START, k = the k-th START
+X_MERGED = 1       # experiments counted in the slot (> 1: later ones folded into the last slot)
+X_START = 2        # sample number of the slot's first refresh (-1: none yet)
+X_LAST = 3         # sample number of its latest refresh (-1: none yet)
+X_FRAMES = 4       # refreshes decoded in it
+X_NONE_FRAMES = 5  # of those, refreshes not in a counted sweep (blank, marker, unknown, ...)
+X_NO_COLUMN = 6    # of those, refreshes of a sweep index that found no free column
+X_SIG_LEN = 7      # length of its signature
+EXP_FIELDS = 8
+
+
+class StatsFormatError(ValueError):
+    """The file is not a statistics file this version reads (the message names its version)."""
 
 
 def stats_path(recording_dir) -> Path:
@@ -62,6 +107,103 @@ def stats_path(recording_dir) -> Path:
 
 def sidecar_path(path) -> Path:
     return Path(path).with_name(SIDECAR_NAME)
+
+
+@dataclass(frozen=True)
+class StatsTables:
+    """The count tables a write packs: references to the live arrays, not copies (shapes are
+    capacities; the write takes the leading rows/columns in use). All int64, C-contiguous.
+
+    time_counts (R, B); experiments (S, EXP_FIELDS); signatures (S, SIG_LEN); no_sweep (S, R);
+    col_exp, col_sweep, col_frames (C,); sweep_counts (R, C).
+    """
+
+    time_counts: np.ndarray
+    experiments: np.ndarray
+    signatures: np.ndarray
+    no_sweep: np.ndarray
+    col_exp: np.ndarray
+    col_sweep: np.ndarray
+    col_frames: np.ndarray
+    sweep_counts: np.ndarray
+
+
+@dataclass
+class ExperimentStats:
+    """One experiment slot's tables, read back (dense per sweep index).
+
+    number : experiment number (0 = refreshes before the first START marker of the acquisition,
+        k = from the k-th START to the next); a folded slot holds ``number .. number+n_merged-1``.
+    sweep_counts : int64 (R, NS) — spikes per unit row per sweep index (NS = highest index
+        shown + 1; indices never shown have zero counts and zero frames).
+    sweep_frames : int64 (NS,) — refreshes on screen per sweep index.
+    no_sweep_counts : int64 (R,) — spikes not during a counted sweep (blanks, markers, gaps).
+    n_frames, none_frames, frames_without_column : refresh counts (see the module docstring).
+    start_sample, last_sample : sample numbers of the first / latest refresh (-1: none).
+    signature : int64 (n,) — the first sweep indices shown (blanks left out, repeats collapsed).
+    """
+
+    number: int
+    sweep_counts: np.ndarray
+    sweep_frames: np.ndarray
+    no_sweep_counts: np.ndarray
+    n_merged: int = 1
+    n_frames: int = 0
+    none_frames: int = 0
+    frames_without_column: int = 0
+    start_sample: int = -1
+    last_sample: int = -1
+    signature: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    refresh_hz: float = 200.0
+    sample_rate_hz: float = 30000.0
+
+    @property
+    def sweep_seconds(self) -> np.ndarray:
+        """float64 (NS,): time on screen per sweep index, s (frames / refresh rate)."""
+        return self.sweep_frames / self.refresh_hz
+
+    @property
+    def numbers(self) -> range:
+        return range(self.number, self.number + max(self.n_merged, 1))
+
+    @property
+    def folded(self) -> bool:
+        """Later experiments were counted into this slot (``[stats] max_experiments``)."""
+        return self.n_merged > 1
+
+    @property
+    def start_s(self) -> float:
+        return self.start_sample / self.sample_rate_hz if self.start_sample >= 0 else np.nan
+
+    @property
+    def end_s(self) -> float:
+        return self.last_sample / self.sample_rate_hz if self.last_sample >= 0 else np.nan
+
+    @property
+    def label(self) -> str:
+        if self.folded:
+            return f"experiments {self.number}-{self.number + self.n_merged - 1} (folded)"
+        if self.number == 0:
+            return "experiment 0 (before the first START)"
+        return f"experiment {self.number}"
+
+
+def pick_experiment(experiments: list[ExperimentStats], number: int | None = None
+                    ) -> ExperimentStats:
+    """The slot holding experiment ``number``; ``None``: the latest experiment with refreshes
+    (else the last slot). ValueError naming the experiments there are if it is not in the file.
+    """
+    if not experiments:
+        raise ValueError("the statistics file has no experiment tables")
+    if number is None:
+        shown = [e for e in experiments if e.n_frames > 0]
+        return shown[-1] if shown else experiments[-1]
+    for e in experiments:
+        if int(number) in e.numbers:
+            return e
+    have = f"0..{experiments[-1].numbers[-1]}"
+    raise ValueError(f"no experiment {number} in the statistics (experiments {have}; 0 = "
+                     "before the first START marker)")
 
 
 def _write_atomic(path: Path, view) -> None:
@@ -76,24 +218,31 @@ def _write_atomic(path: Path, view) -> None:
 
 
 class StatsFileWriter:
-    """Writes one recording's statistics file; ``n_rows`` = units + 1, tables at most
-    ``max_bins`` time bins and ``max_sweeps`` sweep indices wide."""
+    """Writes one recording's statistics file: ``n_rows`` = units + 1, tables at most
+    ``max_bins`` time bins, ``max_slots`` experiment slots (signatures ``sig_len`` long) and
+    ``max_columns`` sweep columns."""
 
-    def __init__(self, path, n_rows: int, max_bins: int, max_sweeps: int, meta: dict,
-                 sample_rate_hz: float, refresh_hz: float, chunk_bytes: int = 1 << 20):
+    def __init__(self, path, n_rows: int, max_bins: int, max_slots: int, max_columns: int,
+                 sig_len: int, meta: dict, sample_rate_hz: float, refresh_hz: float,
+                 chunk_bytes: int = 1 << 20):
         self.path = Path(path)
         self.rows = int(n_rows)
         self.max_bins = int(max_bins)
-        self.max_sweeps = int(max_sweeps)
+        self.max_slots = int(max_slots)
+        self.max_columns = int(max_columns)
+        self.sig_len = int(sig_len)
         self.chunk_bytes = max(4096, int(chunk_bytes))
         self.token = secrets.randbits(62)
-        words = HEADER_WORDS + self.rows * (self.max_bins + self.max_sweeps + 1) + self.max_sweeps
+        words = (HEADER_WORDS + self.rows * self.max_bins
+                 + self.max_slots * (EXP_FIELDS + self.sig_len + self.rows)
+                 + self.max_columns * (3 + self.rows))
         self.buf = np.zeros(words, np.int64)
         self.header = self.buf[:HEADER_WORDS]
         self.header[H_MAGIC] = MAGIC
         self.header[H_VERSION] = FORMAT_VERSION
         self.header[H_TOKEN] = self.token
         self.header[H_ROWS] = self.rows
+        self.header[H_SIG_LEN] = self.sig_len
         self._bytes = memoryview(self.buf).cast("B")
         self._head = self._bytes[:HEADER_WORDS * 8]
         self._fd = -1
@@ -123,19 +272,22 @@ class StatsFileWriter:
         """A write is under way (its remaining pieces go out in :meth:`step`)."""
         return self._busy
 
-    def start(self, time_counts, n_bins: int, bin_samples: int, sweep_counts, sweep_frames,
-              n_sweeps: int, no_sweep, samples_processed: int) -> None:
-        """Pack the tables (their first ``n_bins`` / ``n_sweeps`` columns) and write the file
-        (or its first ``chunk_bytes``; :meth:`step` writes the rest). A write still under way is
-        finished first."""
+    def start(self, tables: StatsTables, n_bins: int, bin_samples: int, n_slots: int,
+              n_columns: int, samples_processed: int, *, experiments_seen: int = 0,
+              folded: int = 0, no_column: int = 0, pending_dropped: int = 0) -> None:
+        """Pack the tables (their first ``n_bins`` bins, ``n_slots`` slots, ``n_columns``
+        columns) and write the file (or its first ``chunk_bytes``; :meth:`step` writes the
+        rest). A write still under way is finished first."""
         t0 = time.perf_counter()
         if self._busy:
             self._finish_all()
         if self._fd < 0:
             return
-        r = self.rows
-        nb = max(0, min(int(n_bins), self.max_bins, time_counts.shape[1]))
-        ns = max(0, min(int(n_sweeps), self.max_sweeps, sweep_counts.shape[1]))
+        r, k = self.rows, self.sig_len
+        tc = tables.time_counts
+        nb = max(0, min(int(n_bins), self.max_bins, tc.shape[1]))
+        ns = max(0, min(int(n_slots), self.max_slots, tables.experiments.shape[0]))
+        nc = max(0, min(int(n_columns), self.max_columns, tables.sweep_counts.shape[1]))
         h = self.header
         self.seq += 1
         h[H_SEQ] = 2 * self.seq - 1  # odd: under way
@@ -143,16 +295,27 @@ class StatsFileWriter:
         h[H_WRITTEN_NS] = time.time_ns()
         h[H_BINS] = nb
         h[H_BIN_SAMPLES] = bin_samples
-        h[H_SWEEPS] = ns
+        h[H_COLUMNS] = nc
+        h[H_SLOTS] = ns
+        h[H_EXPERIMENTS] = experiments_seen
+        h[H_FOLDED] = folded
+        h[H_NO_COLUMN] = no_column
+        h[H_PENDING_DROPPED] = pending_dropped
+        buf = self.buf
         o = HEADER_WORDS
-        self.buf[o:o + r * nb].reshape(r, nb)[...] = time_counts[:r, :nb]
+        buf[o:o + r * nb].reshape(r, nb)[...] = tc[:r, :nb]
         o += r * nb
-        self.buf[o:o + r * ns].reshape(r, ns)[...] = sweep_counts[:r, :ns]
-        o += r * ns
-        self.buf[o:o + ns] = sweep_frames[:ns]
-        o += ns
-        self.buf[o:o + r] = no_sweep[:r]
-        o += r
+        buf[o:o + ns * EXP_FIELDS].reshape(ns, EXP_FIELDS)[...] = tables.experiments[:ns]
+        o += ns * EXP_FIELDS
+        buf[o:o + ns * k].reshape(ns, k)[...] = tables.signatures[:ns, :k]
+        o += ns * k
+        buf[o:o + ns * r].reshape(ns, r)[...] = tables.no_sweep[:ns, :r]
+        o += ns * r
+        for col in (tables.col_exp, tables.col_sweep, tables.col_frames):
+            buf[o:o + nc] = col[:nc]
+            o += nc
+        buf[o:o + r * nc].reshape(r, nc)[...] = tables.sweep_counts[:r, :nc]
+        o += r * nc
         h[H_SIZE] = o * 8
         self._put(0, self._head)
         self._busy = True
@@ -161,7 +324,7 @@ class StatsFileWriter:
         self._cost(t0)
 
     def step(self) -> bool:
-        """Write the next piece of a write under way; True when the file has been swapped in
+        """Write the next piece of a write under way; True when the file is complete again
         (or no write was under way)."""
         if not self._busy:
             return True
@@ -219,22 +382,59 @@ class StatsFileWriter:
             self.ms_max = ms
 
 
-def write_stats(path, arrays: dict, meta: dict) -> float:
-    """One-shot write of ``arrays`` (the keys :func:`read_stats` returns; tests, tools) with
-    ``meta`` in the sidecar; returns seconds taken."""
-    t0 = time.perf_counter()
-    tc = np.asarray(arrays["time_counts"], np.int64)
+def tables_from_experiments(time_counts, experiments: list[ExperimentStats], sig_len: int = 32
+                            ) -> tuple[StatsTables, int]:
+    """Pack read-back (or hand-made) experiments into write tables; returns (tables, columns).
+    One column per sweep index with frames or counts, experiment by experiment."""
+    tc = np.ascontiguousarray(time_counts, np.int64)
     rows = tc.shape[0]
-    sc = np.asarray(arrays.get("sweep_counts", np.zeros((rows, 0))), np.int64)
+    n_slots = max(1, len(experiments))
+    xt = np.zeros((n_slots, EXP_FIELDS), np.int64)
+    sig = np.zeros((n_slots, sig_len), np.int64)
+    none = np.zeros((n_slots, rows), np.int64)
+    cols: list[tuple[int, int, int, np.ndarray]] = []
+    for s, e in enumerate(experiments):
+        sc = np.asarray(e.sweep_counts, np.int64).reshape(rows, -1)
+        fr = np.asarray(e.sweep_frames, np.int64)
+        ns = max(sc.shape[1], fr.size)
+        fr = np.r_[fr, np.zeros(ns - fr.size, np.int64)]
+        sc = np.c_[sc, np.zeros((rows, ns - sc.shape[1]), np.int64)]
+        for w in np.flatnonzero((fr > 0) | (sc.sum(axis=0) > 0)):
+            cols.append((s, int(w), int(fr[w]), sc[:, w]))
+        sg = np.asarray(e.signature, np.int64)[:sig_len]
+        sig[s, :sg.size] = sg
+        xt[s] = (e.number, e.n_merged, e.start_sample, e.last_sample, e.n_frames,
+                 e.none_frames, e.frames_without_column, sg.size)
+        none[s] = np.asarray(e.no_sweep_counts, np.int64)[:rows]
+    nc = len(cols)
+    tables = StatsTables(
+        time_counts=tc, experiments=xt, signatures=sig, no_sweep=none,
+        col_exp=np.array([c[0] for c in cols], np.int64),
+        col_sweep=np.array([c[1] for c in cols], np.int64),
+        col_frames=np.array([c[2] for c in cols], np.int64),
+        sweep_counts=(np.stack([c[3] for c in cols], axis=1) if cols
+                      else np.zeros((rows, 0), np.int64)))
+    return tables, nc
+
+
+def write_stats(path, arrays: dict, meta: dict) -> float:
+    """One-shot write of ``arrays`` (``time_counts``, ``bin_s``, ``experiments`` — a list of
+    :class:`ExperimentStats`, as :func:`read_stats` returns; tests, tools) with ``meta`` in the
+    sidecar; returns seconds taken."""
+    t0 = time.perf_counter()
+    experiments = list(arrays.get("experiments") or [])
+    tables, nc = tables_from_experiments(arrays["time_counts"], experiments)
+    tc = tables.time_counts
     refresh = float(meta.get("refresh_hz", 200.0))
-    secs = np.asarray(arrays.get("sweep_seconds", np.zeros(sc.shape[1])), np.float64)
-    frames = np.rint(secs * refresh).astype(np.int64)
     fs = float(meta.get("sample_rate_hz", 30000.0))
     bin_samples = int(round(float(arrays.get("bin_s", 1.0)) * fs))
-    no_sweep = np.asarray(arrays.get("no_sweep_counts", np.zeros(rows)), np.int64)
-    w = StatsFileWriter(path, rows, tc.shape[1], sc.shape[1], meta, fs, refresh)
-    w.start(tc, tc.shape[1], bin_samples, sc, frames, sc.shape[1], no_sweep,
-            int(meta.get("samples_processed", 0)))
+    n_slots = tables.experiments.shape[0]
+    w = StatsFileWriter(path, tc.shape[0], tc.shape[1], n_slots, nc,
+                        tables.signatures.shape[1], meta, fs, refresh)
+    w.start(tables, tc.shape[1], bin_samples, n_slots, nc,
+            int(meta.get("samples_processed", 0)),
+            experiments_seen=max((e.numbers[-1] for e in experiments), default=0),
+            folded=sum(max(e.n_merged - 1, 0) for e in experiments))
     w.close()
     return time.perf_counter() - t0
 
@@ -253,10 +453,20 @@ def _find(p: Path) -> Path:
     return p
 
 
+def _version_error(p: Path, version) -> StatsFormatError:
+    return StatsFormatError(
+        f"{p}: statistics file format version {version}; this sweepsort reads version "
+        f"{FORMAT_VERSION} only (per-experiment tables). The file is derived data: replay the "
+        "recording through the pipeline module (sweepsort replay RECORDING --module "
+        "oe_plugin/modules/pipeline.py --out DIR) for a file in this format")
+
+
 def _parse(p: Path) -> tuple[dict, dict]:
     side = json.loads(sidecar_path(p).read_text())
     if side.get("format") != FORMAT:
-        raise ValueError(f"{p}: not a {FORMAT} file")
+        raise StatsFormatError(f"{p}: not a {FORMAT} file")
+    if side.get("format_version") != FORMAT_VERSION:
+        raise _version_error(p, side.get("format_version"))
     with open(p, "rb") as f:
         raw = f.read()
         f.seek(H_SEQ * 8)
@@ -265,42 +475,74 @@ def _parse(p: Path) -> tuple[dict, dict]:
         raise ValueError(f"{p}: truncated ({len(raw)} bytes)")
     buf = np.frombuffer(raw[:len(raw) // 8 * 8], "<i8")
     h = buf[:HEADER_WORDS]
+    if raw[:len(MAGIC_PREFIX)] != MAGIC_PREFIX:
+        raise StatsFormatError(f"{p}: not a {FORMAT} data file")
     if h[H_MAGIC] != MAGIC or h[H_VERSION] != FORMAT_VERSION:
-        raise ValueError(f"{p}: not a {FORMAT} v{FORMAT_VERSION} data file")
+        raise _version_error(p, int(h[H_VERSION]))
     if int(h[H_SEQ]) % 2 or int(h[H_SEQ]) != seq_after:
         raise ValueError(f"{p}: being rewritten (or a write was interrupted)")
     if int(h[H_TOKEN]) != int(side.get("token", -1)):
         raise ValueError(f"{p}: data file and {SIDECAR_NAME} belong to different sessions")
-    r, nb, ns = int(h[H_ROWS]), int(h[H_BINS]), int(h[H_SWEEPS])
+    r, nb, nc = int(h[H_ROWS]), int(h[H_BINS]), int(h[H_COLUMNS])
+    ns, k = int(h[H_SLOTS]), int(h[H_SIG_LEN])
     size = int(h[H_SIZE])
-    if size > len(raw) or size != 8 * (HEADER_WORDS + r * (nb + ns + 1) + ns):
+    want = 8 * (HEADER_WORDS + r * nb + ns * (EXP_FIELDS + k + r) + nc * (3 + r))
+    if size > len(raw) or size != want:
         raise ValueError(f"{p}: size disagrees with its header")
     o = HEADER_WORDS
-    tc = buf[o:o + r * nb].reshape(r, nb).astype(np.int64)
-    o += r * nb
-    sc = buf[o:o + r * ns].reshape(r, ns).astype(np.int64)
-    o += r * ns
-    frames = buf[o:o + ns].astype(np.int64)
-    o += ns
-    no_sweep = buf[o:o + r].astype(np.int64)
+
+    def take(n, shape):
+        nonlocal o
+        a = buf[o:o + n].reshape(shape).astype(np.int64)
+        o += n
+        return a
+
+    tc = take(r * nb, (r, nb))
+    xt = take(ns * EXP_FIELDS, (ns, EXP_FIELDS))
+    sig = take(ns * k, (ns, k))
+    none = take(ns * r, (ns, r))
+    col_exp, col_sweep, col_frames = take(nc, (nc,)), take(nc, (nc,)), take(nc, (nc,))
+    sc = take(r * nc, (r, nc))
     fs = float(side["sample_rate_hz"])
     refresh = float(side.get("refresh_hz", 200.0)) or 200.0
+    experiments = []
+    for s in range(ns):
+        mine = np.flatnonzero(col_exp == s)
+        width = int(col_sweep[mine].max()) + 1 if mine.size else 0
+        counts = np.zeros((r, width), np.int64)
+        frames = np.zeros(width, np.int64)
+        counts[:, col_sweep[mine]] = sc[:, mine]
+        frames[col_sweep[mine]] = col_frames[mine]
+        x = xt[s]
+        experiments.append(ExperimentStats(
+            number=int(x[X_NUMBER]), sweep_counts=counts, sweep_frames=frames,
+            no_sweep_counts=none[s], n_merged=int(x[X_MERGED]), n_frames=int(x[X_FRAMES]),
+            none_frames=int(x[X_NONE_FRAMES]), frames_without_column=int(x[X_NO_COLUMN]),
+            start_sample=int(x[X_START]), last_sample=int(x[X_LAST]),
+            signature=sig[s, :min(int(x[X_SIG_LEN]), k)], refresh_hz=refresh,
+            sample_rate_hz=fs))
     arrays = {"time_counts": tc, "bin_s": np.float64(int(h[H_BIN_SAMPLES]) / fs),
-              "sweep_counts": sc, "sweep_seconds": frames / refresh,
-              "no_sweep_counts": no_sweep,
-              "units": np.asarray(side.get("units", list(range(r - 1)) + [-1]), np.int32)}
+              "units": np.asarray(side.get("units", list(range(r - 1)) + [-1]), np.int32),
+              "experiments": experiments}
     meta = dict(side, samples_processed=int(h[H_SAMPLES]),
-                written_unix_s=int(h[H_WRITTEN_NS]) * 1e-9, write_seq=int(h[H_SEQ]) // 2)
+                written_unix_s=int(h[H_WRITTEN_NS]) * 1e-9, write_seq=int(h[H_SEQ]) // 2,
+                experiments_seen=int(h[H_EXPERIMENTS]), experiments_folded=int(h[H_FOLDED]),
+                frames_without_column=int(h[H_NO_COLUMN]),
+                pending_dropped=int(h[H_PENDING_DROPPED]))
     return arrays, meta
 
 
 def read_stats(path_or_recording_dir, retries: int = 20) -> tuple[dict, dict]:
-    """(arrays, meta) of a stats file (or of the newest one under a recording directory)."""
+    """(arrays, meta) of a stats file (or of the newest one under a recording directory); see
+    the module docstring. A write under way is retried (``retries`` x 50 ms); a file of another
+    format version raises :class:`StatsFormatError` at once."""
     p = _find(Path(path_or_recording_dir))
     last = None
     for _ in range(max(1, retries)):
         try:
             return _parse(p)
+        except StatsFormatError:
+            raise
         except (OSError, ValueError, KeyError) as exc:  # a write under way: retry
             last = exc
             time.sleep(0.05)
