@@ -28,8 +28,9 @@ Tables (R = units + 1 rows, row R-1 = unsorted spikes, unit -1; S = max_experime
   ``max_gap`` samples = 1.5 refreshes; else, or when the refresh shows no sweep, in its slot's
   ``no_sweep``); spikes wait in a small FIFO until the decoder has passed their time (frames are
   decoded about one refresh late), or ``timeout`` samples (the TTL stopped or never came: the
-  same lookup then, so the result does not depend on when the next refresh arrives; no refresh
-  at all: experiment 0's ``no_sweep``). ``col_frames`` = refreshes shown (exposure; seconds =
+  same lookup then, so the result does not depend on when the next refresh arrives — only a
+  refresh the decoder has not finished by then is missed; no refresh at all: experiment 0's
+  ``no_sweep``). ``col_frames`` = refreshes shown (exposure; seconds =
   frames / refresh rate). When the pool is full, refreshes of new (experiment, sweep) pairs count as
   ``X_NO_COLUMN`` (and their spikes in ``no_sweep``), also noted once;
 - ``experiments`` (S, EXP_FIELDS) int64 and ``signatures`` (S, SIG_LEN): per slot the fields of
