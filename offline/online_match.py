@@ -24,7 +24,7 @@ from dataclasses import replace
 import numpy as np
 
 from oe_plugin.kernels.detector import SpikeDetector
-from oe_plugin.kernels.match import NO_UNIT, make_params, match_events, template_norms
+from oe_plugin.kernels.match import NO_UNIT, make_params, match_events, match_tables
 from oe_plugin.online.sort_model import SortModel, load_sort_model
 from oe_plugin.online.sorter_core import SPIKE_DTYPE, detection_settings, match_reach
 
@@ -59,16 +59,16 @@ def causal_sort(traces_uv: np.ndarray, sample_rate_hz: float, model: SortModel |
     pad = before + after + 8
     src = np.zeros((pad + n + pad, n_ch), np.float32)
     src[pad:pad + n] = scaled.T
-    norms = np.zeros(model.n_units, np.float32)
-    template_norms(model.templates, norms)
     params = make_params(model.pre, model.max_shift, model.amplitude_min, model.amplitude_max,
                          mask=-1, row_offset=-pad, subtract=True, pair_window=model.pair_window)
+    norms, tpl_rows, work, iwork = match_tables(model.templates, model.cand_ptr, n_ch, params)
     e = len(t_ev)
     unit, shift, ok_n, unit2, shift2 = (np.zeros(e, np.int32) for _ in range(5))
     amp, err, amp2, err2 = (np.zeros(e, np.float32) for _ in range(4))
     match_events(src, np.ascontiguousarray(t_ev, np.int64), c_ev, model.templates,
-                 model.channels, norms, model.cand_ptr, model.cand_idx, model.thresholds,
-                 params, unit, shift, amp, err, ok_n, unit2, shift2, amp2, err2)
+                 model.channels, norms, tpl_rows, model.cand_ptr, model.cand_idx,
+                 model.thresholds, params, work, iwork, unit, shift, amp, err, ok_n, unit2,
+                 shift2, amp2, err2)
     rows = []
     for i in range(e):
         if ok_n[i] >= 1:

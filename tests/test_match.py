@@ -9,7 +9,7 @@ from oe_plugin.kernels.match import (
     make_params,
     match_entry,
     match_events,
-    template_norms,
+    match_tables,
 )
 
 PRE, WIDTH, N_CH = 10, 30, 6
@@ -40,17 +40,16 @@ def _scene(seed=0, n=4000, overlap=True):
 
 
 def _run(src, ev_t, ev_c, tpl, chans, params, thresholds):
-    norms = np.zeros(len(tpl), dtype=np.float32)
-    template_norms(tpl, norms)
     cand_ptr = np.array([0, 1, 2, 4, 5, 6, 6], dtype=np.int32)  # channel 2 sees both units
     cand_idx = np.array([0, 0, 0, 1, 1, 1], dtype=np.int32)
+    norms, tpl_rows, work, iwork = match_tables(tpl, cand_ptr, src.shape[1], params)
     n = len(ev_t)
     outs = [np.zeros(n, np.int32), np.zeros(n, np.int32), np.zeros(n, np.float32),
             np.zeros(n, np.float32), np.zeros(n, np.int32)]
     pair_outs = [np.zeros(n, np.int32), np.zeros(n, np.int32), np.zeros(n, np.float32),
                  np.zeros(n, np.float32)]
-    args = [src, ev_t, ev_c, tpl, chans, norms, cand_ptr, cand_idx, thresholds, params, *outs,
-            *pair_outs]
+    args = [src, ev_t, ev_c, tpl, chans, norms, tpl_rows, cand_ptr, cand_idx, thresholds, params,
+            work, iwork, *outs, *pair_outs]
     return args, outs
 
 
@@ -141,7 +140,7 @@ def test_overlap_no_single_template_fits_is_resolved_as_a_pair():
         args, (unit, shift, amp, err, ok) = _run(src, ev_t, ev_c, tpl, chans,
                                                  make_params(PRE, 2, pair_window=12), thr)
         assert match_events(*args) == 2 and ok[0] == 2
-        unit2, shift2, amp2, err2 = args[15:]
+        unit2, shift2, amp2, err2 = args[18:]
         got = sorted([(int(ev_t[0] + shift[0]), int(unit[0])),
                       (int(ev_t[0] + shift2[0]), int(unit2[0]))])
         assert got == sorted([(2000, 0), (2000 + gap, 1)]), (gap, got)
@@ -167,5 +166,79 @@ def test_pair_rejected_leaves_src_unchanged_and_cfunc_agrees():
     r_args, r_out = _run(ring, ev_t, ev_c, tpl, chans, make_params(PRE, 2, mask=4095,
                                                                    pair_window=12), thr)
     assert ArgTable(r_args).call(entry_caller(match_entry)) == 2
-    for a, b in zip(a_args[10:], r_args[10:], strict=True):
+    for a, b in zip(a_args[13:], r_args[13:], strict=True):
         assert np.array_equal(a, b)
+
+
+def _brute_force(x, t, c, tpl, chans, cand_ptr, cand_idx, pre, max_shift, amp_min, amp_max):
+    """match_one by definition, in float64 numpy: every candidate at every shift."""
+    best = (0.0, -1, 0, 0.0, np.inf)
+    for q in range(cand_ptr[c], cand_ptr[c + 1]):
+        u = cand_idx[q]
+        t_u = tpl[u].astype(np.float64)
+        n2 = float((t_u ** 2).sum())
+        for s in range(-max_shift, max_shift + 1):
+            win = x[t + s - pre: t + s - pre + tpl.shape[2]][:, chans[u]].T.astype(np.float64)
+            dot = float((win * t_u).sum())
+            if dot <= 0:
+                continue
+            a = min(max(dot / n2, amp_min), amp_max)
+            gain = 2 * a * dot - a * a * n2
+            if gain > best[0]:
+                best = (gain, u, s, a, (float((win ** 2).sum()) - gain) / win.size)
+    return best
+
+
+def test_fast_search_finds_the_brute_force_winner():
+    """The gathered, padded float32 search picks the unit and shift of fitting every candidate
+    at every shift in float64, on many random events over 12 units with distinct waveforms."""
+    from oe_plugin.kernels.candidates import candidates
+    from oe_plugin.kernels.match import match_one
+
+    rng = np.random.default_rng(7)
+    n_ch, width, pre, n_units = 16, 40, 12, 12
+    w = np.arange(width) - pre
+    tpl = np.zeros((n_units, 4, width), np.float32)
+    chans = np.zeros((n_units, 4), np.int32)
+    for u in range(n_units):
+        peak = rng.integers(0, n_ch - 4)
+        chans[u] = np.arange(peak, peak + 4)
+        shape = (-np.exp(-0.5 * (w / rng.uniform(1.5, 3.5)) ** 2)
+                 + rng.uniform(0.2, 0.5) * np.exp(-0.5 * ((w - rng.uniform(4, 9)) / 3.0) ** 2))
+        tpl[u] = (rng.uniform(5, 12) * rng.dirichlet(np.ones(4))[:, None] * 3 * shape)
+    chans[3, 2] = -1  # an unused row
+    cand_ptr, cand_idx = candidates(tpl, chans, n_ch)
+    x = rng.standard_normal((6000, n_ch)).astype(np.float32)
+    ev = []
+    for t in range(100, 5900, 60):
+        u = rng.integers(n_units)
+        rows = chans[u] >= 0
+        x[t - pre:t - pre + width, chans[u][rows]] += rng.uniform(0.6, 1.5) * tpl[u][rows].T
+        ev.append((t + rng.integers(-2, 3), int(chans[u][np.argmax(np.abs(tpl[u]).max(1))])))
+    n_found = 0
+    for mask, src in ((-1, x), (8191, np.vstack([x, np.zeros((8192 - len(x), n_ch), np.float32)]))):
+        params = make_params(pre, 3, 0.7, 1.4, mask=mask, pair_window=5)
+        norms, rows_tbl, work, iwork = match_tables(tpl, cand_ptr, n_ch, params)
+        for t, c in ev:
+            got = match_one(src, t, c, tpl, chans, norms, rows_tbl, cand_ptr, cand_idx, params,
+                            work, iwork)
+            gain, u, s, a, err = _brute_force(x, t, c, tpl, chans, cand_ptr, cand_idx, pre, 3,
+                                              0.7, 1.4)
+            assert (got[0], got[1]) == (u, s)
+            n_found += u >= 0
+            if u >= 0:
+                assert abs(got[2] - a) < 1e-5 and abs(got[3] - err) < 1e-4 * max(1.0, err)
+        assert not iwork[:n_ch].any()  # slot flags reset
+    assert n_found > 0.9 * 2 * len(ev)
+
+
+def test_too_small_workspace_matches_nothing():
+    x, tpl, chans, truth = _scene(seed=3, overlap=False)
+    ev_t = np.array([t for t, _ in truth], np.int64)
+    ev_c = np.array([0 if u == 0 else 3 for _, u in truth], np.int32)
+    args, (unit, _, _, _, ok) = _run(x.copy(), ev_t, ev_c, tpl, chans, make_params(PRE, 2),
+                                     np.full(2, 3.0, np.float32))
+    assert match_events(*args) == len(truth)
+    args[11] = args[11][:10].copy()  # work
+    assert match_events(*args) == -1
+    assert (unit == -1).all() and not ok.any()

@@ -80,10 +80,10 @@ def _emit(out_t, out_c, out_a, out_u, scount, t, c, a, u):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def drain_ready(written, mring, noise, q_t, q_c, q_a, templates, tpl_chan, tpl_norm2, cand_ptr,
-                cand_idx, thresholds, tpl_peak_uv, mparams, e_t, e_c, o_unit, o_shift, o_amp,
-                o_err, o_ok, o_unit2, o_shift2, o_amp2, o_err2, out_t, out_c, out_a, out_u,
-                sparams, scount):
+def drain_ready(written, mring, noise, q_t, q_c, q_a, templates, tpl_chan, tpl_norm2,
+                tpl_rows, cand_ptr, cand_idx, thresholds, tpl_peak_uv, mparams, work, iwork,
+                e_t, e_c, o_unit, o_shift, o_amp, o_err, o_ok, o_unit2, o_shift2, o_amp2, o_err2,
+                out_t, out_c, out_a, out_u, sparams, scount):
     """Match, in FIFO order, every queued event whose window is complete (``written`` samples
     are in the ring)."""
     need_after = np.int64(sparams[SP_NEED_AFTER])
@@ -101,9 +101,9 @@ def drain_ready(written, mring, noise, q_t, q_c, q_a, templates, tpl_chan, tpl_n
             amp_uv = amp_uv * noise[c]
         e_t[0] = t
         e_c[0] = c
-        M.match_events(mring, e_t, e_c, templates, tpl_chan, tpl_norm2, cand_ptr, cand_idx,
-                       thresholds, mparams, o_unit, o_shift, o_amp, o_err, o_ok, o_unit2,
-                       o_shift2, o_amp2, o_err2)
+        M.match_events(mring, e_t, e_c, templates, tpl_chan, tpl_norm2, tpl_rows, cand_ptr,
+                       cand_idx, thresholds, mparams, work, iwork, o_unit, o_shift, o_amp, o_err,
+                       o_ok, o_unit2, o_shift2, o_amp2, o_err2)
         ok = o_ok[0]
         scount[S_MATCHED] += 1
         if ok >= 1:
@@ -141,9 +141,10 @@ def sort_block(data, noise, inv_noise, scratch,
                sos, zi, ring, tmp, noise_ring, noise_counts, noise_bin_uv, noise_hist,
                noise_sched, noise_uv, noise_scratch, thr_uv, nb_ptr, nb_idx, cand_t, cand_a,
                cand_n, det_t, det_c, det_a, det_params, det_counters,
-               mring, q_t, q_c, q_a, templates, tpl_chan, tpl_norm2, cand_ptr, cand_idx,
-               thresholds, tpl_peak_uv, mparams, e_t, e_c, o_unit, o_shift, o_amp, o_err, o_ok,
-               o_unit2, o_shift2, o_amp2, o_err2, out_t, out_c, out_a, out_u, sparams, scount):
+               mring, q_t, q_c, q_a, templates, tpl_chan, tpl_norm2, tpl_rows, cand_ptr,
+               cand_idx, thresholds, tpl_peak_uv, mparams, work, iwork, e_t, e_c, o_unit,
+               o_shift, o_amp, o_err, o_ok, o_unit2, o_shift2, o_amp2, o_err2, out_t, out_c,
+               out_a, out_u, sparams, scount):
     """Process one block ``data`` (C, N) float32 µV; returns the records written to ``out_*``.
 
     The detector state (``sos`` .. ``det_counters``) is :class:`SpikeDetector`'s, with
@@ -191,9 +192,9 @@ def sort_block(data, noise, inv_noise, scratch,
                 q_a[j] = det_a[e]
                 scount[S_Q_COUNT] += 1
             drain_ready(written, mring, noise, q_t, q_c, q_a, templates, tpl_chan, tpl_norm2,
-                        cand_ptr, cand_idx, thresholds, tpl_peak_uv, mparams, e_t, e_c, o_unit,
-                        o_shift, o_amp, o_err, o_ok, o_unit2, o_shift2, o_amp2, o_err2, out_t,
-                        out_c, out_a, out_u, sparams, scount)
+                        tpl_rows, cand_ptr, cand_idx, thresholds, tpl_peak_uv, mparams, work,
+                        iwork, e_t, e_c, o_unit, o_shift, o_amp, o_err, o_ok, o_unit2, o_shift2,
+                        o_amp2, o_err2, out_t, out_c, out_a, out_u, sparams, scount)
         else:
             for e in range(k):
                 c = det_c[e]
@@ -232,7 +233,7 @@ def _sort_entry(addresses, shapes):
         arg_f32_1d(addresses, shapes, 23),
         arg_f64_1d(addresses, shapes, 24),
         arg_i64_1d(addresses, shapes, 25),
-        # match ring, FIFO, templates
+        # match ring, FIFO, templates and matching scratch
         arg_f32_2d(addresses, shapes, 26),
         arg_i64_1d(addresses, shapes, 27),
         arg_i32_1d(addresses, shapes, 28),
@@ -240,30 +241,33 @@ def _sort_entry(addresses, shapes):
         arg_f32_3d(addresses, shapes, 30),
         arg_i32_2d(addresses, shapes, 31),
         arg_f32_1d(addresses, shapes, 32),
-        arg_i32_1d(addresses, shapes, 33),
+        arg_f32_3d(addresses, shapes, 33),
         arg_i32_1d(addresses, shapes, 34),
-        arg_f32_1d(addresses, shapes, 35),
+        arg_i32_1d(addresses, shapes, 35),
         arg_f32_1d(addresses, shapes, 36),
-        arg_f64_1d(addresses, shapes, 37),
-        # one-event scratch for match_events
-        arg_i64_1d(addresses, shapes, 38),
-        arg_i32_1d(addresses, shapes, 39),
+        arg_f32_1d(addresses, shapes, 37),
+        arg_f64_1d(addresses, shapes, 38),
+        arg_f64_1d(addresses, shapes, 39),
         arg_i32_1d(addresses, shapes, 40),
-        arg_i32_1d(addresses, shapes, 41),
-        arg_f32_1d(addresses, shapes, 42),
-        arg_f32_1d(addresses, shapes, 43),
+        # one-event scratch for match_events
+        arg_i64_1d(addresses, shapes, 41),
+        arg_i32_1d(addresses, shapes, 42),
+        arg_i32_1d(addresses, shapes, 43),
         arg_i32_1d(addresses, shapes, 44),
-        arg_i32_1d(addresses, shapes, 45),
-        arg_i32_1d(addresses, shapes, 46),
-        arg_f32_1d(addresses, shapes, 47),
-        arg_f32_1d(addresses, shapes, 48),
-        # outputs
-        arg_i64_1d(addresses, shapes, 49),
-        arg_i32_1d(addresses, shapes, 50),
+        arg_f32_1d(addresses, shapes, 45),
+        arg_f32_1d(addresses, shapes, 46),
+        arg_i32_1d(addresses, shapes, 47),
+        arg_i32_1d(addresses, shapes, 48),
+        arg_i32_1d(addresses, shapes, 49),
+        arg_f32_1d(addresses, shapes, 50),
         arg_f32_1d(addresses, shapes, 51),
-        arg_i32_1d(addresses, shapes, 52),
-        arg_f64_1d(addresses, shapes, 53),
-        arg_i64_1d(addresses, shapes, 54),
+        # outputs
+        arg_i64_1d(addresses, shapes, 52),
+        arg_i32_1d(addresses, shapes, 53),
+        arg_f32_1d(addresses, shapes, 54),
+        arg_i32_1d(addresses, shapes, 55),
+        arg_f64_1d(addresses, shapes, 56),
+        arg_i64_1d(addresses, shapes, 57),
     )
 
 

@@ -22,7 +22,7 @@ from oe_plugin.kernels import detect as D
 from oe_plugin.kernels import online_sort as K
 from oe_plugin.kernels._entry import ArgTable, entry_caller
 from oe_plugin.kernels.detector import SpikeDetector
-from oe_plugin.kernels.match import P_MASK, make_params, template_norms
+from oe_plugin.kernels.match import P_MASK, make_params, match_tables
 from oe_plugin.online.sort_model import SortModel
 from oe_plugin.settings import DetectSettings, FilterSettings
 
@@ -95,8 +95,8 @@ class OnlineSorter:
         self.tpl_peak_uv = np.ascontiguousarray(peak, np.float32)
         self.cand_ptr = np.ascontiguousarray(cand_ptr, np.int32)
         self.cand_idx = np.ascontiguousarray(cand_idx, np.int32)
-        self.tpl_norm2 = np.zeros(self.templates.shape[0], np.float32)
-        template_norms(self.templates, self.tpl_norm2)
+        self.tpl_norm2, self.tpl_rows, self.work, self.iwork = match_tables(
+            self.templates, self.cand_ptr, c, self.mparams)
         lag = det.decision_delay + 3 * SUB + 64
         span = self.need_before + self.need_after + lag
         self.ring_len = 1 << math.ceil(math.log2(max(span, 2)))
@@ -135,15 +135,17 @@ class OnlineSorter:
         det = self.detector
         return (block, self.noise, self.inv_noise, self.scratch, *det._state_arrays(),
                 self.mring, self.q_t, self.q_c, self.q_a, self.templates, self.tpl_chan,
-                self.tpl_norm2, self.cand_ptr, self.cand_idx, self.thresholds, self.tpl_peak_uv,
-                self.mparams, *self.one, self.out_t, self.out_c, self.out_a, self.out_u,
-                self.sparams, self.scount)
+                self.tpl_norm2, self.tpl_rows, self.cand_ptr, self.cand_idx,
+                self.thresholds, self.tpl_peak_uv, self.mparams, self.work, self.iwork,
+                *self.one, self.out_t, self.out_c, self.out_a, self.out_u, self.sparams,
+                self.scount)
 
     def reset(self) -> None:
         """Back to the state before the first sample (a new acquisition)."""
         self.detector.reset()
         self.mring[...] = 0
         self.scount[...] = 0
+        self.iwork[...] = 0
 
     def process(self, block: np.ndarray) -> int:
         """``@njit`` way in; ``block`` (C, n) float32 (rewritten when write_downstream).
@@ -255,9 +257,11 @@ class UpstreamClassifier:
                                               np.float32)]
         self._electrodes: dict = {}
         chan0, norm0 = self._restrict(np.arange(0))
+        _, self.tpl_rows, self.work, self.iwork = match_tables(self.templates, self.cand_ptr,
+                                                               self.n_channels, self.params)
         self._table = ArgTable([self.src, self.ev_t, self.ev_c, self.templates, chan0, norm0,
-                                self.cand_ptr, self.cand_idx, self.thresholds, self.params,
-                                *self.one])
+                                self.tpl_rows, self.cand_ptr, self.cand_idx, self.thresholds,
+                                self.params, self.work, self.iwork, *self.one])
         self._caller = entry_caller(match_entry)
         cap = int(capacity)
         self.out_t = np.zeros(cap, np.int64)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from oe_plugin.kernels.match import make_params, match_events, template_norms
+from oe_plugin.kernels.match import make_params, match_events, match_tables
 from offline.sort.detection import detect_traces, detection_context, make_detector
 from offline.sort.job import SortJob, window_samples
 from offline.sort.templates import TemplateSet
@@ -59,14 +59,14 @@ def match_chunk(job: SortJob, index: int, templates: TemplateSet, thresholds: np
     lo, hi = max(0, start - ctx), min(g.n_samples, stop + ctx)
     src = np.ascontiguousarray(prep.traces(lo, hi).T)  # (n, C) time-major
     original = src.copy() if wide_rows is not None else None
-    norms = np.zeros(templates.n_units, np.float32)
-    template_norms(templates.waveforms, norms)
     cand_ptr, cand_idx = templates.candidates(prep.n_channels)
     thr = (np.full(templates.n_units, np.inf, np.float32) if calibrate
            else np.asarray(thresholds, np.float32))
     params = make_params(pre, s.max_shift_samples, s.amplitude_min, s.amplitude_max,
                          mask=-1, row_offset=lo, subtract=not calibrate,
                          pair_window=pair)
+    norms, tpl_rows, work, iwork = match_tables(templates.waveforms, cand_ptr,
+                                                 prep.n_channels, params)
     sel = (ev_t >= lo) & (ev_t < hi)
     t = np.asarray(ev_t[sel], np.int64)
     c = np.asarray(ev_c[sel], np.int32)
@@ -96,8 +96,9 @@ def match_chunk(job: SortJob, index: int, templates: TemplateSet, thresholds: np
         shift2 = np.zeros(n, np.int32)
         amp2 = np.zeros(n, np.float32)
         err2 = np.zeros(n, np.float32)
-        match_events(src, t, c, templates.waveforms, templates.channels, norms, cand_ptr,
-                     cand_idx, thr, params, unit, shift, amp, err, ok, unit2, shift2, amp2, err2)
+        match_events(src, t, c, templates.waveforms, templates.channels, norms, tpl_rows,
+                     cand_ptr, cand_idx, thr, params, work, iwork, unit, shift, amp, err, ok,
+                     unit2, shift2, amp2, err2)
         parts.append((t + shift, unit, ok > 0, amp, err, c, np.full(n, p, np.int8),
                       np.zeros(n, bool)))
         two = ok == 2
