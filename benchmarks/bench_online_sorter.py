@@ -1,10 +1,11 @@
 """process() latency of the pipeline module: detection + template matching + sweep decoding +
 online statistics, per 1024-sample block at 30 kHz.
 
-    .venv/bin/python benchmarks/bench_online_sorter.py [--seconds 20]
+    .venv/bin/python benchmarks/bench_online_sorter.py [--seconds 20] [--rate-hz 10]
 
 Cases: 64 and 384 channels x 50 and 200 templates (5 channels each, on a linear probe at 25 µm),
-noise 10 µV RMS with every unit firing at 10 Hz (trough 6-10 x noise), serial sweep words on the
+noise 10 µV RMS with every unit firing at ``--rate-hz`` (default 10 Hz: 2000 spikes/s for 200
+units, a stress case; trough 6-10 x noise), serial sweep words on the
 TTL lines (one word per 20 refreshes at 200 Hz). The module is built through the host simulator
 (config file, warm-up in __init__), then process() is timed on this thread (perf_counter) after
 2 s of warm-up data. Targets (DESIGN.md): p99 <= 0.5 ms at 64 ch, <= 2 ms at 384 ch.
@@ -43,7 +44,8 @@ def shape(w=54, pre=18):
     return (s / -s.min()).astype(np.float32)
 
 
-def make_case(folder: Path, n_ch: int, n_units: int, seconds: float, seed=0):
+def make_case(folder: Path, n_ch: int, n_units: int, seconds: float, seed=0,
+              rate_hz: float = 10.0):
     rng = np.random.default_rng(seed)
     w, pre = 54, 18
     base = shape(w, pre)
@@ -72,7 +74,8 @@ def make_case(folder: Path, n_ch: int, n_units: int, seconds: float, seed=0):
     n = int(seconds * FS)
     data = (rng.standard_normal((n_ch, n)) * 10.0 * 1.6).astype(np.float32)  # ~10 µV in band
     for u in range(n_units):
-        ts = np.cumsum(rng.exponential(FS / 10.0, int(seconds * 14))).astype(np.int64) + w
+        ts = np.cumsum(rng.exponential(FS / rate_hz, int(seconds * rate_hz * 1.4) + 10))
+        ts = ts.astype(np.int64) + w
         ts = ts[ts < n - w]
         for t in ts:
             data[chans[u], t - pre:t - pre + w] += tpl[u] * 10.0
@@ -91,10 +94,10 @@ def ttl_schedule(n_samples):
     return [(int(t * FS / 1e6) + 100, int(line), bool(level)) for t, line, level in tr.tolist()]
 
 
-def run_case(n_ch, n_units, seconds):
+def run_case(n_ch, n_units, seconds, rate_hz=10.0):
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        data = make_case(tmp / "sort", n_ch, n_units, seconds)
+        data = make_case(tmp / "sort", n_ch, n_units, seconds, rate_hz=rate_hz)
         cfg = tmp / "pipeline.toml"
         cfg.write_text(f'[match]\nsort_dir = "{tmp / "sort"}"\n[stats]\nwrite_every_s = 2.0\n')
         t0 = time.perf_counter()
@@ -133,12 +136,14 @@ def run_case(n_ch, n_units, seconds):
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--rate-hz", type=float, default=10.0, help="firing rate of every unit")
     args = ap.parse_args(argv)
     load0 = os.getloadavg()[0]
-    rows = [run_case(c, u, args.seconds) for c, u in ((64, 50), (64, 200), (384, 50), (384, 200))]
+    rows = [run_case(c, u, args.seconds, args.rate_hz)
+            for c, u in ((64, 50), (64, 200), (384, 50), (384, 200))]
     print(f"process() per {BLOCK}-sample block at 30 kHz ({BLOCK / FS * 1e3:.1f} ms of data); "
           f"load average (1 min) {load0:.2f} before, {os.getloadavg()[0]:.2f} after, "
-          f"{os.cpu_count()} CPUs")
+          f"{os.cpu_count()} CPUs; every unit fires at {args.rate_hz:g} Hz")
     print("channels templates   p50 ms   p99 ms   max ms  spikes accepted  "
           "stats writes, mean / max ms")
     for r in rows:
