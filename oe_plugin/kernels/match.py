@@ -142,7 +142,7 @@ def workspace_size(templates_shape, cand_ptr, n_channels, params) -> tuple[int, 
     longest = int(np.max(np.diff(cand_ptr))) if len(cand_ptr) > 1 else 0
     n_cand = max(1, n_k * longest)
     n_slot = max(1, min(int(n_channels), n_cand * n_k))
-    end = _layout(n_slot, 2 * reach + 1, padded_width(width))[2]
+    end = _layout(n_slot, n_cand, 2 * reach + 1, padded_width(width))[2]
     return int(end), int(2 * n_channels + n_cand)
 
 
@@ -169,37 +169,41 @@ def match_tables(templates, cand_ptr, n_channels, params):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _layout(n_slot, n_sh, wp):
+def _layout(n_slot, n_cand, n_sh, wp):
     """Offsets in ``work`` (float64 units) of the gathered window rows (float32, ``n_sh + wp``
-    per slot) and of one template's products per shift (``n_sh``), and the end."""
+    per slot) and of the candidates' products per shift (``n_sh`` each), and the end."""
     xs = n_sh + wp
     o_x = _HEADER
     o_d = o_x + (n_slot * xs + 1) // 2
-    return o_x, o_d, o_d + n_sh
+    return o_x, o_d, o_d + n_cand * n_sh
 
 
 @numba.njit(cache=True, error_model="numpy", fastmath=_FAST)
-def _row_products(fx, xs, iwork, n_ch, chans, rows, j_lo, j_hi, out):
-    """``out[j] = sum_k <fx[slot_k * xs + j :][:Wp], rows[k]>`` for ``j_lo <= j <= j_hi``: one
-    template's products with the gathered window at every shift (float32 products, vectorised
-    over the padded rows; ``slot_k = iwork[chans[k]] - 1``, rows with ``chans[k]`` outside
-    ``0..n_ch-1`` skipped). Inputs are always C-contiguous views of the same types, so the
-    offline and the online path run this one compiled loop."""
-    wp = rows.shape[1]
-    for j in range(j_lo, j_hi + 1):
-        out[j] = 0.0
-    for k in range(chans.shape[0]):
-        ch = chans[k]
-        if ch < 0 or ch >= n_ch:
-            continue
-        t = rows[k]
-        o = (iwork[ch] - 1) * xs
+def _products(fx, xs, iwork, n_ch, cands, n_cand, tpl_chan, tpl_rows, j_lo, j_hi, n_sh, out):
+    """``out[q * n_sh + j] = sum_k <fx[slot_k * xs + j :][:Wp], tpl_rows[u, k]>`` for every
+    listed candidate ``u = cands[q]`` and shift ``j_lo <= j <= j_hi``: the templates' products
+    with the gathered window (float32, vectorised over the padded rows; ``slot_k = iwork[ch] - 1``
+    for the row's channel ``ch = tpl_chan[u, k]``, rows with ``ch`` outside ``0..n_ch-1``
+    skipped). The offline and the online path run this one compiled loop (same argument types:
+    scratch views and the tables of :func:`match_tables`)."""
+    wp = tpl_rows.shape[2]
+    for q in range(n_cand):
+        u = cands[q]
+        o_q = q * n_sh
         for j in range(j_lo, j_hi + 1):
-            x = fx[o + j:o + j + wp]
-            acc = np.float32(0.0)
-            for w in range(wp):
-                acc += x[w] * t[w]
-            out[j] += acc
+            out[o_q + j] = 0.0
+        for k in range(tpl_chan.shape[1]):
+            ch = tpl_chan[u, k]
+            if ch < 0 or ch >= n_ch:
+                continue
+            t = tpl_rows[u, k]
+            o = (iwork[ch] - 1) * xs
+            for j in range(j_lo, j_hi + 1):
+                x = fx[o + j:o + j + wp]
+                acc = np.float32(0.0)
+                for w in range(wp):
+                    acc += x[w] * t[w]
+                out[o_q + j] += acc
 
 
 @numba.njit(cache=True, error_model="numpy", fastmath=_FAST)
@@ -222,7 +226,7 @@ def _search(src, mask, first, s_lo, s_hi, templates, tpl_rows, tpl_chan, tpl_nor
 
     The window rows of every channel the candidates use are gathered once (float32, contiguous:
     a slot per channel, ``iwork[ch] = slot + 1`` while the search runs); a fit is then one
-    vectorised float32 product per row and shift (:func:`_row_products`, rows zero-padded to
+    vectorised float32 product per row and shift (:func:`_products`, rows zero-padded to
     :data:`PAD`), and the winner's error needs its window energy alone (:func:`_energy`).
     """
     n_ch = src.shape[1]
@@ -235,7 +239,7 @@ def _search(src, mask, first, s_lo, s_hi, templates, tpl_rows, tpl_chan, tpl_nor
     if n_sh <= 0 or n_cand <= 0:
         return none
     slot_cap = np.int64(work[0])
-    o_x, o_d, _ = _layout(slot_cap, n_sh, wp)
+    o_x, o_d, _ = _layout(slot_cap, np.int64(work[1]), n_sh, wp)
     cands = iwork[2 * n_ch:]
     n_slot = 0
     overflow = False
@@ -280,14 +284,15 @@ def _search(src, mask, first, s_lo, s_hi, templates, tpl_rows, tpl_chan, tpl_nor
     best_q = -1
     best_j = 0
     best_a = 0.0
+    _products(fx, xs, iwork, n_ch, cands, n_cand, tpl_chan, tpl_rows, j_lo, j_hi, n_sh,
+              work[o_d:])
     for q in range(n_cand):
         u = cands[q]
         n2 = np.float64(tpl_norm2[u])
         if n2 <= 0.0:
             continue
-        _row_products(fx, xs, iwork, n_ch, tpl_chan[u], tpl_rows[u], j_lo, j_hi, work[o_d:])
         for j in range(j_lo, j_hi + 1):
-            dot = work[o_d + j]
+            dot = work[o_d + q * n_sh + j]
             if dot <= 0.0:
                 continue
             a = dot / n2
@@ -333,7 +338,7 @@ def _workspace_ok(n_ch, templates, tpl_rows, params, work, iwork):
             or tpl_rows.shape[0] < templates.shape[0] or tpl_rows.shape[1] < templates.shape[1]
             or tpl_rows.shape[2] != wp or iwork.shape[0] < 2 * n_ch + n_cand):
         return False
-    return _layout(n_slot, 2 * reach + 1, wp)[2] <= work.shape[0]
+    return _layout(n_slot, n_cand, 2 * reach + 1, wp)[2] <= work.shape[0]
 
 
 @numba.njit(cache=True, error_model="numpy")
