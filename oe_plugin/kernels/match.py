@@ -43,12 +43,14 @@ reported in the ``out_*2`` arrays. Otherwise ``src`` is restored (up to float32 
 the event stays rejected. Cost: only rejected events pay it, ``~(2L+1) x (candidates)`` fits.
 
 **Speed.** A search (an event's candidates over ``±S``, or the second spike's over ``±L``)
-gathers the window rows of the channels its candidates use once into contiguous float32 scratch,
-with running sums of their squares, and fits each template row as one vectorised float32
-product over rows zero-padded to :data:`PAD` samples (:func:`template_rows`): 2.1-6.1x faster
-than the float64 sample loop over the strided ring it replaced, with the same unit, shift and
-accepted count for every event (``benchmarks/bench_match_kernel.py``). The scratch ``work`` /
-``iwork`` comes from :func:`match_tables`.
+gathers the window rows of the channels its candidates use once into contiguous float32 scratch
+and fits each template row as one vectorised float32 product over rows zero-padded to
+:data:`PAD` samples (:func:`template_rows`); only the winner's window energy is computed (its
+error). 2.1-6.1x faster than the float64 sample loop over the strided ring it replaced, with the
+same unit, shift and accepted count for every event of synthetic recordings with distinct
+waveforms (``benchmarks/bench_match_kernel.py``; templates that differ only in scale tie in
+gain, and rounding then picks among them). The scratch ``work`` / ``iwork`` comes from
+:func:`match_tables`.
 """
 
 from __future__ import annotations
