@@ -110,3 +110,21 @@ def test_reproduces_gui_bandpass_record_node_105():
     for c in range(raw.n_channels):
         r = np.corrcoef(ours[c, skip:], y_gui[c, skip:])[0, 1]
         assert r >= 0.998, f"channel {c}: r = {r:.5f}"
+
+
+@pytest.mark.parametrize("n_ch", [1, 8, 13, 64])
+def test_columns_to_rows_transposes_scales_and_wraps(n_ch):
+    from oe_plugin.kernels.bandpass import columns_to_rows
+
+    rng = np.random.default_rng(n_ch)
+    data = rng.standard_normal((n_ch, 100)).astype(np.float32)
+    gains = rng.uniform(0.5, 2.0, n_ch).astype(np.float32)
+    ring = np.full((64, n_ch), np.nan, np.float32)
+    columns_to_rows(data, 30, 50, gains, True, ring, 40, 63)  # rows 40..63, then 0..25
+    want = (data[:, 30:80] * gains[:, None]).T
+    rows = (40 + np.arange(50)) & 63
+    assert np.array_equal(ring[rows], want)
+    assert np.isnan(ring[26:40]).all()  # nothing else written
+    plain = np.zeros((50, n_ch), np.float32)
+    columns_to_rows(data, 30, 50, gains, False, plain, 0, -1)
+    assert np.array_equal(plain, data[:, 30:80].T)
