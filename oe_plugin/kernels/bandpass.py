@@ -110,6 +110,78 @@ def sos_step_row(sos, zi, row, tmp):
         row[c] = tmp[c]
 
 
+FILTER_TILE = 32
+"""Samples filtered per pass of :func:`sos_rows` (``tmp`` holds this many float64 rows)."""
+
+
+@numba.njit(cache=True, error_model="numpy", inline="never")
+def _section_rows_from(b0, b1, b2, a1, a2, src, dst, z0, z1):
+    """One biquad over rows of channels, ``dst[i] = f(src[i])`` in row (time) order; ``src``
+    (m, C) float32, ``dst`` (m, C) float64. Not inlined (see :func:`_section_from`)."""
+    for i in range(src.shape[0]):
+        s = src[i]
+        d = dst[i]
+        for c in range(s.shape[0]):
+            x = np.float64(s[c])
+            y = b0 * x + z0[c]
+            z0[c] = b1 * x - a1 * y + z1[c]
+            z1[c] = b2 * x - a2 * y
+            d[c] = y
+
+
+@numba.njit(cache=True, error_model="numpy", inline="never")
+def _section_rows_inplace(b0, b1, b2, a1, a2, rows, z0, z1):
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        for c in range(r.shape[0]):
+            x = r[c]
+            y = b0 * x + z0[c]
+            z0[c] = b1 * x - a1 * y + z1[c]
+            z1[c] = b2 * x - a2 * y
+            r[c] = y
+
+
+@numba.njit(cache=True, error_model="numpy")
+def sos_rows(sos, zi, ring, first_row, n, tmp):
+    """Filter ring rows ``(first_row + i) & (R - 1)``, ``i < n``, in place (ring (R, C) float32,
+    R a power of two; a plain array of rows with ``first_row + n <= R``).
+
+    Bit for bit :func:`sos_step_row` applied row after row: each section is a causal filter of
+    the previous section's output, so running section 0 over a tile of rows, then section 1
+    over its output, ... gives every channel the same float64 operations in the same order.
+    ``tmp`` float64 holds ``len(tmp) // C`` rows (at least one; :data:`FILTER_TILE` in the
+    detector): the per-row calls of :func:`sos_step_row` cost ~75 ns per sample at 64 channels,
+    more than the arithmetic."""
+    n_sections = sos.shape[0]
+    if n_sections == 0 or n <= 0:
+        return
+    n_ch = ring.shape[1]
+    mask = ring.shape[0] - 1
+    tile = max(1, tmp.shape[0] // max(n_ch, 1))
+    if tile == 1:
+        for i in range(n):
+            sos_step_row(sos, zi, ring[(first_row + i) & mask], tmp)
+        return
+    work = tmp[:tile * n_ch].reshape((tile, n_ch))
+    i = 0
+    while i < n:
+        r0 = (first_row + i) & mask
+        m = min(tile, n - i, ring.shape[0] - r0)  # rows contiguous in the ring
+        rows = ring[r0:r0 + m]
+        w = work[:m]
+        _section_rows_from(sos[0, 0], sos[0, 1], sos[0, 2], sos[0, 4], sos[0, 5], rows, w,
+                           zi[0, 0], zi[0, 1])
+        for s in range(1, n_sections):
+            _section_rows_inplace(sos[s, 0], sos[s, 1], sos[s, 2], sos[s, 4], sos[s, 5], w,
+                                  zi[s, 0], zi[s, 1])
+        for k in range(m):
+            src = w[k]
+            dst = rows[k]
+            for c in range(n_ch):
+                dst[c] = src[c]
+        i += m
+
+
 TILE = 16
 
 
@@ -213,7 +285,8 @@ def store_rows(ring, first_row, data, start, stop, sample_major):
 def bandpass_block(sos, zi, data, out, tile, tmp):
     """Filter ``data`` (n_channels, n_samples) float32 µV into ``out`` (same shape; may be
     ``data`` itself), carrying the state ``zi``. ``tile`` (T, n_channels) float32 with T a power
-    of two and ``tmp`` (n_channels,) float64 are scratch. Returns the number of non-finite input
+    of two and ``tmp`` float64 (at least n_channels; ``FILTER_TILE * n_channels`` is faster:
+    :func:`sos_rows`) are scratch. Returns the number of non-finite input
     samples (filtered as 0)."""
     n_samples = data.shape[1]
     step = tile.shape[0]
@@ -221,8 +294,7 @@ def bandpass_block(sos, zi, data, out, tile, tmp):
     for pos in range(0, n_samples, step):
         stop = min(pos + step, n_samples)
         bad += load_rows(data, pos, stop, tile, 0, False)
-        for r in range(stop - pos):
-            sos_step_row(sos, zi, tile[r], tmp)
+        sos_rows(sos, zi, tile, 0, stop - pos, tmp)
         store_rows(tile, 0, out, pos, stop, False)
     return bad
 

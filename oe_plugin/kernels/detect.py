@@ -48,7 +48,7 @@ from oe_plugin.kernels._entry import (
     arg_i64_2d,
     cfunc_entry,
 )
-from oe_plugin.kernels.bandpass import load_rows, sos_step_row, store_rows
+from oe_plugin.kernels.bandpass import load_rows, sos_rows, store_rows
 from oe_plugin.kernels.noise import noise_push
 
 SUBSTEP = 256
@@ -274,7 +274,8 @@ def detect_block(
     data (C, N) float32 µV raw samples, or (N, C) when params[P_SAMPLE_MAJOR] != 0 (filtered in
     place when params[P_WRITE_BACK] != 0);
     sos (S, 6) float64, zi (S, 2, C) float64 filter state; ring (R, C) float32 filtered history,
-    R a power of two (filtered in place there); tmp (C,) float64 scratch;
+    R a power of two (filtered in place there); tmp float64 scratch (>= C; FILTER_TILE x C
+    rows filter faster, :func:`bandpass.sos_rows`);
     noise_* see :mod:`noise`; thr_uv (C,) float32
     current thresholds; nb_ptr (C+1,) int32 / nb_idx int32 neighbour lists (CSR, self included);
     cand_t (C, M) int64, cand_a (C, M) float32, cand_n (C,) int64 pending candidates per channel;
@@ -299,8 +300,7 @@ def detect_block(
         n0 = counters[C_PROCESSED]
         counters[C_NONFINITE] += load_rows(data, pos, stop, ring, n0, sample_major)
         if filtering:
-            for i in range(pos, stop):
-                sos_step_row(sos, zi, ring[(n0 + i - pos) & mask], tmp)
+            sos_rows(sos, zi, ring, n0, stop - pos, tmp)
         if write_back:
             store_rows(ring, n0, data, pos, stop, sample_major)
         # candidates at p = n - 1 use the thresholds after the noise pushes up to p

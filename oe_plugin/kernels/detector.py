@@ -17,7 +17,7 @@ import numpy as np
 
 from oe_plugin.kernels import detect as K
 from oe_plugin.kernels._entry import ArgTable, entry_caller
-from oe_plugin.kernels.bandpass import design_bandpass, make_filter_state
+from oe_plugin.kernels.bandpass import FILTER_TILE, design_bandpass, make_filter_state
 from oe_plugin.kernels.noise import make_noise_state, reset_noise_state
 from oe_plugin.settings import DetectSettings, FilterSettings
 
@@ -112,7 +112,7 @@ class SpikeDetector:
         c = self.n_channels
         self.zi = make_filter_state(self.sos, c)
         self.ring = np.zeros((ring_len, c), dtype=np.float32)
-        self.tmp = np.zeros(c, dtype=np.float64)
+        self.tmp = np.zeros(FILTER_TILE * c, dtype=np.float64)
         (
             self.noise_ring,
             self.noise_counts,

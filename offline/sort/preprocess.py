@@ -29,7 +29,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from oe_plugin.config import SettingsError
-from oe_plugin.kernels.bandpass import bandpass_block, design_bandpass, make_filter_state
+from oe_plugin.kernels.bandpass import (
+    FILTER_TILE,
+    bandpass_block,
+    design_bandpass,
+    make_filter_state,
+)
 from oe_plugin.kernels.noise import MAD_TO_SIGMA
 from oe_plugin.kernels.reference import median_reference
 from oe_plugin.kernels.resample import mux_delays, resample_block, sinc_kernels
@@ -175,4 +180,4 @@ def _filter(sos: np.ndarray, x: np.ndarray) -> None:
     """The online causal band-pass kernel over (C, n) float32, in place, from a zero state."""
     c = x.shape[0]
     bandpass_block(sos, make_filter_state(sos, c), x, x, np.zeros((256, c), np.float32),
-                   np.zeros(c, np.float64))
+                   np.zeros(FILTER_TILE * c, np.float64))
