@@ -120,7 +120,7 @@ def _scale_bins(bin_uv, c, noise):
     bin_uv[c] = w if w > MIN_BIN_UV else MIN_BIN_UV
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def noise_push(
     sample_number,
     row,
