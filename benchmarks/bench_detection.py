@@ -50,6 +50,7 @@ import numpy as np
 
 from oe_plugin.host.sources import SyntheticSource, spike_waveform
 from oe_plugin.kernels.bandpass import (
+    FILTER_TILE,
     bandpass_block,
     design_bandpass,
     load_rows,
@@ -318,7 +319,7 @@ def breakdown(args, source, probe: Probe) -> dict:
     zi = make_filter_state(sos, n_channels)
     tile = np.zeros((256, n_channels), np.float32)
     ring = np.zeros((1024, n_channels), np.float32)
-    tmp64 = np.zeros(n_channels, np.float64)
+    tmp64 = np.zeros(FILTER_TILE * n_channels, np.float64)  # as the detector's
     scratch = np.zeros((n_channels, BLOCK), np.float32)
     bandpass_block(sos, zi, scratch, scratch, tile, tmp64)  # compile / load from cache
     load_rows(scratch, 0, BLOCK, ring, 0, False)

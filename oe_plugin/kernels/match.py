@@ -46,7 +46,7 @@ the event stays rejected. Cost: only rejected events pay it, ``~(2L+1) x (candid
 gathers the window rows of the channels its candidates use once into contiguous float32 scratch
 and fits each template row as one vectorised float32 product over rows zero-padded to
 :data:`PAD` samples (:func:`template_rows`); only the winner's window energy is computed (its
-error). 2.1-6.1x faster than the float64 sample loop over the strided ring it replaced, with the
+error). 2.2-7.4x faster than the float64 sample loop over the strided ring it replaced, with the
 same unit, shift and accepted count for every event of synthetic recordings with distinct
 waveforms (``benchmarks/bench_match_kernel.py``; templates that differ only in scale tie in
 gain, and rounding then picks among them). The scratch ``work`` / ``iwork`` comes from
