@@ -1,7 +1,8 @@
-"""Causal Butterworth band-pass as second-order sections, one time sample at a time.
+"""Causal Butterworth band-pass as second-order sections, streaming.
 
-The filter runs sample-major: :func:`sos_step_row` advances every channel by one sample, so the
-inner loop runs over channels and vectorises (the channels' states are independent). The state
+The filter runs sample-major: :func:`sos_rows` advances every channel through a tile of samples
+(rows), section after section, so the inner loop runs over channels and vectorises (the
+channels' states are independent). The state
 is float64 (as scipy's ``sosfilt`` computes with float64 coefficients), which keeps the float32
 output within float32 rounding of scipy and makes any block partition give bit-identical output.
 
@@ -62,62 +63,16 @@ def clean_sample(x):
     return x, 0
 
 
-@numba.njit(cache=True, error_model="numpy", inline="never")
-def _section_from(b0, b1, b2, a1, a2, src, dst, z0, z1):
-    """One biquad (direct form II transposed) over a row of channels: ``dst = f(src)``.
-
-    A separate, non-inlined function on purpose: with distinct array arguments LLVM can prove
-    (at run time) that they do not overlap and vectorises the loop over channels (~6x faster).
-    """
-    for c in range(src.shape[0]):
-        x = np.float64(src[c])
-        y = b0 * x + z0[c]
-        z0[c] = b1 * x - a1 * y + z1[c]
-        z1[c] = b2 * x - a2 * y
-        dst[c] = y
-
-
-@numba.njit(cache=True, error_model="numpy", inline="never")
-def _section_inplace(b0, b1, b2, a1, a2, row, z0, z1):
-    for c in range(row.shape[0]):
-        x = row[c]
-        y = b0 * x + z0[c]
-        z0[c] = b1 * x - a1 * y + z1[c]
-        z1[c] = b2 * x - a2 * y
-        row[c] = y
-
-
-@numba.njit(cache=True, error_model="numpy")
-def sos_step_row(sos, zi, row, tmp):
-    """Advance every channel by one sample, in place.
-
-    sos : (n_sections, 6) float64; zi : (n_sections, 2, n_channels) float64 state;
-    row : (n_channels,) float32 — each channel's input sample, replaced by its output;
-    tmp : (n_channels,) float64 scratch (keeps full precision between sections).
-    Direct form II transposed, section after section (scipy's ``sosfilt``).
-    """
-    n_sections = sos.shape[0]
-    if n_sections == 0:
-        return
-    _section_from(
-        sos[0, 0], sos[0, 1], sos[0, 2], sos[0, 4], sos[0, 5], row, tmp, zi[0, 0], zi[0, 1]
-    )
-    for s in range(1, n_sections):
-        _section_inplace(
-            sos[s, 0], sos[s, 1], sos[s, 2], sos[s, 4], sos[s, 5], tmp, zi[s, 0], zi[s, 1]
-        )
-    for c in range(row.shape[0]):
-        row[c] = tmp[c]
-
-
 FILTER_TILE = 32
 """Samples filtered per pass of :func:`sos_rows` (``tmp`` holds this many float64 rows)."""
 
 
 @numba.njit(cache=True, error_model="numpy", inline="never")
 def _section_rows_from(b0, b1, b2, a1, a2, src, dst, z0, z1):
-    """One biquad over rows of channels, ``dst[i] = f(src[i])`` in row (time) order; ``src``
-    (m, C) float32, ``dst`` (m, C) float64. Not inlined (see :func:`_section_from`)."""
+    """One biquad (direct form II transposed) over rows of channels, ``dst[i] = f(src[i])`` in
+    row (time) order; ``src`` (m, C) float32, ``dst`` (m, C) float64. A separate, non-inlined
+    function on purpose: with distinct array arguments LLVM can prove (at run time) that they do
+    not overlap and vectorises the loop over channels (~6x faster)."""
     for i in range(src.shape[0]):
         s = src[i]
         d = dst[i]
@@ -144,24 +99,21 @@ def _section_rows_inplace(b0, b1, b2, a1, a2, rows, z0, z1):
 @numba.njit(cache=True, error_model="numpy")
 def sos_rows(sos, zi, ring, first_row, n, tmp):
     """Filter ring rows ``(first_row + i) & (R - 1)``, ``i < n``, in place (ring (R, C) float32,
-    R a power of two; a plain array of rows with ``first_row + n <= R``).
+    R a power of two): each channel through
+    the cascade of sections, direct form II transposed (scipy's ``sosfilt``), float64 state.
 
-    Bit for bit :func:`sos_step_row` applied row after row: each section is a causal filter of
-    the previous section's output, so running section 0 over a tile of rows, then section 1
-    over its output, ... gives every channel the same float64 operations in the same order.
     ``tmp`` float64 holds ``len(tmp) // C`` rows (at least one; :data:`FILTER_TILE` in the
-    detector): the per-row calls of :func:`sos_step_row` cost ~75 ns per sample at 64 channels,
-    more than the arithmetic."""
+    detector): section 0 runs over that many rows into ``tmp``, then each later section over
+    its output, then the rows are written back. A cascade of causal filters gives every
+    channel the same float64 operations in the same order for any tile size, and a call per
+    section per tile instead of per sample (the calls cost more than the arithmetic at 64
+    channels: 0.08 of 0.146 ms per 1024-sample block)."""
     n_sections = sos.shape[0]
-    if n_sections == 0 or n <= 0:
-        return
     n_ch = ring.shape[1]
-    mask = ring.shape[0] - 1
-    tile = max(1, tmp.shape[0] // max(n_ch, 1))
-    if tile == 1:
-        for i in range(n):
-            sos_step_row(sos, zi, ring[(first_row + i) & mask], tmp)
+    if n_sections == 0 or n <= 0 or n_ch == 0 or tmp.shape[0] < n_ch:
         return
+    mask = ring.shape[0] - 1
+    tile = tmp.shape[0] // n_ch
     work = tmp[:tile * n_ch].reshape((tile, n_ch))
     i = 0
     while i < n:

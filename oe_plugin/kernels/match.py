@@ -184,7 +184,7 @@ def _layout(n_slot, n_cand, n_sh, wp):
 def _products(fx, xs, iwork, n_ch, cands, n_cand, tpl_chan, tpl_rows, j_lo, j_hi, n_sh, out):
     """``out[q * n_sh + j] = sum_k <fx[slot_k * xs + j :][:Wp], tpl_rows[u, k]>`` for every
     listed candidate ``u = cands[q]`` and shift ``j_lo <= j <= j_hi``: the templates' products
-    with the gathered window (float32, vectorised over the padded rows, up to five shifts a pass;
+    with the gathered window (float32, vectorised over the padded rows, five shifts a pass;
     ``slot_k = iwork[ch] - 1`` for the row's channel ``ch = tpl_chan[u, k]``, rows with ``ch``
     outside ``0..n_ch-1`` skipped). The offline and the online path run this one compiled loop
     (same argument types: scratch views and the tables of :func:`match_tables`)."""
@@ -201,7 +201,7 @@ def _products(fx, xs, iwork, n_ch, cands, n_cand, tpl_chan, tpl_rows, j_lo, j_hi
             t = tpl_rows[u, k]
             o = (iwork[ch] - 1) * xs
             j = j_lo
-            while j + 4 <= j_hi:  # five shifts per pass share the template's loads (S = 2)
+            while j + 4 <= j_hi:  # five shifts per pass share the template's loads
                 x = fx[o + j:o + j + wp + 4]
                 a0 = np.float32(0.0)
                 a1 = np.float32(0.0)
@@ -221,23 +221,6 @@ def _products(fx, xs, iwork, n_ch, cands, n_cand, tpl_chan, tpl_rows, j_lo, j_hi
                 out[o_q + j + 3] += a3
                 out[o_q + j + 4] += a4
                 j += 5
-            while j + 3 <= j_hi:  # four, then one at a time
-                x = fx[o + j:o + j + wp + 3]
-                a0 = np.float32(0.0)
-                a1 = np.float32(0.0)
-                a2 = np.float32(0.0)
-                a3 = np.float32(0.0)
-                for w in range(wp):
-                    tw = t[w]
-                    a0 += x[w] * tw
-                    a1 += x[w + 1] * tw
-                    a2 += x[w + 2] * tw
-                    a3 += x[w + 3] * tw
-                out[o_q + j] += a0
-                out[o_q + j + 1] += a1
-                out[o_q + j + 2] += a2
-                out[o_q + j + 3] += a3
-                j += 4
             while j <= j_hi:
                 x = fx[o + j:o + j + wp]
                 acc = np.float32(0.0)
