@@ -242,3 +242,18 @@ def test_too_small_workspace_matches_nothing():
     args[11] = args[11][:10].copy()  # work
     assert match_events(*args) == -1
     assert (unit == -1).all() and not ok.any()
+
+
+def test_stale_slot_flags_in_the_scratch_change_nothing():
+    x, tpl, chans, truth = _scene(seed=4)
+    ev_t = np.array([t for t, _ in truth], np.int64)
+    ev_c = np.array([0 if u == 0 else 3 for _, u in truth], np.int32)
+    thr = np.full(2, 3.0, np.float32)
+    args, outs = _run(x.copy(), ev_t, ev_c, tpl, chans, make_params(PRE, 2, pair_window=8), thr)
+    match_events(*args)
+    stale, stale_outs = _run(x.copy(), ev_t, ev_c, tpl, chans,
+                             make_params(PRE, 2, pair_window=8), thr)
+    stale[12][:N_CH] = [3, 1, 7, -5, 2, 99]  # iwork[:C]: garbage left by someone else
+    match_events(*stale)
+    for a, b in zip(outs, stale_outs, strict=True):
+        assert np.array_equal(a, b)

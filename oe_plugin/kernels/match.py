@@ -249,7 +249,8 @@ def _search(src, mask, first, s_lo, s_hi, templates, tpl_rows, tpl_chan, tpl_nor
     listed candidate, then the first shift.
 
     The window rows of every channel the candidates use are gathered once (float32, contiguous:
-    a slot per channel, ``iwork[ch] = slot + 1`` while the search runs); a fit is then one
+    a slot per channel, ``iwork[ch] = slot + 1`` and ``iwork[C + slot] = ch`` while the search
+    runs, so stale values in ``iwork[:C]`` are never taken for slots); a fit is then one
     vectorised float32 product per row and shift (:func:`_products`, rows zero-padded to
     :data:`PAD`), and the winner's error needs its window energy alone (:func:`_energy`).
     """
@@ -271,7 +272,10 @@ def _search(src, mask, first, s_lo, s_hi, templates, tpl_rows, tpl_chan, tpl_nor
         u = cands[q]
         for k in range(n_k):
             ch = tpl_chan[u, k]
-            if ch < 0 or ch >= n_ch or iwork[ch] != 0:
+            if ch < 0 or ch >= n_ch:
+                continue
+            v = iwork[ch]  # a slot of this search only if the slot names this channel back
+            if v >= 1 and v <= n_slot and iwork[n_ch + v - 1] == ch:
                 continue
             if n_slot >= slot_cap:
                 overflow = True
@@ -572,8 +576,6 @@ def match_events(
             out_ok[e] = 0
             out_unit2[e] = NO_UNIT
         return -1
-    for ch in range(src.shape[1]):
-        iwork[ch] = 0  # slot flags (see _search): zero between searches
     for e in range(n_events):
         u, s, a, err = match_one(src, ev_t[e], ev_c[e], templates, tpl_chan, tpl_norm2,
                                  tpl_rows, cand_ptr, cand_idx, params, work, iwork)
