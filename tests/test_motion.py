@@ -1,0 +1,135 @@
+"""Motion estimation from peaks and drift correction by kriging (kernels motion, drift)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from oe_plugin.kernels.drift import apply_channel_weights, correct_block, drift_tables
+from oe_plugin.kernels.localize import localize
+from oe_plugin.kernels.motion import Motion, estimate_motion
+
+
+def _peaks(motion_fn, duration_s=240.0, n_units=40, span_um=620.0, seed=0, jitter_um=3.0):
+    """Peaks of units at fixed tissue depths seen through a probe moving by motion_fn(t, y)."""
+    rng = np.random.default_rng(seed)
+    depth = rng.uniform(0, span_um, n_units)
+    amp = rng.uniform(6, 40, n_units)
+    rate = rng.uniform(2, 20, n_units)
+    ts, ys, amps = [], [], []
+    for u in range(n_units):
+        t = np.sort(rng.uniform(0, duration_s, rng.poisson(rate[u] * duration_s)))
+        y = depth[u] + motion_fn(t, depth[u]) + rng.normal(0, jitter_um, len(t))
+        a = amp[u] * np.exp(rng.normal(0, 0.15, len(t)))
+        ts.append(t), ys.append(y), amps.append(a)
+    # background: noise-level crossings anywhere
+    nb = int(20 * duration_s)
+    ts.append(rng.uniform(0, duration_s, nb))
+    ys.append(rng.uniform(0, span_um, nb))
+    amps.append(rng.uniform(4.5, 6, nb))
+    return np.concatenate(ts), np.concatenate(ys), np.concatenate(amps)
+
+
+def _zigzag(t, amp=20.0, period=120.0, start=20.0):
+    """Triangle wave 0 -> +amp -> 0 -> -amp -> 0 every ``period`` from ``start`` (0 before)."""
+    phase = np.clip(np.asarray(t, float) - start, 0, None) / period
+    return amp * (2 / np.pi) * np.arcsin(np.sin(2 * np.pi * phase))
+
+
+def _rms_after_offset(est, true):
+    d = est - true
+    d -= np.median(d)
+    return float(np.sqrt(np.mean(d ** 2)))
+
+
+def test_rigid_zigzag_recovered_within_3um_rms():
+    t, y, a = _peaks(lambda tt, yy: _zigzag(tt))
+    m = estimate_motion(t, y, a, 240.0, depth_range_um=(0, 620))
+    assert m.rigid
+    true = _zigzag(m.time_s)
+    rms = _rms_after_offset(m.displacement_um[:, 0], true)
+    assert rms < 3.0, rms
+    # the estimate does move: a flat estimate would be ~14 µm RMS away
+    assert m.range_um() > 30
+
+
+def test_nonrigid_motion_recovered_within_5um():
+    def fn(tt, yy):  # the top of the probe drifts by 30 µm, the bottom by -10 µm, slowly
+        return (-10 + 40 * yy / 620.0) * np.sin(2 * np.pi * np.asarray(tt) / 200.0)
+
+    t, y, a = _peaks(fn, n_units=60, seed=3)
+    m = estimate_motion(t, y, a, 240.0, depth_range_um=(0, 620), nonrigid=True)
+    assert not m.rigid and m.displacement_um.shape[1] >= 3
+    errs = []
+    for k, depth in enumerate(m.depth_um):
+        errs.append(_rms_after_offset(m.displacement_um[:, k], fn(m.time_s, depth)))
+    assert max(errs) < 5.0, errs
+    # a rigid estimate cannot fit it: top and bottom windows differ
+    top, bottom = m.displacement_um[:, -1], m.displacement_um[:, 0]
+    assert np.ptp(top) > 2 * np.ptp(bottom)
+
+
+def test_static_recording_gives_small_motion():
+    t, y, a = _peaks(lambda tt, yy: np.zeros_like(np.asarray(tt, float)), seed=5)
+    m = estimate_motion(t, y, a, 240.0, depth_range_um=(0, 620))
+    assert m.range_um() < 3.0
+
+
+def test_empty_and_bad_peaks():
+    m = estimate_motion(np.zeros(0), np.zeros(0), np.zeros(0), 10.0)
+    assert np.all(m.displacement_um == 0)
+    m = estimate_motion(np.array([1.0, np.nan]), np.array([5.0, 5.0]), np.array([0.0, 3.0]), 10.0)
+    assert np.all(np.isfinite(m.displacement_um))
+
+
+def _probe(n_rows=16, pitch=20.0, xs=(0.0, 32.0)):
+    return np.array([(x, r * pitch) for r in range(n_rows) for x in xs], float)
+
+
+def test_kriging_identity_at_zero_displacement_and_shift_of_a_smooth_field():
+    pos = _probe()
+    tabs = drift_tables(pos, max_um=40, step_um=0.5)
+    x = np.random.default_rng(0).normal(size=(len(pos), 50)).astype(np.float32)
+    out = np.empty_like(x)
+    g0 = tabs.grid_index(np.zeros(len(pos)))
+    apply_channel_weights(x, tabs.index, tabs.weight, g0, 0, x.shape[1], out)
+    np.testing.assert_allclose(out, x, atol=1e-3)
+    # a smooth field along depth, probe moved by +10 µm: each channel sees the field 10 µm up
+    field = lambda yy: np.sin(yy / 60.0)  # noqa: E731
+    x = np.repeat(field(pos[:, 1])[:, None], 4, axis=1).astype(np.float32)
+    g = tabs.grid_index(np.full(len(pos), 10.0))
+    apply_channel_weights(x, tabs.index, tabs.weight, g, 0, 4, out)
+    inner = (pos[:, 1] >= 20) & (pos[:, 1] <= 260)
+    np.testing.assert_allclose(out[inner, 0], field(pos[inner, 1] + 10.0), atol=0.03)
+
+
+def test_correct_block_is_block_invariant():
+    pos = _probe(8)
+    tabs = drift_tables(pos, max_um=30)
+    m = Motion(np.array([0.5, 1.5, 2.5]), np.array([0.0]), np.array([[0.0], [12.0], [-7.0]]))
+    x = np.random.default_rng(1).normal(size=(len(pos), 3000)).astype(np.float32)
+    whole = correct_block(x, 0, 1000.0, m, tabs, pos, 0.5)
+    parts = [correct_block(x[:, a:b], a, 1000.0, m, tabs, pos, 0.5)
+             for a, b in [(0, 7), (7, 1100), (1100, 1101), (1101, 3000)]]
+    np.testing.assert_array_equal(np.concatenate(parts, axis=1), whole)
+    assert not np.array_equal(whole, x)
+
+
+@pytest.mark.parametrize("dy", [0.0, 8.0])
+def test_localize_centre_of_mass(dy):
+    pos = _probe(8)
+    c_n = len(pos)
+    # a spike whose amplitude falls off with distance from (16, 60 + dy)
+    centre = np.array([16.0, 60.0 + dy])
+    amp = 30 * np.exp(-np.linalg.norm(pos - centre, axis=1) / 25.0)
+    tr = np.zeros((c_n, 40), np.float32)
+    tr[:, 20] = -amp
+    from oe_plugin.probe import Probe, neighbour_lists
+
+    nb = neighbour_lists(Probe("p", pos, np.zeros(c_n)), 60.0)
+    peak = int(np.argmax(amp))
+    x, y, a = localize(tr, 0, np.array([20]), np.array([peak]), nb, pos)
+    assert a[0] == pytest.approx(amp[peak], rel=1e-5)
+    assert abs(y[0] - centre[1]) < 6.0
+    # moving the source moves the estimate the same way (bias is constant)
+    assert x[0] == pytest.approx(16.0, abs=1.0)
