@@ -1,28 +1,40 @@
 #!/usr/bin/env python
-"""Peer benchmark: sweepsort sort vs MountainSort5 / SpykingCircus2 / Tridesclous2.
+"""Peer benchmark: sweepsort sort vs MountainSort5 / SpykingCircus2 / Tridesclous2 on a grid.
 
-For each case a SpikeInterface-generated ground-truth recording is written as an **Open Ephys
-Binary recording** (int16, bit_volts 0.195, structure.oebin), so sweepsort's reader is part of
-what is measured; the peers read the same int16 data through SpikeInterface's Open Ephys reader.
-Every sorter runs in its own subprocess (wall time and peak RSS of that process tree measured
-with /usr/bin/time), and each result is compared to the ground truth with SpikeInterface's
-``compare_sorter_to_ground_truth`` (match score 0.5, 0.4 ms tolerance).
+The cases (``benchmarks/sorting_cases.py``) are SpikeInterface-generated ground-truth recordings
+written as **Open Ephys Binary recordings** (int16, bit_volts 0.195) with a probeinterface
+``probe.json``, so sweepsort's reader is part of what is measured; the peers read the same int16
+data through SpikeInterface's Open Ephys reader. Every sorter runs in its own subprocess (wall
+time; peak RSS of the largest process from /usr/bin/time, and of the whole process tree sampled
+every 0.5 s), killed after ``--timeout`` s. Each result is compared to the ground truth with
+SpikeInterface's ``compare_sorter_to_ground_truth`` (match score 0.5, 0.4 ms tolerance; a unit
+is well detected at accuracy >= 0.8).
 
-    .venv/bin/python benchmarks/bench_sorting.py --cases 32x60 --sorters sweepsort,mountainsort5
-    .venv/bin/python benchmarks/bench_sorting.py               # all cases, all sorters
-    .venv/bin/python benchmarks/bench_sorting.py --cases 32x60 --sorters sweepsort  # re-measure
-                          # sweepsort alone; the table keeps the peers' rows from results.json
+Seeds are split: ``--split tuning`` (seeds 1, 2) for choosing defaults, ``--split heldout``
+(seeds 101, 102) for the report only. Results are merged into ``benchmarks/results/sorting.json``
+(one row per case, seed, sorter; a re-run replaces its own rows only), so the peers run once and
+sweepsort can be re-measured alone with the peers' rows still in the table:
 
-Not part of the test run (needs the ``bench`` extra and minutes to hours).
+    .venv/bin/python benchmarks/bench_sorting.py --split tuning --jobs 2            # everything
+    .venv/bin/python benchmarks/bench_sorting.py --split tuning --sorters sweepsort --jobs 2
+    .venv/bin/python benchmarks/bench_sorting.py --split heldout --cases static64,zigzag64
+    .venv/bin/python benchmarks/bench_sorting.py --split heldout --table   # print, run nothing
+    .venv/bin/python benchmarks/bench_sorting.py --split all --generate-only
+
+The legacy cases ``32x60`` and ``64x300`` (docs/sorting.md; ``--seed 0``/``--seed 1``) still
+run, from ``generate_ground_truth_recording`` as before. Not part of the test run (needs the
+``bench`` extra and minutes to hours).
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -30,66 +42,37 @@ from pathlib import Path
 
 import numpy as np
 
-CASES = {"32x60": (32, 60.0, 20), "64x300": (64, 300.0, 40)}  # channels, seconds, units
-BIT_VOLTS = 0.195
-FS = 30000.0
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import sorting_cases as cases  # noqa: E402
+
 PEERS = ("mountainsort5", "spykingcircus2", "tridesclous2")
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "results" / "sorting.json"
+# motion correction of SpykingCircus2 / Tridesclous2 on drifting cases: their default preset
+# (dredge_fast) needs torch, which the bench extra does not install; this one runs on numpy
+MOTION_PRESET = "nonrigid_fast_and_accurate"
 
 
-def label(case: str, seed: int) -> str:
-    """A case's name in the table and its folder: ``32x60``, or ``32x60-seed1`` for another
-    ground-truth draw (units, positions, spike trains, noise)."""
-    return case if seed == 0 else f"{case}-seed{seed}"
-
-
-def generate(case: str, root: Path, seed: int = 0):
-    import probeinterface
-    import spikeinterface.core as sc
-
-    n_ch, dur, n_units = CASES[case]
-    folder = root / label(case, seed)
-    gt_path = folder / "gt_sorting"
-    rec_dir = folder / "session" / "Record Node 101" / "experiment1" / "recording1"
-    if (folder / "probe.json").is_file() and gt_path.exists():
-        return folder
-    rec, gt = sc.generate_ground_truth_recording(
-        durations=[dur], sampling_frequency=FS, num_channels=n_ch, num_units=n_units,
-        generate_probe_kwargs={"num_columns": 2, "xpitch": 20, "ypitch": 20,
-                               "contact_shapes": "circle", "contact_shape_params": {"radius": 6}},
-        generate_sorting_kwargs={"firing_rates": (2.0, 12.0), "refractory_period_ms": 4.0},
-        noise_kwargs={"noise_levels": 10.0, "strategy": "on_the_fly"}, seed=seed)
-    write_open_ephys_binary(rec, rec_dir)
-    gt.save(folder=gt_path)
-    probe = rec.get_probe()
-    probe.set_device_channel_indices(np.arange(n_ch))
-    probeinterface.write_probeinterface(folder / "probe.json", probe)
-    return folder
-
-
-def write_open_ephys_binary(rec, rec_dir: Path) -> None:
-    proc = "Acquisition_Board-100.Rhythm Data"
-    d = rec_dir / "continuous" / proc
-    d.mkdir(parents=True, exist_ok=True)
-    n = rec.get_num_samples()
-    with open(d / "continuous.dat", "wb") as f:
-        for a in range(0, n, 300000):
-            x = rec.get_traces(start_frame=a, end_frame=min(n, a + 300000))
-            np.round(x / BIT_VOLTS).clip(-32768, 32767).astype("<i2").tofile(f)
-    sn = np.arange(n, dtype=np.int64)
-    np.save(d / "sample_numbers.npy", sn)
-    np.save(d / "timestamps.npy", sn / FS)
-    c = rec.get_num_channels()
-    oebin = {"GUI version": "0.6.7", "events": [], "spikes": [], "continuous": [{
-        "folder_name": proc + "/", "sample_rate": FS, "source_processor_name": "Acquisition Board",
-        "source_processor_id": 100, "stream_name": "Rhythm Data", "recorded_processor":
-        "Record Node", "recorded_processor_id": 101, "num_channels": c,
-        "channels": [{"channel_name": f"CH{i + 1}", "description": "", "identifier": "",
-                      "history": "", "bit_volts": BIT_VOLTS, "units": "uV"} for i in range(c)]}]}
-    (rec_dir / "structure.oebin").write_text(json.dumps(oebin, indent=2))
+def peer_config(sorter: str, case: str) -> tuple[dict, str]:
+    """(run_sorter kwargs, description) for a peer on a case."""
+    drift = case in cases.CASES and cases.CASES[case].get("drift") is not None
+    if sorter == "spykingcircus2":
+        if drift:
+            return ({"apply_motion_correction": True,
+                     "motion_correction": {"preset": MOTION_PRESET}}, f"motion {MOTION_PRESET}")
+        return {"apply_motion_correction": False}, "motion off (static ground truth)"
+    if sorter == "tridesclous2":
+        if drift:
+            return ({"apply_motion_correction": True, "motion_correction_preset": MOTION_PRESET},
+                    f"motion {MOTION_PRESET}")
+        return {}, "defaults (motion off)"
+    if sorter == "mountainsort5":
+        return {}, "SI bandpass 300-6000 + whiten; no motion correction"
+    return {}, "defaults"
 
 
 # -- one sorter, in a subprocess ---------------------------------------------------------------
-def run_one(sorter: str, folder: Path, out: Path, jobs: int) -> None:
+def run_one(sorter: str, case: str, folder: Path, out: Path, jobs: int) -> None:
     """Runs inside the measured subprocess; writes out/spikes.npz (times, units)."""
     out.mkdir(parents=True, exist_ok=True)
     if sorter == "sweepsort":
@@ -117,11 +100,9 @@ def run_one(sorter: str, folder: Path, out: Path, jobs: int) -> None:
                         in_place=False)
     if sorter == "mountainsort5":
         rec = spre.whiten(spre.bandpass_filter(rec, 300, 6000), dtype="float32")
-    extra = {} if sorter == "mountainsort5" else {"job_kwargs": {"n_jobs": jobs}}
-    if sorter == "spykingcircus2":
-        # its default motion correction (DREDGE) needs torch, which the bench extra does not
-        # install; the ground truth has no drift, so nothing is lost by switching it off
-        extra["apply_motion_correction"] = False
+    extra = peer_config(sorter, case)[0]
+    if sorter != "mountainsort5":
+        extra["job_kwargs"] = {"n_jobs": jobs}
     sorting = ss.run_sorter(sorter, rec, folder=out / "si", remove_existing_folder=True,
                             verbose=False, **extra)
     times, units = [], []
@@ -133,20 +114,55 @@ def run_one(sorter: str, folder: Path, out: Path, jobs: int) -> None:
              units=np.concatenate(units) if units else np.zeros(0, int))
 
 
-def measure(sorter: str, folder: Path, out: Path, jobs: int) -> dict:
-    cmd = ["/usr/bin/time", "-v", sys.executable, __file__, "--run", sorter, "--folder",
-           str(folder), "--out", str(out), "--jobs", str(jobs)]
+def tree_rss_mb(pid: int) -> float:
+    import psutil
+
+    try:
+        p = psutil.Process(pid)
+        procs = [p, *p.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0
+    for q in procs:
+        try:
+            total += q.memory_info().rss
+        except psutil.Error:
+            pass
+    return total / 2**20
+
+
+def measure(sorter: str, case: str, folder: Path, out: Path, jobs: int, timeout: float) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "spikes.npz").unlink(missing_ok=True)
+    cmd = ["/usr/bin/time", "-v", sys.executable, __file__, "--run", sorter, "--case", case,
+           "--folder", str(folder), "--out", str(out), "--jobs", str(jobs)]
+    load = os.getloadavg()
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    with open(out / "stdout.txt", "w") as fo, open(out / "stderr.txt", "w") as fe:
+        proc = subprocess.Popen(cmd, stdout=fo, stderr=fe, cwd=REPO, start_new_session=True)
+        peak_tree, timed_out = 0.0, False
+        while proc.poll() is None:
+            peak_tree = max(peak_tree, tree_rss_mb(proc.pid))
+            if time.perf_counter() - t0 > timeout:
+                os.killpg(proc.pid, signal.SIGKILL)  # the session this run started, only
+                proc.wait()
+                timed_out = True
+                break
+            time.sleep(0.5)
     wall = time.perf_counter() - t0
-    rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
-    row = {"sorter": sorter, "wall_s": wall, "peak_mb": int(rss.group(1)) / 1024 if rss else -1}
-    if proc.returncode != 0 or not (out / "spikes.npz").is_file():
-        row["error"] = (proc.stderr.strip().splitlines() or ["?"])[-1][:200]
-        tail = "\n".join(proc.stderr.strip().splitlines()[-25:])
-        (out / "error.txt").write_text(proc.stdout + "\n" + tail)
-        return row
-    row.update(score(folder, out / "spikes.npz"))
+    err = (out / "stderr.txt").read_text(errors="replace")
+    rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", err)
+    row = {"sorter": sorter, "config": peer_config(sorter, case)[1], "wall_s": round(wall, 1),
+           "peak_mb": round(int(rss.group(1)) / 1024) if rss else None,
+           "peak_tree_mb": round(peak_tree), "load_start": [round(v, 2) for v in load],
+           "load_end": [round(v, 2) for v in os.getloadavg()]}
+    if timed_out:
+        row["error"] = f"timeout: killed after {timeout:.0f} s"
+    elif proc.returncode != 0 or not (out / "spikes.npz").is_file():
+        lines = [s for s in err.strip().splitlines() if not s.startswith("\t")]
+        row["error"] = (lines or ["?"])[-1][:300]
+    if "error" not in row:
+        row.update(score(folder, out / "spikes.npz"))
     return row
 
 
@@ -156,63 +172,157 @@ def score(folder: Path, spikes: Path) -> dict:
 
     gt = si.load(folder / "gt_sorting")
     z = np.load(spikes)
-    tested = si.NumpySorting.from_samples_and_labels([z["times"]], [z["units"]], FS)
+    tested = si.NumpySorting.from_samples_and_labels([z["times"]], [z["units"]], cases.FS)
     cmp = sc.compare_sorter_to_ground_truth(gt, tested, exhaustive_gt=True)
     perf = cmp.get_performance()
-    return {"units_found": int(len(np.unique(z["units"]))),
+    return {"gt_units": int(len(perf)),
             "well_detected": int((perf["accuracy"] >= 0.8).sum()),
-            "gt_units": int(len(perf)),
-            "accuracy": float(perf["accuracy"].mean()),
-            "precision": float(perf["precision"].mean()),
-            "recall": float(perf["recall"].mean())}
+            "units_found": int(len(np.unique(z["units"]))),
+            "accuracy": round(float(perf["accuracy"].mean()), 4),
+            "precision": round(float(perf["precision"].mean()), 4),
+            "recall": round(float(perf["recall"].mean()), 4),
+            "unit_accuracy": [round(float(a), 3) for a in perf["accuracy"]]}
+
+
+def versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    v = {}
+    for pkg in ("spikeinterface", "mountainsort5", "numpy", "numba", "scipy", "hdbscan",
+                "scikit-learn", "probeinterface"):
+        try:
+            v[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    v["python"] = sys.version.split()[0]
+    git = ["git", "-C", str(REPO)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run([*git, "status", "--porcelain", "offline", "oe_plugin"],
+                           capture_output=True, text=True).stdout.strip()
+    v["sweepsort"] = head.stdout.strip() + ("+uncommitted" if dirty else "")
+    return v
+
+
+# -- the results file ---------------------------------------------------------------------------
+def key(r: dict) -> tuple:
+    return (r["case"], r["seed"], r["sorter"])
+
+
+def merge(path: Path, rows: list, meta: dict | None = None) -> dict:
+    """Replaces rows with the same (case, seed, sorter) in ``path`` under a lock; returns it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        db = json.loads(path.read_text()) if path.is_file() else {"cases": {}, "rows": []}
+        new = {key(r) for r in rows}
+        db["rows"] = [r for r in db["rows"] if key(r) not in new] + rows
+        db["rows"].sort(key=lambda r: (r["split"] != "heldout", r["case"], r["seed"],
+                                       r["sorter"] != "sweepsort", r["sorter"]))
+        if meta:
+            db["cases"].update(meta)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(db, indent=1) + "\n")
+        tmp.replace(path)
+    return db
+
+
+def commit(path: Path, msg: str) -> None:
+    """Commits the results file alone (``git commit -- path`` ignores anything else staged)."""
+    rel = str(path.relative_to(REPO))
+    for _ in range(5):
+        a = subprocess.run(["git", "-C", str(REPO), "add", rel], capture_output=True, text=True)
+        c = subprocess.run(["git", "-C", str(REPO), "commit", "-q", "-m", msg, "--", rel],
+                           capture_output=True, text=True)
+        if a.returncode == 0 and (c.returncode == 0 or "nothing" in c.stdout + c.stderr):
+            return
+        time.sleep(3)  # index.lock held by someone else's git
+    print(f"commit failed: {c.stderr.strip()}", file=sys.stderr)
+
+
+def table(db: dict, split: str, case_list: list) -> str:
+    rows = [r for r in db["rows"] if (split == "all" or r["split"] == split)
+            and r["case"] in case_list]
+    out = ["| case | seed | sorter | GT units acc>=0.8 | units found | mean acc | precision "
+           "| recall | wall s | peak MB (tree) | load | config |", "|" + "---|" * 12]
+    for r in rows:
+        mem = f"{r.get('peak_mb')} ({r.get('peak_tree_mb')})"
+        load = r["load_start"][0]
+        if "error" in r:
+            out.append(f"| {r['case']} | {r['seed']} | {r['sorter']} | failed: {r['error']} "
+                       f"| | | | | {r['wall_s']:.0f} | {mem} | {load:.1f} | {r['config']} |")
+            continue
+        out.append(f"| {r['case']} | {r['seed']} | {r['sorter']} | {r['well_detected']}/"
+                   f"{r['gt_units']} | {r['units_found']} | {r['accuracy']:.2f} | "
+                   f"{r['precision']:.2f} | {r['recall']:.2f} | {r['wall_s']:.1f} | {mem} | "
+                   f"{load:.1f} | {r['config']} |")
+    return "\n".join(out)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cases", default=",".join(CASES))
+    ap.add_argument("--cases", default=",".join(cases.CASES))
+    ap.add_argument("--split", default="tuning", choices=("tuning", "heldout", "all"))
+    ap.add_argument("--seeds", help="comma-separated seeds (overrides --split)")
+    ap.add_argument("--seed", type=int, help="one seed (legacy form of --seeds)")
     ap.add_argument("--sorters", default="sweepsort," + ",".join(PEERS))
     ap.add_argument("--root", default="/tmp/sweepsort-bench")
+    ap.add_argument("--results", default=str(RESULTS))
     ap.add_argument("--jobs", type=int, default=os.cpu_count())
-    ap.add_argument("--seed", type=int, default=0,
-                    help="ground-truth seed (0: the cases in docs/sorting.md; others: held out)")
+    ap.add_argument("--timeout", type=float, default=3600.0, help="per sorter run, s")
+    ap.add_argument("--commit", action="store_true",
+                    help="git-commit the results file after each case and seed")
+    ap.add_argument("--generate-only", action="store_true")
+    ap.add_argument("--table", action="store_true", help="print the stored table, run nothing")
     ap.add_argument("--run", help=argparse.SUPPRESS)
+    ap.add_argument("--case", help=argparse.SUPPRESS)
     ap.add_argument("--folder", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.run:
-        run_one(args.run, Path(args.folder), Path(args.out), args.jobs)
+        run_one(args.run, args.case, Path(args.folder), Path(args.out), args.jobs)
         return
-    root = Path(args.root)
-    rows = []
-    # earlier rows of other (case, sorter) pairs are kept, so peers run once and sweepsort
-    # can be re-measured alone (--sorters sweepsort) with the table still side by side
-    old = json.loads((root / "results.json").read_text()) if (root / "results.json").is_file() \
-        else []
-    for case in args.cases.split(","):
-        folder = generate(case, root, args.seed)
-        name = label(case, args.seed)
-        for sorter in args.sorters.split(","):
-            row = {"case": name, **measure(sorter, folder, folder / "out" / sorter,
-                                            args.jobs)}
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-    ran = {(r["case"], r["sorter"]) for r in rows}
-    rows = [r for r in old if (r["case"], r["sorter"]) not in ran] + rows
-    rows.sort(key=lambda r: (r["case"].split("-")[0] not in CASES, r["case"],
-                             r["sorter"] != "sweepsort", r["sorter"]))
-    print()
-    print("| case | sorter | GT units acc>=0.8 | units found | mean acc | precision | recall "
-          "| wall s | peak MB |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        if "error" in r:
-            print(f"| {r['case']} | {r['sorter']} | failed: {r['error']} | | | | | "
-                  f"{r['wall_s']:.0f} | {r['peak_mb']:.0f} |")
-            continue
-        print(f"| {r['case']} | {r['sorter']} | {r['well_detected']}/{r['gt_units']} | "
-              f"{r['units_found']} | {r['accuracy']:.2f} | {r['precision']:.2f} | "
-              f"{r['recall']:.2f} | {r['wall_s']:.1f} | {r['peak_mb']:.0f} |")
-    (root / "results.json").write_text(json.dumps(rows, indent=2))
+    root, results = Path(args.root), Path(args.results)
+    case_list = args.cases.split(",")
+    if args.seeds or args.seed is not None:
+        seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
+    else:
+        seeds = [s for name in ("tuning", "heldout") if args.split in (name, "all")
+                 for s in cases.SPLITS[name]]
+    if args.table:
+        db = json.loads(results.read_text()) if results.is_file() else {"rows": []}
+        print(table(db, args.split, case_list))
+        return
+    for case in case_list:
+        for seed in seeds:
+            t0 = time.perf_counter()
+            folder = cases.generate(case, seed, root)
+            meta = json.loads((folder / "meta.json").read_text())
+            print(f"{cases.label(case, seed)}: {folder} ({time.perf_counter() - t0:.0f} s)",
+                  flush=True)
+            if args.generate_only:
+                continue
+            split = cases.split_of(case, seed)
+            lib = versions()
+            rows = []
+            for sorter in args.sorters.split(","):
+                row = {"case": case, "seed": seed, "split": split,
+                       **measure(sorter, case, folder, folder / "out" / sorter, args.jobs,
+                                 args.timeout),
+                       "jobs": args.jobs, "date": time.strftime("%Y-%m-%d %H:%M"),
+                       "versions": lib}
+                print(json.dumps({k: v for k, v in row.items()
+                                  if k not in ("unit_accuracy", "versions")}), flush=True)
+                rows.append(row)
+                merge(results, [row], {cases.label(case, seed): {
+                    k: meta[k] for k in ("params", "channels", "gt_spikes", "dat_sha256")}})
+            if args.commit:
+                commit(results, f"benchmarks/results: {cases.label(case, seed)} "
+                                f"({', '.join(r['sorter'] for r in rows)})")
+    if not args.generate_only:
+        db = json.loads(results.read_text())
+        split = "all" if args.seeds or args.seed is not None else args.split
+        print()
+        print(table(db, split, case_list))
 
 
 if __name__ == "__main__":
