@@ -157,9 +157,11 @@ def test_native_matches_simulator_and_calls_from_the_audio_thread(tmp_path):
     blocks = RandomBlocks(seed=11, p_empty=0.05)
     cfg = tmp_path / "settings.toml"
     cfg.write_text("")
-    sim = run_session(path, src, blocks, recording_dir=tmp_path / "sim", keep_downstream=True)
+    # this module writes into the folder it is given: pass the path (the GUI passes a name)
+    sim = run_session(path, src, blocks, recording_dir=tmp_path / "sim", keep_downstream=True,
+                      folder_arg="path")
     nat = run_native(NativeJob(path, src, blocks, recording_dir=tmp_path / "nat",
-                               keep_downstream=True, config_path=cfg))
+                               keep_downstream=True, config_path=cfg, folder_arg="path"))
     assert nat.runner == "native" and sim.runner == "simulator"
     np.testing.assert_array_equal(nat.events, sim.events)
     np.testing.assert_array_equal(nat.block_sizes, sim.block_sizes)

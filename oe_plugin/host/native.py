@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,6 +82,10 @@ class NativeJob:
     ``source``: a source object (``to_spec()``) or its spec dict. ``hang_timeout_s``: seconds
     without progress before the watchdog calls it a hang. ``speed``: pace blocks at this
     multiple of real time (0: as fast as possible). ``timeout_s``: overall limit on the run.
+    ``gui_api``: ``"on"``/``"slow"`` (a stand-in of the GUI's HTTP API served from *this*
+    process for the recording folder's parent, experiment 1 recording 1), ``"off"``, or the
+    port of a stand-in of the caller's; ``folder_arg``, ``record_data``: see
+    :class:`~.simulator.Host`.
     """
 
     module: str | Path
@@ -95,6 +100,9 @@ class NativeJob:
     timeout_s: float | None = 600.0
     python: str = sys.executable
     env: dict = field(default_factory=dict)
+    gui_api: object = "on"
+    folder_arg: str = "name"
+    record_data: bool = False
 
 
 def find_compiler() -> str | None:
@@ -224,6 +232,27 @@ def _parse_failure(code: int, stdout: str, stderr: str) -> NativeRunnerError:
     return NativeRunnerError(EXIT_VERDICTS.get(code, "failed"), code, stderr, stdout)
 
 
+@contextmanager
+def _serve_api(job: NativeJob):
+    """The port the runner's modules ask (a stand-in served here for ``"on"``/``"slow"``)."""
+    from .gui_api import GuiApiStandIn
+    from .simulator import SLOW_API_DELAY_S
+
+    api = job.gui_api
+    if isinstance(api, GuiApiStandIn):
+        yield api.start().port
+        return
+    if api not in ("on", "slow"):
+        yield api if isinstance(api, int) else "off"
+        return
+    parent = Path(job.recording_dir).expanduser().absolute().parent if job.recording_dir \
+        else Path.cwd()
+    stand_in = GuiApiStandIn(parent, delay_s=SLOW_API_DELAY_S if api == "slow" else 0.0)
+    stand_in.set_recording(parent, 1, 1)
+    with stand_in:
+        yield stand_in.port
+
+
 def run_native(job: NativeJob) -> NativeReport:
     """Play ``job`` in the native runner (built on demand); raise :class:`NativeRunnerError`
     with the verdict and the runner's stderr when it does not finish cleanly."""
@@ -234,7 +263,8 @@ def run_native(job: NativeJob) -> NativeReport:
     if job.blocks is None and not hasattr(source, "sample_rate_hz"):
         source = source_from_spec(spec)          # the GUI's block size needs the rate
     policy = as_block_policy(job.blocks, getattr(source, "sample_rate_hz", 0.0))
-    with tempfile.TemporaryDirectory(prefix="sweepsort-native-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="sweepsort-native-") as tmp, \
+            _serve_api(job) as api_port:
         report_path = Path(tmp) / "report.npz"
         job_file = Path(tmp) / "job.json"
         job_file.write_text(json.dumps({
@@ -245,7 +275,8 @@ def run_native(job: NativeJob) -> NativeReport:
             "recording_dir": None if job.recording_dir is None else str(job.recording_dir),
             "record": None if job.record is None else list(job.record),
             "keep_downstream": bool(job.keep_downstream), "report_path": str(report_path),
-            "site_dirs": list(info["site_packages"])}))
+            "site_dirs": list(info["site_packages"]), "gui_api": api_port,
+            "folder_arg": job.folder_arg, "record_data": bool(job.record_data)}))
         cmd = [str(runner), str(job_file), "--hang-timeout", str(float(job.hang_timeout_s)),
                "--speed", str(float(job.speed))]
         try:

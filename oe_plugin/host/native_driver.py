@@ -12,7 +12,11 @@ Job file (JSON, written by :func:`oe_plugin.host.native.run_native`)::
 
     {"module": PATH, "source": SOURCE_SPEC, "blocks": POLICY_SPEC, "config_path": PATH|null,
      "recording_dir": PATH|null, "record": [START, STOP]|null, "keep_downstream": false,
-     "report_path": PATH, "site_dirs": [PATH, ...]}
+     "report_path": PATH, "site_dirs": [PATH, ...], "gui_api": PORT|"off",
+     "folder_arg": "name"|"path", "record_data": false}
+
+The GUI's HTTP API stand-in cannot be served from the runner (its main thread never gives the
+GIL to another Python thread): the parent serves it and passes its port.
 """
 
 from __future__ import annotations
@@ -61,7 +65,9 @@ def setup(job_path: str) -> int:
         mark = None
     try:
         host = Host(_job["module"], source.n_channels, source.sample_rate_hz, on_call=mark,
-                    raw_exceptions=True)
+                    raw_exceptions=True, gui_api=_job.get("gui_api", "off"),
+                    folder_arg=_job.get("folder_arg", "name"),
+                    record_data=bool(_job.get("record_data", False)))
     except ModuleImportError:
         traceback.print_exc()
         return EXIT_IMPORT_FAILED

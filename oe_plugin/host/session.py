@@ -253,17 +253,25 @@ class SessionRunner:
 
 
 def run_session(script_path, source, blocks=None, *, recording_dir=None, record=None,
-                config_path=None, keep_downstream: bool = False) -> SessionReport:
+                config_path=None, keep_downstream: bool = False, gui_api="on",
+                folder_arg: str = "name", record_data: bool = False) -> SessionReport:
     """Run ``script_path`` over ``source`` in the pure-Python host, on this thread.
 
     ``blocks``: a block policy (:mod:`.blocks`), an int (fixed size), a list of sizes, or None
     for the GUI's size at the source's rate (``int(1024 × fs / 44100)``: 696 at 30 kHz).
     ``config_path``: exported as ``SWEEPSORT_CONFIG`` while the module is built.
+    ``recording_dir``: the recording folder ``<parent>/<name>``; as in the GUI, the module is
+    given the bare name and finds the folder through the HTTP API stand-in (``gui_api``,
+    ``folder_arg``, ``record_data``: :class:`~.simulator.Host`).
     Raises :class:`~.errors.ModuleImportError`, :class:`~.errors.ModuleInitError`,
     :class:`~.errors.ModuleCallError` or :class:`~.errors.HostCrash` as the GUI would fail.
     """
     with config_env(config_path):
-        host = Host(script_path, source.n_channels, source.sample_rate_hz)
-        runner = SessionRunner(host, source, blocks, recording_dir=recording_dir, record=record,
-                               keep_downstream=keep_downstream)
-        return runner.run()
+        host = Host(script_path, source.n_channels, source.sample_rate_hz, gui_api=gui_api,
+                    folder_arg=folder_arg, record_data=record_data)
+        try:
+            runner = SessionRunner(host, source, blocks, recording_dir=recording_dir,
+                                   record=record, keep_downstream=keep_downstream)
+            return runner.run()
+        finally:
+            host.close()

@@ -15,6 +15,29 @@ block by block with :meth:`Host.run_block`:
    block is emitted stamped with this block's **first sample number**; events queued while
    acquisition is not running are dropped (counted in ``dropped_events``).
 
+Recording (``start_recording(path)`` of the host, ``path`` = the recording folder
+``<parent>/<name>``) is played as the GUI 0.6 / plugin 0.1.0 does it:
+
+- the module's ``start_recording`` gets the folder's **bare name** (``folder_arg="name"``, the
+  default; the plugin passes ``CoreServices::getRecordingDirectoryName()``, e.g.
+  ``2026-12-06_16-22-42``), not a path; ``folder_arg="path"`` passes the full path instead (what
+  a future plugin may do);
+- the GUI's HTTP API answers ``GET /api/recording`` with ``parent_directory`` and
+  ``record_nodes: [{node_id, parent_directory, record_engine, experiment_number,
+  recording_number, is_synchronized}]``; node N's data go to ``<its parent_directory>/<name>/
+  Record Node N/experimentE/recordingR`` (E counts acquisitions recorded into the folder, R the
+  recordings within one). The host serves a loopback stand-in of it
+  (:class:`~oe_plugin.host.gui_api.GuiApiStandIn`, 127.0.0.1, ephemeral port) and points the
+  module at it with ``$SWEEPSORT_GUI_API_PORT`` (the GUI's port is 37497) during the call:
+  ``gui_api="on"`` (default), ``"slow"`` (answers after :data:`SLOW_API_DELAY_S`), ``"off"``
+  (the user switched the server off: nothing listens), a port of a stand-in served elsewhere (the
+  native runner's parent process), or a :class:`GuiApiStandIn` of the test's own;
+- a Record Node downstream of the module creates ``Record Node 101/experimentE/recordingR``
+  *after* the module's ``start_recording`` (the GUI starts processors in chain order), so the
+  recording folder may not exist yet when the module asks; with ``record_data=True`` it also
+  writes what it received (the module's downstream data, int16 at 0.195 µV/bit, with
+  ``sample_numbers.npy`` and the incoming TTL events) when recording stops.
+
 An exception escaping one of the three audio-thread callbacks raises :class:`HostCrash` (the GUI
 would stall for good) and the host stays stalled. Exceptions in ``__init__`` raise
 :class:`ModuleInitError`, in start/stop acquisition/recording :class:`ModuleCallError` (the GUI
@@ -27,14 +50,19 @@ real threading (``process()`` on a thread without the GIL); :mod:`oe_plugin.host
 from __future__ import annotations
 
 import importlib
+import os
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
+from oe_plugin.outputs.location import API_PORT_ENV
+
 from .errors import HostCrash, HostError, ModuleCallError, ModuleImportError, ModuleInitError
+from .gui_api import GuiApiStandIn, closed_port
 from .loader import PythonProcessor, install_stand_in, load_module
 
 __all__ = [
@@ -47,6 +75,9 @@ EVENT_DTYPE = np.dtype([("sample_number", "<i8"), ("line", "<i2"), ("state", "?"
 """Events emitted by a module: block-start sample number, 0-based line, state."""
 
 DEFAULT_SOURCE_NODE = 100
+RECORD_NODE_ID = 101
+SLOW_API_DELAY_S = 2.0
+"""How late ``gui_api="slow"`` answers (modules wait at most 0.5 s)."""
 
 
 class TtlEvent(NamedTuple):
@@ -84,10 +115,18 @@ class Host:
     on_call : optional hook called before each module call (the native runner's watchdog).
     raw_exceptions : let a module's exception escape the audio-thread callbacks unchanged
         instead of raising :class:`HostCrash` (the native runner must see the raw escape).
+    gui_api : the GUI's HTTP API (module docstring): ``"on"``, ``"slow"``, ``"off"``, a port
+        (int) or a :class:`GuiApiStandIn`.
+    folder_arg : what ``start_recording`` is given: ``"name"`` (the GUI's bare folder name) or
+        ``"path"``.
+    record_data : the Record Node writes the recorded data (module docstring).
     """
 
     def __init__(self, script_path, num_channels: int, sample_rate: float, *,
-                 on_call: OnCall | None = None, raw_exceptions: bool = False):
+                 on_call: OnCall | None = None, raw_exceptions: bool = False,
+                 gui_api="on", folder_arg: str = "name", record_data: bool = False):
+        if folder_arg not in ("name", "path"):
+            raise ValueError(f"folder_arg must be 'name' or 'path', not {folder_arg!r}")
         self.script_path = Path(script_path).expanduser().resolve()
         self.num_channels = int(num_channels)
         self.sample_rate = float(np.float32(sample_rate))
@@ -103,9 +142,44 @@ class Host:
         self.block_sizes: list[int] = []
         self._pending: list[tuple[int, bool]] = []
         self._emitted: list[tuple[int, int, bool]] = []
+        self.folder_arg = folder_arg
+        self.record_data = bool(record_data)
+        self.api: GuiApiStandIn | None = None
+        self.api_port = self._setup_api(gui_api)
+        self.recording_folder: Path | None = None
+        self.record_node_dir: Path | None = None
+        self.experiment_number = 0
+        self.recording_number = 0
+        self._acquired_since_recording = True
+        self._rec_blocks: list[np.ndarray] = []
+        self._rec_ttl: list[tuple[int, int, bool]] = []
+        self._rec_first = 0
         self.module = load_module(self.script_path)
         self.processor = PythonProcessor(self)
         self.reinit()
+
+    def _setup_api(self, gui_api) -> int:
+        """Start (or adopt) the HTTP API stand-in; return the port modules are pointed at."""
+        if isinstance(gui_api, GuiApiStandIn):
+            self.api = gui_api.start()
+            return gui_api.port
+        if isinstance(gui_api, (int, np.integer)) and not isinstance(gui_api, bool):
+            return int(gui_api)
+        if gui_api == "off":
+            return closed_port()
+        if gui_api in ("on", "slow"):
+            self.api = GuiApiStandIn(delay_s=SLOW_API_DELAY_S if gui_api == "slow" else 0.0)
+            self.api.start()
+            self._api_finalizer = weakref.finalize(self, self.api.close)
+            return self.api.port
+        raise ValueError(f"gui_api must be 'on', 'slow', 'off', a port or a GuiApiStandIn, "
+                         f"not {gui_api!r}")
+
+    def close(self) -> None:
+        """Stop the HTTP API stand-in this host started (idempotent)."""
+        fin = getattr(self, "_api_finalizer", None)
+        if fin is not None:
+            fin()
 
     def reinit(self, num_channels: int | None = None, sample_rate: float | None = None) -> None:
         """Build a new ``PyProcessor`` from the same module, as the GUI does when settings change
@@ -206,6 +280,7 @@ class Host:
         self.sample_number = int(first_sample_number)
         self._pending.clear()
         self.acquiring = True
+        self._acquired_since_recording = True
         self._optional("start_acquisition")
 
     def stop_acquisition(self) -> None:
@@ -219,15 +294,44 @@ class Host:
         self._optional("stop_acquisition")
 
     def start_recording(self, recording_dir) -> None:
-        """Start recording into ``recording_dir`` (created if missing), passed as a str."""
+        """Start recording into the folder ``recording_dir`` (``<parent>/<name>``): the GUI's
+        state (API stand-in) is set, the module's ``start_recording`` gets the bare name (or the
+        path, ``folder_arg="path"``), then the Record Node creates its folders."""
         self._check_running("start_recording")
         if not self.acquiring:
             raise RuntimeError("start_recording() outside acquisition (the GUI starts "
                                "acquisition first)")
-        path = Path(recording_dir)
-        path.mkdir(parents=True, exist_ok=True)
+        path = Path(recording_dir).expanduser().absolute()
+        if path != self.recording_folder:     # a new folder: experiment1/recording1
+            self.experiment_number, self.recording_number = 1, 1
+        elif self._acquired_since_recording:  # acquisition restarted: a new experiment
+            self.experiment_number += 1
+            self.recording_number = 1
+        else:
+            self.recording_number += 1
+        self.recording_folder = path
+        self._acquired_since_recording = False
+        if self.api is not None:
+            self.api.set_recording(path.parent, self.experiment_number, self.recording_number)
         self.recording = True
-        self._optional("start_recording", str(path))
+        self._rec_blocks, self._rec_ttl, self._rec_first = [], [], self.sample_number
+        arg = path.name if self.folder_arg == "name" else str(path)
+        old = os.environ.get(API_PORT_ENV)
+        os.environ[API_PORT_ENV] = str(self.api_port)
+        try:
+            self._optional("start_recording", arg)
+        finally:
+            if old is None:
+                os.environ.pop(API_PORT_ENV, None)
+            else:
+                os.environ[API_PORT_ENV] = old
+        node = (path / f"Record Node {RECORD_NODE_ID}" / f"experiment{self.experiment_number}"
+                / f"recording{self.recording_number}")
+        try:
+            node.mkdir(parents=True, exist_ok=True)
+            self.record_node_dir = node
+        except OSError:  # the GUI's Record Node would report it; the module's own problem here
+            self.record_node_dir = None
 
     def stop_recording(self) -> None:
         self._check_running("stop_recording")
@@ -235,6 +339,23 @@ class Host:
             return
         self.recording = False
         self._optional("stop_recording")
+        self._write_record_node()
+
+    def _write_record_node(self) -> None:
+        """The downstream Record Node's data of the recording that just ended."""
+        blocks, self._rec_blocks = self._rec_blocks, []
+        ttl, self._rec_ttl = self._rec_ttl, []
+        if not self.record_data or self.record_node_dir is None:
+            return
+        from oe_plugin.protocol.oe_binary_events import write_binary_recording
+
+        data = (np.concatenate(blocks, axis=1) if blocks
+                else np.zeros((self.num_channels, 0), np.float32))
+        events = np.array(ttl, dtype=EVENT_DTYPE) if ttl else None
+        write_binary_recording(self.record_node_dir, sample_rate_hz=self.sample_rate,
+                               n_samples=data.shape[1], first_sample_number=self._rec_first,
+                               n_channels=self.num_channels, data_uv=data, events=events,
+                               source_processor="File Reader")
 
     # -- one block ---------------------------------------------------------------------------------
     def run_block(self, data_uv, ttl_events: Iterable = (), spikes: Iterable = ()) -> np.ndarray:
@@ -253,8 +374,11 @@ class Host:
             raise ValueError(f"block shape {data.shape}, expected ({self.num_channels}, n)")
         first = self.sample_number
         has_ttl = hasattr(self.instance, "handle_ttl_event")
+        keep = self.recording and self.record_data
         for ev in ttl_events:
             ev = TtlEvent(*ev)
+            if keep:
+                self._rec_ttl.append((int(ev.sample_number), int(ev.line), bool(ev.state)))
             if has_ttl:
                 self._audio("handle_ttl_event", int(ev.source_node), int(ev.channel),
                             int(ev.sample_number), int(ev.line), bool(ev.state))
@@ -271,6 +395,8 @@ class Host:
             self.latencies_ms.append(self._audio("process", data))
         self._emitted.extend((first, line, state) for line, state in self._pending)
         self._pending.clear()
+        if keep and n > 0:
+            self._rec_blocks.append(data.copy())
         self.block_sizes.append(n)
         self.block_index += 1
         self.sample_number = first + n

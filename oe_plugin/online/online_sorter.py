@@ -136,6 +136,7 @@ class OnlineSorterModule(OnlineModule):
     # -- acquisition / recording ---------------------------------------------------------------
     def start_acquisition(self):
         self.sorter.reset()
+        self.clock.reset()
         self.samples_seen = 0
         self.spikes_out = 0
         self.last_n = 0
@@ -149,12 +150,14 @@ class OnlineSorterModule(OnlineModule):
 
     def start_recording(self, recording_dir):
         self.stop_recording()
-        self.recording_dir = recording_dir
+        target = self.recording_target(recording_dir)
         if not self.match_settings.write_file:
             return
         meta = {
             "module": type(self).__name__,
-            "sample_number_origin": "start_acquisition",
+            "sample_number_origin": ("stream (upstream spikes' own sample numbers)"
+                                     if self.upstream is not None else
+                                     "stream (count from start_acquisition + TTL re-base)"),
             "sort_dir": str(getattr(self, "sort_dir", "")),
             "n_units": self.sorter.n_units,
             "unit_meaning": "-1 = detected, no template accepted it",
@@ -163,7 +166,7 @@ class OnlineSorterModule(OnlineModule):
                          "match": asdict(self.match_settings)},
             "report_delay_samples": self.sorter.detector.decision_delay + self.sorter.need_after,
         }
-        self.open_spike_file(recording_dir, meta)
+        self.open_spike_file(target, meta)
 
     def stop_recording(self):
         self.close_spike_file()
@@ -171,6 +174,7 @@ class OnlineSorterModule(OnlineModule):
     # -- the audio thread ------------------------------------------------------------------------
     def process(self, data):
         try:
+            self.clock.begin_block(data.shape[-1])
             self.sort_block(data)
         except Exception as exc:  # noqa: BLE001 - nothing may reach the host
             self.report("process", exc)
@@ -195,6 +199,8 @@ class OnlineSorterModule(OnlineModule):
         if n > 0:
             self.spikes_out += n
             if self.writer is not None:
+                # own detections count from start_acquisition; upstream spikes are absolute
+                self.writer.sample_offset = 0 if self.upstream is not None else self.clock.offset
                 self.writer.append(s.out_t, s.out_c, s.out_a, s.out_u, n)
         if self._ttl_any:
             self._drive_ttl(n)
@@ -222,7 +228,12 @@ class OnlineSorterModule(OnlineModule):
                 self._ttl_high[u] = False
 
     def handle_ttl_event(self, source_node, channel, sample_number, line, state):
-        """TTL input is not used by matching."""
+        """TTL input only re-bases the sample count (:class:`~oe_plugin.online.clock.
+        SampleClock`)."""
+        try:
+            self.clock.on_event(sample_number)
+        except Exception as exc:  # noqa: BLE001 - nothing may reach the host
+            self.report("handle_ttl_event", exc)
 
     def handle_spike(self, source_node, electrode_name, num_channels, num_samples,
                      sample_number, sorted_id, spike_data):
@@ -241,6 +252,7 @@ class OnlineSorterModule(OnlineModule):
         s = dict(self.sorter.stats)
         s["errors"] = self.errors
         s["spikes_out"] = self.spikes_out
+        s["sample_offset"] = self.clock.offset
         if self.upstream is not None:
             s.update(self.upstream.stats)
         if self.writer is not None:

@@ -37,6 +37,8 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 from oe_plugin.config import SettingsError, from_table, require
 from oe_plugin.online.base import OnlineModule
 from oe_plugin.online.online_sorter import OnlineSorterModule
@@ -53,8 +55,9 @@ class StatsSettings:
     enabled: bool = True
     bin_s: float = 1.0
     """Time bin of the firing-rate table (doubles when a session outgrows max_bins)."""
-    write_every_s: float = 2.0
-    """Seconds of data between two rewrites of the statistics file."""
+    write_every_s: float = 0.25
+    """Seconds of data between two rewrites of the statistics file (a GUI crash loses at most
+    this plus one block of statistics)."""
     session_file: str = ""
     """One stimulus session file (the same as a one-element ``session_files``)."""
     session_files: tuple[str, ...] = ()
@@ -105,6 +108,9 @@ class _Given(OnlineModule):
         self.parent = parent
         self.acquiring = False
         self.recording_dir = None
+        self.target = None
+        self.output_settings = parent.output_settings
+        self.clock = parent.clock  # one count for the module, driven by the pipeline
         self.samples_seen = 0
         self.errors = 0
         self._reported = set()
@@ -154,6 +160,8 @@ class PipelineModule(OnlineModule):
                 min(max(ss.max_sweeps, longest), MAX_SWEEP_INDEX + 1), refresh,
                 sweeps=self.decoder is not None, max_experiments=ss.max_experiments,
                 max_conditions=ss.max_conditions)
+        self._t_rel = (np.zeros(self.sorter.sorter.out_t.shape[0], np.int64)
+                       if self.sorter is not None and self.sorter.upstream is not None else None)
         self._write_every = int(round(ss.write_every_s * self.sample_rate_hz))
         self._last_write = 0
         self._writer: StatsFileWriter | None = None
@@ -198,7 +206,8 @@ class PipelineModule(OnlineModule):
         GIL-free C call per batch)."""
         stats = self.stats_
         if stats is not None:
-            stats.add_frames(frames["sample_number"], frames["sweep_index"], frames["flags"], n)
+            stats.add_frames(frames["sample_number"], frames["sweep_index"], frames["flags"], n,
+                             self.clock.offset)
             if stats.note is not None:
                 note, stats.note = stats.note, None
                 self._log(note)
@@ -216,6 +225,7 @@ class PipelineModule(OnlineModule):
 
     # -- acquisition / recording (message or HTTP thread) ----------------------------------------
     def start_acquisition(self):
+        self.clock.reset()
         for s in self._stages():
             s.start_acquisition()
         if self.stats_ is not None:
@@ -237,18 +247,18 @@ class PipelineModule(OnlineModule):
         self._write_stats_now()
 
     def start_recording(self, recording_dir):
-        self.recording_dir = recording_dir
+        target = self.recording_target(recording_dir)  # resolved once, for every stage
         for s in self._stages():
-            s.start_recording(recording_dir)
+            s.start_recording(target)
         self._recording = False
-        if self.stats_ is not None:
+        if self.stats_ is not None and target is not None:
             st, ss = self.stats_, self.stats_settings
             try:
                 old, self._writer = self._writer, None
                 if old is not None:
                     old.close()
                 self._writer = StatsFileWriter(
-                    stats_path(recording_dir), st.n_units + 1, st.time_counts.shape[1],
+                    stats_path(target.path), st.n_units + 1, st.time_counts.shape[1],
                     st.experiments.shape[0], st.sweep_counts.shape[1], SIG_LEN, self._meta(),
                     self.sample_rate_hz, st.refresh_hz, chunk_bytes=ss.chunk_kib * 1024)
                 self._recording = True
@@ -269,7 +279,7 @@ class PipelineModule(OnlineModule):
 
     def _meta(self) -> dict:
         sorter = self.sorter
-        return {
+        return self.file_meta({
             "sample_rate_hz": self.sample_rate_hz,
             "n_units": self.stats_.n_units,
             "sort_dir": str(getattr(sorter, "sort_dir", "")) if sorter else "",
@@ -278,7 +288,8 @@ class PipelineModule(OnlineModule):
             "max_experiments": self.stats_.max_experiments,
             "refresh_hz": self.stats_.refresh_hz,
             "stats": asdict(self.stats_settings),
-        }
+            "time_base": "samples since the acquisition's start (+ sample_offset: stream)",
+        })
 
     def _write_stats_now(self) -> None:
         """A complete write, now (message thread, or the audio thread's final write)."""
@@ -286,7 +297,7 @@ class PipelineModule(OnlineModule):
         if w is None or self.stats_ is None:
             return
         try:
-            self.stats_.write_start(w, int(self.samples_seen))
+            self.stats_.write_start(w, int(self.samples_seen), self.clock.offset)
             w.finish()
         except Exception as exc:  # noqa: BLE001
             self.report("stats file", exc)
@@ -300,10 +311,10 @@ class PipelineModule(OnlineModule):
             w.step()
         elif self._final_due:
             self._final_due = False
-            self.stats_.write_start(w, int(self.samples_seen))
+            self.stats_.write_start(w, int(self.samples_seen), self.clock.offset)
         elif self._recording and self.samples_seen - self._last_write >= self._write_every:
             self._last_write = self.samples_seen
-            self.stats_.write_start(w, int(self.samples_seen))
+            self.stats_.write_start(w, int(self.samples_seen), self.clock.offset)
 
     @property
     def stats_writes(self) -> int:
@@ -320,6 +331,10 @@ class PipelineModule(OnlineModule):
 
     # -- the audio thread -------------------------------------------------------------------------
     def handle_ttl_event(self, source_node, channel, sample_number, line, state):
+        try:
+            self.clock.on_event(sample_number)
+        except Exception as exc:  # noqa: BLE001 - nothing may reach the host
+            self.report("handle_ttl_event", exc)
         if self.decoder is not None:
             self.decoder.handle_ttl_event(source_node, channel, sample_number, line, state)
 
@@ -333,6 +348,7 @@ class PipelineModule(OnlineModule):
 
     def process(self, data):
         try:
+            self.clock.begin_block(data.shape[-1] if data.ndim else 0)
             if self.decoder is not None:
                 self.decoder.process(data)  # frames -> stats first (spikes wait for them)
             n = 0
@@ -347,7 +363,12 @@ class PipelineModule(OnlineModule):
             if stats is not None:
                 if sorter is not None:
                     core = sorter.sorter
-                    stats.update_online(core.out_t, core.out_u, n, self.samples_seen)
+                    t = core.out_t
+                    if self._t_rel is not None and self.clock.offset and n:
+                        # upstream spikes carry stream numbers: to the stats' time base
+                        np.subtract(t[:n], self.clock.offset, out=self._t_rel[:n])
+                        t = self._t_rel
+                    stats.update_online(t, core.out_u, n, self.samples_seen)
                 try:
                     self._write_stats_online()
                 except Exception as exc:  # noqa: BLE001 - keep sorting without the file

@@ -4,10 +4,13 @@ The logic behind ``oe_plugin/modules/spike_detector.py``: band-pass, noise estim
 detection with spatio-temporal lockout (:class:`~oe_plugin.kernels.detector.SpikeDetector`,
 called through its GIL-free C entry), an optional TTL pulse per detection, and — while
 recording — a crash-safe spike file under the recording directory
-(``<recording_dir>/sweepsort/online_spikes_NNN.bin``, read by ``offline.read_online_spikes``).
+(``<recording folder>/sweepsort/online_spikes_NNN.bin``, read by ``offline.read_online_spikes``;
+where the folder is: :mod:`oe_plugin.outputs.location`).
 
 Sample numbers are counted from ``start_acquisition()`` (the GUI restarts them at 0 for every
-acquisition; ``process()`` is not told them). A spike is reported ``decision_delay`` samples
+acquisition; ``process()`` is not told them) and re-based on the absolute sample numbers of the
+TTL events for sources that do not restart (:class:`~oe_plugin.online.clock.SampleClock`).
+A spike is reported ``decision_delay`` samples
 (~0.5 ms) after its peak, so its file record and TTL come from a later block than its peak.
 """
 
@@ -59,6 +62,7 @@ class SpikeDetectorModule(OnlineModule):
     # -- acquisition / recording (GUI message or HTTP thread) ----------------------------------
     def start_acquisition(self):
         self.detector.reset()
+        self.clock.reset()
         self.samples_seen = 0
         self.spikes_detected = 0
         self.ttl_high = False
@@ -71,10 +75,10 @@ class SpikeDetectorModule(OnlineModule):
 
     def start_recording(self, recording_dir):
         self.stop_recording()
-        self.recording_dir = recording_dir
+        target = self.recording_target(recording_dir)
         meta = {
             "module": "spike_detector",
-            "sample_number_origin": "start_acquisition",
+            "sample_number_origin": "stream (count from start_acquisition + TTL re-base)",
             "settings": {
                 "filter": asdict(self.filter_settings),
                 "detect": asdict(self.detect_settings),
@@ -83,7 +87,7 @@ class SpikeDetectorModule(OnlineModule):
             "probe": self.probe.name,
             "decision_delay_samples": self.detector.decision_delay,
         }
-        self.open_spike_file(recording_dir, meta)
+        self.open_spike_file(target, meta)
 
     def stop_recording(self):
         self.close_spike_file()
@@ -97,11 +101,13 @@ class SpikeDetectorModule(OnlineModule):
             if data.dtype != np.float32 or not data.flags.c_contiguous:
                 self.report("process", f"block dtype {data.dtype} / not C-contiguous")
                 return
+            self.clock.begin_block(data.shape[1])
             n = self.detector.process_online(data)
             self.samples_seen += data.shape[1]
             if n > 0:
                 self.spikes_detected += n
                 if self.writer is not None:
+                    self.writer.sample_offset = self.clock.offset
                     d = self.detector
                     self.writer.append(d.out_t, d.out_c, d.out_a, None, n)  # unit -1
             self._drive_ttl(n)
@@ -126,7 +132,11 @@ class SpikeDetectorModule(OnlineModule):
             self.emit_ttl(line, self.ttl_high)
 
     def handle_ttl_event(self, source_node, channel, sample_number, line, state):
-        """TTL input is not used by detection; defined so the host's call is cheap and safe."""
+        """TTL input only re-bases the sample count (:class:`SampleClock`)."""
+        try:
+            self.clock.on_event(sample_number)
+        except Exception as exc:  # noqa: BLE001 - nothing may reach the host
+            self.report("handle_ttl_event", exc)
 
     def handle_spike(
         self,
@@ -145,6 +155,7 @@ class SpikeDetectorModule(OnlineModule):
     def stats(self) -> dict:
         s = dict(self.detector.stats)
         s["errors"] = self.errors
+        s["sample_offset"] = self.clock.offset
         if self.writer is not None:
             s["file_records_written"] = self.writer.n_written
         return s

@@ -347,15 +347,19 @@ class OnlineStats:
         self.reset()
 
     # -- the audio thread ---------------------------------------------------------------------
-    def add_frames(self, sample_number, sweep_index, flags, n: int) -> None:
+    def add_frames(self, sample_number, sweep_index, flags, n: int, offset: int = 0) -> None:
         """The first ``n`` decoded refreshes of these arrays (in time order; e.g. the decoder's
-        ``frames`` fields): GIL-free C entry, no allocation beyond slice views."""
+        ``frames`` fields): GIL-free C entry, no allocation beyond slice views. ``offset`` is
+        subtracted from the sample numbers (the stream's absolute numbers -> samples since the
+        acquisition's start, the spikes' time base)."""
         chunk = self._fr_s.shape[0]
         tab = self._ftable
         done = 0
         while done < n:
             m = min(chunk, n - done)
             self._fr_s[:m] = sample_number[done:done + m]
+            if offset:
+                self._fr_s[:m] -= offset
             self._fr_w[:m] = sweep_index[done:done + m]
             self._fr_f[:m] = flags[done:done + m]
             tab.shapes[0] = tab.shapes[3] = tab.shapes[6] = m
@@ -416,11 +420,11 @@ class OnlineStats:
     def n_columns(self) -> int:
         return int(self.state[N_COLS])
 
-    def write_start(self, writer, samples_processed: int) -> None:
+    def write_start(self, writer, samples_processed: int, sample_offset: int = 0) -> None:
         """Start writing the tables (bins, slots and columns in use) with a
         :class:`~oe_plugin.outputs.stats_file.StatsFileWriter` (no allocation)."""
         st = self.state
         writer.start(self.tables, max(int(st[N_BINS]), 1), int(st[BIN_SAMPLES]), self.n_slots,
                      int(st[N_COLS]), samples_processed, experiments_seen=int(st[N_EXP]),
                      folded=int(st[FOLDED]), no_column=int(st[NO_COLUMN]),
-                     pending_dropped=int(st[P_DROPPED]))
+                     pending_dropped=int(st[P_DROPPED]), sample_offset=int(sample_offset))

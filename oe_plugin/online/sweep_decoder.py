@@ -3,7 +3,7 @@
 The logic behind ``oe_plugin/modules/sweep_decoder.py``. ``handle_ttl_event`` feeds every edge
 of the protocol's lines to the decoder (:func:`oe_plugin.protocol.make_decoder`, plain Python:
 safe on the GUI's GIL-less audio thread); ``process()`` passes the data through untouched, moves
-the decoded frames into the crash-safe file (``<recording_dir>/sweepsort/online_sweeps_NNN.bin``,
+the decoded frames into the crash-safe file (``<recording folder>/sweepsort/online_sweeps_NNN.bin``,
 read by ``offline.read_online_sweeps``) and drives the optional sweep-onset TTL.
 
 Settings (TOML next to the module, ``sweep_decoder.toml``, or ``$SWEEPSORT_CONFIG``):
@@ -45,8 +45,8 @@ class DecoderModuleSettings:
     """Output line (0-based) pulsed at sweep onsets (-1: off). High for one block."""
     write_file: bool = True
     """Write the decoded frames under the recording directory while recording."""
-    flush_every_s: float = 0.5
-    """File flush interval, seconds of data (a GUI crash loses at most about this much)."""
+    flush_every_s: float = 0.25
+    """File flush interval, seconds of data (a GUI crash loses at most this plus one block)."""
     capacity_frames: int = 8192
     """Decoder output and file buffers, frames (200 Hz: 41 s)."""
 
@@ -132,13 +132,14 @@ class SweepDecoderModule(OnlineModule):
     def start_recording(self, recording_dir):
         self.stop_recording()
         self._write_sidecars()
-        self.recording_dir = recording_dir
-        if not self.settings.write_file:
+        target = self.recording_target(recording_dir)
+        if target is None or not self.settings.write_file:
             return
-        meta = {"module": "sweep_decoder", "decoder": asdict(self.settings)}
+        meta = self.file_meta({"module": "sweep_decoder", "decoder": asdict(self.settings),
+                               "sample_number_origin": "stream (the TTL events' own)"})
         try:
             writer = SweepFileWriter.open(
-                recording_dir, self.sample_rate_hz, self.protocol.to_dict(), meta,
+                target.path, self.sample_rate_hz, self.protocol.to_dict(), meta,
                 capacity_records=self.settings.capacity_frames,
                 flush_every_s=self.settings.flush_every_s)
         except Exception as exc:  # noqa: BLE001 - keep decoding without the file

@@ -104,6 +104,9 @@ class SpikeFileWriter(RecordFileWriter):
         self._channel = self._buf["channel"]
         self._amplitude = self._buf["amplitude_uv"]
         self._unit = self._buf["unit"]
+        self.sample_offset = 0
+        """Added to every appended sample number (a module's count -> the stream's absolute
+        sample numbers, :class:`oe_plugin.online.clock.SampleClock`)."""
 
     @classmethod
     def open(cls, recording_dir: str | os.PathLike, sample_rate_hz: float, n_channels: int,
@@ -169,6 +172,8 @@ class SpikeFileWriter(RecordFileWriter):
         sample_numbers, channels, amplitudes_uv, units = sources
         stop = start + (b - a)
         self._sample[a:b] = sample_numbers[start:stop]
+        if self.sample_offset:
+            self._sample[a:b] += self.sample_offset
         self._channel[a:b] = channels[start:stop]
         self._amplitude[a:b] = amplitudes_uv[start:stop]
         if units is None:

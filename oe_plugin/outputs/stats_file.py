@@ -51,15 +51,18 @@ epoch), 6 R, 7 n_bins, 8 bin width (samples), 9 C (columns in use), 10 size of t
 data (bytes; the file may be longer, from an earlier, larger write), 11 S (slots in use),
 12 SIG_LEN, 13 experiments seen (START markers), 14 experiments folded into the last slot,
 15 refreshes whose sweep got no column (column pool full), 16 spikes dropped from the pending
-queue; 17-23 reserved (0).
+queue, 17 sample offset (the stream's sample number of the acquisition's first sample, as the
+module's :class:`~oe_plugin.online.clock.SampleClock` found it: 0 for sources that restart at 0;
+the tables count samples from the acquisition's start); 18-23 reserved (0).
 
 :func:`read_stats` returns ``(arrays, meta)``: ``arrays`` = ``time_counts``, ``bin_s``,
 ``units`` and ``experiments`` (a list of :class:`ExperimentStats`, one per slot, dense tables
 per sweep index); ``meta`` = the sidecar plus ``samples_processed``, ``written_unix_s``,
-``write_seq``, ``experiments_seen``, ``experiments_folded``, ``frames_without_column`` and
-``pending_dropped``. Older versions (v2 had one sweep table for the whole acquisition) are not
-read: :class:`StatsFormatError` names the file's version. The file is derived data; replaying
-the recording through the pipeline module (``sweepsort replay``) gives one in this format.
+``write_seq``, ``experiments_seen``, ``experiments_folded``, ``frames_without_column``,
+``pending_dropped`` and ``sample_offset``. Older versions (v2 had one sweep table for the
+whole acquisition) are not read: :class:`StatsFormatError` names the file's version. The file
+is derived data; replaying the recording through the pipeline module (``sweepsort replay``)
+gives one in this format.
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ MAGIC = int.from_bytes(MAGIC_PREFIX + bytes([FORMAT_VERSION]), "little", signed=
 HEADER_WORDS = 24
 (H_MAGIC, H_VERSION, H_TOKEN, H_SEQ, H_SAMPLES, H_WRITTEN_NS, H_ROWS, H_BINS, H_BIN_SAMPLES,
  H_COLUMNS, H_SIZE, H_SLOTS, H_SIG_LEN, H_EXPERIMENTS, H_FOLDED, H_NO_COLUMN,
- H_PENDING_DROPPED) = range(17)
+ H_PENDING_DROPPED, H_SAMPLE_OFFSET) = range(18)
 
 # per experiment slot (the ``experiments`` table, int64)
 X_NUMBER = 0       # experiment number: 0 = before the first START, k = the k-th START
@@ -274,7 +277,8 @@ class StatsFileWriter:
 
     def start(self, tables: StatsTables, n_bins: int, bin_samples: int, n_slots: int,
               n_columns: int, samples_processed: int, *, experiments_seen: int = 0,
-              folded: int = 0, no_column: int = 0, pending_dropped: int = 0) -> None:
+              folded: int = 0, no_column: int = 0, pending_dropped: int = 0,
+              sample_offset: int = 0) -> None:
         """Pack the tables (their first ``n_bins`` bins, ``n_slots`` slots, ``n_columns``
         columns) and write the file (or its first ``chunk_bytes``; :meth:`step` writes the
         rest). A write still under way is finished first."""
@@ -301,6 +305,7 @@ class StatsFileWriter:
         h[H_FOLDED] = folded
         h[H_NO_COLUMN] = no_column
         h[H_PENDING_DROPPED] = pending_dropped
+        h[H_SAMPLE_OFFSET] = sample_offset
         buf = self.buf
         o = HEADER_WORDS
         buf[o:o + r * nb].reshape(r, nb)[...] = tc[:r, :nb]
@@ -441,7 +446,10 @@ def write_stats(path, arrays: dict, meta: dict) -> float:
 
 def _find(p: Path) -> Path:
     if p.is_dir():
-        hits = sorted(p.rglob(FILE_NAME), key=lambda q: q.stat().st_mtime)
+        from oe_plugin.outputs.location import find_output_folder
+
+        top = find_output_folder(p)  # a Record Node's recording folder: the files are above
+        hits = sorted((top or p).rglob(FILE_NAME), key=lambda q: q.stat().st_mtime)
         if not hits:
             raise FileNotFoundError(f"{p}: no {FILE_NAME} (is the pipeline module's [stats] "
                                     "stage on, and recording?)")
@@ -528,7 +536,8 @@ def _parse(p: Path) -> tuple[dict, dict]:
                 written_unix_s=int(h[H_WRITTEN_NS]) * 1e-9, write_seq=int(h[H_SEQ]) // 2,
                 experiments_seen=int(h[H_EXPERIMENTS]), experiments_folded=int(h[H_FOLDED]),
                 frames_without_column=int(h[H_NO_COLUMN]),
-                pending_dropped=int(h[H_PENDING_DROPPED]))
+                pending_dropped=int(h[H_PENDING_DROPPED]),
+                sample_offset=int(h[H_SAMPLE_OFFSET]))
     return arrays, meta
 
 
