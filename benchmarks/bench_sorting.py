@@ -37,6 +37,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -211,7 +212,7 @@ def key(r: dict) -> tuple:
 def merge(path: Path, rows: list, meta: dict | None = None) -> dict:
     """Replaces rows with the same (case, seed, sorter) in ``path`` under a lock; returns it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as lock:
+    with open(Path(tempfile.gettempdir()) / "sweepsort-bench-results.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         db = json.loads(path.read_text()) if path.is_file() else {"cases": {}, "rows": []}
         new = {key(r) for r in rows}
