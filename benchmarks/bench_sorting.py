@@ -209,6 +209,14 @@ def key(r: dict) -> tuple:
     return (r["case"], r["seed"], r["sorter"])
 
 
+def dumps(db: dict) -> str:
+    """JSON with one case and one row per line (readable diffs)."""
+    cs = [f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in sorted(db["cases"].items())]
+    rs = [f"  {json.dumps(r)}" for r in db["rows"]]
+    return ('{\n "cases": {\n' + ",\n".join(cs) + '\n },\n "rows": [\n' + ",\n".join(rs)
+            + "\n ]\n}\n")
+
+
 def merge(path: Path, rows: list, meta: dict | None = None) -> dict:
     """Replaces rows with the same (case, seed, sorter) in ``path`` under a lock; returns it."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -222,7 +230,7 @@ def merge(path: Path, rows: list, meta: dict | None = None) -> dict:
         if meta:
             db["cases"].update(meta)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(db, indent=1) + "\n")
+        tmp.write_text(dumps(db))
         tmp.replace(path)
     return db
 
