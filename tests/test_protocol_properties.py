@@ -119,3 +119,59 @@ def test_garbage_never_raises_and_output_is_consistent(scheme, events, backwards
     assert ((frames["flags"][unknown] & ERROR_MASK) != 0).all()
     assert dec.n_internal_errors == 1  # only the string sample number
     assert dec.n_ready + dec.n_overflow == dec.n_frames
+
+
+def two_sessions(settings_, pause_s, seed, drop=None):
+    """Two stimulus sessions (START ... END each) ``pause_s`` apart in one acquisition, no
+    frames in the pause; ``drop``: index of a refresh of the second session's body not sent
+    (a real dropped frame). Returns the TTL events."""
+    from oe_plugin.protocol.encoder import encode_session, session_codes
+    from oe_plugin.protocol.ttl_sim import SimSettings, sample_transitions
+
+    rng = np.random.default_rng(seed)
+    trans, t0 = [], 0.0
+    for k in range(2):
+        body = np.repeat(rng.integers(0, 40, 12), rng.integers(2, 9, 12)).astype(np.int32)
+        codes = session_codes(settings_, body)
+        period = 1e6 / settings_.refresh_hz
+        flips = t0 + period * np.arange(codes.size)
+        numbers = np.arange(codes.size)
+        if k == 1 and drop is not None:
+            i = settings_.marker_frames + drop
+            codes, flips, numbers = (np.delete(a, i) for a in (codes, flips, numbers))
+        enc = encode_session(settings_, codes, numbers, flips)
+        trans.append(enc.transitions)
+        t0 = enc.flip_time_us[-1] + pause_s * 1e6
+    return sample_transitions(np.concatenate(trans),
+                              SimSettings(30000.0, first_sample_number=777, jitter_us=5.0,
+                                          seed=seed))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scheme=st.sampled_from(["serial", "parallel"]),
+       pause_s=st.floats(0.012, 20.0), seed=st.integers(0, 2**16),
+       block=st.integers(1, 5000), drop=st.one_of(st.none(), st.integers(3, 20)))
+def test_a_pause_between_experiments_is_no_gap(scheme, pause_s, seed, block, drop):
+    """The START marker after a pause between stimulus sessions opens experiment 2 without a
+    GAP (or TIMING) flag, in any block cut; a refresh really dropped inside experiment 2 is
+    still a GAP."""
+    from oe_plugin.protocol.spec import EXPERIMENT_START, GAP, TIMING
+
+    settings_ = SERIAL if scheme == "serial" else PARALLEL
+    ev = two_sessions(settings_, pause_s, seed, drop)
+    s = type("S", (), {"settings": settings_, "sample_rate_hz": 30000.0, "events": ev})
+    first = int(ev["sample_number"][0])
+    cuts = np.arange(first + block, int(ev["sample_number"][-1]), block)
+    got, dec = run_blocks(s, cuts, 1, True)
+    whole, _ = run_blocks(s, np.array([], np.int64), 1, False)
+    np.testing.assert_array_equal(got, whole)          # block invariant
+    assert dec.n_experiments == 2
+    f = got["flags"]
+    start = np.flatnonzero(f & EXPERIMENT_START)
+    second = start[np.flatnonzero(np.diff(start) > 1)[0] + 1]   # first START of experiment 2
+    assert not f[second] & (GAP | TIMING), "a pause between experiments flagged as a gap"
+    gaps = np.flatnonzero(f & GAP)
+    if drop is None:
+        assert gaps.size == 0 and not (f & ERROR_MASK).any()
+    else:  # the refresh after the dropped one, inside experiment 2
+        assert gaps.size == 1 and gaps[0] == second + settings_.marker_frames + drop

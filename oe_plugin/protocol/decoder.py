@@ -228,6 +228,7 @@ class DecoderBase:
         restart = code == CODE_START and self._last_code != CODE_START
         if restart:
             fn = 0
+            flags = self._new_experiment(sample, fn, flags)
         if counter >= 0:
             if self._fn < 0 and not restart:
                 fn = counter  # first frame ever: adopt the wire's count
@@ -247,6 +248,15 @@ class DecoderBase:
             self._last_counter_fn = fn
         self._renumber(sample, fn)
         return fn, flags
+
+    def _new_experiment(self, sample: int, fn: int, flags: int) -> int:
+        """A START marker after a frame that is not one opens a new experiment: the pause
+        before it (between stimulus sessions) is no dropped refresh, so ``GAP`` and ``TIMING``
+        are cleared and the refresh grid is anchored on this frame. Returns the flags."""
+        self._ref_sample = sample
+        self._ref_fn = fn
+        self._alt_sample = -1
+        return flags & ~(GAP | TIMING)
 
     def _renumber(self, sample: int, fn: int) -> None:
         """The frame at ``sample`` is frame ``fn`` after all (a reset or a counter correction):

@@ -292,6 +292,8 @@ class SerialDecoder(DecoderBase):
             trusted = True
             if code == CODE_START and c < self._marker_frames:
                 fn = c                         # a START word sets the count
+                if self._last_code != CODE_START:  # a new experiment: no GAP for the pause
+                    flags = self._new_experiment(e, fn, flags)
             elif (c - fn) % _COUNTER_MOD:
                 if ((c - self._fn) % _COUNTER_MOD == 0 and self._fn >= 0
                         and code == self._last_code):
