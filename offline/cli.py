@@ -133,12 +133,26 @@ def cmd_replay(args) -> int:
 
 
 def _compare_offline(args, spikes) -> None:
-    """Re-detect offline with the same settings: block invariance across online/offline."""
+    """The offline reference of the module's spikes: the causal sort from the module's sort
+    folder (online_sorter, pipeline), else detection with the same settings."""
     from offline.detect import detect_recording
+    from offline.online_match import causal_sort, compare_spikes, sort_dir_of_module
     from offline.recording import open_recording
 
-    filt, det = _load_detection_settings(args.config or _default_config(args.module))
+    config = args.config or _default_config(args.module)
     rec = open_recording(args.recording, args.node, args.recording_index, args.stream)
+    try:
+        sort_dir = sort_dir_of_module(args.module, config)
+    except ValueError as exc:
+        print(f"no offline comparison: {exc}")
+        return
+    if sort_dir is not None:
+        ref = causal_sort(rec.read_uv(0, rec.n_samples), rec.sample_rate_hz, str(sort_dir))
+        same, why = compare_spikes(spikes, ref)
+        verdict = "identical" if same else f"DIFFERENT ({why})"
+        print(f"offline causal sort with {sort_dir}: {len(ref)} spikes, {verdict} to online")
+        return
+    filt, det = _load_detection_settings(config)
     peaks, _ = detect_recording(rec, filt, det)
     same = (
         len(peaks) == len(spikes)
@@ -221,7 +235,7 @@ def cmd_monitor(args) -> int:
     try:
         return monitor(args.recording, once=args.once, png=args.png, dimension=args.dimension,
                        session=args.session, interval_s=args.interval, max_units=args.max_units,
-                       experiment=args.experiment)
+                       experiment=args.experiment, config=args.config)
     except ValueError as exc:
         print(f"sweepsort monitor: {exc}", file=sys.stderr)
         return 2
@@ -254,7 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--compare-offline",
         action="store_true",
-        help="also detect offline with the same settings and compare",
+        help="also compute the offline reference and compare spike for spike (the causal "
+             "sort from the module's sort folder, or detection with the same settings)",
     )
     p.set_defaults(func=cmd_replay)
 
@@ -302,7 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("monitor", help="live plots of the pipeline module's online statistics")
-    p.add_argument("recording", help="recording directory (or its sweepsort/online_stats.bin)")
+    p.add_argument("recording", help="recording folder (or inside it, or its sweepsort/"
+                   "online_stats.bin), or its bare name as the GUI shows it: found like the "
+                   "modules find it (GUI HTTP API, [output] directory, fallback)")
+    p.add_argument("--config", help="the module's settings TOML (its [output] section)")
     p.add_argument("--dimension", help="sweep-table dimension of the tuning curves")
     p.add_argument("--experiment", type=int,
                    help="stimulus experiment shown: N-th START marker of the acquisition, 0 = "

@@ -4,7 +4,9 @@ The Python Processor cannot draw, so this runs in its own process and re-reads
 ``<recording_dir>/sweepsort/online_stats.bin`` (+ ``.json``; :mod:`oe_plugin.outputs.stats_file`,
 rewritten by the pipeline module every few seconds) on a timer. It shows one stimulus
 experiment (``--experiment N``; default the latest with refreshes; 0 = before the first START
-marker): per unit (the most active ``max_units``) the firing rate over the acquisition with the
+marker). The recording is found by the modules' own rule (:func:`locate_recording`: a path, or
+the folder's bare name through the GUI's HTTP API / ``[output] directory``): per unit (the
+most active ``max_units``) the firing rate over the acquisition with the
 experiment's span shaded, and a tuning curve — the rate per value of one sweep-table dimension
 of the experiment's session file, or per sweep index when it has none. The figure title names
 the experiment and its session file. Headless: ``--once --png OUT`` renders one PNG (Agg).
@@ -276,10 +278,29 @@ def render(fig, stats_source, dimension: str | None = None, session=None,
                 session_shown=str(sess.path) if sess else "")
 
 
+def locate_recording(recording, config=None) -> Path:
+    """The folder (or file) to read for ``recording``, by the modules' own rule
+    (:func:`oe_plugin.outputs.location.resolve_recording_folder`): an existing path as given
+    (the stats reader also looks above a Record Node's ``experimentE/recordingR`` folder); else
+    ``recording`` is the folder's bare name, found through the GUI's HTTP API, ``[output]
+    directory`` of ``config`` (the module's settings TOML) or the fallback."""
+    from oe_plugin.config import from_table, load_toml
+    from oe_plugin.outputs.location import OutputSettings, resolve_recording_folder
+
+    p = Path(recording).expanduser()
+    if p.exists():
+        return p
+    table = load_toml(config) if config else {}
+    settings = from_table(OutputSettings, table.get("output"), "output")
+    return resolve_recording_folder(str(recording), settings, config).path
+
+
 def monitor(recording_dir, *, once: bool = False, png: str | None = None,
             dimension: str | None = None, session=None, interval_s: float = 2.0,
-            max_units: int = 8, experiment: int | None = None) -> int:
+            max_units: int = 8, experiment: int | None = None, config=None) -> int:
     import matplotlib
+
+    recording_dir = locate_recording(recording_dir, config)
 
     if once or png:
         matplotlib.use("Agg")

@@ -80,3 +80,54 @@ def causal_sort(traces_uv: np.ndarray, sample_rate_hz: float, model: SortModel |
         else:
             rows.append((t_ev[i], c_ev[i], amp_uv[i], NO_UNIT))
     return np.array(rows, SPIKE_DTYPE) if rows else np.zeros(0, SPIKE_DTYPE)
+
+
+def sort_dir_of_module(module_path, config_path=None):
+    """The sort folder a sorting module (online_sorter / pipeline) classifies against, from its
+    settings (``config_path``, else ``<module stem>.toml`` beside it); None when the module does
+    not sort (another module, ``[match] enabled = false``, ``[detect] enabled = false``).
+    Raises ValueError for ``[match] source = "upstream"`` (a replay has no upstream spikes)."""
+    from pathlib import Path
+
+    from oe_plugin.config import from_table, load_toml
+    from oe_plugin.online.online_sorter import MatchSettings, resolve_sort_dir
+
+    module_path = Path(module_path)
+    if config_path is None:
+        candidate = module_path.with_suffix(".toml")
+        config_path = candidate if candidate.exists() else None
+    table = load_toml(config_path) if config_path else {}
+    stem = module_path.stem
+    if stem not in ("online_sorter", "pipeline") and "match" not in table:
+        return None
+    detect = dict(table.get("detect") or {})
+    if detect.get("enabled", True) is False:
+        return None
+    match = dict(table.get("match") or {})
+    if stem == "pipeline" or "enabled" in match:
+        if match.pop("enabled", True) is False:
+            return None
+    ms = from_table(MatchSettings, match, "match")
+    if ms.source == "upstream":
+        raise ValueError("[match] source = 'upstream': the module classifies an upstream Spike "
+                         "Detector's spikes, which a replay does not have")
+    return resolve_sort_dir(ms, config_path)
+
+
+def compare_spikes(online, reference) -> tuple[bool, str]:
+    """Spike for spike: ``online`` (SPIKE_DTYPE of the spike file: sample_number, channel,
+    amplitude_uv, unit) against ``reference`` (:func:`causal_sort`'s output). Returns
+    ``(identical, what differs first)``."""
+    ref = reference[np.argsort(reference["sample_index"], kind="stable")]
+    on = online[np.argsort(online["sample_number"], kind="stable")]
+    if len(on) != len(ref):
+        return False, f"{len(on)} online vs {len(ref)} offline spikes"
+    pairs = (("sample_number", "sample_index"), ("channel", "channel_index"),
+             ("unit", "unit"), ("amplitude_uv", "amplitude_uv"))
+    for a, b in pairs:
+        x, y = on[a].astype(np.float64), ref[b].astype(np.float64)
+        if not np.array_equal(x, y):
+            i = int(np.flatnonzero(x != y)[0])
+            return False, (f"spike {i}: {a} {on[a][i]} online vs {ref[b][i]} offline "
+                           f"(sample {int(ref['sample_index'][i])})")
+    return True, ""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,13 +41,48 @@ class RecordFileKind:
 
 def find_record_files(recording_dir: str | os.PathLike, fmt: RecordFormat) -> list[Path]:
     """All ``<prefix>*<suffix>`` files under ``recording_dir`` (recursive, sorted by path);
-    ``recording_dir`` may also be one such file."""
+    ``recording_dir`` may also be one such file, or a folder *inside* the recording folder (a
+    Record Node's ``Record Node N/experimentE/recordingR``): then the recording folder's
+    ``sweepsort/`` files are found (:func:`oe_plugin.outputs.location.find_output_folder`)."""
+    from oe_plugin.outputs.location import find_output_folder
+
     root = Path(recording_dir)
     if root.is_file():
         return [root]
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such directory")
-    return sorted(p for p in root.rglob(fmt.file_glob) if p.is_file())
+    found = sorted(p for p in root.rglob(fmt.file_glob) if p.is_file())
+    if not found:
+        top = find_output_folder(root)
+        if top is not None and top != root:
+            found = sorted(p for p in top.rglob(fmt.file_glob) if p.is_file())
+    return found
+
+
+_RECORDING_PART = re.compile(r"recording(\d+)$")
+_EXPERIMENT_PART = re.compile(r"experiment(\d+)$")
+
+
+def recording_of_folder(path) -> tuple[int, int] | None:
+    """``(experiment, recording)`` when ``path`` is (inside) a Record Node's
+    ``experimentE/recordingR`` folder, else None."""
+    parts = Path(path).parts
+    for i in range(len(parts) - 1, 0, -1):
+        r = _RECORDING_PART.match(parts[i])
+        e = _EXPERIMENT_PART.match(parts[i - 1])
+        if r and e:
+            return int(e.group(1)), int(r.group(1))
+    return None
+
+
+def _of_recording(meta: dict, wanted: tuple[int, int] | None) -> bool:
+    """Does the file belong to recording ``wanted`` (its header's ``recording`` says so; files
+    without that information always do)?"""
+    if wanted is None:
+        return True
+    rec = (meta.get("metadata") or {}).get("recording") or {}
+    e, r = rec.get("experiment_number"), rec.get("recording_number")
+    return e is None or r is None or (int(e), int(r)) == wanted
 
 
 def read_meta(recording_dir: str | os.PathLike, kind: RecordFileKind) -> list[dict]:
@@ -77,11 +113,17 @@ def read_records(recording_dir: str | os.PathLike, kind: RecordFileKind,
 
 
 def _opened(recording_dir, kind: RecordFileKind):
-    """Yield ``(file at its first record, meta)`` per valid file; skip incomplete headers."""
+    """Yield ``(file at its first record, meta)`` per valid file; skip incomplete headers and,
+    for a Record Node's ``experimentE/recordingR`` folder, other recordings' files."""
+    wanted = None if Path(recording_dir).is_file() else recording_of_folder(recording_dir)
     for path in _files_or_raise(recording_dir, kind):
         opened = _open_checked(path, kind)
-        if opened is not None:
+        if opened is None:
+            continue
+        if _of_recording(opened[1], wanted):
             yield opened
+        else:
+            opened[0].close()
 
 
 def _files_or_raise(recording_dir, kind: RecordFileKind) -> list[Path]:
