@@ -14,7 +14,12 @@ from pathlib import Path
 
 from oe_plugin.config import check_sections, find_config, from_table, load_toml
 from oe_plugin.online.clock import SampleClock
-from oe_plugin.outputs.location import OutputSettings, RecordingTarget, resolve_recording_folder
+from oe_plugin.outputs.location import (
+    OutputFolderError,
+    OutputSettings,
+    RecordingTarget,
+    resolve_recording_folder,
+)
 from oe_plugin.outputs.spike_file import SpikeFileWriter
 
 
@@ -95,16 +100,18 @@ class OnlineModule:
         try:
             target = resolve_recording_folder(arg, self.output_settings, self.config_path)
         except Exception as exc:  # noqa: BLE001 - a bad argument must not disable the module
-            self.report("start_recording", f"cannot resolve the recording folder {arg!r}: "
-                        f"{type(exc).__name__}: {exc}; no online files this recording")
+            self.report("start_recording", OutputFolderError(
+                f"cannot resolve the recording folder {arg!r}: {type(exc).__name__}: {exc}; "
+                "no online files this recording"))
             return None
         try:
             target.output_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            self.report("start_recording", f"cannot write the online files to "
-                        f"{target.output_dir} ({exc.strerror or exc}; {target.describe()}); "
-                        "acquisition goes on without them — fix the folder's permissions or "
-                        "set [output] directory, then record again")
+            self.report("start_recording", OutputFolderError(
+                f"cannot write the online files to {target.output_dir} "
+                f"({exc.strerror or exc}; the folder came from: {target.how}); acquisition "
+                "goes on without them — fix the folder or set [output] directory, then record "
+                "again"))
             return None
         self.log(target.describe())
         self.target = target

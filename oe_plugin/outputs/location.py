@@ -46,6 +46,10 @@ SUBDIR = "sweepsort"
 """The online files live in ``<recording folder>/sweepsort/``."""
 
 
+class OutputFolderError(OSError):
+    """The online files cannot be written where the rule says (reported once by a module)."""
+
+
 class GuiApiError(OSError):
     """The GUI's HTTP API did not answer usefully (off, slow, not JSON, no record node)."""
 
