@@ -421,3 +421,47 @@ def test_kill_9_mid_recording_loses_at_most_half_a_second(session, tmp_path):  #
     print(f"kill -9 at {processed / FS:.2f} s: {len(lost)} reported spikes and "
           f"{len(known) - len(frames)} frames not on disk; statistics "
           f"{(processed - meta['samples_processed']) / FS * 1e3:.0f} ms old")
+
+
+# ---------------------------------------------------------------------------------------------
+# the pieces: the sample clock, the API client
+
+def test_sample_clock_bounds_converge_and_restart_on_a_jump():
+    from oe_plugin.online.clock import SampleClock
+
+    clock = SampleClock()
+    for n in (100, 100):           # restart-at-0 source: events inside their blocks
+        clock.on_event(clock.count + 37)
+        assert clock.begin_block(n) == clock.count - n and clock.offset == 0
+    clock.reset()
+    offset, rng = 123456, np.random.default_rng(1)
+    for _ in range(50):            # a File Reader: events at random places in 696-sample blocks
+        for p in sorted(rng.integers(0, 696, 3)):
+            clock.on_event(clock.count + offset + int(p))
+        clock.begin_block(696)
+    assert clock.lo <= offset <= clock.hi and clock.uncertainty < 40
+    assert clock.offset == clock.hi and clock.offset - offset < 40
+    clock.on_event(clock.count + offset)   # an event on a block's first sample: exact
+    clock.begin_block(696)
+    assert clock.offset == offset and clock.jumps == 0
+    clock.on_event(clock.count + 10)       # the source jumped back to 0-based numbers
+    clock.begin_block(696)
+    assert clock.jumps == 1 and clock.offset == 0
+
+
+def test_api_client_errors_are_gui_api_errors(tmp_path):
+    from oe_plugin.outputs.location import GuiApiError, choose_record_node, http_get_json
+
+    with GuiApiStandIn(tmp_path) as api:
+        assert http_get_json(api.port, "/api/recording", 0.5)["parent_directory"] == str(tmp_path)
+        with pytest.raises(GuiApiError, match="HTTP status 404"):
+            http_get_json(api.port, "/api/nothing", 0.5)
+        api.status = 500
+        with pytest.raises(GuiApiError, match="500"):
+            http_get_json(api.port, "/api/recording", 0.5)
+    with pytest.raises(GuiApiError, match="no Record Node"):
+        choose_record_node([])
+    with pytest.raises(GuiApiError, match="record_node = 7"):
+        choose_record_node([{"node_id": 101}], wanted=7)
+    node, why = choose_record_node([{"node_id": 101}, {"node_id": 104}])
+    assert node["node_id"] == 101 and "none found downstream" in why
