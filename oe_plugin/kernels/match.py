@@ -30,17 +30,20 @@ the acceptance threshold sits at the trough (chosen per template by the driver).
 is set, ``a T_u`` is subtracted from ``src`` at the matched time (peeling: a spike hidden under
 an overlapping one can then be re-detected in the residual).
 
-**Overlaps where neither spike fits alone** (``params[P_PAIR_WINDOW] = L > 0``, with
-subtraction on). When the best single fit ``(u1, s1)`` of an event is rejected, the kernel
-tries to explain the window as *two* spikes (greedy matching pursuit, then one round of
-refits): subtract ``a1 T_u1``; find the template ``u2`` and time (within ``±L`` samples of the
-first spike) that explain most of the residual, among the candidates of every channel of
-``u1``'s rows; subtract it and add ``u1`` back; refit the event (any candidate) on that
-residual -> ``u1'``; subtract it, add ``u2`` back and refit ``u2`` (``±S`` shifts) -> ``u2'``.
-Both are accepted only if **each** error (on the window with the *other* spike removed) is
-within its template's threshold; then both fits stay subtracted and the second spike is
-reported in the ``out_*2`` arrays. Otherwise ``src`` is restored (up to float32 rounding) and
-the event stays rejected. Cost: only rejected events pay it, ``~(2L+1) x (candidates)`` fits.
+**Overlaps no single template fits** (``params[P_PAIR_WINDOW] = L > 0``, with subtraction
+on, ``params[P_MAX_SPIKES] = N >= 2``). When the best single fit ``(u1, s1)`` of an event is
+rejected, the kernel explains the window as up to N spikes by greedy matching pursuit
+(:func:`resolve_overlap`): subtract ``a1 T_u1``; then, again and again, the template and time
+(within ``±L`` samples of the first spike, among the candidates of every channel of ``u1``) that
+explain most of what is left, subtracted in turn, until nothing has a positive gain or N spikes
+are found. Two rounds of refits follow, each spike on the window with all the others removed
+(the first may change template, any candidate of the event's channel; the others keep theirs,
+``±S`` shifts). A unit fitted twice within ``±S`` keeps its first fit. Then each spike's error
+is computed on the window with every *other* kept spike removed; the worst one above its
+template's threshold is added back and the rest verified again, until all pass or none is
+left. The kept spikes stay subtracted and are reported (``out_*2`` for all after the first);
+with none ``src`` is restored (up to float32 rounding) and the event stays rejected. Only
+rejected events pay for it, ``~N (2L+1) x (candidates)`` fits.
 
 **Speed.** A search (an event's candidates over ``±S``, or the second spike's over ``±L``)
 gathers the window rows of the channels its candidates use once into contiguous float32 scratch
@@ -79,15 +82,17 @@ P_AMP_MAX = 3
 P_MASK = 4  # -1: plain array; R - 1: ring of R rows
 P_ROW_OFFSET = 5  # stream index of row 0 (plain array) / subtracted before masking (ring)
 P_SUBTRACT = 6  # 1: subtract accepted fits from src
-P_PAIR_WINDOW = 7  # L > 0: resolve rejected events as two overlapping spikes within ±L samples
-N_PARAMS = 8
+P_PAIR_WINDOW = 7  # L > 0: resolve rejected events as overlapping spikes within ±L samples
+P_MAX_SPIKES = 8  # most spikes an overlap resolves into (2: pairs)
+N_PARAMS = 9
 
 NO_UNIT = -1
 
 
 def make_params(pre, max_shift, amp_min=0.5, amp_max=2.0, mask=-1, row_offset=0, subtract=True,
-                pair_window=0):
-    """The ``params`` array of :func:`match_events` (``pair_window`` 0: no pair resolution)."""
+                pair_window=0, max_spikes=2):
+    """The ``params`` array of :func:`match_events` (``pair_window`` 0: no overlap resolution;
+    ``max_spikes``: most spikes an overlap resolves into, at most :data:`MAX_SPIKES`)."""
     params = np.zeros(N_PARAMS, dtype=np.float64)
     params[P_PRE] = pre
     params[P_MAX_SHIFT] = max_shift
@@ -97,6 +102,7 @@ def make_params(pre, max_shift, amp_min=0.5, amp_max=2.0, mask=-1, row_offset=0,
     params[P_ROW_OFFSET] = row_offset
     params[P_SUBTRACT] = 1.0 if subtract else 0.0
     params[P_PAIR_WINDOW] = pair_window
+    params[P_MAX_SPIKES] = max(1, min(int(max_spikes), MAX_SPIKES))
     return params
 
 
@@ -115,7 +121,11 @@ def template_norms(templates, out):
 PAD = 16
 """Template rows are zero-padded to a multiple of this many samples (16 float32 = one AVX-512
 register) so that every row product is one vectorised loop without a remainder."""
-_HEADER = 4  # work[:4] = slot capacity, candidate capacity, reach (samples), padded width
+MAX_SPIKES = 8
+"""Most spikes one overlap resolves into (``params[P_MAX_SPIKES]`` is capped to it)."""
+_SPIKES = 4  # work[4 : 4 + 5 * MAX_SPIKES]: the spikes of the overlap being resolved
+_HEADER = _SPIKES + 5 * MAX_SPIKES  # work[:4] = slot capacity, candidate capacity, reach
+# (samples), padded width; then the overlap's spike list
 _FAST = {"reassoc", "contract"}  # lets LLVM vectorise the row products (the same compiled
 # code serves the offline and the online path, and its order does not depend on the data)
 
@@ -436,27 +446,10 @@ def subtract_fit(src, t, u, amplitude, templates, tpl_chan, params):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def resolve_pair(src, t, c, u1, s1, a1, templates, tpl_chan, tpl_norm2, tpl_rows, cand_ptr,
-                 cand_idx, thresholds, params, work, iwork):
-    """Explain a rejected event (best single fit ``u1`` at ``t + s1``, scale ``a1``) as two
-    overlapping spikes (module docstring). Returns ``(ok, u1, s1, a1, e1, u2, s2, a2, e2)``
-    with both shifts relative to ``t``; when ``ok`` is False ``src`` is left as it was."""
-    pre = np.int64(params[P_PRE])
-    max_shift = np.int64(params[P_MAX_SHIFT])
-    pair_window = np.int64(params[P_PAIR_WINDOW])
-    amp_min = params[P_AMP_MIN]
-    amp_max = params[P_AMP_MAX]
-    mask = np.int64(params[P_MASK])
-    row_offset = np.int64(params[P_ROW_OFFSET])
-    n_templates = templates.shape[0]
-    n_ch = src.shape[1]
+def _union_candidates(u1, tpl_chan, cand_ptr, cand_idx, n_templates, iwork, n_ch, cap):
+    """The candidates of every channel of template ``u1`` (first-seen order) into
+    ``iwork[2C:]``; their count, -1 past ``cap``."""
     n_lists = cand_ptr.shape[0] - 1
-    fail = (False, u1, s1, a1, np.inf, NO_UNIT, 0, 0.0, np.inf)
-    if (pair_window <= 0 or u1 < 0 or u1 >= n_templates or u1 >= thresholds.shape[0]
-            or thresholds.shape[0] < n_templates):
-        return fail
-    cap = min(np.int64(work[1]), iwork.shape[0] - 2 * n_ch)
-    # the second spike's candidates: those of every channel of u1, in first-seen order
     n_cand = 0
     for k in range(tpl_chan.shape[1]):
         ch = tpl_chan[u1, k]
@@ -474,43 +467,153 @@ def resolve_pair(src, t, c, u1, s1, a1, templates, tpl_chan, tpl_norm2, tpl_rows
             if seen:
                 continue
             if n_cand >= cap:
-                return fail
+                return -1
             iwork[2 * n_ch + n_cand] = v
             n_cand += 1
+    return n_cand
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _fit_one(src, mask, t, u, s_lo, s_hi, templates, tpl_rows, tpl_chan, tpl_norm2, amp_min,
+             amp_max, row_offset, pre, work, iwork):
+    """Template ``u`` alone at ``t + s``, ``s`` in ``[s_lo, s_hi]``: (gain, shift, a, error)."""
+    n_ch = src.shape[1]
+    iwork[2 * n_ch] = u
+    g, q, s, a, e = _search(src, mask, t - row_offset - pre, s_lo, s_hi, templates, tpl_rows,
+                            tpl_chan, tpl_norm2, 1, amp_min, amp_max, work, iwork)
+    if q < 0:
+        return 0.0, 0, 0.0, np.inf
+    return g, s, a, e
+
+
+@numba.njit(cache=True, error_model="numpy")
+def resolve_overlap(src, t, c, u1, s1, a1, templates, tpl_chan, tpl_norm2, tpl_rows, cand_ptr,
+                    cand_idx, thresholds, params, work, iwork, n_max):
+    """Explain a rejected event (best single fit ``u1`` at ``t + s1``, scale ``a1``) as up to
+    ``n_max`` overlapping spikes (module docstring). Returns the number of accepted spikes;
+    they are listed in ``work`` (:func:`overlap_spike`), the first one refitted on the event.
+    With 0, ``src`` is left as it was (up to float32 rounding)."""
+    pre = np.int64(params[P_PRE])
+    max_shift = np.int64(params[P_MAX_SHIFT])
+    window = np.int64(params[P_PAIR_WINDOW])
+    amp_min = params[P_AMP_MIN]
+    amp_max = params[P_AMP_MAX]
+    mask = np.int64(params[P_MASK])
+    row_offset = np.int64(params[P_ROW_OFFSET])
+    n_templates = templates.shape[0]
+    n_ch = src.shape[1]
+    n_max = min(n_max, MAX_SPIKES)
+    if (window <= 0 or n_max < 2 or u1 < 0 or u1 >= n_templates
+            or thresholds.shape[0] < n_templates):
+        return 0
+    cap = min(np.int64(work[1]), iwork.shape[0] - 2 * n_ch)
     t1 = t + s1
+    # greedy matching pursuit: the template and time within ±window of the first spike that
+    # explain most of what the spikes found so far left, until nothing explains anything
+    _set_spike(work, 0, u1, t1, a1, np.inf, 1.0)
     subtract_fit(src, t1, u1, a1, templates, tpl_chan, params)
-    # the template and time that explain most of what u1 left, within ±pair_window
-    base = t1 - row_offset - pre
-    gain, q2, s2, a2, _ = _search(src, mask, base, -pair_window, pair_window, templates,
-                                  tpl_rows, tpl_chan, tpl_norm2, n_cand, amp_min, amp_max, work,
-                                  iwork)
-    if q2 < 0:
-        subtract_fit(src, t1, u1, -a1, templates, tpl_chan, params)
-        return fail
-    u2 = iwork[2 * n_ch + q2]
-    t2 = t1 + s2
-    # refit the event with the second spike removed (any candidate may win now)
-    subtract_fit(src, t2, u2, a2, templates, tpl_chan, params)
-    subtract_fit(src, t1, u1, -a1, templates, tpl_chan, params)
-    v1, r1, b1, e1 = match_one(src, t, c, templates, tpl_chan, tpl_norm2, tpl_rows,
-                               cand_ptr, cand_idx, params, work, iwork)
-    if v1 < 0:
-        subtract_fit(src, t2, u2, -a2, templates, tpl_chan, params)
-        return fail
-    # refit the second spike with the first removed
-    subtract_fit(src, t + r1, v1, b1, templates, tpl_chan, params)
-    subtract_fit(src, t2, u2, -a2, templates, tpl_chan, params)
-    iwork[2 * n_ch] = u2
-    g2, _, r2, b2, e2 = _search(src, mask, t2 - row_offset - pre, -max_shift, max_shift,
-                                templates, tpl_rows, tpl_chan, tpl_norm2, 1, amp_min, amp_max,
-                                work, iwork)
-    t2 = t2 + r2
-    same = v1 == u2 and abs(t2 - (t + r1)) <= max_shift  # one spike fitted twice
-    if g2 > 0.0 and not same and e1 <= thresholds[v1] and e2 <= thresholds[u2]:
-        subtract_fit(src, t2, u2, b2, templates, tpl_chan, params)
-        return True, v1, r1, b1, e1, u2, t2 - t, b2, e2
-    subtract_fit(src, t + r1, v1, -b1, templates, tpl_chan, params)
-    return fail
+    n = 1
+    while n < n_max:
+        n_cand = _union_candidates(u1, tpl_chan, cand_ptr, cand_idx, n_templates, iwork, n_ch,
+                                   cap)
+        if n_cand <= 0:
+            break
+        gain, q, s, a, _ = _search(src, mask, t1 - row_offset - pre, -window, window, templates,
+                                   tpl_rows, tpl_chan, tpl_norm2, n_cand, amp_min, amp_max,
+                                   work, iwork)
+        if q < 0:
+            break
+        u = iwork[2 * n_ch + q]
+        subtract_fit(src, t1 + s, u, a, templates, tpl_chan, params)
+        _set_spike(work, n, u, t1 + s, a, np.inf, 1.0)
+        n += 1
+    # two rounds of refits, each spike with all the others removed (the first one may change
+    # template: any candidate of the event's channel; the others keep theirs, ±S)
+    for _ in range(2):
+        for i in range(n):
+            u, ti, a = _spike(work, i)
+            subtract_fit(src, ti, u, -a, templates, tpl_chan, params)
+            if i == 0:
+                v, r, b, _ = match_one(src, t, c, templates, tpl_chan, tpl_norm2, tpl_rows,
+                                       cand_ptr, cand_idx, params, work, iwork)
+                if v >= 0:
+                    u, ti, a = v, t + r, b
+            else:
+                g, r, b, _ = _fit_one(src, mask, ti, u, -max_shift, max_shift, templates,
+                                      tpl_rows, tpl_chan, tpl_norm2, amp_min, amp_max,
+                                      row_offset, pre, work, iwork)
+                if g > 0.0:
+                    ti, a = ti + r, b
+            subtract_fit(src, ti, u, a, templates, tpl_chan, params)
+            _set_spike(work, i, u, ti, a, np.inf, 1.0)
+    # one unit fitted twice within ±S: keep the first
+    for i in range(n):
+        ui, ti, ai = _spike(work, i)
+        if work[_SPIKES + 5 * i + 4] <= 0:
+            continue
+        for j in range(i + 1, n):
+            uj, tj, aj = _spike(work, j)
+            if work[_SPIKES + 5 * j + 4] > 0 and uj == ui and abs(tj - ti) <= max_shift:
+                subtract_fit(src, tj, uj, -aj, templates, tpl_chan, params)
+                work[_SPIKES + 5 * j + 4] = 0.0
+    # verify: each spike's error on the window with every other kept spike removed; drop the
+    # worst offender (add it back) and verify again, until all pass or none is left
+    while True:
+        worst = -1
+        worst_ratio = 1.0
+        n_kept = 0
+        for i in range(n):
+            if work[_SPIKES + 5 * i + 4] <= 0:
+                continue
+            n_kept += 1
+            u, ti, a = _spike(work, i)
+            subtract_fit(src, ti, u, -a, templates, tpl_chan, params)
+            g, _, _, e = _fit_one(src, mask, ti, u, 0, 0, templates, tpl_rows, tpl_chan,
+                                  tpl_norm2, amp_min, amp_max, row_offset, pre, work, iwork)
+            subtract_fit(src, ti, u, a, templates, tpl_chan, params)
+            work[_SPIKES + 5 * i + 3] = e
+            ratio = e / thresholds[u] if thresholds[u] > 0 else np.inf
+            if g <= 0.0:
+                ratio = np.inf
+            if ratio > worst_ratio:
+                worst = i
+                worst_ratio = ratio
+        if worst < 0 or n_kept == 0:
+            break
+        u, ti, a = _spike(work, worst)
+        subtract_fit(src, ti, u, -a, templates, tpl_chan, params)
+        work[_SPIKES + 5 * worst + 4] = 0.0
+    # compact the kept spikes to the front of the list
+    k = 0
+    for i in range(n):
+        if work[_SPIKES + 5 * i + 4] > 0:
+            for f in range(5):
+                work[_SPIKES + 5 * k + f] = work[_SPIKES + 5 * i + f]
+            k += 1
+    return k
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _set_spike(work, i, u, t, a, err, kept):
+    o = _SPIKES + 5 * i
+    work[o] = u
+    work[o + 1] = t
+    work[o + 2] = a
+    work[o + 3] = err
+    work[o + 4] = kept
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _spike(work, i):
+    o = _SPIKES + 5 * i
+    return np.int64(work[o]), np.int64(work[o + 1]), work[o + 2]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def overlap_spike(work, i):
+    """Spike ``i`` of the last :func:`resolve_overlap`: (unit, stream index, scale, error)."""
+    o = _SPIKES + 5 * i
+    return np.int64(work[o]), np.int64(work[o + 1]), work[o + 2], work[o + 3]
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -549,55 +652,58 @@ def match_events(
     scratch (:func:`match_tables`; too short: nothing is matched and -1 is returned).
     Outputs per event (E,): out_unit int32 best template or -1, out_shift int32 samples (the
     spike is at ``ev_t + shift``), out_amp float32 scale of the fit, out_err float32 error,
-    out_ok int32 spikes accepted for the event: 0, 1, or 2 (an overlapping pair: the second
-    spike is ``out_unit2`` at ``ev_t + out_shift2``, scale ``out_amp2``, error ``out_err2``;
-    ``out_unit2 = -1`` otherwise). With a ring (``mask != -1``) the caller must keep
+    out_ok int32 spikes accepted for the event: 0, 1, or up to ``params[P_MAX_SPIKES]`` (an
+    overlap). The outputs ``out_*2`` (E * X,) hold each event's X extra spikes: spike ``j`` (1..)
+    of event ``e`` is at ``e * X + j - 1``, unit ``out_unit2`` (-1 unused) at ``ev_t +
+    out_shift2``, scale ``out_amp2``, error ``out_err2``; X = their length // E, so (E,)
+    outputs resolve pairs at most. With a ring (``mask != -1``) the caller must keep
     ``pre + max_shift + pair_window`` samples before and after each event in it.
     """
-    n_events = min(
-        ev_t.shape[0],
-        ev_c.shape[0],
-        out_unit.shape[0],
-        out_shift.shape[0],
-        out_amp.shape[0],
-        out_err.shape[0],
-        out_ok.shape[0],
-        out_unit2.shape[0],
-        out_shift2.shape[0],
-        out_amp2.shape[0],
-        out_err2.shape[0],
-    )
+    n_events = min(ev_t.shape[0], ev_c.shape[0], out_unit.shape[0], out_shift.shape[0],
+                   out_amp.shape[0], out_err.shape[0], out_ok.shape[0])
+    n_extra = min(out_unit2.shape[0], out_shift2.shape[0], out_amp2.shape[0],
+                  out_err2.shape[0])
+    # extra spikes per event the outputs hold (the overlap's spikes after the first)
+    per_event = n_extra // n_events if n_events > 0 else 0
+    n_max = min(np.int64(params[P_MAX_SPIKES]), per_event + 1, MAX_SPIKES)
     subtract = params[P_SUBTRACT] != 0.0
-    pairs = subtract and params[P_PAIR_WINDOW] > 0
+    overlaps = subtract and params[P_PAIR_WINDOW] > 0 and n_max >= 2
     n_ok = 0
     if not _workspace_ok(src.shape[1], templates, tpl_rows, params, work, iwork):
         for e in range(n_events):
             out_unit[e] = NO_UNIT
             out_ok[e] = 0
-            out_unit2[e] = NO_UNIT
+        for i in range(n_extra):
+            out_unit2[i] = NO_UNIT
         return -1
     for e in range(n_events):
         u, s, a, err = match_one(src, ev_t[e], ev_c[e], templates, tpl_chan, tpl_norm2,
                                  tpl_rows, cand_ptr, cand_idx, params, work, iwork)
-        out_unit2[e] = NO_UNIT
-        out_shift2[e] = 0
-        out_amp2[e] = 0.0
-        out_err2[e] = np.inf
+        for j in range(per_event):
+            i = e * per_event + j
+            out_unit2[i] = NO_UNIT
+            out_shift2[i] = 0
+            out_amp2[i] = 0.0
+            out_err2[i] = np.inf
         ok = u >= 0 and u < thresholds.shape[0] and err <= thresholds[u]
         n_spikes = 1 if ok else 0
         if ok and subtract:
             subtract_fit(src, ev_t[e] + s, u, a, templates, tpl_chan, params)
-        elif not ok and pairs and u >= 0:
-            found, v1, r1, b1, e1, v2, r2, b2, e2 = resolve_pair(
-                src, ev_t[e], ev_c[e], u, s, a, templates, tpl_chan, tpl_norm2, tpl_rows,
-                cand_ptr, cand_idx, thresholds, params, work, iwork)
-            if found:
-                u, s, a, err = v1, r1, b1, e1
-                out_unit2[e] = v2
-                out_shift2[e] = r2
-                out_amp2[e] = b2
-                out_err2[e] = e2
-                n_spikes = 2
+        elif not ok and overlaps and u >= 0:
+            found = resolve_overlap(src, ev_t[e], ev_c[e], u, s, a, templates, tpl_chan,
+                                    tpl_norm2, tpl_rows, cand_ptr, cand_idx, thresholds,
+                                    params, work, iwork, n_max)
+            if found > 0:
+                u, t_k, a, err = overlap_spike(work, 0)
+                s = t_k - ev_t[e]
+                for j in range(1, found):
+                    v, t_k, b, e_k = overlap_spike(work, j)
+                    i = e * per_event + j - 1
+                    out_unit2[i] = v
+                    out_shift2[i] = t_k - ev_t[e]
+                    out_amp2[i] = b
+                    out_err2[i] = e_k
+                n_spikes = found
         out_unit[e] = u
         out_shift[e] = s
         out_amp[e] = a

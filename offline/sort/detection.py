@@ -16,6 +16,7 @@ from dataclasses import replace
 import numpy as np
 
 from oe_plugin.kernels.detector import SpikeDetector
+from oe_plugin.kernels.localize import localize
 from oe_plugin.kernels.snippets import extract_snippets
 from oe_plugin.settings import FilterSettings
 from offline.sort.job import SortJob, window_samples
@@ -46,7 +47,9 @@ def detect_chunk(job: SortJob, index: int) -> dict:
 
     Returns arrays: ``t`` int64 (sorting-rate sample index), ``c`` int32 peak channel,
     ``amplitude_uv`` float32; ``snippet_t``, ``snippet_c`` and ``snippets`` (n, K, W) float32
-    in noise units for up to ``events_per_chunk`` events drawn uniformly (seeded by chunk).
+    in noise units for up to ``events_per_chunk`` events drawn uniformly (seeded by chunk);
+    with ``job.loc_nb``, also every event's ``x_um``, ``y_um`` (centre of mass on those
+    channels) and ``loc_amplitude`` (noise units), for the motion estimate.
     """
     pre_proc = job.preprocessor()
     g = pre_proc.geometry
@@ -69,6 +72,10 @@ def detect_chunk(job: SortJob, index: int) -> dict:
     snippets = np.zeros((n_pick, width, pre + post), np.float32)
     ok = extract_snippets(traces, lo, t[pick], c[pick], nb_ptr, nb_idx, pre, post, snippets)
     pick = pick[ok]
-    return {"t": t.astype(np.int64), "c": c, "amplitude_uv": amp_uv.astype(np.float32),
-            "snippet_t": t[pick].astype(np.int64), "snippet_c": c[pick],
-            "snippets": snippets[ok]}
+    out = {"t": t.astype(np.int64), "c": c, "amplitude_uv": amp_uv.astype(np.float32),
+           "snippet_t": t[pick].astype(np.int64), "snippet_c": c[pick],
+           "snippets": snippets[ok]}
+    if job.loc_nb is not None:
+        x, y, a = localize(traces, lo, t, c, job.loc_nb, job.positions_um)
+        out.update(x_um=x, y_um=y, loc_amplitude=a)
+    return out

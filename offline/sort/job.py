@@ -26,18 +26,29 @@ class SortJob:
     noise_uv: np.ndarray
     lock_nb: tuple[np.ndarray, np.ndarray]
     snip_nb: tuple[np.ndarray, np.ndarray]
+    drift: object = None
+    """``offline.sort.preprocess.DriftCorrection`` when the traces are motion-corrected."""
+    loc_nb: tuple[np.ndarray, np.ndarray] | None = None
+    """CSR channels that localise a peak (motion estimate); None = not localised."""
+    positions_um: np.ndarray | None = None
 
     def preprocessor(self):
         from offline.sort.preprocess import Preprocessor
 
-        return Preprocessor(self.source.open(), self.settings.preprocess, self.noise_uv)
+        return Preprocessor(self.source.open(), self.settings.preprocess, self.noise_uv,
+                            self.drift)
 
     def fingerprint(self, *extra) -> str:
         """A hash of the inputs, to tell whether a saved chunk result can be reused."""
         h = hashlib.sha256()
         h.update(json.dumps(asdict(self.settings), sort_keys=True, default=str).encode())
         h.update(json.dumps(self.source.identity(), sort_keys=True, default=str).encode())
-        for a in (self.noise_uv, *self.lock_nb, *self.snip_nb, *extra):
+        drift = () if self.drift is None else (
+            self.drift.motion.time_s, self.drift.motion.depth_um,
+            self.drift.motion.displacement_um, self.drift.positions_um,
+            np.array([self.drift.sigma_um, self.drift.interp_bin_s]))
+        loc = () if self.loc_nb is None else (*self.loc_nb, self.positions_um)
+        for a in (self.noise_uv, *self.lock_nb, *self.snip_nb, *drift, *loc, *extra):
             h.update(np.ascontiguousarray(a).tobytes())
         return h.hexdigest()[:16]
 

@@ -10,9 +10,11 @@ Per chunk (plus context on both sides, so spikes near the edges see their neighb
    (spikes hidden by an overlapping, larger one now cross on their own), skip what was already
    tried at the same place, match and subtract the new events.
 
-An event whose best single fit is rejected is tried as two overlapping spikes
-(``pair_window_us``, see :func:`oe_plugin.kernels.match.resolve_pair`); an accepted pair gives
-two spikes (the second one reported on the event's channel).
+An event whose best single fit is rejected is resolved as up to ``max_overlap_spikes``
+overlapping spikes within ``pair_window_us`` (greedy matching pursuit with refits and a
+per-spike check, :func:`oe_plugin.kernels.match.resolve_overlap`); every accepted spike after
+the first is reported on the event's channel with ``pair`` set. A rejected event is matched
+again when a later pass re-detects it (its neighbours may have been peeled off since).
 
 Only spikes whose matched time lies inside the chunk are returned. In calibration mode nothing
 is subtracted and every event's best unit and error are returned (for the thresholds).
@@ -64,7 +66,8 @@ def match_chunk(job: SortJob, index: int, templates: TemplateSet, thresholds: np
            else np.asarray(thresholds, np.float32))
     params = make_params(pre, s.max_shift_samples, s.amplitude_min, s.amplitude_max,
                          mask=-1, row_offset=lo, subtract=not calibrate,
-                         pair_window=pair)
+                         pair_window=pair, max_spikes=s.max_overlap_spikes)
+    extra = max(1, s.max_overlap_spikes - 1)  # extra spikes per event the outputs hold
     norms, tpl_rows, work, iwork = match_tables(templates.waveforms, cand_ptr,
                                                  prep.n_channels, params)
     sel = (ev_t >= lo) & (ev_t < hi)
@@ -85,27 +88,31 @@ def match_chunk(job: SortJob, index: int, templates: TemplateSet, thresholds: np
             t, c = t[new], c[new]
             if len(t) == 0:
                 break
-        tried.update(zip(t.tolist(), c.tolist(), strict=True))
         n = len(t)
         unit = np.zeros(n, np.int32)
         shift = np.zeros(n, np.int32)
         amp = np.zeros(n, np.float32)
         err = np.zeros(n, np.float32)
         ok = np.zeros(n, np.int32)
-        unit2 = np.zeros(n, np.int32)
-        shift2 = np.zeros(n, np.int32)
-        amp2 = np.zeros(n, np.float32)
-        err2 = np.zeros(n, np.float32)
+        unit2 = np.zeros(n * extra, np.int32)
+        shift2 = np.zeros(n * extra, np.int32)
+        amp2 = np.zeros(n * extra, np.float32)
+        err2 = np.zeros(n * extra, np.float32)
         match_events(src, t, c, templates.waveforms, templates.channels, norms, tpl_rows,
                      cand_ptr, cand_idx, thr, params, work, iwork, unit, shift, amp, err, ok,
                      unit2, shift2, amp2, err2)
-        parts.append((t + shift, unit, ok > 0, amp, err, c, np.full(n, p, np.int8),
+        # an event whose spike was accepted is done; a rejected one is tried again if a later
+        # pass re-detects it (the spikes around it may have been subtracted since)
+        done = ok > 0
+        tried.update(zip(t[done].tolist(), c[done].tolist(), strict=True))
+        parts.append((t + shift, unit, done, amp, err, c, np.full(n, p, np.int8),
                       np.zeros(n, bool)))
-        two = ok == 2
-        if two.any():
-            k = int(two.sum())
-            parts.append((t[two] + shift2[two], unit2[two], np.ones(k, bool), amp2[two],
-                          err2[two], c[two], np.full(k, p, np.int8), np.ones(k, bool)))
+        more = (np.arange(extra)[None, :] < (ok[:, None] - 1)).ravel()  # (n * extra,)
+        if more.any():
+            k = int(more.sum())
+            ev = np.repeat(np.arange(n), extra)[more]
+            parts.append((t[ev] + shift2[more], unit2[more], np.ones(k, bool), amp2[more],
+                          err2[more], c[ev], np.full(k, p, np.int8), np.ones(k, bool)))
     cols = [np.concatenate(x) for x in zip(*parts, strict=True)] if parts else [
         np.zeros(0, d) for d in (np.int64, np.int32, bool, np.float32, np.float32, np.int32,
                                  np.int8, bool)]

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from oe_plugin.kernels.motion import Motion, estimate_motion
 from oe_plugin.probe import Probe, load_probe, neighbour_lists
 from offline.sort.cluster import cluster_snippets
 from offline.sort.detection import detect_chunk
@@ -26,8 +27,8 @@ from offline.sort.job import SortJob, window_samples
 from offline.sort.matching import match_chunk
 from offline.sort.metrics import unit_metrics
 from offline.sort.phy import dat_description, export_phy
-from offline.sort.preprocess import Preprocessor
-from offline.sort.settings import AllSettings, settings_from_table
+from offline.sort.preprocess import DriftCorrection, Preprocessor
+from offline.sort.settings import AllSettings, MotionSettings, settings_from_table
 from offline.sort.sortfile import SortResult, atomic_write, npz_bytes, save_sort
 from offline.sort.source import RecordingSource
 from offline.sort.templates import (
@@ -112,7 +113,11 @@ def sort_recording(source: RecordingSource, out_dir, settings: AllSettings | Non
         work.save("noise", 0, noise_key, {"noise_uv": noise})
     else:
         noise = cached["noise_uv"]
-    job = SortJob(source, settings, noise, lock_nb, snip_nb)
+    mode = motion_mode(settings.motion, probe)
+    loc = (neighbour_lists(probe, settings.motion.localize_radius_um), probe.positions_um) \
+        if mode != "off" else (None, None)
+    job = SortJob(source, settings, noise, lock_nb, snip_nb, loc_nb=loc[0],
+                  positions_um=loc[1])
     timings["noise_s"] = time.perf_counter() - t0
     finite = noise[np.isfinite(noise)]
     log(f"{c_n} channels, {g.n_samples_in / g.sample_rate_in_hz:.1f} s, {g.n_chunks} chunks; "
@@ -124,9 +129,35 @@ def sort_recording(source: RecordingSource, out_dir, settings: AllSettings | Non
     key = job.fingerprint()
     det = _run_chunks(executor, work, "detect", key, detect_chunk, [(job, i) for i in chunks],
                       chunks, progress, "detect")
+    timings["detect_s"] = time.perf_counter() - t1
+
+    # -- probe motion: estimated from the peaks; the traces corrected when it moves ------------
+    motion, peaks, applied = None, None, False
+    if mode != "off":
+        t1m = time.perf_counter()
+        motion, peaks = _estimate(det, settings.motion, mode, probe, g)
+        rng_um = motion.range_um()
+        applied = rng_um >= settings.motion.min_range_um
+        log(f"motion ({mode}): {rng_um:.1f} µm peak to peak"
+            + ("; correcting the traces" if applied else
+               f" < {settings.motion.min_range_um:g} µm, traces left as they are"))
+        if applied:
+            drift = DriftCorrection(motion, probe.positions_um, probe.groups,
+                                    settings.motion.kriging_sigma_um,
+                                    settings.motion.interp_bin_s)
+            mc_key = noise_key + job.fingerprint(motion.displacement_um)
+            cached = work.load("noise_mc", 0, mc_key)
+            if cached is None:
+                noise = Preprocessor(rec, settings.preprocess, drift=drift).estimate_noise()
+                work.save("noise_mc", 0, mc_key, {"noise_uv": noise})
+            else:
+                noise = cached["noise_uv"]
+            job = SortJob(source, settings, noise, lock_nb, snip_nb, drift=drift)
+            det = _run_chunks(executor, work, "detect_mc", job.fingerprint(), detect_chunk,
+                              [(job, i) for i in chunks], chunks, progress, "detect (corrected)")
+        timings["motion_s"] = time.perf_counter() - t1m
     ev_t = np.concatenate([d["t"] for d in det])
     ev_c = np.concatenate([d["c"] for d in det])
-    timings["detect_s"] = time.perf_counter() - t1
     log(f"{len(ev_t)} events detected")
 
     # -- clustering and templates -------------------------------------------------------------
@@ -191,6 +222,10 @@ def sort_recording(source: RecordingSource, out_dir, settings: AllSettings | Non
                           chunks, progress, "match")
     timings["match_s"] = time.perf_counter() - t4
     result = _assemble(matched, templates, thresholds, job, rec, probe, g, pre)
+    result.arrays.update(_motion_arrays(motion, peaks))
+    result.meta["motion"] = {"mode": mode, "applied": applied,
+                             "range_um": motion.range_um() if motion is not None else 0.0,
+                             "settings": asdict(settings.motion)}
     result.meta.update(
         sweepsort_version=_version(), recording=source.identity(),
         stream=getattr(rec, "stream_name", ""), settings=asdict(settings),
@@ -274,6 +309,55 @@ def _assemble(matched, templates: TemplateSet, thresholds, job, rec, probe, g, p
         "error_units": "residual energy per sample, in noise variances (1 = pure noise)",
     }
     return SortResult(arrays, meta)
+
+
+def motion_mode(s: MotionSettings, probe: Probe) -> str:
+    """The motion mode a sort uses: ``off``, ``rigid`` or ``nonrigid`` (``auto`` resolved:
+    off for the ``single`` layout, several electrode groups or a depth span under 100 µm;
+    rigid under 3 depth windows; non-rigid otherwise)."""
+    if s.mode != "auto":
+        return s.mode
+    span = float(np.ptp(probe.positions_um[:, 1])) if probe.n_channels else 0.0
+    if probe.name == "single" or len(np.unique(probe.groups)) > 1 or span < 100:
+        return "off"
+    return "nonrigid" if span >= 3 * s.window_step_um else "rigid"
+
+
+def _estimate(det, s: MotionSettings, mode: str, probe: Probe, g) -> tuple[Motion, dict]:
+    t = np.concatenate([d["t"] for d in det]) / g.sample_rate_hz
+    y = np.concatenate([d["y_um"] for d in det])
+    a = np.concatenate([d["loc_amplitude"] for d in det])
+    ys = probe.positions_um[:, 1]
+    motion = estimate_motion(t, y, a, g.n_samples / g.sample_rate_hz, bin_s=s.bin_s,
+                             bin_um=s.bin_um, max_displacement_um=s.max_displacement_um,
+                             max_dt_s=s.max_dt_s, nonrigid=mode == "nonrigid",
+                             window_um=s.window_um, window_step_um=s.window_step_um,
+                             depth_range_um=(float(ys.min()), float(ys.max())))
+    # a decimated raster of the peaks for plots (the report, sweepsort info)
+    keep = np.arange(len(t))
+    if len(t) > 200_000:
+        keep = np.sort(np.random.default_rng(0).choice(len(t), 200_000, replace=False))
+    return motion, {"time_s": t[keep], "depth_um": y[keep], "amplitude": a[keep]}
+
+
+def _motion_arrays(motion: Motion | None, peaks: dict | None) -> dict:
+    """Sort-file arrays of the motion estimate and the peak raster (empty without motion)."""
+    if motion is None:
+        return {}
+    return {"motion_time_s": motion.time_s.astype(np.float64),
+            "motion_depth_um": motion.depth_um.astype(np.float64),
+            "motion_um": motion.displacement_um.astype(np.float32),
+            "peak_time_s": peaks["time_s"].astype(np.float32),
+            "peak_depth_um": peaks["depth_um"].astype(np.float32),
+            "peak_amplitude": peaks["amplitude"].astype(np.float32)}
+
+
+def load_motion(result) -> Motion | None:
+    """The motion estimate stored in a sort result (None when the sort had none)."""
+    a = result.arrays
+    if "motion_um" not in a:
+        return None
+    return Motion(a["motion_time_s"], a["motion_depth_um"], a["motion_um"].astype(np.float64))
 
 
 def _version() -> str:

@@ -35,6 +35,8 @@ from oe_plugin.kernels.bandpass import (
     design_bandpass,
     make_filter_state,
 )
+from oe_plugin.kernels.drift import DriftTables, correct_block, drift_tables
+from oe_plugin.kernels.motion import Motion
 from oe_plugin.kernels.noise import MAD_TO_SIGMA
 from oe_plugin.kernels.reference import median_reference
 from oe_plugin.kernels.resample import mux_delays, resample_block, sinc_kernels
@@ -96,10 +98,44 @@ def channel_delays(s: PreprocessSettings, n_channels: int, sample_rate_hz: float
     return np.zeros(n_channels)
 
 
-class Preprocessor:
-    """Computes noise-scaled traces for any output range of one recording."""
+@dataclass(frozen=True)
+class DriftCorrection:
+    """What the preprocessor needs to undo probe motion: the estimate, the channel geometry,
+    the kriging length scale and the interpolation bin (see :mod:`oe_plugin.kernels.drift`)."""
 
-    def __init__(self, recording, settings: PreprocessSettings, noise_uv: np.ndarray | None = None):
+    motion: Motion
+    positions_um: np.ndarray
+    groups: np.ndarray
+    sigma_um: float = 20.0
+    interp_bin_s: float = 1.0
+
+    def tables(self) -> DriftTables:
+        """Kriging tables covering the displacements this motion reaches (cached per process:
+        chunk tasks of one sort share them)."""
+        reach = float(np.abs(self.motion.displacement_um).max(initial=0.0)) + 1.0
+        key = (round(reach, 3), self.sigma_um, np.asarray(self.positions_um).tobytes(),
+               np.asarray(self.groups).tobytes())
+        tab = _TABLES.get(key)
+        if tab is None:
+            _TABLES.clear()
+            tab = _TABLES[key] = drift_tables(self.positions_um, reach, 0.5, self.sigma_um,
+                                              groups=self.groups)
+        return tab
+
+    def apply(self, x: np.ndarray, first_sample: int, sample_rate_hz: float) -> np.ndarray:
+        return correct_block(x, first_sample, sample_rate_hz, self.motion, self.tables(),
+                             self.positions_um, self.interp_bin_s)
+
+
+_TABLES: dict = {}
+
+
+class Preprocessor:
+    """Computes noise-scaled traces for any output range of one recording (drift-corrected
+    when given a :class:`DriftCorrection`, after filtering and interpolation in time)."""
+
+    def __init__(self, recording, settings: PreprocessSettings, noise_uv: np.ndarray | None = None,
+                 drift: DriftCorrection | None = None):
         self.rec = recording
         self.settings = s = settings
         self.geometry = make_geometry(recording, s)
@@ -113,6 +149,7 @@ class Preprocessor:
                         if self.resampling else None)
         self.half_width = s.sinc_half_width if self.resampling else 0
         self.noise_uv = None if noise_uv is None else np.asarray(noise_uv, np.float32)
+        self.drift = drift
 
     # -- filtering in recording samples ----------------------------------------------------
     def _filtered_in(self, start_in: int, stop_in: int) -> tuple[np.ndarray, int]:
@@ -156,6 +193,8 @@ class Preprocessor:
         else:
             x = x[:, start - first_in : stop - first_in]
         x = np.ascontiguousarray(x)
+        if self.drift is not None:
+            x = self.drift.apply(x, start, g.sample_rate_hz)
         if scaled:
             x /= self.noise_uv[:, None]
         return x
