@@ -41,8 +41,8 @@ class RecordFileKind:
 
 def find_record_files(recording_dir: str | os.PathLike, fmt: RecordFormat) -> list[Path]:
     """All ``<prefix>*<suffix>`` files under ``recording_dir`` (recursive, sorted by path);
-    ``recording_dir`` may also be one such file, or a folder *inside* the recording folder (a
-    Record Node's ``Record Node N/experimentE/recordingR``): then the recording folder's
+    ``recording_dir`` may also be one such file, or a Record Node's folder inside the recording
+    folder (``Record Node N[/experimentE/recordingR]``): then the recording folder's
     ``sweepsort/`` files are found (:func:`oe_plugin.outputs.location.find_output_folder`)."""
     from oe_plugin.outputs.location import find_output_folder
 
@@ -52,7 +52,8 @@ def find_record_files(recording_dir: str | os.PathLike, fmt: RecordFormat) -> li
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such directory")
     found = sorted(p for p in root.rglob(fmt.file_glob) if p.is_file())
-    if not found:
+    inside_record_node = any(part.startswith("Record Node") for part in root.resolve().parts)
+    if not found and inside_record_node:
         top = find_output_folder(root)
         if top is not None and top != root:
             found = sorted(p for p in top.rglob(fmt.file_glob) if p.is_file())

@@ -448,8 +448,11 @@ def _find(p: Path) -> Path:
     if p.is_dir():
         from oe_plugin.outputs.location import find_output_folder
 
-        top = find_output_folder(p)  # a Record Node's recording folder: the files are above
-        hits = sorted((top or p).rglob(FILE_NAME), key=lambda q: q.stat().st_mtime)
+        hits = sorted(p.rglob(FILE_NAME), key=lambda q: q.stat().st_mtime)
+        if not hits and any(part.startswith("Record Node") for part in p.resolve().parts):
+            top = find_output_folder(p)  # a Record Node's folder: the files are above it
+            if top is not None:
+                hits = sorted(top.rglob(FILE_NAME), key=lambda q: q.stat().st_mtime)
         if not hits:
             raise FileNotFoundError(f"{p}: no {FILE_NAME} (is the pipeline module's [stats] "
                                     "stage on, and recording?)")
