@@ -251,6 +251,8 @@ def commit(path: Path, msg: str) -> None:
 def table(db: dict, split: str, case_list: list) -> str:
     rows = [r for r in db["rows"] if (split == "all" or r["split"] == split)
             and r["case"] in case_list]
+    rows.sort(key=lambda r: (r["split"] != "heldout", case_list.index(r["case"]), r["seed"],
+                             r["sorter"] != "sweepsort", r["sorter"]))
     out = ["| case | seed | sorter | GT units acc>=0.8 | units found | mean acc | precision "
            "| recall | wall s | peak MB (tree) | load | config |", "|" + "---|" * 12]
     for r in rows:
