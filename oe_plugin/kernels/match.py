@@ -33,17 +33,18 @@ an overlapping one can then be re-detected in the residual).
 **Overlaps no single template fits** (``params[P_PAIR_WINDOW] = L > 0``, with subtraction
 on, ``params[P_MAX_SPIKES] = N >= 2``). When the best single fit ``(u1, s1)`` of an event is
 rejected, the kernel explains the window as up to N spikes by greedy matching pursuit
-(:func:`resolve_overlap`): subtract ``a1 T_u1``; then, again and again, the template and time
-(within ``±L`` samples of the first spike, among the candidates of every channel of ``u1``) that
-explain most of what is left, subtracted in turn, until nothing has a positive gain or N spikes
-are found. Two rounds of refits follow, each spike on the window with all the others removed
-(the first may change template, any candidate of the event's channel; the others keep theirs,
-``±S`` shifts). A unit fitted twice within ``±S`` keeps its first fit. Then each spike's error
-is computed on the window with every *other* kept spike removed; the worst one above its
-template's threshold is added back and the rest verified again, until all pass or none is
-left. The kept spikes stay subtracted and are reported (``out_*2`` for all after the first);
-with none ``src`` is restored (up to float32 rounding) and the event stays rejected. Only
-rejected events pay for it, ``~N (2L+1) x (candidates)`` fits.
+(:func:`resolve_overlap`): subtract ``a1 T_u1``; then, again and again, subtract the template
+and time (within ``±L`` samples of the first spike, among the candidates of every channel of
+``u1``) that explain most of what is left, until the best pick explains less than a quarter of
+its template's energy or N spikes are found. After each pick, three rounds of coordinate
+descent: each spike in turn is put back and its template and time re-chosen (same candidates,
+``±L``) for what all the others leave, so that a wrong early pick (one template straddling two
+spikes) is corrected; a unit fitted twice within ``±S`` keeps its first fit. Then each spike's
+error is computed on the window with every *other* kept spike removed; the worst one above its
+template's threshold is put back, the rest refitted and verified again, until all pass or none
+is left. The kept spikes stay subtracted and are reported (``out_*2`` for all after the first);
+with none, ``src`` is restored (up to float32 rounding) and the event stays rejected. Only
+rejected events pay for it: about ``N^2 (2L+1)`` fits per candidate.
 
 **Speed.** A search (an event's candidates over ``±S``, or the second spike's over ``±L``)
 gathers the window rows of the channels its candidates use once into contiguous float32 scratch
@@ -487,6 +488,44 @@ def _fit_one(src, mask, t, u, s_lo, s_hi, templates, tpl_rows, tpl_chan, tpl_nor
 
 
 @numba.njit(cache=True, error_model="numpy")
+def _refit_overlap(src, n, t1, u1, window, max_shift, templates, tpl_chan, tpl_norm2, tpl_rows,
+                   cand_ptr, cand_idx, params, work, iwork, cap):
+    """Coordinate descent over the kept spikes of the list (three rounds): each in turn is put
+    back and its template and time re-chosen within ±window of ``t1`` for what the others
+    leave; then a unit fitted twice within ±S keeps its first fit."""
+    pre = np.int64(params[P_PRE])
+    mask = np.int64(params[P_MASK])
+    row_offset = np.int64(params[P_ROW_OFFSET])
+    n_templates = templates.shape[0]
+    n_ch = src.shape[1]
+    for _ in range(3):
+        for i in range(n):
+            if work[_SPIKES + 5 * i + 4] <= 0:
+                continue
+            u, ti, a = _spike(work, i)
+            subtract_fit(src, ti, u, -a, templates, tpl_chan, params)
+            n_cand = _union_candidates(u1, tpl_chan, cand_ptr, cand_idx, n_templates, iwork,
+                                       n_ch, cap)
+            if n_cand > 0:
+                g, q, r, b, _ = _search(src, mask, t1 - row_offset - pre, -window, window,
+                                        templates, tpl_rows, tpl_chan, tpl_norm2, n_cand,
+                                        params[P_AMP_MIN], params[P_AMP_MAX], work, iwork)
+                if q >= 0:
+                    u, ti, a = iwork[2 * n_ch + q], t1 + r, b
+            subtract_fit(src, ti, u, a, templates, tpl_chan, params)
+            _set_spike(work, i, u, ti, a, np.inf, 1.0)
+    for i in range(n):
+        if work[_SPIKES + 5 * i + 4] <= 0:
+            continue
+        ui, ti, ai = _spike(work, i)
+        for j in range(i + 1, n):
+            uj, tj, aj = _spike(work, j)
+            if work[_SPIKES + 5 * j + 4] > 0 and uj == ui and abs(tj - ti) <= max_shift:
+                subtract_fit(src, tj, uj, -aj, templates, tpl_chan, params)
+                work[_SPIKES + 5 * j + 4] = 0.0
+
+
+@numba.njit(cache=True, error_model="numpy")
 def resolve_overlap(src, t, c, u1, s1, a1, templates, tpl_chan, tpl_norm2, tpl_rows, cand_ptr,
                     cand_idx, thresholds, params, work, iwork, n_max):
     """Explain a rejected event (best single fit ``u1`` at ``t + s1``, scale ``a1``) as up to
@@ -509,7 +548,9 @@ def resolve_overlap(src, t, c, u1, s1, a1, templates, tpl_chan, tpl_norm2, tpl_r
     cap = min(np.int64(work[1]), iwork.shape[0] - 2 * n_ch)
     t1 = t + s1
     # greedy matching pursuit: the template and time within ±window of the first spike that
-    # explain most of what the spikes found so far left, until nothing explains anything
+    # explain most of what the spikes found so far left, until the best pick explains less
+    # than a quarter of its template's energy (noise, or a clipped-up sliver of a spike); after
+    # each pick the list is refitted (a wrong early pick may have hidden the next spike)
     _set_spike(work, 0, u1, t1, a1, np.inf, 1.0)
     subtract_fit(src, t1, u1, a1, templates, tpl_chan, params)
     n = 1
@@ -521,51 +562,24 @@ def resolve_overlap(src, t, c, u1, s1, a1, templates, tpl_chan, tpl_norm2, tpl_r
         gain, q, s, a, _ = _search(src, mask, t1 - row_offset - pre, -window, window, templates,
                                    tpl_rows, tpl_chan, tpl_norm2, n_cand, amp_min, amp_max,
                                    work, iwork)
-        if q < 0:
+        if q < 0 or gain < 0.25 * np.float64(tpl_norm2[iwork[2 * n_ch + q]]):
             break
         u = iwork[2 * n_ch + q]
         subtract_fit(src, t1 + s, u, a, templates, tpl_chan, params)
         _set_spike(work, n, u, t1 + s, a, np.inf, 1.0)
         n += 1
-    # two rounds of refits, each spike with all the others removed (the first one may change
-    # template: any candidate of the event's channel; the others keep theirs, ±S)
-    for _ in range(2):
-        for i in range(n):
-            u, ti, a = _spike(work, i)
-            subtract_fit(src, ti, u, -a, templates, tpl_chan, params)
-            if i == 0:
-                v, r, b, _ = match_one(src, t, c, templates, tpl_chan, tpl_norm2, tpl_rows,
-                                       cand_ptr, cand_idx, params, work, iwork)
-                if v >= 0:
-                    u, ti, a = v, t + r, b
-            else:
-                g, r, b, _ = _fit_one(src, mask, ti, u, -max_shift, max_shift, templates,
-                                      tpl_rows, tpl_chan, tpl_norm2, amp_min, amp_max,
-                                      row_offset, pre, work, iwork)
-                if g > 0.0:
-                    ti, a = ti + r, b
-            subtract_fit(src, ti, u, a, templates, tpl_chan, params)
-            _set_spike(work, i, u, ti, a, np.inf, 1.0)
-    # one unit fitted twice within ±S: keep the first
-    for i in range(n):
-        ui, ti, ai = _spike(work, i)
-        if work[_SPIKES + 5 * i + 4] <= 0:
-            continue
-        for j in range(i + 1, n):
-            uj, tj, aj = _spike(work, j)
-            if work[_SPIKES + 5 * j + 4] > 0 and uj == ui and abs(tj - ti) <= max_shift:
-                subtract_fit(src, tj, uj, -aj, templates, tpl_chan, params)
-                work[_SPIKES + 5 * j + 4] = 0.0
-    # verify: each spike's error on the window with every other kept spike removed; drop the
-    # worst offender (add it back) and verify again, until all pass or none is left
-    while True:
+        _refit_overlap(src, n, t1, u1, window, max_shift, templates, tpl_chan, tpl_norm2,
+                       tpl_rows, cand_ptr, cand_idx, params, work, iwork, cap)
+    for _ in range(n):
+        _refit_overlap(src, n, t1, u1, window, max_shift, templates, tpl_chan, tpl_norm2,
+                       tpl_rows, cand_ptr, cand_idx, params, work, iwork, cap)
+        # verify: each spike's error on the window with every other kept spike removed; the
+        # worst one above its threshold is put back, and the rest refitted and verified again
         worst = -1
         worst_ratio = 1.0
-        n_kept = 0
         for i in range(n):
             if work[_SPIKES + 5 * i + 4] <= 0:
                 continue
-            n_kept += 1
             u, ti, a = _spike(work, i)
             subtract_fit(src, ti, u, -a, templates, tpl_chan, params)
             g, _, _, e = _fit_one(src, mask, ti, u, 0, 0, templates, tpl_rows, tpl_chan,
@@ -578,7 +592,7 @@ def resolve_overlap(src, t, c, u1, s1, a1, templates, tpl_chan, tpl_norm2, tpl_r
             if ratio > worst_ratio:
                 worst = i
                 worst_ratio = ratio
-        if worst < 0 or n_kept == 0:
+        if worst < 0:
             break
         u, ti, a = _spike(work, worst)
         subtract_fit(src, ti, u, -a, templates, tpl_chan, params)

@@ -81,7 +81,7 @@ class SortSettings:
     split_trough: float = 0.5
     """A cluster splits where the histogram of its 2-means projection dips below this fraction
     of the smaller mode (0 = no bimodal split)."""
-    merge_distance: float = 0.2
+    merge_distance: float = 0.1
     """Templates closer than this (squared difference / smaller energy, best shift) merge."""
     min_unit_spikes: int = 25
     max_shift_samples: int = 2
