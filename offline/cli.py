@@ -205,8 +205,45 @@ def cmd_info(args) -> int:
 
     from offline.info import format_info, recording_info
 
+    if (Path(args.recording) / "sort.json").is_file():
+        return _sort_info(args)
+    if args.motion_png:
+        raise SystemExit("sweepsort info: --motion-png needs a sort folder (with sort.json)")
     entries = recording_info(args.recording, args.node)
     print(json.dumps(entries, indent=2) if args.json else format_info(entries))
+    return 0
+
+
+def _sort_info(args) -> int:
+    """``sweepsort info SORT_DIR``: the sort's size and its probe-motion estimate."""
+    import json
+
+    from offline.sort import load_sort
+    from offline.sort.motion_plot import load_motion_arrays, motion_summary, plot_motion
+
+    res = load_sort(args.recording)
+    m = res.meta
+    motion = load_motion_arrays(args.recording)
+    info = {"sort": str(args.recording), "units": res.n_units,
+            "spikes_sorted": m.get("n_spikes_sorted"),
+            "spikes_unsorted": m.get("n_spikes_unsorted"), "probe": m.get("probe"),
+            "motion": m.get("motion", {"mode": "none"})}
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+    else:
+        print(f"sort {info['sort']}: {info['units']} units, {info['spikes_sorted']} sorted "
+              f"spikes ({info['spikes_unsorted']} unsorted), probe {info['probe']}")
+        mm = info["motion"]
+        print(motion_summary(motion) + f" (mode {mm.get('mode')}, traces "
+              f"{'corrected' if mm.get('applied') else 'not corrected'})"
+              if motion is not None else "motion: not estimated")
+    if args.motion_png:
+        if motion is None:
+            raise SystemExit(f"sweepsort info: {args.recording} has no motion estimate")
+        from offline.analysis._plot import figure_of, png_bytes
+
+        Path(args.motion_png).write_bytes(png_bytes(figure_of(plot_motion(motion))))
+        print(f"motion figure -> {args.motion_png}")
     return 0
 
 
@@ -297,10 +334,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_sort)
 
-    p = sub.add_parser("info", help="recordings, streams, channels, duration, TTL events")
-    p.add_argument("recording", help="session, 'Record Node …' or recording folder")
+    p = sub.add_parser("info", help="recordings, streams, channels, duration, TTL events; or "
+                       "a sort folder's units and probe motion")
+    p.add_argument("recording", help="session, 'Record Node …' or recording folder, or a sort "
+                   "folder")
     p.add_argument("--node", type=_node_arg, help="record node: index, number or name")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--motion-png", metavar="FILE",
+                   help="with a sort folder: write its probe-motion figure (peaks by depth and "
+                        "the estimate) to FILE")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("report", help="analysis report (HTML): population page + one per unit")

@@ -32,12 +32,17 @@ def make_recording(
     decay_um=40.0,
     refractory_ms=2.0,
     seed=0,
+    unit_positions_um=None,
+    drift_um=None,
 ):
     """Returns (data (C, N) float32 µV raw, truth structured array (sample_index, channel)).
 
     Each channel hosts one unit firing as a Poisson process with a refractory period; its spike
     appears on other channels scaled by exp(-distance / decay_um) (none without positions).
     ``noise_uv`` is the std of the noise *after* a 300-6000 Hz band-pass.
+    With ``unit_positions_um`` (U, 2) the units sit there instead (the truth's ``channel`` is
+    then the unit index), and ``drift_um(t_s)`` moves them all along depth (rigid probe motion:
+    a unit at depth y appears at y + drift_um(t)).
     """
     rng = np.random.default_rng(seed)
     n = int(duration_s * sample_rate_hz)
@@ -49,16 +54,18 @@ def make_recording(
     # the band-pass shrinks the trough: calibrate the raw amplitude for the filtered SNR
     filtered_shape = signal.sosfilt(sos, np.r_[np.zeros(200), shape, np.zeros(200)])
     gain = 1.0 / -filtered_shape.min()
-    if positions_um is None:
+    pos = None if positions_um is None else np.asarray(positions_um, dtype=float)
+    units = pos if unit_positions_um is None else np.asarray(unit_positions_um, dtype=float)
+    if pos is None:
         weights = np.eye(n_channels)
     else:
-        pos = np.asarray(positions_um, dtype=float)
-        d = np.linalg.norm(pos[:, None, :] - pos[None, :, :], axis=2)
+        d = np.linalg.norm(units[:, None, :] - pos[None, :, :], axis=2)
         weights = np.exp(-d / decay_um)
     truth = []
     refractory = int(refractory_ms * 1e-3 * sample_rate_hz)
     margin = int(0.3 * sample_rate_hz)
-    for unit in range(n_channels):
+    n_units = n_channels if unit_positions_um is None else len(units)
+    for unit in range(n_units):
         t = margin
         while True:
             t += refractory + int(rng.exponential(sample_rate_hz / rate_hz))
@@ -66,7 +73,11 @@ def make_recording(
                 break
             amp = snr * noise_uv * gain * rng.uniform(0.9, 1.1)
             start = t - trough
-            data[:, start : start + len(shape)] += amp * weights[unit][:, None] * shape[None, :]
+            w = weights[unit]
+            if drift_um is not None:
+                here = units[unit] + np.array([0.0, drift_um(t / sample_rate_hz)])
+                w = np.exp(-np.linalg.norm(pos - here, axis=1) / decay_um)
+            data[:, start : start + len(shape)] += amp * w[:, None] * shape[None, :]
             truth.append((t, unit))
     truth = np.array(truth, dtype=[("sample_index", np.int64), ("channel", np.int32)])
     truth.sort(order="sample_index")

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from offline.analysis._plot import new_axes, png_bytes
+from offline.sort.motion_plot import load_motion_arrays, plot_motion
 
 CSS = """
 body{font-family:sans-serif;margin:1.5em;color:#222}
@@ -147,6 +148,11 @@ def write_report(recording, out, *, sort=None, units=None, dpi: int = 80,
                       f"</td><td>{len(e.conditions)}</td><td>{html.escape(', '.join(e.parameters))}"
                       f"</td><td>{e.refreshes.size}</td><td>{e.duration_s:.1f}</td></tr>"
                       for e in experiments) + "</table>")
+    motion = load_motion_arrays(the_sort.path) if the_sort is not None and \
+        the_sort.kind == "offline" else None
+    if motion is not None:
+        doc.figure("motion", "probe motion: detected peaks by depth, and the estimate per depth "
+                   "window (red)", lambda: plot_motion(motion))
     if ids:
         sub = {u: neurons[u] for u in ids}
         doc.figure("rates", "mean firing rates", lambda: _rates_plot(sub))

@@ -106,22 +106,39 @@ def match_chunk(job: SortJob, index: int, templates: TemplateSet, thresholds: np
         done = ok > 0
         tried.update(zip(t[done].tolist(), c[done].tolist(), strict=True))
         parts.append((t + shift, unit, done, amp, err, c, np.full(n, p, np.int8),
-                      np.zeros(n, bool)))
+                      np.zeros(n, bool), t))
         more = (np.arange(extra)[None, :] < (ok[:, None] - 1)).ravel()  # (n * extra,)
         if more.any():
             k = int(more.sum())
             ev = np.repeat(np.arange(n), extra)[more]
             parts.append((t[ev] + shift2[more], unit2[more], np.ones(k, bool), amp2[more],
-                          err2[more], c[ev], np.full(k, p, np.int8), np.ones(k, bool)))
+                          err2[more], c[ev], np.full(k, p, np.int8), np.ones(k, bool),
+                          np.full(k, -1, np.int64)))
     cols = [np.concatenate(x) for x in zip(*parts, strict=True)] if parts else [
         np.zeros(0, d) for d in (np.int64, np.int32, bool, np.float32, np.float32, np.int32,
-                                 np.int8, bool)]
-    keep = (cols[0] >= start) & (cols[0] < stop)
+                                 np.int8, bool, np.int64)]
+    keep = (cols[0] >= start) & (cols[0] < stop) & _last_try(cols[8], cols[5], cols[6])
+    cols = cols[:8]
     names = ("t", "unit", "accepted", "amplitude", "error", "channel", "pass_", "pair")
     out = {k: v[keep] for k, v in zip(names, cols, strict=True)}
     if wide_rows is not None:
         out.update(_accumulate(original, lo, pre, templates.waveforms.shape[2], out, wide_rows))
     return out
+
+
+def _last_try(event_t, channel, pass_) -> np.ndarray:
+    """False for the rows of an event (``event_t`` >= 0, ``channel``) that a later pass matched
+    again (a rejected event is retried when re-detected): each event is reported once, as its
+    last try left it. Rows with ``event_t`` -1 (extra spikes of an overlap) are kept."""
+    keep = np.ones(len(event_t), bool)
+    first = np.flatnonzero(event_t >= 0)
+    if len(first) == 0:
+        return keep
+    order = first[np.lexsort((pass_[first], channel[first], event_t[first]))]
+    same_next = (event_t[order][1:] == event_t[order][:-1]) & \
+        (channel[order][1:] == channel[order][:-1])
+    keep[order[:-1][same_next]] = False
+    return keep
 
 
 def _accumulate(src, lo, pre, width, spikes, wide_rows) -> dict:

@@ -193,7 +193,8 @@ def sort_recording(source: RecordingSource, out_dir, settings: AllSettings | Non
                           cal_idx, progress, stage)
         unit = np.concatenate([r["unit"] for r in cal]) if cal else np.zeros(0, np.int32)
         err = np.concatenate([r["error"] for r in cal]) if cal else np.zeros(0, np.float32)
-        return np.array([trough_threshold(err[unit == u], settings.sort.max_error)
+        return np.array([trough_threshold(err[unit == u], settings.sort.max_error,
+                                          settings.sort.min_error)
                          for u in range(tpl.n_units)], np.float32)
 
     thresholds = calibrate(templates, "calibrate")

@@ -96,6 +96,10 @@ class SortSettings:
     """Chunks, evenly spread, whose match errors set each template's acceptance threshold."""
     max_error: float = 4.0
     """Largest acceptance threshold (residual energy per sample, in noise variances)."""
+    min_error: float = 1.5
+    """Smallest acceptance threshold (noise variances per sample). A unit's own errors vary
+    with what its window holds besides it (drift left over after correction, interpolation,
+    nearby small spikes); a trough found inside that spread would reject its own spikes."""
     peel_passes: int = 2
     """Re-detections in the residual after subtracting accepted matches (0 = none)."""
     pair_window_us: float = 1500.0
@@ -129,6 +133,8 @@ class SortSettings:
                 "need 0 < amplitude_min <= 1 <= amplitude_max")
         require(self.calibration_chunks >= 1, f"{section}.calibration_chunks", "must be >= 1")
         require(self.max_error > 0, f"{section}.max_error", "must be > 0")
+        require(0 <= self.min_error <= self.max_error, f"{section}.min_error",
+                "must be in [0, max_error]")
         require(0 <= self.peel_passes <= 5, f"{section}.peel_passes", "must be 0..5")
         require(0 <= self.pair_window_us <= 2000, f"{section}.pair_window_us",
                 "must be in [0, 2000] µs")

@@ -12,7 +12,8 @@ log(error):
    followed by a second mode at least ``rise`` times higher than itself;
 3. the threshold is that trough, but never closer to the mode than ``min_sigmas`` x sigma (a
    small sample can fake a trough inside the main mode); without a trough (unimodal: nothing
-   else was assigned) it is mode + ``tail_sigmas`` x sigma; always at most ``max_error``.
+   else was assigned) it is mode + ``tail_sigmas`` x sigma; always at least ``min_error`` and
+   at most ``max_error``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 
-def trough_threshold(errors, max_error: float, min_sigmas: float = 4.0,
+def trough_threshold(errors, max_error: float, min_error: float = 0.0, min_sigmas: float = 4.0,
                      tail_sigmas: float = 6.0, bins: int = 60, rise: float = 1.5,
                      min_events: int = 20) -> float:
     """The acceptance threshold (same units as ``errors``) for one template."""
@@ -48,4 +49,4 @@ def trough_threshold(errors, max_error: float, min_sigmas: float = 4.0,
             if h[m + 1 :].max() >= rise * h[m] + 1e-9:
                 threshold = max(centres[m], floor)
                 break
-    return float(min(max_error, np.exp(threshold)))
+    return float(min(max_error, max(min_error, np.exp(threshold))))
