@@ -15,10 +15,19 @@ caller picks the index, :func:`apply_channel_weights` mixes.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numba
 import numpy as np
+
+from oe_plugin.kernels._entry import (
+    _make_view,
+    arg_f32_2d,
+    arg_i32_2d,
+    arg_i64_1d,
+    cfunc_entry,
+)
 
 
 @dataclass(frozen=True)
@@ -100,45 +109,224 @@ def drift_tables(positions_um: np.ndarray, max_um: float, step_um: float = 0.5,
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
+def mix_columns(x, xcol, out, ocol, m, index, weight, grid_row):
+    """``out[c, ocol:ocol+m] = sum_k weight[c, g, k] * x[index[c, g, k], xcol:xcol+m]`` with
+    ``g = grid_row[c]`` (clipped to the tables), taps summed in table order.
+
+    x, out : (C_in, n) and (C, n') float32, distinct arrays. Taps of weight 0 (or a source
+    outside ``x``) are left out. Up to four taps per pass over the row (each pass one vectorised
+    loop over contiguous row views); a range outside either array does nothing (never raises).
+    """
+    c_n = out.shape[0]
+    n_src = x.shape[0]
+    n_g = index.shape[1]
+    n_k = index.shape[2]
+    if (m <= 0 or xcol < 0 or ocol < 0 or xcol + m > x.shape[1] or ocol + m > out.shape[1]
+            or index.shape[0] < c_n or grid_row.shape[0] < c_n or n_src == 0):
+        return
+    x1 = xcol + m
+    for c in range(c_n):
+        g = min(max(grid_row[c], 0), n_g - 1)
+        o = out[c, ocol:ocol + m]
+        first = True
+        k = 0
+        while k < n_k:
+            cnt = 0
+            w0 = w1 = w2 = w3 = np.float32(0.0)
+            s0 = s1 = s2 = s3 = 0
+            while k < n_k and cnt < 4:
+                w = weight[c, g, k]
+                src = index[c, g, k]
+                k += 1
+                if w == 0.0 or src < 0 or src >= n_src:
+                    continue
+                if cnt == 0:
+                    w0, s0 = w, src
+                elif cnt == 1:
+                    w1, s1 = w, src
+                elif cnt == 2:
+                    w2, s2 = w, src
+                else:
+                    w3, s3 = w, src
+                cnt += 1
+            if cnt == 0:
+                break
+            a0 = x[s0, xcol:x1]
+            if cnt == 1:
+                if first:
+                    for s in range(m):
+                        o[s] = w0 * a0[s]
+                else:
+                    for s in range(m):
+                        o[s] = o[s] + w0 * a0[s]
+            elif cnt == 2:
+                a1 = x[s1, xcol:x1]
+                if first:
+                    for s in range(m):
+                        o[s] = w0 * a0[s] + w1 * a1[s]
+                else:
+                    for s in range(m):
+                        o[s] = o[s] + w0 * a0[s] + w1 * a1[s]
+            elif cnt == 3:
+                a1 = x[s1, xcol:x1]
+                a2 = x[s2, xcol:x1]
+                if first:
+                    for s in range(m):
+                        o[s] = w0 * a0[s] + w1 * a1[s] + w2 * a2[s]
+                else:
+                    for s in range(m):
+                        o[s] = o[s] + w0 * a0[s] + w1 * a1[s] + w2 * a2[s]
+            else:
+                a1 = x[s1, xcol:x1]
+                a2 = x[s2, xcol:x1]
+                a3 = x[s3, xcol:x1]
+                if first:
+                    for s in range(m):
+                        o[s] = w0 * a0[s] + w1 * a1[s] + w2 * a2[s] + w3 * a3[s]
+                else:
+                    for s in range(m):
+                        o[s] = o[s] + w0 * a0[s] + w1 * a1[s] + w2 * a2[s] + w3 * a3[s]
+            first = False
+        if first:
+            for s in range(m):
+                o[s] = 0.0
+
+
+@numba.njit(cache=True, error_model="numpy", nogil=True)
 def apply_channel_weights(x, index, weight, grid_index, col0, col1, out):
     """out[c, col0:col1] = sum_k weight[c, g_c, k] * x[index[c, g_c, k], col0:col1].
 
     x, out : (C, n) float32, distinct arrays. grid_index : (C,) int32, each channel's row of the
     tables (clipped to the table). Columns outside [col0, col1) are left as they are.
     """
+    mix_columns(x, col0, out, col0, col1 - col0, index, weight, grid_index)
+
+
+@numba.njit(cache=True, error_model="numpy", nogil=True)
+def correct_columns(x, xcol, out, ocol, m, first_sample, bin_n, bin_grid, index, weight):
+    """Drift-correct ``x[:, xcol:xcol+m]`` into ``out[:, ocol:ocol+m]``; column ``xcol`` is
+    stream sample ``first_sample``. Sample ``s`` lies in interpolation bin ``s // bin_n``, whose
+    grid row is ``bin_grid[bin]`` (bins past the table's end hold its last row, bins before 0
+    its first). Without a usable table (``bin_n <= 0``, no rows, fewer channels than ``out``)
+    the columns are copied unchanged. Never raises, allocates nothing."""
     c_n = out.shape[0]
-    n_g = index.shape[1]
-    n_k = index.shape[2]
-    for c in range(c_n):
-        g = min(max(grid_index[c], 0), n_g - 1)
-        for s in range(col0, col1):
-            out[c, s] = 0.0
-        for k in range(n_k):
-            w = weight[c, g, k]
-            if w == 0.0:
-                continue
-            src = index[c, g, k]
-            for s in range(col0, col1):
-                out[c, s] += w * x[src, s]
+    if (m <= 0 or xcol < 0 or ocol < 0 or xcol + m > x.shape[1] or ocol + m > out.shape[1]
+            or x.shape[0] < c_n):
+        return
+    n_b = bin_grid.shape[0]
+    if bin_n <= 0 or n_b == 0 or bin_grid.shape[1] < c_n or index.shape[0] < c_n:
+        for c in range(c_n):
+            src = x[c, xcol:xcol + m]
+            dst = out[c, ocol:ocol + m]
+            for s in range(m):
+                dst[s] = src[s]
+        return
+    col = 0
+    while col < m:
+        t = first_sample + col
+        b = t // bin_n
+        if b >= n_b - 1:
+            end = m  # the last row holds to the end of the block
+        else:
+            end = min(m, (b + 1) * bin_n - first_sample)
+        row = min(max(b, 0), n_b - 1)
+        mix_columns(x, xcol + col, out, ocol + col, end - col, index, weight, bin_grid[row])
+        col = end
+
+
+@numba.njit(cache=True, error_model="numpy", nogil=True)
+def correct_block_binned(x, out, first_sample, bin_n, bin_grid, index, weight):
+    """``out`` (C, n) = drift-corrected ``x`` (C, n) float32, column 0 = stream sample
+    ``first_sample`` (see :func:`correct_columns`). Any cut of the stream into blocks gives the
+    same samples."""
+    m = min(x.shape[1], out.shape[1])
+    correct_columns(x, 0, out, 0, m, first_sample, bin_n, bin_grid, index, weight)
+
+
+arg_i32_3d = _make_view(np.int32, 3)
+arg_f32_3d = _make_view(np.float32, 3)
+
+# correct_entry's int64 parameters (argument 2)
+DP_FIRST_SAMPLE = 0
+DP_BIN_N = 1
+N_DPARAMS = 2
+
+
+def _correct_entry(addresses, shapes):
+    p = arg_i64_1d(addresses, shapes, 2)
+    correct_block_binned(arg_f32_2d(addresses, shapes, 0), arg_f32_2d(addresses, shapes, 1),
+                         p[DP_FIRST_SAMPLE], p[DP_BIN_N], arg_i32_2d(addresses, shapes, 3),
+                         arg_i32_3d(addresses, shapes, 4), arg_f32_3d(addresses, shapes, 5))
+    return 0
+
+
+correct_entry = cfunc_entry(_correct_entry)
+"""C entry (GIL-free) over :func:`correct_block_binned`; arguments through an
+:class:`~oe_plugin.kernels._entry.ArgTable`: ``x`` (C, n) f32, ``out`` (C, n) f32, params (2,)
+int64 ``[first_sample, bin_n]``, ``bin_grid`` (B, C) int32, ``index`` (C, G, K) int32,
+``weight`` (C, G, K) float32."""
+
+
+def bin_count(motion, sample_rate_hz: float, bin_n: int) -> int:
+    """Interpolation bins that cover ``motion`` (every later bin has the last one's
+    displacement: its centre is past the estimate's last time, where the motion is held)."""
+    t_end = float(np.max(motion.time_s)) if len(motion.time_s) else 0.0
+    return max(1, int(math.floor(max(t_end, 0.0) * sample_rate_hz / bin_n)) + 1)
+
+
+def displacement_at(motion, time_s: np.ndarray, depth_um: np.ndarray) -> np.ndarray:
+    """(T, C) displacement (µm) at every time x every channel depth: the motion linear between
+    its time bins and held at the ends, then linear along depth between its windows (held at
+    the ends) — :meth:`Motion.at` on the outer product, vectorised."""
+    t = np.asarray(time_s, np.float64).ravel()
+    d = np.asarray(depth_um, np.float64).ravel()
+    win = np.asarray(motion.depth_um, np.float64)
+    per_t = np.empty((len(t), len(win)))
+    for b in range(len(win)):
+        per_t[:, b] = np.interp(t, motion.time_s, motion.displacement_um[:, b])
+    if len(win) == 1:
+        return np.repeat(per_t[:, :1], len(d), axis=1)
+    out = np.empty((len(t), len(d)))
+    for c, y in enumerate(d):
+        j = int(np.clip(np.searchsorted(win, y, side="right") - 1, 0, len(win) - 2))
+        if y <= win[0]:
+            out[:, c] = per_t[:, 0]
+        elif y >= win[-1]:
+            out[:, c] = per_t[:, -1]
+        else:
+            f = (y - win[j]) / (win[j + 1] - win[j])
+            out[:, c] = per_t[:, j] + f * (per_t[:, j + 1] - per_t[:, j])
+    return out
+
+
+def motion_bin_grid(motion, tables: DriftTables, depth_um: np.ndarray, sample_rate_hz: float,
+                    bin_n: int, first_bin: int = 0, n_bins: int | None = None) -> np.ndarray:
+    """(B, C) int32: the tables' grid row of every channel (depth ``depth_um``) in interpolation
+    bins ``first_bin .. first_bin + B - 1`` of ``bin_n`` samples, the displacement taken at each
+    bin's centre. ``n_bins`` None: every bin up to the end of the motion (:func:`bin_count`)."""
+    if n_bins is None:
+        n_bins = max(1, bin_count(motion, sample_rate_hz, bin_n) - first_bin)
+    centres = (np.arange(first_bin, first_bin + n_bins) + 0.5) * bin_n / sample_rate_hz
+    disp = displacement_at(motion, centres, depth_um)
+    return np.ascontiguousarray(tables.grid_index(disp), np.int32)
 
 
 def correct_block(x: np.ndarray, first_sample: int, sample_rate_hz: float, motion,
                   tables: DriftTables, positions_um: np.ndarray, bin_s: float) -> np.ndarray:
     """Drift-corrected copy of ``x`` (C, n) float32 whose column 0 is stream sample
     ``first_sample``: displacement held constant within each ``bin_s`` interpolation bin (taken
-    at the bin's centre), so any cut of the stream into blocks gives the same samples."""
+    at the bin's centre), so any cut of the stream into blocks gives the same samples.
+    (The bins' grid rows by :func:`motion_bin_grid`, then :func:`correct_block_binned`.)"""
     x = np.ascontiguousarray(x, np.float32)
     out = np.empty_like(x)
     n = x.shape[1]
+    if n == 0:
+        return out
     bin_n = max(1, int(round(bin_s * sample_rate_hz)))
+    b0 = first_sample // bin_n
+    b1 = (first_sample + n - 1) // bin_n
     depth = np.asarray(positions_um, np.float64)[:, 1]
-    col = 0
-    while col < n:
-        b = (first_sample + col) // bin_n
-        end = min(n, (b + 1) * bin_n - first_sample)
-        centre_s = (b + 0.5) * bin_n / sample_rate_hz
-        disp = motion.at(np.full(len(depth), centre_s), depth)
-        apply_channel_weights(x, tables.index, tables.weight, tables.grid_index(disp), col, end,
-                              out)
-        col = end
+    grid = motion_bin_grid(motion, tables, depth, sample_rate_hz, bin_n, b0, b1 - b0 + 1)
+    correct_block_binned(x, out, first_sample - b0 * bin_n, bin_n, grid, tables.index,
+                         tables.weight)
     return out
