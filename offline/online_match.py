@@ -15,6 +15,13 @@ filter is causal (sort with ``[preprocess] filter = "causal"`` to get templates 
 there are no re-detection passes in the residual (``peel_passes``) and no per-unit de-duplication
 of spikes closer than the lockout; events whose matching window runs past the end of the data
 are left out (online they would still be waiting for samples).
+
+When the model has a drift stage (the sort corrected probe motion), the raw recording is first
+drift-corrected by the same kernel the online sorter runs per sub-chunk
+(:func:`oe_plugin.kernels.drift.correct_block_binned`, the model's bins and kriging tables,
+sample 0 = the recording's first sample), *then* scaled and causally filtered — as online, where
+correction precedes the filter (the offline sort corrects after filtering; the two differ only
+by the filter's transient at each interpolation-bin boundary).
 """
 
 from __future__ import annotations
@@ -24,23 +31,33 @@ from dataclasses import replace
 import numpy as np
 
 from oe_plugin.kernels.detector import SpikeDetector
+from oe_plugin.kernels.drift import correct_block_binned
 from oe_plugin.kernels.match import NO_UNIT, make_params, match_events, match_tables
 from oe_plugin.online.sort_model import SortModel, load_sort_model
 from oe_plugin.online.sorter_core import SPIKE_DTYPE, detection_settings, match_reach
 
 
-def causal_sort(traces_uv: np.ndarray, sample_rate_hz: float, model: SortModel | str) -> np.ndarray:
+def causal_sort(traces_uv: np.ndarray, sample_rate_hz: float, model: SortModel | str,
+                apply_motion: bool = True, motion_time: str = "stream") -> np.ndarray:
     """Spikes (SPIKE_DTYPE: sample_index, channel_index, amplitude_uv, unit) of raw ``traces_uv``
-    (C, N) µV, in the online sorter's order."""
+    (C, N) µV, in the online sorter's order. ``apply_motion`` / ``motion_time``: as the online
+    module's ``[match]`` keys, when ``model`` is a sort folder (a :class:`SortModel` is used as
+    it is)."""
     traces_uv = np.asarray(traces_uv)
     n_ch, n = traces_uv.shape
     if not isinstance(model, SortModel):
-        model = load_sort_model(model, n_ch, sample_rate_hz)
+        model = load_sort_model(model, n_ch, sample_rate_hz, apply_motion, motion_time)
     noise = np.asarray(model.noise_uv, np.float32)
     ok = np.isfinite(noise) & (noise > 0)
     inv = np.where(ok, 1.0 / np.where(ok, noise, 1), 0).astype(np.float32)
     noise = np.where(ok, noise, 0).astype(np.float32)
-    scaled = np.ascontiguousarray(traces_uv, np.float32) * inv[:, None]  # float32 x float32
+    raw = np.ascontiguousarray(traces_uv, np.float32)
+    if model.drift is not None:
+        dr = model.drift
+        corrected = np.empty_like(raw)
+        correct_block_binned(raw, corrected, 0, dr.bin_n, dr.bin_grid, dr.index, dr.weight)
+        raw = corrected
+    scaled = raw * inv[:, None]  # float32 x float32
     fset, dset = detection_settings(model, None, None)
     det = SpikeDetector(n_ch, sample_rate_hz, replace(fset, write_downstream=True), dset,
                         model.neighbours, max_block=max(n, 1))

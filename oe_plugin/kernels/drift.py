@@ -268,10 +268,10 @@ int64 ``[first_sample, bin_n]``, ``bin_grid`` (B, C) int32, ``index`` (C, G, K) 
 
 
 def bin_count(motion, sample_rate_hz: float, bin_n: int) -> int:
-    """Interpolation bins that cover ``motion`` (every later bin has the last one's
-    displacement: its centre is past the estimate's last time, where the motion is held)."""
+    """Interpolation bins that cover ``motion``: the last one starts at or after the estimate's
+    last time, so it and every later bin have the held end displacement."""
     t_end = float(np.max(motion.time_s)) if len(motion.time_s) else 0.0
-    return max(1, int(math.floor(max(t_end, 0.0) * sample_rate_hz / bin_n)) + 1)
+    return int(math.floor(max(t_end, 0.0) * sample_rate_hz / bin_n)) + 2
 
 
 def displacement_at(motion, time_s: np.ndarray, depth_um: np.ndarray) -> np.ndarray:

@@ -5,6 +5,10 @@ One kernel, :func:`sort_block`, drives two shared kernels over a block of raw sa
 :func:`oe_plugin.kernels.match.match_events` (the offline sorter's template matching). It adds no
 signal processing of its own, only the bookkeeping that makes the stream look like one array:
 
+0. with a drift stage (``sparams[SP_DRIFT_BIN_N] > 0``), each sub-chunk of raw µV is first
+   drift-corrected into ``dbuf`` (C, S) by :func:`oe_plugin.kernels.drift.correct_columns`
+   (interpolation bin of stream sample ``t``: ``t // bin_n``, the detector's sample count;
+   the bins' kriging rows in ``bin_grid``), *before* the causal band-pass (both are linear);
 1. the block is processed in sub-chunks of at most ``scratch.shape[0]`` samples; each sub-chunk
    is scaled to **noise units** (``x * inv_noise[c]``, the sort's fixed per-channel noise, as the
    offline sorter scales its traces) into a sample-major scratch and detected (fixed threshold in
@@ -34,6 +38,7 @@ import numba
 import numpy as np
 
 from oe_plugin.kernels import detect as D
+from oe_plugin.kernels import drift as DR
 from oe_plugin.kernels import match as M
 from oe_plugin.kernels._entry import (
     arg_f32_1d,
@@ -54,7 +59,8 @@ from oe_plugin.kernels.match import arg_f32_3d
 SP_NEED_AFTER = 0  # samples that must be written after an event before it is matched
 SP_MATCH = 1  # 1: match events; 0: emit every detection at once, unit -1
 SP_WRITE_DOWNSTREAM = 2  # 1: replace the block by the filtered signal (µV)
-N_SPARAMS = 3
+SP_DRIFT_BIN_N = 3  # > 0: drift-correct raw samples first, interpolation bins of this many samples
+N_SPARAMS = 4
 
 # scount (int64) layout
 S_OUT_N = 0  # records written by the current call
@@ -129,11 +135,13 @@ def sort_block(data, noise, inv_noise, scratch,
                mring, q_t, q_c, q_a, templates, tpl_chan, tpl_norm2, tpl_rows, cand_ptr,
                cand_idx, thresholds, tpl_peak_uv, mparams, work, iwork, e_t, e_c, o_unit,
                o_shift, o_amp, o_err, o_ok, o_unit2, o_shift2, o_amp2, o_err2, out_t, out_c,
-               out_a, out_u, sparams, scount):
+               out_a, out_u, sparams, scount, dbuf, bin_grid, d_index, d_weight):
     """Process one block ``data`` (C, N) float32 µV; returns the records written to ``out_*``.
 
     The detector state (``sos`` .. ``det_counters``) is :class:`SpikeDetector`'s, with
     ``det_params[P_SAMPLE_MAJOR] = 1`` and write-back off; ``scratch`` (S, C) float32.
+    Drift stage (used when ``sparams[SP_DRIFT_BIN_N] > 0``): ``dbuf`` (C, >= S) float32 scratch,
+    ``bin_grid`` (B, C) int32, ``d_index`` / ``d_weight`` (C, G, K) the kriging tables.
     """
     n_ch = data.shape[0]
     n = data.shape[1]
@@ -143,14 +151,20 @@ def sort_block(data, noise, inv_noise, scratch,
     matching = sparams[SP_MATCH] != 0.0
     downstream = sparams[SP_WRITE_DOWNSTREAM] != 0.0
     qcap = q_t.shape[0]
+    bin_n = np.int64(sparams[SP_DRIFT_BIN_N])
+    drift = bin_n > 0 and dbuf.shape[0] == n_ch and dbuf.shape[1] >= sub
     scount[S_OUT_N] = 0
     if n_ch != inv_noise.shape[0] or n_ch != scratch.shape[1]:
         return 0
     pos = 0
     while pos < n:
         m = min(sub, n - pos)
-        columns_to_rows(data, pos, m, inv_noise, True, scratch, 0, -1)
         n0 = det_counters[D.C_PROCESSED]
+        if drift:
+            DR.correct_columns(data, pos, dbuf, 0, m, n0, bin_n, bin_grid, d_index, d_weight)
+            columns_to_rows(dbuf, 0, m, inv_noise, True, scratch, 0, -1)
+        else:
+            columns_to_rows(data, pos, m, inv_noise, True, scratch, 0, -1)
         k = D.detect_block(scratch[:m], sos, zi, ring, tmp, noise_ring, noise_counts,
                            noise_bin_uv, noise_hist, noise_sched, noise_uv, noise_scratch,
                            thr_uv, nb_ptr, nb_idx, cand_t, cand_a, cand_n, det_t, det_c, det_a,
@@ -253,6 +267,11 @@ def _sort_entry(addresses, shapes):
         arg_i32_1d(addresses, shapes, 55),
         arg_f64_1d(addresses, shapes, 56),
         arg_i64_1d(addresses, shapes, 57),
+        # drift stage
+        arg_f32_2d(addresses, shapes, 58),
+        arg_i32_2d(addresses, shapes, 59),
+        DR.arg_i32_3d(addresses, shapes, 60),
+        DR.arg_f32_3d(addresses, shapes, 61),
     )
 
 

@@ -56,6 +56,14 @@ class MatchSettings:
     """Upstream waveforms: samples before the peak (the Spike Detector's default 8) ..."""
     upstream_samples: int = 40
     """... and their length (default 40)."""
+    apply_motion: bool = True
+    """When the sort corrected probe motion: correct each block's raw samples with the stored
+    estimate before filtering (as ``sweepsort replay --compare-offline`` does); false: sort the
+    raw stream as it is."""
+    motion_time: str = "stream"
+    """"stream": the stored motion at the stream's sample time (from the start of acquisition;
+    a replay of the sorted recording), its last value after it ends; "end": the probe's position
+    at the end of the sorted recording, held (a live session right after the sort)."""
 
     def check(self, section: str = "match") -> None:
         require(len(self.ttl_units) == len(self.ttl_lines), f"{section}.ttl_lines",
@@ -66,6 +74,8 @@ class MatchSettings:
         require(all(u >= 0 for u in self.ttl_units), f"{section}.ttl_units", "units are >= 0")
         require(self.source in ("self", "upstream"), f"{section}.source",
                 f"must be 'self' or 'upstream', got {self.source!r}")
+        require(self.motion_time in ("stream", "end"), f"{section}.motion_time",
+                f"must be 'stream' or 'end', got {self.motion_time!r}")
         require(0 <= self.upstream_pre_samples < self.upstream_samples <= 4096,
                 f"{section}.upstream_samples", "need 0 <= upstream_pre_samples < "
                 "upstream_samples <= 4096")
@@ -103,7 +113,8 @@ class OnlineSorterModule(OnlineModule):
                 raise SortModelError(f"{self.NAME}: [match] sort_dir is not set (the folder "
                                      "'sweepsort sort' wrote), or set [match] enabled = false")
             self.sort_dir = resolve_sort_dir(ms, self.config_path)
-            self.model = load_sort_model(self.sort_dir, self.num_channels, self.sample_rate_hz)
+            self.model = load_sort_model(self.sort_dir, self.num_channels, self.sample_rate_hz,
+                                         ms.apply_motion, ms.motion_time)
             for u in ms.ttl_units:
                 require(u < self.model.n_units, "match.ttl_units",
                         f"unit {u} does not exist (the sort has {self.model.n_units} units)")
@@ -165,6 +176,7 @@ class OnlineSorterModule(OnlineModule):
                          "detect": asdict(self.sorter.detect_settings),
                          "match": asdict(self.match_settings)},
             "report_delay_samples": self.sorter.detector.decision_delay + self.sorter.need_after,
+            "motion_corrected": self.sorter.drift is not None,
         }
         self.open_spike_file(target, meta)
 

@@ -7,6 +7,13 @@ thresholds, the candidate lists per peak channel (:func:`oe_plugin.kernels.candi
 the offline sorter's rule), the matching parameters (window, shifts, amplitude range,
 overlap-pair window) and the detection settings the sort was made with.
 
+When the sort corrected probe motion (``sort.json`` ``motion.applied``), the model also carries
+a :class:`DriftStage`: the stored estimate (``motion_time_s``, ``motion_depth_um``,
+``motion_um`` in ``sort.npz``), kriging tables for the displacements it reaches (the sort's
+``kriging_sigma_um``, the probe's groups) and every interpolation bin's grid row per channel
+(``interp_bin_s``), so that the online sorter can correct each block with
+:func:`oe_plugin.kernels.drift.correct_columns` without allocating.
+
 Every problem is a :class:`SortModelError` naming the folder and what is wrong — raised in the
 module's constructor, where the GUI shows it in a dialog.
 """
@@ -19,12 +26,40 @@ from pathlib import Path
 import numpy as np
 
 from oe_plugin.kernels.candidates import candidates
+from oe_plugin.kernels.drift import DriftTables, bin_count, drift_tables, motion_bin_grid
+from oe_plugin.kernels.motion import Motion
 from oe_plugin.probe import Probe, ProbeError, load_probe, neighbour_lists
 from oe_plugin.settings import DetectSettings, FilterSettings
 
 
 class SortModelError(ValueError):
     """The sort folder cannot be used online (missing, malformed, or made for another stream)."""
+
+
+MOTION_TIMES = ("stream", "end")
+"""How the online side reads the stored motion: ``stream`` — at the stream's sample time
+(counted from the start of acquisition: a replay of the sorted recording), held at its last
+value after the estimate ends; ``end`` — the probe's position at the end of the sorted recording,
+held for the whole stream (a live session after the sort)."""
+
+
+@dataclass
+class DriftStage:
+    """The drift correction the online sorter applies to raw samples before filtering."""
+
+    motion: Motion
+    tables: DriftTables
+    bin_n: int  # samples per interpolation bin
+    bin_grid: np.ndarray  # (B, C) int32 grid row of each channel in each bin (last row held)
+    motion_time: str  # one of MOTION_TIMES
+
+    @property
+    def index(self) -> np.ndarray:
+        return self.tables.index
+
+    @property
+    def weight(self) -> np.ndarray:
+        return self.tables.weight
 
 
 @dataclass
@@ -46,6 +81,8 @@ class SortModel:
     detect: DetectSettings
     neighbours: tuple[np.ndarray, np.ndarray]
     preprocess_filter: str  # "causal" | "zero-phase"
+    drift: DriftStage | None = None  # the sort's motion correction (None: none, or switched off)
+    motion_applied: bool = False  # the sort corrected motion (whether or not drift is used here)
 
     @property
     def n_units(self) -> int:
@@ -57,8 +94,11 @@ def _known(cls, table: dict) -> dict:
     return {k: v for k, v in (table or {}).items() if k in names}
 
 
-def load_sort_model(sort_dir, n_channels: int, sample_rate_hz: float) -> SortModel:
-    """The matching inputs of ``sort_dir`` for a stream of ``n_channels`` at ``sample_rate_hz``."""
+def load_sort_model(sort_dir, n_channels: int, sample_rate_hz: float, apply_motion: bool = True,
+                    motion_time: str = "stream") -> SortModel:
+    """The matching inputs of ``sort_dir`` for a stream of ``n_channels`` at ``sample_rate_hz``;
+    with ``apply_motion`` and a sort that corrected motion, its :class:`DriftStage`
+    (``motion_time``: see :data:`MOTION_TIMES`)."""
     from offline.sort.sortfile import SortFileError, load_sort
 
     if not str(sort_dir).strip():
@@ -130,6 +170,11 @@ def load_sort_model(sort_dir, n_channels: int, sample_rate_hz: float) -> SortMod
         peak_uv[u] = tpl_uv[u, r, pre]
     probe = _probe_of(meta, arr, detect, n_channels)
     cand_ptr, cand_idx = candidates(tpl, chans, n_channels)
+    motion_meta = meta.get("motion") or {}
+    applied = bool(motion_meta.get("applied", False)) if isinstance(motion_meta, dict) else False
+    drift = None
+    if applied and apply_motion:
+        drift = _drift_stage(where, motion_meta, arr, probe, sample_rate_hz, motion_time)
     return SortModel(
         sort_dir=folder, templates=tpl, channels=np.ascontiguousarray(chans),
         thresholds=np.ascontiguousarray(thr), peak_uv=peak_uv, noise_uv=noise,
@@ -137,7 +182,46 @@ def load_sort_model(sort_dir, n_channels: int, sample_rate_hz: float) -> SortMod
         amplitude_min=amp_min, amplitude_max=amp_max,
         pair_window=int(round(pair_us * 1e-6 * sample_rate_hz)), filter=filt, detect=detect,
         neighbours=neighbour_lists(probe, detect.lockout_radius_um),
-        preprocess_filter=str(prep.get("filter", "zero-phase")))
+        preprocess_filter=str(prep.get("filter", "zero-phase")), drift=drift,
+        motion_applied=applied)
+
+
+def _drift_stage(where: str, motion_meta: dict, arr: dict, probe: Probe, sample_rate_hz: float,
+                 motion_time: str) -> DriftStage:
+    """The stored motion as the online sorter's drift stage (tables as the offline sort builds
+    them: displacements up to the largest reached + 1 µm, 0.5 µm steps)."""
+    if motion_time not in MOTION_TIMES:
+        raise SortModelError(f"[match] motion_time must be one of {', '.join(MOTION_TIMES)}, "
+                             f"got {motion_time!r}")
+    try:
+        t = np.asarray(arr["motion_time_s"], np.float64).ravel()
+        depth = np.asarray(arr["motion_depth_um"], np.float64).ravel()
+        disp = np.asarray(arr["motion_um"], np.float64)
+        ms = motion_meta.get("settings") or {}
+        sigma = float(ms.get("kriging_sigma_um", 20.0))
+        bin_s = float(ms.get("interp_bin_s", 1.0))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SortModelError(f"{where}: sort.json says motion was corrected but the motion "
+                             f"estimate is unusable ({exc})") from None
+    if (disp.ndim != 2 or disp.shape != (len(t), len(depth)) or len(t) == 0 or len(depth) == 0
+            or not np.all(np.isfinite(disp)) or not np.all(np.isfinite(t))
+            or np.any(np.diff(t) <= 0) or np.any(np.diff(depth) <= 0)):
+        raise SortModelError(f"{where}: motion arrays disagree or are not finite (motion_time_s "
+                             f"{t.shape}, motion_depth_um {depth.shape}, motion_um {disp.shape})")
+    if not (sigma > 0 and np.isfinite(sigma) and 0 < bin_s < 1e6):
+        raise SortModelError(f"{where}: motion settings kriging_sigma_um={sigma}, "
+                             f"interp_bin_s={bin_s} unusable")
+    motion = Motion(t, depth, disp)
+    reach = float(np.abs(disp).max(initial=0.0)) + 1.0
+    tables = drift_tables(probe.positions_um, reach, 0.5, sigma, groups=probe.groups)
+    bin_n = max(1, int(round(bin_s * sample_rate_hz)))
+    ch_depth = np.asarray(probe.positions_um, np.float64)[:, 1]
+    if motion_time == "end":
+        end_bin = bin_count(motion, sample_rate_hz, bin_n) - 1  # past the estimate's end
+        grid = motion_bin_grid(motion, tables, ch_depth, sample_rate_hz, bin_n, end_bin, 1)
+    else:
+        grid = motion_bin_grid(motion, tables, ch_depth, sample_rate_hz, bin_n)
+    return DriftStage(motion, tables, bin_n, np.ascontiguousarray(grid, np.int32), motion_time)
 
 
 def _probe_of(meta: dict, arr: dict, detect: DetectSettings, n_channels: int) -> Probe:

@@ -8,7 +8,10 @@ GIL-less audio thread; no allocation unless a block is larger than any before).
 Without a :class:`~oe_plugin.online.sort_model.SortModel` it is a detector on µV (unit -1 for
 every spike); with one, raw µV are scaled by the sort's noise, detected with the sort's
 detection settings and fixed threshold (``threshold_mad`` noise units, as offline), and every
-event is matched against the sort's templates.
+event is matched against the sort's templates. When the model has a drift stage
+(:attr:`SortModel.drift`: the sort corrected probe motion), each sub-chunk of raw µV is first
+drift-corrected (kriging rows of its interpolation bin, bins counted in stream samples from
+:meth:`reset`) into a fixed (C, 256) scratch, then scaled, filtered and sorted as above.
 """
 
 from __future__ import annotations
@@ -116,6 +119,19 @@ class OnlineSorter:
         self.sparams[K.SP_WRITE_DOWNSTREAM] = 1.0 if write_downstream else 0.0
         self.scount = np.zeros(K.N_SCOUNT, np.int64)
         self.matching = matching
+        self.drift = model.drift if model is not None else None
+        if self.drift is not None:
+            dr = self.drift
+            self.dbuf = np.zeros((c, SUB), np.float32)
+            self.bin_grid = np.ascontiguousarray(dr.bin_grid, np.int32)
+            self.d_index = np.ascontiguousarray(dr.index, np.int32)
+            self.d_weight = np.ascontiguousarray(dr.weight, np.float32)
+            self.sparams[K.SP_DRIFT_BIN_N] = float(dr.bin_n)
+        else:
+            self.dbuf = np.zeros((1, 1), np.float32)
+            self.bin_grid = np.zeros((1, 1), np.int32)
+            self.d_index = np.zeros((1, 1, 1), np.int32)
+            self.d_weight = np.zeros((1, 1, 1), np.float32)
         self._dummy_block = np.zeros((c, 1), np.float32)
         self._alloc_outputs(max_block)
         self.reset()
@@ -138,7 +154,7 @@ class OnlineSorter:
                 self.tpl_norm2, self.tpl_rows, self.cand_ptr, self.cand_idx,
                 self.thresholds, self.tpl_peak_uv, self.mparams, self.work, self.iwork,
                 *self.one, self.out_t, self.out_c, self.out_a, self.out_u, self.sparams,
-                self.scount)
+                self.scount, self.dbuf, self.bin_grid, self.d_index, self.d_weight)
 
     def reset(self) -> None:
         """Back to the state before the first sample (a new acquisition)."""
