@@ -6,9 +6,9 @@ written as **Open Ephys Binary recordings** (int16, bit_volts 0.195) with a prob
 ``probe.json``, so sweepsort's reader is part of what is measured; the peers read the same int16
 data through SpikeInterface's Open Ephys reader. Every sorter runs in its own subprocess (wall
 time; peak RSS of the largest process from /usr/bin/time, and of the whole process tree sampled
-every 0.5 s), killed after ``--timeout`` s. Each result is compared to the ground truth with
-SpikeInterface's ``compare_sorter_to_ground_truth`` (match score 0.5, 0.4 ms tolerance; a unit
-is well detected at accuracy >= 0.8).
+every 0.5 s), killed after ``--timeout`` s or when the machine has < 2 GB left. Each result is
+compared to the ground truth with SpikeInterface's ``compare_sorter_to_ground_truth`` (match
+score 0.5, 0.4 ms tolerance; a unit is well detected at accuracy >= 0.8).
 
 Seeds are split: ``--split tuning`` (seeds 1, 2) for choosing defaults, ``--split heldout``
 (seeds 101, 102) for the report only. Results are merged into ``benchmarks/results/sorting.json``
@@ -132,6 +132,16 @@ def tree_rss_mb(pid: int) -> float:
     return total / 2**20
 
 
+MIN_AVAILABLE_GB = 2.0
+
+
+def memory_low() -> bool:
+    """A run is killed rather than let the shared machine run out of memory."""
+    import psutil
+
+    return psutil.virtual_memory().available < MIN_AVAILABLE_GB * 2**30
+
+
 def measure(sorter: str, case: str, folder: Path, out: Path, jobs: int, timeout: float) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     (out / "spikes.npz").unlink(missing_ok=True)
@@ -141,13 +151,17 @@ def measure(sorter: str, case: str, folder: Path, out: Path, jobs: int, timeout:
     t0 = time.perf_counter()
     with open(out / "stdout.txt", "w") as fo, open(out / "stderr.txt", "w") as fe:
         proc = subprocess.Popen(cmd, stdout=fo, stderr=fe, cwd=REPO, start_new_session=True)
-        peak_tree, timed_out = 0.0, False
+        peak_tree, killed = 0.0, None
         while proc.poll() is None:
             peak_tree = max(peak_tree, tree_rss_mb(proc.pid))
             if time.perf_counter() - t0 > timeout:
+                killed = f"timeout: killed after {timeout:.0f} s"
+            elif memory_low():
+                killed = (f"killed at {peak_tree / 1024:.1f} GB (process tree): the machine had "
+                          f"< {MIN_AVAILABLE_GB} GB left (shared with other jobs)")
+            if killed:
                 os.killpg(proc.pid, signal.SIGKILL)  # the session this run started, only
                 proc.wait()
-                timed_out = True
                 break
             time.sleep(0.5)
     wall = time.perf_counter() - t0
@@ -157,8 +171,8 @@ def measure(sorter: str, case: str, folder: Path, out: Path, jobs: int, timeout:
            "peak_mb": round(int(rss.group(1)) / 1024) if rss else None,
            "peak_tree_mb": round(peak_tree), "load_start": [round(v, 2) for v in load],
            "load_end": [round(v, 2) for v in os.getloadavg()]}
-    if timed_out:
-        row["error"] = f"timeout: killed after {timeout:.0f} s"
+    if killed:
+        row["error"] = killed
     elif proc.returncode != 0 or not (out / "spikes.npz").is_file():
         lines = [s for s in err.strip().splitlines() if not s.startswith("\t")]
         row["error"] = (lines or ["?"])[-1][:300]
