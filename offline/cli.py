@@ -136,7 +136,12 @@ def _compare_offline(args, spikes) -> None:
     """The offline reference of the module's spikes: the causal sort from the module's sort
     folder (online_sorter, pipeline), else detection with the same settings."""
     from offline.detect import detect_recording
-    from offline.online_match import causal_sort, compare_spikes, sort_dir_of_module
+    from offline.online_match import (
+        causal_sort,
+        compare_spikes,
+        motion_options_of_module,
+        sort_dir_of_module,
+    )
     from offline.recording import open_recording
 
     config = args.config or _default_config(args.module)
@@ -147,7 +152,8 @@ def _compare_offline(args, spikes) -> None:
         print(f"no offline comparison: {exc}")
         return
     if sort_dir is not None:
-        ref = causal_sort(rec.read_uv(0, rec.n_samples), rec.sample_rate_hz, str(sort_dir))
+        ref = causal_sort(rec.read_uv(0, rec.n_samples), rec.sample_rate_hz, str(sort_dir),
+                          **motion_options_of_module(args.module, config))
         same, why = compare_spikes(spikes, ref)
         verdict = "identical" if same else f"DIFFERENT ({why})"
         print(f"offline causal sort with {sort_dir}: {len(ref)} spikes, {verdict} to online")

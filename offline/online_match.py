@@ -131,6 +131,25 @@ def sort_dir_of_module(module_path, config_path=None):
     return resolve_sort_dir(ms, config_path)
 
 
+def motion_options_of_module(module_path, config_path=None) -> dict:
+    """``apply_motion`` / ``motion_time`` of a sorting module's ``[match]`` settings (the
+    keyword arguments of :func:`causal_sort` that make its reference the module's)."""
+    from pathlib import Path
+
+    from oe_plugin.config import from_table, load_toml
+    from oe_plugin.online.online_sorter import MatchSettings
+
+    module_path = Path(module_path)
+    if config_path is None:
+        candidate = module_path.with_suffix(".toml")
+        config_path = candidate if candidate.exists() else None
+    table = load_toml(config_path) if config_path else {}
+    match = dict(table.get("match") or {})
+    match.pop("enabled", None)
+    ms = from_table(MatchSettings, match, "match")
+    return {"apply_motion": ms.apply_motion, "motion_time": ms.motion_time}
+
+
 def compare_spikes(online, reference) -> tuple[bool, str]:
     """Spike for spike: ``online`` (SPIKE_DTYPE of the spike file: sample_number, channel,
     amplitude_uv, unit) against ``reference`` (:func:`causal_sort`'s output). Returns

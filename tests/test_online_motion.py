@@ -255,3 +255,16 @@ def test_module_in_native_runner_equals_causal_sort(drifting, tmp_path):
                                   hang_timeout_s=60.0, timeout_s=600.0))
     assert report.runner == "native"
     assert_same(read_online_spikes(tmp_path), drifting["want"])
+
+
+@pytest.mark.parametrize("config, ref", [("on", "want"), ("off", "plain")])
+def test_replay_compare_offline_follows_the_modules_motion_switch(drifting, tmp_path, capsys,
+                                                                 config, ref):
+    from offline.cli import main
+
+    code = main(["replay", str(drifting["rec"]), "--module", str(SORTER), "--config",
+                 str(drifting["configs"][config]), "--compare-offline", "--random-blocks",
+                 "--out", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"{len(drifting[ref])} spikes, identical to online" in out, out
