@@ -268,3 +268,34 @@ def test_replay_compare_offline_follows_the_modules_motion_switch(drifting, tmp_
     out = capsys.readouterr().out
     assert code == 0
     assert f"{len(drifting[ref])} spikes, identical to online" in out, out
+
+
+def test_a_broken_motion_estimate_fails_at_load(drifting, tmp_path):
+    res = load_sort(drifting["sort_dir"])
+    arrays = dict(res.arrays)
+    arrays["motion_um"] = arrays["motion_um"][:-1]  # one time bin short
+    bad = tmp_path / "bad.sort"
+    bad.mkdir()
+    (bad / "sort.json").write_text((drifting["sort_dir"] / "sort.json").read_text())
+    np.savez(bad / "sort.npz", **arrays)
+    with pytest.raises(SortModelError, match="motion arrays disagree"):
+        load_sort_model(bad, C, FS)
+    assert load_sort_model(bad, C, FS, apply_motion=False).drift is None  # the switch still works
+
+
+def test_adversarial_blocks_never_raise_with_the_drift_stage(drifting):
+    from oe_plugin.host.session import config_env
+    from oe_plugin.host.simulator import Host
+
+    with config_env(drifting["configs"]["on"]):
+        mod = Host(SORTER, C, FS).instance
+    assert mod.sorter.drift is not None
+    mod.start_acquisition()
+    rng = np.random.default_rng(0)
+    for block in (np.zeros((C, 0), np.float32), np.full((C, 50), np.nan, np.float32),
+                  np.full((C, 50), np.inf, np.float32), np.zeros((C + 1, 10), np.float32),
+                  np.zeros((C, 10), np.float64), np.full((C, 20000), 1e30, np.float32),
+                  rng.normal(0, 1e4, (C, 3000)).astype(np.float32)):
+        mod.process(block)
+    n = mod.sort_block(np.ascontiguousarray(drifting["played"][:, :60000]))
+    assert n >= 0 and mod.sorter.stats["nonfinite_samples"] >= 100
