@@ -10,6 +10,10 @@ crash-safe spike file while recording (``offline.read_online_spikes``); units li
 ``[match] ttl_units`` drive TTL lines (``ttl_lines``, same order): high during a block holding a
 spike of the unit, low after the next block without one.
 
+When the sort corrected probe motion, each block's raw samples are first drift-corrected with
+the sort's stored estimate (``[match] apply_motion``, ``motion_time``; the
+:class:`~oe_plugin.online.sort_model.DriftStage` inside the same C entry).
+
 A spike is reported once its matching window is complete — ``decision_delay`` plus about one
 template length (~2 ms) after its peak — so its record and TTL come from a later block.
 
