@@ -1,7 +1,8 @@
 """process() latency of the pipeline module: detection + template matching + sweep decoding +
 online statistics, per 1024-sample block at 30 kHz.
 
-    .venv/bin/python benchmarks/bench_online_sorter.py [--seconds 20] [--rate-hz 10]
+    .venv/bin/python benchmarks/bench_online_sorter.py [--seconds 20] [--rate-hz 10] [--motion]
+        [--cases 64x50,64x200,384x50,384x200]
 
 Cases: 64 and 384 channels x 50 and 200 templates (5 channels each, on a linear probe at 25 µm),
 noise 10 µV RMS with every unit firing at ``--rate-hz`` (default 10 Hz: 2000 spikes/s for 200
@@ -9,6 +10,12 @@ units, a stress case; trough 6-10 x noise), serial sweep words on the
 TTL lines (one word per 20 refreshes at 200 Hz). The module is built through the host simulator
 (config file, warm-up in __init__), then process() is timed on this thread (perf_counter) after
 2 s of warm-up data. Targets (DESIGN.md): p99 <= 0.5 ms at 64 ch, <= 2 ms at 384 ch.
+``--repeat N``: the data is passed N times (a fresh acquisition each) and each block's latency is
+its minimum over the passes — on a shared, loaded machine this removes most of the time lost to
+other processes (report it as such). ``--motion``: the sort folder also carries an applied
+rigid motion estimate (a ±3 µm zigzag, 2 s bins, kriging sigma 20 µm, 1 s interpolation bins),
+so every block is drift-corrected (8 kriging taps per channel) before filtering — the online
+sorter's drift stage.
 "stats-write max ms" is the costliest single process()-call share of the statistics file
 (pack + os.write + os.replace, or one piece of a spread write).
 """
@@ -44,8 +51,21 @@ def shape(w=54, pre=18):
     return (s / -s.min()).astype(np.float32)
 
 
+def motion_arrays(seconds: float) -> tuple[dict, dict]:
+    """(sort.npz arrays, sort.json ``motion`` entry) of an applied rigid ±3 µm zigzag (the
+    synthetic data do not drift: a small displacement keeps the spikes, hence the matching
+    work, as without correction; the correction costs the same at any displacement)."""
+    t = np.arange(1.0, seconds, 2.0)
+    disp = 3.0 * (2 / np.pi) * np.arcsin(np.sin(2 * np.pi * t / 20.0))
+    arrays = {"motion_time_s": t, "motion_depth_um": np.array([0.0]),
+              "motion_um": disp[:, None].astype(np.float32)}
+    meta = {"mode": "rigid", "applied": True, "range_um": float(np.ptp(disp)),
+            "settings": {"kriging_sigma_um": 20.0, "interp_bin_s": 1.0, "bin_s": 2.0}}
+    return arrays, meta
+
+
 def make_case(folder: Path, n_ch: int, n_units: int, seconds: float, seed=0,
-              rate_hz: float = 10.0):
+              rate_hz: float = 10.0, motion: bool = False):
     rng = np.random.default_rng(seed)
     w, pre = 54, 18
     base = shape(w, pre)
@@ -63,11 +83,13 @@ def make_case(folder: Path, n_ch: int, n_units: int, seconds: float, seed=0,
         ("spike_index", np.int64), ("spike_index_sorting", np.int64), ("spike_unit", np.int32),
         ("spike_amplitude", np.float32), ("spike_amplitude_uv", np.float32),
         ("spike_error", np.float32), ("spike_channel", np.int32))}
+    m_arrays, m_meta = motion_arrays(seconds) if motion else ({}, {"applied": False})
     save_sort(folder, SortResult(dict(
         empty, templates_uv=tpl * 10.0, template_channels=chans, template_peak_channel=peak,
         template_threshold=np.full(n_units, 3.0, np.float32), noise_uv=noise,
-        channel_positions_um=pos), dict(
+        channel_positions_um=pos, **m_arrays), dict(
         recording_sample_rate_hz=FS, upsample_factor=1, template_pre_samples=pre, probe="x",
+        motion=m_meta,
         settings={"preprocess": {"filter": "causal"},
                   "detect": asdict(DetectSettings(lockout_radius_um=60.0)),
                   "sort": {"max_shift_samples": 2, "pair_window_us": 500.0}})))
@@ -94,10 +116,10 @@ def ttl_schedule(n_samples):
     return [(int(t * FS / 1e6) + 100, int(line), bool(level)) for t, line, level in tr.tolist()]
 
 
-def run_case(n_ch, n_units, seconds, rate_hz=10.0):
+def run_case(n_ch, n_units, seconds, rate_hz=10.0, motion=False, repeat=1):
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        data = make_case(tmp / "sort", n_ch, n_units, seconds, rate_hz=rate_hz)
+        data = make_case(tmp / "sort", n_ch, n_units, seconds, rate_hz=rate_hz, motion=motion)
         cfg = tmp / "pipeline.toml"
         cfg.write_text(f'[match]\nsort_dir = "{tmp / "sort"}"\n[stats]\nwrite_every_s = 2.0\n')
         t0 = time.perf_counter()
@@ -105,22 +127,29 @@ def run_case(n_ch, n_units, seconds, rate_hz=10.0):
             host = Host(MODULE, n_ch, FS)
         init_s = time.perf_counter() - t0
         mod = host.instance
-        mod.start_acquisition()
-        mod.start_recording(str(tmp / "rec"))
-        ttl = ttl_schedule(data.shape[1])
-        k = 0
-        lat = []
-        for start in range(0, data.shape[1] - BLOCK + 1, BLOCK):
-            while k < len(ttl) and ttl[k][0] < start + BLOCK:
-                s, line, level = ttl[k]
-                mod.handle_ttl_event(100, 0, s, line, level)
-                k += 1
-            block = np.ascontiguousarray(data[:, start:start + BLOCK])
-            t = time.perf_counter()
-            mod.process(block)
-            lat.append(time.perf_counter() - t)
-        mod.stop_recording()
-        mod.stop_acquisition()
+        drift = mod.sorter.sorter.drift
+        if motion and drift is None:
+            raise SystemExit("--motion: the module did not load the drift stage")
+        runs = []
+        for _ in range(max(1, repeat)):  # the same data again from a fresh acquisition
+            mod.start_acquisition()
+            mod.start_recording(str(tmp / "rec"))
+            ttl = ttl_schedule(data.shape[1])
+            k = 0
+            lat = []
+            for start in range(0, data.shape[1] - BLOCK + 1, BLOCK):
+                while k < len(ttl) and ttl[k][0] < start + BLOCK:
+                    s, line, level = ttl[k]
+                    mod.handle_ttl_event(100, 0, s, line, level)
+                    k += 1
+                block = np.ascontiguousarray(data[:, start:start + BLOCK])
+                t = time.perf_counter()
+                mod.process(block)
+                lat.append(time.perf_counter() - t)
+            mod.stop_recording()
+            mod.stop_acquisition()
+            runs.append(lat)
+        lat = np.min(np.array(runs), axis=0)  # per block: the least-disturbed pass
         lat = np.array(lat[int(2 * FS / BLOCK):]) * 1e3
         st = mod.stats
         return dict(channels=n_ch, templates=n_units, p50=np.percentile(lat, 50),
@@ -130,20 +159,31 @@ def run_case(n_ch, n_units, seconds, rate_hz=10.0):
                     frames=st["decoder"].get("n_frames", st["decoder"].get("frames", "?")),
                     errors=st["errors"] + st["sorter"]["errors"],
                     stats_write_ms_max=st["stats_write_ms_max"],
-                    stats_write_ms_mean=st["stats_write_ms_mean"], writes=st["stats_writes"])
+                    stats_write_ms_mean=st["stats_write_ms_mean"], writes=st["stats_writes"],
+                    motion=drift is not None)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--rate-hz", type=float, default=10.0, help="firing rate of every unit")
+    ap.add_argument("--motion", action="store_true",
+                    help="drift-correct every block (the sort carries an applied motion)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="pass the data N times (fresh acquisition each); each block's latency "
+                         "is its minimum over the passes (time lost to other processes on a "
+                         "loaded machine mostly removed)")
+    ap.add_argument("--cases", default="64x50,64x200,384x50,384x200",
+                    help="comma-separated CHANNELSxTEMPLATES")
     args = ap.parse_args(argv)
+    cases = [tuple(int(v) for v in c.split("x")) for c in args.cases.split(",") if c]
     load0 = os.getloadavg()[0]
-    rows = [run_case(c, u, args.seconds, args.rate_hz)
-            for c, u in ((64, 50), (64, 200), (384, 50), (384, 200))]
+    rows = [run_case(c, u, args.seconds, args.rate_hz, args.motion, args.repeat)
+            for c, u in cases]
     print(f"process() per {BLOCK}-sample block at 30 kHz ({BLOCK / FS * 1e3:.1f} ms of data); "
           f"load average (1 min) {load0:.2f} before, {os.getloadavg()[0]:.2f} after, "
-          f"{os.cpu_count()} CPUs; every unit fires at {args.rate_hz:g} Hz")
+          f"{os.cpu_count()} CPUs; every unit fires at {args.rate_hz:g} Hz; drift correction "
+          f"{'on' if args.motion else 'off'}; per-block minimum of {max(1, args.repeat)} pass(es)")
     print("channels templates   p50 ms   p99 ms   max ms  spikes accepted  "
           "stats writes, mean / max ms")
     for r in rows:
