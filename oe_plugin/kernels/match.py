@@ -32,19 +32,24 @@ an overlapping one can then be re-detected in the residual).
 
 **Overlaps no single template fits** (``params[P_PAIR_WINDOW] = L > 0``, with subtraction
 on, ``params[P_MAX_SPIKES] = N >= 2``). When the best single fit ``(u1, s1)`` of an event is
-rejected, the kernel explains the window as up to N spikes by greedy matching pursuit
-(:func:`resolve_overlap`): subtract ``a1 T_u1``; then, again and again, subtract the template
-and time (within ``±L`` samples of the first spike, among the candidates of every channel of
-``u1``) that explain most of what is left, until the best pick explains less than a quarter of
-its template's energy or N spikes are found. After each pick, three rounds of coordinate
-descent: each spike in turn is put back and its template and time re-chosen (same candidates,
-``±L``) for what all the others leave, so that a wrong early pick (one template straddling two
-spikes) is corrected; a unit fitted twice within ``±S`` keeps its first fit. Then each spike's
-error is computed on the window with every *other* kept spike removed; the worst one above its
-template's threshold is put back, the rest refitted and verified again, until all pass or none
-is left. The kept spikes stay subtracted and are reported (``out_*2`` for all after the first);
-with none, ``src`` is restored (up to float32 rounding) and the event stays rejected. Only
-rejected events pay for it: about ``N^2 (2L+1)`` fits per candidate.
+rejected, the kernel explains the window as up to N spikes (:func:`resolve_overlap`):
+
+1. greedy matching pursuit: subtract ``a1 T_u1``, then again and again the template and time
+   (within ``±L`` samples of the first spike, among the candidates of every channel of ``u1``)
+   that explain most of what is left, until the best pick explains less than a quarter of its
+   template's energy or N spikes are kept;
+2. one polishing round (each spike's own template refitted, ``±S``, on what the others leave),
+   then verification: each spike's error on the window with every *other* kept spike removed; when
+   all are within their templates' thresholds, done (the common case: two clean spikes);
+3. otherwise three rounds of coordinate descent (each spike in turn put back and its template
+   and time re-chosen, same candidates, ``±L``, for what all the others leave: a template
+   straddling two spikes, the usual greedy mistake, is corrected; a unit fitted twice within
+   ``±S`` keeps its first fit) and a second verification; if a spike still fails, the worst one
+   is put back, and the pursuit resumes from 1 with the freed place.
+
+The kept spikes stay subtracted and are reported (``out_*2`` for all after the first); with
+none, ``src`` is restored (up to float32 rounding) and the event stays rejected. Only rejected
+events pay for it.
 
 **Speed.** A search (an event's candidates over ``±S``, or the second spike's over ``±L``)
 gathers the window rows of the channels its candidates use once into contiguous float32 scratch
@@ -488,6 +493,91 @@ def _fit_one(src, mask, t, u, s_lo, s_hi, templates, tpl_rows, tpl_chan, tpl_nor
 
 
 @numba.njit(cache=True, error_model="numpy")
+def _n_kept(work, n):
+    k = 0
+    for i in range(n):
+        if work[_SPIKES + 5 * i + 4] > 0:
+            k += 1
+    return k
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _pursue(src, n, n_max, t1, u1, window, templates, tpl_chan, tpl_norm2, tpl_rows, cand_ptr,
+            cand_idx, params, work, iwork, cap):
+    """Greedy picks (subtracted and listed) until ``n_max`` spikes are kept, the list is full,
+    or the best pick explains less than a quarter of its template's energy (noise, or a
+    clipped-up sliver of a spike). Returns the slots used."""
+    pre = np.int64(params[P_PRE])
+    mask = np.int64(params[P_MASK])
+    row_offset = np.int64(params[P_ROW_OFFSET])
+    n_ch = src.shape[1]
+    while n < MAX_SPIKES and _n_kept(work, n) < n_max:
+        n_cand = _union_candidates(u1, tpl_chan, cand_ptr, cand_idx, templates.shape[0], iwork,
+                                   n_ch, cap)
+        if n_cand <= 0:
+            break
+        gain, q, s, a, _ = _search(src, mask, t1 - row_offset - pre, -window, window, templates,
+                                   tpl_rows, tpl_chan, tpl_norm2, n_cand, params[P_AMP_MIN],
+                                   params[P_AMP_MAX], work, iwork)
+        if q < 0 or gain < 0.25 * np.float64(tpl_norm2[iwork[2 * n_ch + q]]):
+            break
+        u = iwork[2 * n_ch + q]
+        subtract_fit(src, t1 + s, u, a, templates, tpl_chan, params)
+        _set_spike(work, n, u, t1 + s, a, np.inf, 1.0)
+        n += 1
+    return n
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _polish(src, n, max_shift, templates, tpl_chan, tpl_norm2, tpl_rows, params, work, iwork):
+    """One cheap round: each kept spike put back and its own template refitted (±S shifts,
+    scale) on what the others leave."""
+    pre = np.int64(params[P_PRE])
+    mask = np.int64(params[P_MASK])
+    row_offset = np.int64(params[P_ROW_OFFSET])
+    for i in range(n):
+        if work[_SPIKES + 5 * i + 4] <= 0:
+            continue
+        u, ti, a = _spike(work, i)
+        subtract_fit(src, ti, u, -a, templates, tpl_chan, params)
+        g, r, b, _ = _fit_one(src, mask, ti, u, -max_shift, max_shift, templates, tpl_rows,
+                              tpl_chan, tpl_norm2, params[P_AMP_MIN], params[P_AMP_MAX],
+                              row_offset, pre, work, iwork)
+        if g > 0.0:
+            ti, a = ti + r, b
+        subtract_fit(src, ti, u, a, templates, tpl_chan, params)
+        _set_spike(work, i, u, ti, a, np.inf, 1.0)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _worst_spike(src, n, thresholds, templates, tpl_chan, tpl_norm2, tpl_rows, params, work,
+                 iwork):
+    """Each kept spike's error on the window with every other kept spike removed (stored in the
+    list); the slot of the one furthest above its threshold, -1 when all pass."""
+    pre = np.int64(params[P_PRE])
+    mask = np.int64(params[P_MASK])
+    row_offset = np.int64(params[P_ROW_OFFSET])
+    worst = -1
+    worst_ratio = 1.0
+    for i in range(n):
+        if work[_SPIKES + 5 * i + 4] <= 0:
+            continue
+        u, ti, a = _spike(work, i)
+        subtract_fit(src, ti, u, -a, templates, tpl_chan, params)
+        g, _, _, e = _fit_one(src, mask, ti, u, 0, 0, templates, tpl_rows, tpl_chan, tpl_norm2,
+                              params[P_AMP_MIN], params[P_AMP_MAX], row_offset, pre, work, iwork)
+        subtract_fit(src, ti, u, a, templates, tpl_chan, params)
+        work[_SPIKES + 5 * i + 3] = e
+        ratio = e / thresholds[u] if thresholds[u] > 0 else np.inf
+        if g <= 0.0:
+            ratio = np.inf
+        if ratio > worst_ratio:
+            worst = i
+            worst_ratio = ratio
+    return worst
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _refit_overlap(src, n, t1, u1, window, max_shift, templates, tpl_chan, tpl_norm2, tpl_rows,
                    cand_ptr, cand_idx, params, work, iwork, cap):
     """Coordinate descent over the kept spikes of the list (three rounds): each in turn is put
@@ -532,13 +622,8 @@ def resolve_overlap(src, t, c, u1, s1, a1, templates, tpl_chan, tpl_norm2, tpl_r
     ``n_max`` overlapping spikes (module docstring). Returns the number of accepted spikes;
     they are listed in ``work`` (:func:`overlap_spike`), the first one refitted on the event.
     With 0, ``src`` is left as it was (up to float32 rounding)."""
-    pre = np.int64(params[P_PRE])
     max_shift = np.int64(params[P_MAX_SHIFT])
     window = np.int64(params[P_PAIR_WINDOW])
-    amp_min = params[P_AMP_MIN]
-    amp_max = params[P_AMP_MAX]
-    mask = np.int64(params[P_MASK])
-    row_offset = np.int64(params[P_ROW_OFFSET])
     n_templates = templates.shape[0]
     n_ch = src.shape[1]
     n_max = min(n_max, MAX_SPIKES)
@@ -547,56 +632,31 @@ def resolve_overlap(src, t, c, u1, s1, a1, templates, tpl_chan, tpl_norm2, tpl_r
         return 0
     cap = min(np.int64(work[1]), iwork.shape[0] - 2 * n_ch)
     t1 = t + s1
-    # greedy matching pursuit: the template and time within ±window of the first spike that
-    # explain most of what the spikes found so far left, until the best pick explains less
-    # than a quarter of its template's energy (noise, or a clipped-up sliver of a spike); after
-    # each pick the list is refitted (a wrong early pick may have hidden the next spike)
+    # greedy matching pursuit from the first fit; the list is verified, and refitted only when
+    # the verification fails (most overlaps are two clean spikes and pass at once)
     _set_spike(work, 0, u1, t1, a1, np.inf, 1.0)
     subtract_fit(src, t1, u1, a1, templates, tpl_chan, params)
-    n = 1
-    while n < n_max:
-        n_cand = _union_candidates(u1, tpl_chan, cand_ptr, cand_idx, n_templates, iwork, n_ch,
-                                   cap)
-        if n_cand <= 0:
+    n = 1  # slots used (a dropped spike keeps its slot, marked not kept)
+    for _ in range(2 * n_max):
+        n = _pursue(src, n, n_max, t1, u1, window, templates, tpl_chan, tpl_norm2, tpl_rows,
+                    cand_ptr, cand_idx, params, work, iwork, cap)
+        _polish(src, n, max_shift, templates, tpl_chan, tpl_norm2, tpl_rows, params, work,
+                iwork)
+        if _worst_spike(src, n, thresholds, templates, tpl_chan, tpl_norm2, tpl_rows, params,
+                        work, iwork) < 0:
             break
-        gain, q, s, a, _ = _search(src, mask, t1 - row_offset - pre, -window, window, templates,
-                                   tpl_rows, tpl_chan, tpl_norm2, n_cand, amp_min, amp_max,
-                                   work, iwork)
-        if q < 0 or gain < 0.25 * np.float64(tpl_norm2[iwork[2 * n_ch + q]]):
-            break
-        u = iwork[2 * n_ch + q]
-        subtract_fit(src, t1 + s, u, a, templates, tpl_chan, params)
-        _set_spike(work, n, u, t1 + s, a, np.inf, 1.0)
-        n += 1
         _refit_overlap(src, n, t1, u1, window, max_shift, templates, tpl_chan, tpl_norm2,
                        tpl_rows, cand_ptr, cand_idx, params, work, iwork, cap)
-    for _ in range(n):
-        _refit_overlap(src, n, t1, u1, window, max_shift, templates, tpl_chan, tpl_norm2,
-                       tpl_rows, cand_ptr, cand_idx, params, work, iwork, cap)
-        # verify: each spike's error on the window with every other kept spike removed; the
-        # worst one above its threshold is put back, and the rest refitted and verified again
-        worst = -1
-        worst_ratio = 1.0
-        for i in range(n):
-            if work[_SPIKES + 5 * i + 4] <= 0:
-                continue
-            u, ti, a = _spike(work, i)
-            subtract_fit(src, ti, u, -a, templates, tpl_chan, params)
-            g, _, _, e = _fit_one(src, mask, ti, u, 0, 0, templates, tpl_rows, tpl_chan,
-                                  tpl_norm2, amp_min, amp_max, row_offset, pre, work, iwork)
-            subtract_fit(src, ti, u, a, templates, tpl_chan, params)
-            work[_SPIKES + 5 * i + 3] = e
-            ratio = e / thresholds[u] if thresholds[u] > 0 else np.inf
-            if g <= 0.0:
-                ratio = np.inf
-            if ratio > worst_ratio:
-                worst = i
-                worst_ratio = ratio
+        worst = _worst_spike(src, n, thresholds, templates, tpl_chan, tpl_norm2, tpl_rows,
+                             params, work, iwork)
         if worst < 0:
             break
+        # put the worst one back; the others are refitted and verified again
         u, ti, a = _spike(work, worst)
         subtract_fit(src, ti, u, -a, templates, tpl_chan, params)
         work[_SPIKES + 5 * worst + 4] = 0.0
+        if _n_kept(work, n) == 0:
+            break
     # compact the kept spikes to the front of the list
     k = 0
     for i in range(n):
