@@ -249,9 +249,23 @@ def merge(path: Path, rows: list, meta: dict | None = None) -> dict:
     return db
 
 
-def commit(path: Path, msg: str) -> None:
+def others(path: Path, mine: list) -> list:
+    """Rows that differ from HEAD's results file and this run did not write (another run's)."""
+    rel = str(path.relative_to(REPO))
+    head = subprocess.run(["git", "-C", str(REPO), "show", f"HEAD:{rel}"], capture_output=True,
+                          text=True)
+    old = {key(r): r for r in json.loads(head.stdout)["rows"]} if head.returncode == 0 else {}
+    now = json.loads(path.read_text())["rows"]
+    return [r for r in now if old.get(key(r)) != r and key(r) not in {key(m) for m in mine}]
+
+
+def commit(path: Path, msg: str, mine: list) -> None:
     """Commits the results file alone (``git commit -- path`` ignores anything else staged)."""
     rel = str(path.relative_to(REPO))
+    extra = others(path, mine)
+    if extra:
+        msg += "; also rows written by another run: " + ", ".join(
+            f"{r['case']}-s{r['seed']} {r['sorter']}" for r in extra)
     for _ in range(5):
         a = subprocess.run(["git", "-C", str(REPO), "add", rel], capture_output=True, text=True)
         c = subprocess.run(["git", "-C", str(REPO), "commit", "-q", "-m", msg, "--", rel],
@@ -342,7 +356,7 @@ def main() -> None:
                     k: meta[k] for k in ("params", "channels", "gt_spikes", "dat_sha256")}})
             if args.commit:
                 commit(results, f"benchmarks/results: {cases.label(case, seed)} "
-                                f"({', '.join(r['sorter'] for r in rows)})")
+                                f"({', '.join(r['sorter'] for r in rows)})", rows)
     if not args.generate_only:
         db = json.loads(results.read_text())
         split = "all" if args.seeds or args.seed is not None else args.split
