@@ -31,6 +31,11 @@ from oe_plugin.kernels.motion import Motion
 from oe_plugin.probe import Probe, ProbeError, load_probe, neighbour_lists
 from oe_plugin.settings import DetectSettings, FilterSettings
 
+ONLINE_PAIR_WINDOW_US = 500.0
+"""Widest overlap search the online sorter uses (µs), whatever the sort used: a wider one delays
+every decision and multiplies a rejected event's cost on the audio thread. The causal offline
+reference (:mod:`offline.online_match`) reads the same model, so online and reference agree."""
+
 
 class SortModelError(ValueError):
     """The sort folder cannot be used online (missing, malformed, or made for another stream)."""
@@ -156,7 +161,9 @@ def load_sort_model(sort_dir, n_channels: int, sample_rate_hz: float, apply_moti
         max_shift = int(sort_s.get("max_shift_samples", 2))
         amp_min = float(sort_s.get("amplitude_min", 0.5))
         amp_max = float(sort_s.get("amplitude_max", 2.0))
-        pair_us = float(sort_s.get("pair_window_us", 0.0))
+        # the offline default searches overlaps over ±1.5 ms; online the search (and so the
+        # decision delay and a rejected event's cost) stays within ±ONLINE_PAIR_WINDOW_US
+        pair_us = min(float(sort_s.get("pair_window_us", 0.0)), ONLINE_PAIR_WINDOW_US)
     except (TypeError, ValueError) as exc:
         raise SortModelError(f"{where}: settings in sort.json unusable: {exc}") from None
     scale = np.where(np.isfinite(noise) & (noise > 0), noise, 0).astype(np.float32)
