@@ -620,8 +620,8 @@ def resolve_overlap(src, t, c, u1, s1, a1, templates, tpl_chan, tpl_norm2, tpl_r
                     cand_idx, thresholds, params, work, iwork, n_max):
     """Explain a rejected event (best single fit ``u1`` at ``t + s1``, scale ``a1``) as up to
     ``n_max`` overlapping spikes (module docstring). Returns the number of accepted spikes;
-    they are listed in ``work`` (:func:`overlap_spike`), the first one refitted on the event.
-    With 0, ``src`` is left as it was (up to float32 rounding)."""
+    they are listed in ``work`` (:func:`overlap_spike`), each within its template's threshold
+    with the others removed. With 0, ``src`` is left as it was (up to float32 rounding)."""
     max_shift = np.int64(params[P_MAX_SHIFT])
     window = np.int64(params[P_PAIR_WINDOW])
     n_templates = templates.shape[0]
@@ -657,6 +657,15 @@ def resolve_overlap(src, t, c, u1, s1, a1, templates, tpl_chan, tpl_norm2, tpl_r
         work[_SPIKES + 5 * worst + 4] = 0.0
         if _n_kept(work, n) == 0:
             break
+    # whatever the rounds left: only verified spikes are kept
+    while _n_kept(work, n) > 0:
+        worst = _worst_spike(src, n, thresholds, templates, tpl_chan, tpl_norm2, tpl_rows,
+                             params, work, iwork)
+        if worst < 0:
+            break
+        u, ti, a = _spike(work, worst)
+        subtract_fit(src, ti, u, -a, templates, tpl_chan, params)
+        work[_SPIKES + 5 * worst + 4] = 0.0
     # compact the kept spikes to the front of the list
     k = 0
     for i in range(n):
