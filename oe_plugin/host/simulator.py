@@ -59,7 +59,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from oe_plugin.outputs.location import API_PORT_ENV
+from oe_plugin.outputs.location import API_PORT_ENV, API_TIMEOUT_ENV
 
 from .errors import HostCrash, HostError, ModuleCallError, ModuleImportError, ModuleInitError
 from .gui_api import GuiApiStandIn, closed_port
@@ -160,7 +160,10 @@ class Host:
 
     def _setup_api(self, gui_api) -> int:
         """Start (or adopt) the HTTP API stand-in; return the port modules are pointed at."""
+        self.gui_api_mode = gui_api if isinstance(gui_api, str) else "on"
         if isinstance(gui_api, GuiApiStandIn):
+            if getattr(gui_api, "delay_s", 0.0) > 0:
+                self.gui_api_mode = "slow"
             self.api = gui_api.start()
             return gui_api.port
         if isinstance(gui_api, (int, np.integer)) and not isinstance(gui_api, bool):
@@ -316,15 +319,20 @@ class Host:
         self.recording = True
         self._rec_blocks, self._rec_ttl, self._rec_first = [], [], self.sample_number
         arg = path.name if self.folder_arg == "name" else str(path)
-        old = os.environ.get(API_PORT_ENV)
-        os.environ[API_PORT_ENV] = str(self.api_port)
+        # a prompt stand-in gets 1.5 s instead of the module's 0.5 s: its thread shares this
+        # process, and on a loaded machine it has missed 0.5 s (the "slow" one keeps 0.5 s)
+        env = {API_PORT_ENV: str(self.api_port),
+               API_TIMEOUT_ENV: "" if self.gui_api_mode in ("slow", "off") else "1.5"}
+        old = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
         try:
             self._optional("start_recording", arg)
         finally:
-            if old is None:
-                os.environ.pop(API_PORT_ENV, None)
-            else:
-                os.environ[API_PORT_ENV] = old
+            for k, v in old.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
         node = (path / f"Record Node {RECORD_NODE_ID}" / f"experiment{self.experiment_number}"
                 / f"recording{self.recording_number}")
         try:

@@ -38,6 +38,9 @@ from oe_plugin.config import require
 
 DEFAULT_API_PORT = 37497
 API_PORT_ENV = "SWEEPSORT_GUI_API_PORT"
+API_TIMEOUT_ENV = "SWEEPSORT_GUI_API_TIMEOUT_S"
+"""Test hosts only: replaces ``[output] api_timeout_s`` (the host simulator sets it for its own
+stand-in, whose thread can be slow to answer on a loaded machine; a real GUI never sets it)."""
 """Port of the GUI's HTTP API when ``[output] api_port`` is 0 (the host simulator sets it)."""
 MAX_API_TIMEOUT_S = 0.5
 FALLBACK_PARENT = Path("~") / "sweepsort-online"
@@ -221,8 +224,13 @@ def choose_record_node(nodes: list, wanted: int = -1, processors=None) -> tuple[
 def ask_gui(name: str, settings: OutputSettings) -> RecordingTarget:
     """Branch 2: the folder from the GUI's HTTP API (GuiApiError if it does not answer)."""
     port = api_port(settings)
-    t_end = time.monotonic() + settings.api_timeout_s
-    info = http_get_json(port, "/api/recording", settings.api_timeout_s)
+    timeout_s = settings.api_timeout_s
+    try:
+        timeout_s = float(os.environ.get(API_TIMEOUT_ENV, "")) or timeout_s
+    except ValueError:
+        pass
+    t_end = time.monotonic() + timeout_s
+    info = http_get_json(port, "/api/recording", timeout_s)
     if not isinstance(info, dict):
         raise GuiApiError("/api/recording: not a JSON object")
     nodes = info.get("record_nodes") or []
