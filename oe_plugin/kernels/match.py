@@ -578,6 +578,21 @@ def _worst_spike(src, n, thresholds, templates, tpl_chan, tpl_norm2, tpl_rows, p
 
 
 @numba.njit(cache=True, error_model="numpy")
+def _drop_worst(src, n, thresholds, templates, tpl_chan, tpl_norm2, tpl_rows, params, work,
+                iwork):
+    """Put back (add to ``src``) the kept spike furthest above its threshold, if any; returns
+    whether one was dropped (False: every kept spike is verified)."""
+    worst = _worst_spike(src, n, thresholds, templates, tpl_chan, tpl_norm2, tpl_rows, params,
+                         work, iwork)
+    if worst < 0:
+        return False
+    u, ti, a = _spike(work, worst)
+    subtract_fit(src, ti, u, -a, templates, tpl_chan, params)
+    work[_SPIKES + 5 * worst + 4] = 0.0
+    return True
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _refit_overlap(src, n, t1, u1, window, max_shift, templates, tpl_chan, tpl_norm2, tpl_rows,
                    cand_ptr, cand_idx, params, work, iwork, cap):
     """Coordinate descent over the kept spikes of the list (three rounds): each in turn is put
@@ -647,25 +662,14 @@ def resolve_overlap(src, t, c, u1, s1, a1, templates, tpl_chan, tpl_norm2, tpl_r
             break
         _refit_overlap(src, n, t1, u1, window, max_shift, templates, tpl_chan, tpl_norm2,
                        tpl_rows, cand_ptr, cand_idx, params, work, iwork, cap)
-        worst = _worst_spike(src, n, thresholds, templates, tpl_chan, tpl_norm2, tpl_rows,
-                             params, work, iwork)
-        if worst < 0:
-            break
-        # put the worst one back; the others are refitted and verified again
-        u, ti, a = _spike(work, worst)
-        subtract_fit(src, ti, u, -a, templates, tpl_chan, params)
-        work[_SPIKES + 5 * worst + 4] = 0.0
-        if _n_kept(work, n) == 0:
+        # the worst one is put back; the others are refitted and verified again
+        if not _drop_worst(src, n, thresholds, templates, tpl_chan, tpl_norm2, tpl_rows, params,
+                           work, iwork) or _n_kept(work, n) == 0:
             break
     # whatever the rounds left: only verified spikes are kept
-    while _n_kept(work, n) > 0:
-        worst = _worst_spike(src, n, thresholds, templates, tpl_chan, tpl_norm2, tpl_rows,
-                             params, work, iwork)
-        if worst < 0:
-            break
-        u, ti, a = _spike(work, worst)
-        subtract_fit(src, ti, u, -a, templates, tpl_chan, params)
-        work[_SPIKES + 5 * worst + 4] = 0.0
+    while _n_kept(work, n) > 0 and _drop_worst(src, n, thresholds, templates, tpl_chan,
+                                               tpl_norm2, tpl_rows, params, work, iwork):
+        pass
     # compact the kept spikes to the front of the list
     k = 0
     for i in range(n):
