@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Peer benchmark: sweepsort sort vs MountainSort5 / SpykingCircus2 / Tridesclous2 on a grid.
+"""Peer benchmark: sweepsort sort vs MountainSort5 / SpykingCircus2 / Tridesclous2 / Kilosort4.
 
 The cases (``benchmarks/sorting_cases.py``) are SpikeInterface-generated ground-truth recordings
 written as **Open Ephys Binary recordings** (int16, bit_volts 0.195) with a probeinterface
@@ -20,6 +20,12 @@ sweepsort can be re-measured alone with the peers' rows still in the table:
     .venv/bin/python benchmarks/bench_sorting.py --split heldout --cases static64,zigzag64
     .venv/bin/python benchmarks/bench_sorting.py --split heldout --table   # print, run nothing
     .venv/bin/python benchmarks/bench_sorting.py --split all --generate-only
+
+Kilosort4 (``--sorters kilosort4``, not in the default list) needs torch, whose only wheel at
+hand is a CPU build for Python 3.11, so it runs from a separate venv (docs/benchmarks.md):
+
+    /work/ks4-venv/bin/python benchmarks/bench_sorting.py --sorters kilosort4 --cases static64 \
+        --seeds 101 --jobs 2 --timeout 3600
 
 The legacy cases ``32x60`` and ``64x300`` (docs/sorting.md; ``--seed 0``/``--seed 1``) still
 run, from ``generate_ground_truth_recording`` as before. Not part of the test run (needs the
@@ -46,7 +52,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sorting_cases as cases  # noqa: E402
 
-PEERS = ("mountainsort5", "spykingcircus2", "tridesclous2")
+PEERS = ("mountainsort5", "spykingcircus2", "tridesclous2")  # the default --sorters
+# Kilosort4 needs torch: a CPU build exists here for Python 3.11 only, so it runs from its own venv
+KS4_VENV = "/work/ks4-venv"
+KS4_MISSING = ("kilosort4: torch/kilosort not importable in this Python; run it with "
+               f"{KS4_VENV}/bin/python benchmarks/bench_sorting.py --sorters kilosort4 ... "
+               "(docs/benchmarks.md)")
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results" / "sorting.json"
 # motion correction of SpykingCircus2 / Tridesclous2 on drifting cases: their default preset
@@ -69,7 +80,20 @@ def peer_config(sorter: str, case: str) -> tuple[dict, str]:
         return {}, "defaults (motion off)"
     if sorter == "mountainsort5":
         return {}, "SI bandpass 300-6000 + whiten; no motion correction"
+    if sorter == "kilosort4":
+        # its own filtering, CAR, whitening and drift correction; no GPU on this machine
+        return {"torch_device": "cpu"}, (f"defaults, CPU, torch {_version('torch')}, "
+                                         f"kilosort {_version('kilosort')}")
     return {}, "defaults"
+
+
+def _version(pkg: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(pkg)
+    except PackageNotFoundError:
+        return "not installed"
 
 
 # -- one sorter, in a subprocess ---------------------------------------------------------------
@@ -91,6 +115,12 @@ def run_one(sorter: str, case: str, folder: Path, out: Path, jobs: int) -> None:
         np.savez(out / "spikes.npz", times=res.arrays["spike_index"][keep],
                  units=res.arrays["spike_unit"][keep])
         return
+    if sorter == "kilosort4":
+        try:
+            import kilosort  # noqa: F401
+            import torch  # noqa: F401
+        except ImportError:
+            raise SystemExit(KS4_MISSING) from None  # one line, the row's error
     import probeinterface
     import spikeinterface.extractors as se
     import spikeinterface.preprocessing as spre
@@ -102,7 +132,9 @@ def run_one(sorter: str, case: str, folder: Path, out: Path, jobs: int) -> None:
     if sorter == "mountainsort5":
         rec = spre.whiten(spre.bandpass_filter(rec, 300, 6000), dtype="float32")
     extra = peer_config(sorter, case)[0]
-    if sorter != "mountainsort5":
+    if sorter == "kilosort4":
+        extra["n_jobs"] = jobs  # only for SI's int16 copy (recording.dat); torch uses its own
+    elif sorter != "mountainsort5":
         extra["job_kwargs"] = {"n_jobs": jobs}
     sorting = ss.run_sorter(sorter, rec, folder=out / "si", remove_existing_folder=True,
                             verbose=False, **extra)
@@ -174,7 +206,9 @@ def measure(sorter: str, case: str, folder: Path, out: Path, jobs: int, timeout:
     if killed:
         row["error"] = killed
     elif proc.returncode != 0 or not (out / "spikes.npz").is_file():
-        lines = [s for s in err.strip().splitlines() if not s.startswith("\t")]
+        # the last line before /usr/bin/time's report ("Command exited ...", tab-indented)
+        lines = [s for s in err.strip().splitlines()
+                 if not s.startswith(("\t", "Command exited", "Command terminated"))]
         row["error"] = (lines or ["?"])[-1][:300]
     if "error" not in row:
         row.update(score(folder, out / "spikes.npz"))
@@ -204,7 +238,7 @@ def versions() -> dict:
 
     v = {}
     for pkg in ("spikeinterface", "mountainsort5", "numpy", "numba", "scipy", "hdbscan",
-                "scikit-learn", "probeinterface"):
+                "scikit-learn", "probeinterface", "torch", "kilosort", "faiss-cpu"):
         try:
             v[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -247,6 +281,14 @@ def merge(path: Path, rows: list, meta: dict | None = None) -> dict:
         tmp.write_text(dumps(db))
         tmp.replace(path)
     return db
+
+
+def stored_ok(path: Path, row: dict) -> bool:
+    """Whether ``path`` has a row with the same key that did not fail."""
+    if not path.is_file():
+        return False
+    return any(key(r) == key(row) and "error" not in r
+               for r in json.loads(path.read_text())["rows"])
 
 
 def others(path: Path, mine: list) -> list:
@@ -351,6 +393,9 @@ def main() -> None:
                        "versions": lib}
                 print(json.dumps({k: v for k, v in row.items()
                                   if k not in ("unit_accuracy", "versions")}), flush=True)
+                if row.get("error") == KS4_MISSING and stored_ok(results, row):
+                    print("  (kept the stored kilosort4 row: this Python cannot run it)")
+                    continue
                 rows.append(row)
                 merge(results, [row], {cases.label(case, seed): {
                     k: meta[k] for k in ("params", "channels", "gt_spikes", "dat_sha256")}})
