@@ -38,15 +38,17 @@ from oe_plugin.online.sorter_core import SPIKE_DTYPE, detection_settings, match_
 
 
 def causal_sort(traces_uv: np.ndarray, sample_rate_hz: float, model: SortModel | str,
-                apply_motion: bool = True, motion_time: str = "stream") -> np.ndarray:
+                apply_motion: bool = True, motion_time: str = "stream",
+                motion_start_s: float = 0.0) -> np.ndarray:
     """Spikes (SPIKE_DTYPE: sample_index, channel_index, amplitude_uv, unit) of raw ``traces_uv``
-    (C, N) µV, in the online sorter's order. ``apply_motion`` / ``motion_time``: as the online
-    module's ``[match]`` keys, when ``model`` is a sort folder (a :class:`SortModel` is used as
-    it is)."""
+    (C, N) µV, in the online sorter's order. ``apply_motion`` / ``motion_time`` /
+    ``motion_start_s``: as the online module's ``[match]`` keys, when ``model`` is a sort folder
+    (a :class:`SortModel` is used as it is)."""
     traces_uv = np.asarray(traces_uv)
     n_ch, n = traces_uv.shape
     if not isinstance(model, SortModel):
-        model = load_sort_model(model, n_ch, sample_rate_hz, apply_motion, motion_time)
+        model = load_sort_model(model, n_ch, sample_rate_hz, apply_motion, motion_time,
+                                motion_start_s)
     noise = np.asarray(model.noise_uv, np.float32)
     ok = np.isfinite(noise) & (noise > 0)
     inv = np.where(ok, 1.0 / np.where(ok, noise, 1), 0).astype(np.float32)
@@ -132,8 +134,9 @@ def sort_dir_of_module(module_path, config_path=None):
 
 
 def motion_options_of_module(module_path, config_path=None) -> dict:
-    """``apply_motion`` / ``motion_time`` of a sorting module's ``[match]`` settings (the
-    keyword arguments of :func:`causal_sort` that make its reference the module's)."""
+    """``apply_motion`` / ``motion_time`` / ``motion_start_s`` of a sorting module's ``[match]``
+    settings (the keyword arguments of :func:`causal_sort` that make its reference the
+    module's)."""
     from pathlib import Path
 
     from oe_plugin.config import from_table, load_toml
@@ -147,7 +150,8 @@ def motion_options_of_module(module_path, config_path=None) -> dict:
     match = dict(table.get("match") or {})
     match.pop("enabled", None)
     ms = from_table(MatchSettings, match, "match")
-    return {"apply_motion": ms.apply_motion, "motion_time": ms.motion_time}
+    return {"apply_motion": ms.apply_motion, "motion_time": ms.motion_time,
+            "motion_start_s": ms.motion_start_s}
 
 
 def compare_spikes(online, reference) -> tuple[bool, str]:

@@ -171,6 +171,16 @@ def test_model_carries_the_sorts_motion(drifting):
     np.testing.assert_array_equal(end.bin_grid, dr.bin_grid[-1:])
     with pytest.raises(SortModelError, match="motion_time"):
         load_sort_model(drifting["sort_dir"], C, FS, motion_time="later")
+    # a stream replaying the recording from 12.4 s: its bins start at the sort's bin 12
+    later = load_sort_model(drifting["sort_dir"], C, FS, motion_start_s=12.4).drift
+    np.testing.assert_array_equal(later.bin_grid, dr.bin_grid[12:])
+    with pytest.raises(SortModelError, match="motion_start_s"):
+        load_sort_model(drifting["sort_dir"], C, FS, motion_start_s=-1.0)
+    from oe_plugin.config import SettingsError, from_table
+    from oe_plugin.online.online_sorter import MatchSettings
+
+    with pytest.raises(SettingsError, match="match.motion_start_s"):
+        from_table(MatchSettings, {"motion_start_s": -2.0}, "match").check("match")
 
 
 def test_motion_input_changes_and_improves_the_labels(drifting):

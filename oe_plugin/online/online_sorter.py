@@ -68,6 +68,10 @@ class MatchSettings:
     """"stream": the stored motion at the stream's sample time (from the start of acquisition;
     a replay of the sorted recording), its last value after it ends; "end": the probe's position
     at the end of the sorted recording, held (a live session right after the sort)."""
+    motion_start_s: float = 0.0
+    """With "stream": the time in the sorted recording (s) where this stream starts, when the
+    stream replays a later stretch of it as a new acquisition (rounded to the sort's
+    interpolation bins)."""
 
     def check(self, section: str = "match") -> None:
         require(len(self.ttl_units) == len(self.ttl_lines), f"{section}.ttl_lines",
@@ -80,6 +84,8 @@ class MatchSettings:
                 f"must be 'self' or 'upstream', got {self.source!r}")
         require(self.motion_time in ("stream", "end"), f"{section}.motion_time",
                 f"must be 'stream' or 'end', got {self.motion_time!r}")
+        require(np.isfinite(self.motion_start_s) and self.motion_start_s >= 0,
+                f"{section}.motion_start_s", f"must be >= 0 s, got {self.motion_start_s}")
         require(0 <= self.upstream_pre_samples < self.upstream_samples <= 4096,
                 f"{section}.upstream_samples", "need 0 <= upstream_pre_samples < "
                 "upstream_samples <= 4096")
@@ -118,7 +124,8 @@ class OnlineSorterModule(OnlineModule):
                                      "'sweepsort sort' wrote), or set [match] enabled = false")
             self.sort_dir = resolve_sort_dir(ms, self.config_path)
             self.model = load_sort_model(self.sort_dir, self.num_channels, self.sample_rate_hz,
-                                         ms.apply_motion, ms.motion_time)
+                                         ms.apply_motion, ms.motion_time,
+                                         ms.motion_start_s)
             for u in ms.ttl_units:
                 require(u < self.model.n_units, "match.ttl_units",
                         f"unit {u} does not exist (the sort has {self.model.n_units} units)")

@@ -100,10 +100,11 @@ def _known(cls, table: dict) -> dict:
 
 
 def load_sort_model(sort_dir, n_channels: int, sample_rate_hz: float, apply_motion: bool = True,
-                    motion_time: str = "stream") -> SortModel:
+                    motion_time: str = "stream", motion_start_s: float = 0.0) -> SortModel:
     """The matching inputs of ``sort_dir`` for a stream of ``n_channels`` at ``sample_rate_hz``;
     with ``apply_motion`` and a sort that corrected motion, its :class:`DriftStage`
-    (``motion_time``: see :data:`MOTION_TIMES`)."""
+    (``motion_time``: see :data:`MOTION_TIMES`; ``motion_start_s``: with "stream", the time in
+    the sorted recording where the stream's first sample lies, rounded to interpolation bins)."""
     from offline.sort.sortfile import SortFileError, load_sort
 
     if not str(sort_dir).strip():
@@ -181,7 +182,8 @@ def load_sort_model(sort_dir, n_channels: int, sample_rate_hz: float, apply_moti
     applied = bool(motion_meta.get("applied", False)) if isinstance(motion_meta, dict) else False
     drift = None
     if applied and apply_motion:
-        drift = _drift_stage(where, motion_meta, arr, probe, sample_rate_hz, motion_time)
+        drift = _drift_stage(where, motion_meta, arr, probe, sample_rate_hz, motion_time,
+                             motion_start_s)
     return SortModel(
         sort_dir=folder, templates=tpl, channels=np.ascontiguousarray(chans),
         thresholds=np.ascontiguousarray(thr), peak_uv=peak_uv, noise_uv=noise,
@@ -194,7 +196,7 @@ def load_sort_model(sort_dir, n_channels: int, sample_rate_hz: float, apply_moti
 
 
 def _drift_stage(where: str, motion_meta: dict, arr: dict, probe: Probe, sample_rate_hz: float,
-                 motion_time: str) -> DriftStage:
+                 motion_time: str, motion_start_s: float = 0.0) -> DriftStage:
     """The stored motion as the online sorter's drift stage (tables as the offline sort builds
     them: displacements up to the largest reached + 1 µm, 0.5 µm steps)."""
     if motion_time not in MOTION_TIMES:
@@ -227,7 +229,10 @@ def _drift_stage(where: str, motion_meta: dict, arr: dict, probe: Probe, sample_
         end_bin = bin_count(motion, sample_rate_hz, bin_n) - 1  # past the estimate's end
         grid = motion_bin_grid(motion, tables, ch_depth, sample_rate_hz, bin_n, end_bin, 1)
     else:
-        grid = motion_bin_grid(motion, tables, ch_depth, sample_rate_hz, bin_n)
+        if not (np.isfinite(motion_start_s) and motion_start_s >= 0):
+            raise SortModelError(f"[match] motion_start_s must be >= 0 s, got {motion_start_s}")
+        first_bin = int(round(motion_start_s * sample_rate_hz / bin_n))
+        grid = motion_bin_grid(motion, tables, ch_depth, sample_rate_hz, bin_n, first_bin)
     return DriftStage(motion, tables, bin_n, np.ascontiguousarray(grid, np.int32), motion_time)
 
 
