@@ -204,7 +204,7 @@ def measure(sorter: str, case: str, folder: Path, out: Path, jobs: int, timeout:
            "peak_tree_mb": round(peak_tree), "load_start": [round(v, 2) for v in load],
            "load_end": [round(v, 2) for v in os.getloadavg()]}
     if killed:
-        row["error"] = killed
+        row["error"] = killed + ks4_stage(out, err)
     elif proc.returncode != 0 or not (out / "spikes.npz").is_file():
         # the last line before /usr/bin/time's report ("Command exited ...", tab-indented)
         lines = [s for s in err.strip().splitlines()
@@ -213,6 +213,20 @@ def measure(sorter: str, case: str, folder: Path, out: Path, jobs: int, timeout:
     if "error" not in row:
         row.update(score(folder, out / "spikes.npz"))
     return row
+
+
+def ks4_stage(out: Path, err: str) -> str:
+    """Where a killed Kilosort4 run was: its last log step and progress bar ('' if none)."""
+    log = out / "si" / "sorter_output" / "kilosort4.log"
+    if not log.is_file():
+        return ""
+    steps = re.findall(r" INFO +((?:Computing|Extracting|First|Final|Merging|Saving)[^:\n]*)$",
+                       log.read_text(errors="replace"), re.M)
+    bars = re.findall(r"(\d+/\d+) \[", err)
+    if not steps:
+        return ""
+    return f" (kilosort4 was at: {steps[-1].rstrip('.')}" + (
+        f", last progress bar {bars[-1]} batches)" if bars else ")")
 
 
 def score(folder: Path, spikes: Path) -> dict:
