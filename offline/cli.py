@@ -288,7 +288,7 @@ def cmd_demo(args) -> int:
     from offline.demo import run_demo
 
     summary = run_demo(args.out, quick=args.quick, probe=args.probe, jobs=args.jobs,
-                       seed=args.seed, report_units=args.report_units,
+                       seed=args.seed, report_units=args.report_units, drift_um=args.drift_um,
                        log=(lambda msg: None) if args.quiet else print)
     if args.quiet:
         print((Path(args.out) / "summary.txt").read_text(), end="")
@@ -389,6 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the simulated probe")
     p.add_argument("--jobs", type=int, default=2, help="sort worker processes")
     p.add_argument("--seed", type=int, default=1, help="simulation seed")
+    p.add_argument("--drift-um", type=float, default=15.0,
+                   help="the probe's slow drift along depth over the recording, µm (0: none)")
     p.add_argument("--report-units", type=int, help="report only the first N units")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
     p.set_defaults(func=cmd_demo)

@@ -103,17 +103,19 @@ def _rf_centre(sta, e) -> tuple[float, float]:
 # -- the run ------------------------------------------------------------------------------------
 
 def run_demo(out, *, quick: bool = False, probe: str = "polytrode54", jobs: int = 2,
-             seed: int = 1, report_units: int | None = None, log=print) -> dict:
+             seed: int = 1, report_units: int | None = None, drift_um: float = 15.0,
+             log=print) -> dict:
     from offline.sim.build import SimConfig, build_experiment, load_truth
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
-    cfg = (SimConfig.quick(probe=probe, seed=seed) if quick
-           else SimConfig(probe=probe, seed=seed))
+    cfg = (SimConfig.quick(probe=probe, seed=seed, drift_um=drift_um) if quick
+           else SimConfig(probe=probe, seed=seed, drift_um=drift_um))
 
-    log(f"[1/5] simulating: {cfg.n_neurons} neurons on {probe}")
+    log(f"[1/5] simulating: {cfg.n_neurons} neurons on {probe}, probe drift "
+        f"{cfg.drift_um:g} µm")
     built = build_experiment(out / "sim", cfg, log=log)
     timings.update({f"simulate.{k}": v for k, v in built.timings_s.items() if k != "total"})
     timings["simulate"] = built.timings_s["total"]
@@ -138,7 +140,7 @@ def run_demo(out, *, quick: bool = False, probe: str = "polytrode54", jobs: int 
 
     log("[3/5] online: each session replayed through pipeline.py in the host simulator")
     t = time.perf_counter()
-    online = _run_online(built, sort_dir, out / "online", log)
+    online = _run_online(built, sort_dir, out / "online", fs, log)
     timings["online_replay"] = time.perf_counter() - t
 
     log("[4/5] analysis: experiments, tuning, STA, report")
@@ -169,6 +171,7 @@ def run_demo(out, *, quick: bool = False, probe: str = "polytrode54", jobs: int 
     log("[5/5] comparing with the ground truth")
     t = time.perf_counter()
     summary = _summarise(built, truth, meta, rec, neurons, unit_results, online, e_grat, e_sn)
+    summary["drift"] = drift_summary(truth, sort_dir)
     timings["compare"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t_all
     summary["timings_s"] = {k: round(v, 2) for k, v in timings.items()}
@@ -182,7 +185,7 @@ def run_demo(out, *, quick: bool = False, probe: str = "polytrode54", jobs: int 
     return summary
 
 
-def _run_online(built, sort_dir: Path, online_dir: Path, log) -> dict:
+def _run_online(built, sort_dir: Path, online_dir: Path, fs: float, log) -> dict:
     from oe_plugin.host.session import run_session
     from oe_plugin.host.sources import RecordingSource
     from oe_plugin.outputs.stats_file import read_stats
@@ -194,8 +197,10 @@ def _run_online(built, sort_dir: Path, online_dir: Path, log) -> dict:
         d = online_dir / s.name
         d.mkdir(parents=True, exist_ok=True)
         toml = d / "pipeline.toml"
+        # the window is played as a new acquisition: its motion starts lo samples into the sort
         toml.write_text(
-            f'[match]\nsort_dir = "{sort_dir.resolve()}"\nwrite_file = true\n\n'
+            f'[match]\nsort_dir = "{sort_dir.resolve()}"\nwrite_file = true\n'
+            f'motion_start_s = {max(lo, 0) / fs!r}\n\n'
             f'[decoder]\nwrite_file = true\n\n'
             f'[stats]\nsession_file = "{s.session_path.resolve()}"\n')
         proto = {k: v for k, v in s.protocol.items() if k != "protocol_version"}
@@ -311,6 +316,30 @@ def _summarise(built, truth, meta, rec, neurons, unit_results, online, e_grat, e
     )
 
 
+def drift_summary(truth, sort_dir: Path) -> dict:
+    """The simulated probe drift against the sort's motion estimate: both taken relative to
+    their mean over the recording (an estimate is relative); for a non-rigid estimate, the
+    depth window nearest the probe's middle."""
+    from offline.sort import load_sort
+
+    t = np.asarray(truth.get("drift_time_s", np.zeros(0)), float)
+    true = np.asarray(truth.get("drift_um", np.zeros(0)), float)
+    res = load_sort(sort_dir)
+    mot = res.meta.get("motion") or {}
+    out = dict(true_range_um=round(float(np.ptp(true)), 1) if true.size else 0.0,
+               mode=mot.get("mode"), applied=bool(mot.get("applied")),
+               estimated_range_um=None, rms_error_um=None)
+    if "motion_um" in res.arrays and true.size:
+        depth = np.asarray(res.arrays["motion_depth_um"], float)
+        col = int(np.argmin(np.abs(depth - np.median(depth))))
+        est = np.interp(t, np.asarray(res.arrays["motion_time_s"], float),
+                        np.asarray(res.arrays["motion_um"], float)[:, col])
+        err = (est - est.mean()) - (true - true.mean())
+        out.update(estimated_range_um=round(float(np.ptp(est)), 1),
+                   rms_error_um=round(float(np.sqrt(np.mean(err ** 2))), 2))
+    return out
+
+
 def format_summary(s: dict) -> str:
     lines = [f"sweepsort demo: {s['n_neurons']} model neurons, {s['duration_s']} s recorded on "
              f"{s.get('probe', '?')}; {s['n_units_sorted']} units sorted",
@@ -336,6 +365,13 @@ def format_summary(s: dict) -> str:
               f"decoded exactly online; offline from the recorded TTLs "
               f"{s['frames_decoded_exact_offline']}/{s['frames_expected_offline']} "
               f"(marker refreshes excluded)"]
+    d = s.get("drift")
+    if d:
+        est = (f"estimated {d['estimated_range_um']} µm, RMS error {d['rms_error_um']} µm"
+               if d["estimated_range_um"] is not None else "no estimate stored")
+        lines.append(f"probe drift: {d['true_range_um']} µm simulated; sort motion "
+                     f"{d['mode']} ({'corrected' if d['applied'] else 'not corrected'}), "
+                     f"{est}")
     if "timings_s" in s:
         tt = s["timings_s"]
         parts = ", ".join(f"{k} {v:.1f} s" for k, v in tt.items()

@@ -47,6 +47,26 @@ def test_good_neurons_are_recovered(demo):
                                           r.get("ori_error_deg")) for r in good]
 
 
+def test_probe_drift_is_simulated_and_corrected(demo):
+    """The simulated probe settles by 15 µm; the sort estimates that motion (relative to its
+    mean, within 3 µm RMS) and corrects the traces; the online replay of each session reads the
+    estimate from where that session starts in the recording."""
+    out, s = demo
+    truth = np.load(out / "sim" / "truth" / "truth.npz")
+    drift = truth["drift_um"]
+    assert drift[0] == 0.0 and drift[-1] == pytest.approx(15.0, abs=0.2)
+    assert np.all(np.diff(drift) >= 0)
+    d = s["drift"]
+    assert d["true_range_um"] == pytest.approx(15.0, abs=0.2)
+    assert d["applied"], d
+    assert d["rms_error_um"] <= 3.0 and d["estimated_range_um"] >= 10.0, d
+    starts = []
+    for name in ("gratings", "sparse_noise"):
+        toml = (out / "online" / name / "pipeline.toml").read_text()
+        starts.append(float(toml.split("motion_start_s = ")[1].split()[0]))
+    assert 0.5 < starts[0] < starts[1]
+
+
 def test_decoded_sweeps_equal_the_frame_log(demo):
     _, s = demo
     assert s["frames_expected"] > 10_000

@@ -14,6 +14,12 @@ encoder's output, logged by sweepstim's ``file:`` backend) are moved onto the re
 clock, a 1 Hz sync pulse is added on line 0, and all lines are sampled like the acquisition
 board does (:func:`oe_plugin.protocol.ttl_sim.sample_transitions`: per-line skew up to 40 µs,
 ±20 µs jitter, same-sample events in random order).
+
+The probe drifts slowly along depth (``drift_um``, default 15 µm): it settles after insertion,
+``drift(t) = drift_um · (1 − exp(−t/τ)) / (1 − exp(−T/τ))`` with τ = T/2 over the recording's
+duration T, so a neuron at depth y appears at y + drift(t) (the sorter's motion convention).
+Each spike is drawn from the templates seen at its time's displacement, on a 1 µm grid. The
+truth keeps ``drift_time_s`` / ``drift_um`` at 10 Hz.
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ class SimConfig:
     max_skew_us: float = 40.0
     jitter_us: float = 20.0
     chunk_s: float = 2.0
+    drift_um: float = 15.0
     seed: int = 1
 
     @classmethod
@@ -168,8 +175,10 @@ def build_experiment(out_dir, cfg: SimConfig = SimConfig(), log=print) -> Built:
     noise_kw = dict(positions_um=probe.positions_um, sample_rate_hz=fs, seed=cfg.seed + 100)
     sigma = filtered_noise_sigma(noise_kw)
     snr_target = rng.uniform(*cfg.snr_range, pop.n)
-    templates, trough, snr = make_templates(pop.position_um, probe.positions_um, fs,
-                                            snr_target, sigma, rng)
+    shifts = np.arange(0.0, np.ceil(abs(cfg.drift_um)) + 1.0) * np.sign(cfg.drift_um or 1.0)
+    shifted, trough, snr = make_templates(pop.position_um, probe.positions_um, fs,
+                                          snr_target, sigma, rng, shifts_um=shifts)
+    templates = shifted[0]
     spike_sample = np.concatenate([np.round(tr * fs).astype(np.int64) for tr in trains])
     spike_unit = np.concatenate([np.full(tr.size, i, np.int64) for i, tr in enumerate(trains)])
     spike_shared = np.concatenate(shared)
@@ -178,6 +187,13 @@ def build_experiment(out_dir, cfg: SimConfig = SimConfig(), log=print) -> Built:
                                               spike_shared[order])
     ok = (spike_sample >= trough) & (spike_sample < n_samples - templates.shape[2])
     spike_sample, spike_unit, spike_shared = spike_sample[ok], spike_unit[ok], spike_shared[ok]
+    # the probe's slow drift: each spike drawn from the templates at its time's displacement
+    drift_time_s = np.arange(0.0, duration_s, 0.1)
+    drift = probe_drift_um(drift_time_s, duration_s, cfg.drift_um)
+    step = np.clip(np.round(np.abs(probe_drift_um(spike_sample / fs, duration_s, cfg.drift_um))
+                            ).astype(np.int64), 0, len(shifts) - 1)
+    flat = shifted.reshape(-1, *shifted.shape[2:])  # (S * U, C, W): shift-major
+    spike_template = step * pop.n + spike_unit
     amp = np.exp(rng.normal(0.0, cfg.amp_jitter, spike_sample.size))
     # bursts: a spike < 10 ms after the same neuron's previous one is 10 % smaller
     for u in range(pop.n):
@@ -193,8 +209,8 @@ def build_experiment(out_dir, cfg: SimConfig = SimConfig(), log=print) -> Built:
             x = noise.chunk(k, n)
             lo = np.searchsorted(spike_sample, start - templates.shape[2])
             hi = np.searchsorted(spike_sample, start + n + trough)
-            add_spikes(x, start, spike_sample[lo:hi], spike_unit[lo:hi], amp[lo:hi],
-                       templates, trough)
+            add_spikes(x, start, spike_sample[lo:hi], spike_template[lo:hi], amp[lo:hi],
+                       flat, trough)
             yield x
 
     rec_dir.mkdir(parents=True, exist_ok=True)
@@ -233,7 +249,8 @@ def build_experiment(out_dir, cfg: SimConfig = SimConfig(), log=print) -> Built:
              spike_amplitude=amp.astype(np.float32), spike_shared=spike_shared,
              templates_uv=templates, template_trough_index=np.int64(trough),
              snr=snr, noise_sigma_uv=sigma, channel_positions_um=probe.positions_um,
-             neuron_positions_um=pop.position_um, pairs=pop.pairs)
+             neuron_positions_um=pop.position_um, pairs=pop.pairs,
+             drift_time_s=drift_time_s, drift_um=drift)
     meta = {
         "format": "sweepsort-sim-truth", "format_version": 1,
         "config": asdict(cfg), "sample_rate_hz": fs,
@@ -247,6 +264,8 @@ def build_experiment(out_dir, cfg: SimConfig = SimConfig(), log=print) -> Built:
         "neurons": [dict(r, snr=float(snr[i]), n_spikes=int(trains[i].size))
                     for i, r in enumerate(pop.to_json())],
         "pairs": pop.pairs.tolist(),
+        "drift": "drift_um (µm) at drift_time_s (s from the first sample): a neuron at depth y "
+                 "appears at y + drift_um; templates_uv are those at drift 0",
         "spike_sample_index": "sample index from the recording's first sample (trough of the "
                               "raw template); sample number = index + first_sample_number",
     }
@@ -254,6 +273,14 @@ def build_experiment(out_dir, cfg: SimConfig = SimConfig(), log=print) -> Built:
     timings["total"] = time.perf_counter() - t0
     return Built(out_dir, session_root, rec_dir, sessions, windows, truth_path, n_samples,
                  timings)
+
+
+def probe_drift_um(t_s, duration_s: float, total_um: float) -> np.ndarray:
+    """The probe's slow settling drift (µm) at times ``t_s``: 0 at t = 0, ``total_um`` at
+    ``duration_s``, fastest at the start (τ = duration / 2)."""
+    t = np.clip(np.asarray(t_s, float), 0.0, duration_s)
+    tau = duration_s / 2.0
+    return total_um * (1.0 - np.exp(-t / tau)) / (1.0 - np.exp(-duration_s / tau))
 
 
 def _probe_channels(name: str) -> int:

@@ -6,7 +6,9 @@ width 0.08–0.16 ms — narrow "fast-spiking" to broad — and a slower positiv
 the neuron to the contact (``1 / (1 + (d / 35 µm)²)``: a point source seen from ~35 µm), and
 widened (× (1 + d / 150 µm)) and delayed (d / 0.4 m/s) with distance, like the low-pass and
 propagation seen on real polytrodes. Amplitudes are set from a target SNR = trough on the
-best channel after the 300–6000 Hz band-pass / the band-passed noise σ.
+best channel after the 300–6000 Hz band-pass / the band-passed noise σ. With probe drift
+(``shifts_um``), the same neurons are also seen from probe positions moved along depth: a
+neuron at depth y appears at y + shift (the convention of the sorter's motion estimate).
 
 **Noise** (:class:`NoiseModel`), three parts with a realistic spectrum:
 
@@ -108,17 +110,23 @@ def _waveform(t_ms: np.ndarray, width_ms: float, rebound: float, rebound_ms: flo
 
 
 def make_templates(neuron_pos_um: np.ndarray, contact_pos_um: np.ndarray, fs: float,
-                   snr: np.ndarray, noise_sigma_uv: np.ndarray, rng: np.random.Generator
-                   ) -> tuple[np.ndarray, int, np.ndarray]:
+                   snr: np.ndarray, noise_sigma_uv: np.ndarray, rng: np.random.Generator,
+                   shifts_um=None) -> tuple[np.ndarray, int, np.ndarray]:
     """Templates (U, C, W) float32 µV (raw, before any filter), the trough index, and the
-    realised SNR (U,) (band-passed trough on the best channel / that channel's noise σ)."""
+    realised SNR (U,) (band-passed trough on the best channel / that channel's noise σ).
+
+    ``shifts_um`` (S,): also the templates seen after the probe moved, a neuron at depth y
+    appearing at y + shift: then the templates are (S, U, C, W), the SNR set at shift 0 and the
+    same gain kept at every shift (a neuron's amplitude changes as it moves past the contacts).
+    """
     pre = int(round(TEMPLATE_PRE_MS * 1e-3 * fs))
     post = int(round(TEMPLATE_POST_MS * 1e-3 * fs))
     t_ms = np.arange(-pre, post + 1) * 1e3 / fs
     contacts = np.column_stack([contact_pos_um, np.zeros(len(contact_pos_um))])
+    shifts = np.zeros(1) if shifts_um is None else np.asarray(shifts_um, float).ravel()
     u = len(neuron_pos_um)
     c = len(contact_pos_um)
-    out = np.zeros((u, c, t_ms.size), np.float32)
+    out = np.zeros((len(shifts), u, c, t_ms.size), np.float32)
     sos = band_sos(fs)
     realised = np.zeros(u)
     pad = np.zeros((c, 300))
@@ -126,22 +134,24 @@ def make_templates(neuron_pos_um: np.ndarray, contact_pos_um: np.ndarray, fs: fl
         width = rng.uniform(0.08, 0.16)
         rebound = rng.uniform(0.2, 0.5)
         rebound_ms = rng.uniform(0.3, 0.6)
-        d = np.linalg.norm(contacts - neuron_pos_um[i], axis=1)
-        scale = 1.0 / (1.0 + (d / 35.0) ** 2)
-        for ch in range(c):
-            if scale[ch] < 0.02:
-                continue
-            widen = 1.0 + d[ch] / 150.0
-            delay = d[ch] / 400.0  # ms at 0.4 m/s
-            out[i, ch] = scale[ch] * _waveform(t_ms - delay, width * widen, rebound,
-                                               rebound_ms * widen)
-        filt = signal.sosfilt(sos, np.concatenate([pad, out[i], pad], axis=1), axis=1)
+        for k, shift in enumerate(shifts):
+            d = np.linalg.norm(contacts - (neuron_pos_um[i] + [0.0, shift, 0.0]), axis=1)
+            scale = 1.0 / (1.0 + (d / 35.0) ** 2)
+            for ch in range(c):
+                if scale[ch] < 0.02:
+                    continue
+                widen = 1.0 + d[ch] / 150.0
+                delay = d[ch] / 400.0  # ms at 0.4 m/s
+                out[k, i, ch] = scale[ch] * _waveform(t_ms - delay, width * widen, rebound,
+                                                      rebound_ms * widen)
+        k0 = int(np.argmin(np.abs(shifts)))
+        filt = signal.sosfilt(sos, np.concatenate([pad, out[k0, i], pad], axis=1), axis=1)
         trough = -filt.min(axis=1)
         best = int(np.argmax(trough / noise_sigma_uv))
         gain = snr[i] * noise_sigma_uv[best] / trough[best]
-        out[i] *= gain
+        out[:, i] *= gain
         realised[i] = trough[best] * gain / noise_sigma_uv[best]
-    return out, pre, realised
+    return (out[0] if shifts_um is None else out), pre, realised
 
 
 def add_spikes(out: np.ndarray, start: int, samples: np.ndarray, units: np.ndarray,

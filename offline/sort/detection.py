@@ -76,6 +76,7 @@ def detect_chunk(job: SortJob, index: int) -> dict:
            "snippet_t": t[pick].astype(np.int64), "snippet_c": c[pick],
            "snippets": snippets[ok]}
     if job.loc_nb is not None:
-        x, y, a = localize(traces, lo, t, c, job.loc_nb, job.positions_um)
+        x, y, a = localize(traces, lo, t, c, job.loc_nb, job.positions_um,
+                           method=job.settings.motion.localize)
         out.update(x_um=x, y_um=y, loc_amplitude=a)
     return out

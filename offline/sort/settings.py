@@ -166,8 +166,11 @@ class MotionSettings:
     """Non-rigid: width (2 sigma) of each depth window (µm)."""
     window_step_um: float = 100.0
     """Non-rigid: spacing of the depth windows (µm)."""
-    localize_radius_um: float = 50.0
-    """Channels within this radius of a peak's channel give its position (centre of mass)."""
+    localize: str = choice("monopolar", "com", default="monopolar")
+    """How a peak's position is found: monopolar (the point source that best explains its
+    amplitudes) or com (their centre of mass; compresses motion on coarse probes)."""
+    localize_radius_um: float = 75.0
+    """Channels within this radius of a peak's channel give its position."""
     kriging_sigma_um: float = 20.0
     """Length scale of the kriging kernel exp(-d / sigma) used to interpolate the channels."""
     interp_bin_s: float = 1.0
