@@ -147,21 +147,24 @@ def run_one(sorter: str, case: str, folder: Path, out: Path, jobs: int) -> None:
              units=np.concatenate(units) if units else np.zeros(0, int))
 
 
-def tree_rss_mb(pid: int) -> float:
+def tree_rss_mb(pid: int) -> tuple[float, float]:
+    """(RSS MB, user + system CPU s) of the live process tree under ``pid``."""
     import psutil
 
     try:
         p = psutil.Process(pid)
         procs = [p, *p.children(recursive=True)]
     except psutil.Error:
-        return 0.0
-    total = 0
+        return 0.0, 0.0
+    total, cpu = 0, 0.0
     for q in procs:
         try:
             total += q.memory_info().rss
+            t = q.cpu_times()
+            cpu += t.user + t.system
         except psutil.Error:
             pass
-    return total / 2**20
+    return total / 2**20, cpu
 
 
 MIN_AVAILABLE_GB = 2.0
@@ -183,9 +186,10 @@ def measure(sorter: str, case: str, folder: Path, out: Path, jobs: int, timeout:
     t0 = time.perf_counter()
     with open(out / "stdout.txt", "w") as fo, open(out / "stderr.txt", "w") as fe:
         proc = subprocess.Popen(cmd, stdout=fo, stderr=fe, cwd=REPO, start_new_session=True)
-        peak_tree, killed = 0.0, None
+        peak_tree, tree_cpu, killed = 0.0, 0.0, None
         while proc.poll() is None:
-            peak_tree = max(peak_tree, tree_rss_mb(proc.pid))
+            mb, cpu = tree_rss_mb(proc.pid)
+            peak_tree, tree_cpu = max(peak_tree, mb), max(tree_cpu, cpu)
             if time.perf_counter() - t0 > timeout:
                 killed = f"timeout: killed after {timeout:.0f} s"
             elif memory_low():
@@ -199,9 +203,14 @@ def measure(sorter: str, case: str, folder: Path, out: Path, jobs: int, timeout:
     wall = time.perf_counter() - t0
     err = (out / "stderr.txt").read_text(errors="replace")
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", err)
+    # CPU time (the machine is shared: wall time / CPU time shows the load): /usr/bin/time's
+    # user + system; for a killed run (no report) the last sample of the live process tree
+    cpu_t = re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", err)
+    cpu_s = sum(float(c) for c in cpu_t) if len(cpu_t) == 2 else tree_cpu
     row = {"sorter": sorter, "config": peer_config(sorter, case)[1], "wall_s": round(wall, 1),
            "peak_mb": round(int(rss.group(1)) / 1024) if rss else None,
-           "peak_tree_mb": round(peak_tree), "load_start": [round(v, 2) for v in load],
+           "peak_tree_mb": round(peak_tree), "cpu_s": round(cpu_s, 1),
+           "load_start": [round(v, 2) for v in load],
            "load_end": [round(v, 2) for v in os.getloadavg()]}
     if killed:
         row["error"] = killed + ks4_stage(out, err)
