@@ -58,21 +58,21 @@ def _load_detection_settings(config: str | None):
 
 
 def cmd_detect(args) -> int:
-    from oe_plugin.probe import load_probe
+    from dataclasses import replace
+
     from offline.detect import describe_run, detect_recording, save_peaks
+    from offline.probe_source import resolve_probe
     from offline.recording import open_recording
 
     filt, det = _load_detection_settings(args.config)
     if args.threshold_uv is not None:
-        from dataclasses import replace
-
         det = replace(det, threshold_uv=args.threshold_uv)
-    if args.probe is not None:
-        from dataclasses import replace
-
-        det = replace(det, probe=args.probe)
     rec = open_recording(args.recording, args.node, args.recording_index, args.stream)
-    probe = load_probe(det.probe, rec.n_channels)
+    config_probe = _config_probe(args.config)
+    probe, origin = resolve_probe(args.probe, config_probe, rec, require=False)
+    if args.probe is not None or config_probe is None:
+        det = replace(det, probe=args.probe if args.probe is not None else probe.name)
+    print(f"probe: {origin}")
     t0 = time.perf_counter()
     peaks, stats = detect_recording(rec, filt, det, probe, progress=not args.quiet)
     wall = time.perf_counter() - t0
@@ -89,7 +89,7 @@ def cmd_detect(args) -> int:
 def cmd_replay(args) -> int:
     from oe_plugin.host.blocks import gui_block_size
     from oe_plugin.host.replay import replay
-    from offline.online_spikes import read_online_spikes
+    from offline.online_spikes import read_online_spikes, read_online_spikes_meta
 
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="sweepsort-replay-"))
     report = replay(
@@ -117,6 +117,11 @@ def cmd_replay(args) -> int:
     except FileNotFoundError:
         print(f"the module wrote no spike file under {out}")
         return 0
+    probes = sorted({str(m["metadata"]["probe"]) for m in read_online_spikes_meta(out)
+                     if (m.get("metadata") or {}).get("probe")})
+    if probes:
+        config = args.config or _default_config(args.module) or "the module's defaults"
+        print(f"probe: {', '.join(probes)} (the module's [detect] probe, from {config})")
     print(
         f"{len(spikes)} spikes detected online in {seconds:.2f} s "
         f"({len(spikes) / max(seconds, 1e-9):.1f} spikes/s) -> {out}"
@@ -175,16 +180,24 @@ def _default_config(module: str) -> str | None:
     return str(candidate) if candidate.exists() else None
 
 
+def _config_probe(config: str | None) -> str | None:
+    """``[detect] probe`` when the settings file sets it (None: not set)."""
+    from oe_plugin.config import load_toml
+
+    if not config:
+        return None
+    probe = (load_toml(config).get("detect") or {}).get("probe")
+    return None if probe is None else str(probe)
+
+
 def cmd_sort(args) -> int:
     from dataclasses import replace
 
-    from oe_plugin.probe import load_probe
+    from offline.probe_source import resolve_probe
     from offline.sort import RecordingSource, load_sort_settings, sort_recording
     from offline.sort.executor import make_executor
 
     settings = load_sort_settings(args.config)
-    if args.probe is not None:
-        settings = replace(settings, detect=replace(settings.detect, probe=args.probe))
     if args.flat_dtype:
         if not (args.flat_channels and args.flat_rate_hz):
             print("sweepsort sort: a flat binary needs --flat-channels and --flat-rate-hz",
@@ -198,11 +211,16 @@ def cmd_sort(args) -> int:
         source = RecordingSource(str(Path(args.recording).resolve()), node=args.node,
                                  recording=args.recording_index, stream=args.stream)
     rec = source.open()
-    probe = load_probe(settings.detect.probe, rec.n_channels)
+    config_probe = _config_probe(args.config)
+    probe, origin = resolve_probe(args.probe, config_probe, rec, require=True)
+    if args.probe is not None or config_probe is None:
+        spec = args.probe if args.probe is not None else probe.name
+        settings = replace(settings, detect=replace(settings.detect, probe=spec))
+    print(f"probe: {origin}")
     log = (lambda msg: None) if args.quiet else print
     with make_executor(args.jobs, args.scheduler) as executor:
         sort_recording(source, args.out, settings, probe, executor, progress=not args.quiet,
-                       log=log)
+                       log=log, probe_origin=origin)
     return 0
 
 
@@ -321,14 +339,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder for peaks.npy / peaks.json")
     p.add_argument("--config", help="settings TOML ([filter], [detect] sections)")
     p.add_argument("--threshold-uv", type=float, help="fixed threshold in µV (overrides config)")
-    p.add_argument("--probe", help="probe layout name or probeinterface JSON")
+    p.add_argument("--probe", help="probe layout name or probeinterface JSON (default: the "
+                   "probe in the recording's settings.xml, else single)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_detect)
 
     p = sub.add_parser("sort", help="offline template sort -> sort file + Phy folder")
     _add_source_args(p)
     p.add_argument("--out", required=True, help="sort folder (sort.npz/.json, phy/, work/)")
-    p.add_argument("--probe", help="probe layout name or probeinterface JSON")
+    p.add_argument("--probe", help="probe layout name, probeinterface JSON, or 'single' (each "
+                   "channel alone); default: the probe in the recording's settings.xml; needed "
+                   "for multi-channel data without one")
     p.add_argument("--jobs", type=int, help="local worker processes (default: all cores)")
     p.add_argument("--scheduler", help="dask.distributed scheduler address (tcp://host:8786)")
     p.add_argument("--config", help="settings TOML ([preprocess], [detect], [sort])")

@@ -88,8 +88,11 @@ def _run_chunks(executor, work, stage, key, fn, arg_lists, indices, progress, de
 
 def sort_recording(source: RecordingSource, out_dir, settings: AllSettings | None = None,
                    probe: Probe | None = None, executor: Executor | None = None,
-                   progress: bool = False, log=None) -> SortResult:
-    """Sort one stream and write ``out_dir/sort.{npz,json}`` and ``out_dir/phy/``."""
+                   progress: bool = False, log=None, probe_origin: str | None = None
+                   ) -> SortResult:
+    """Sort one stream and write ``out_dir/sort.{npz,json}`` and ``out_dir/phy/``.
+
+    ``probe_origin``: where the probe came from (``sort.json``'s ``probe_origin``)."""
     settings = settings or settings_from_table({})
     executor = executor or Executor()
     log = log or (lambda msg: None)
@@ -235,7 +238,8 @@ def sort_recording(source: RecordingSource, out_dir, settings: AllSettings | Non
     result.meta.update(
         sweepsort_version=_version(), recording=source.identity(),
         stream=getattr(rec, "stream_name", ""), settings=asdict(settings),
-        probe=probe.name, n_clusters=len(clusters), n_events_detected=int(len(ev_t)),
+        probe=probe.name, probe_origin=probe_origin or f"{probe.name} (given to sort_recording)",
+        n_clusters=len(clusters), n_events_detected=int(len(ev_t)),
         timings_s=timings, executor=executor.name, created=time.strftime("%Y-%m-%dT%H:%M:%S"))
     timings["total_s"] = time.perf_counter() - t0
     save_sort(out, result)
