@@ -271,17 +271,55 @@ def _sort_info(args) -> int:
     return 0
 
 
+def _sorts_beside(recording: Path) -> list[Path]:
+    """Sort folders next to ``recording`` (in its parent, two levels deep) whose sort.json
+    says they sort data inside it: the hint when the report finds none."""
+    import json
+
+    try:
+        target = recording.resolve()
+    except OSError:
+        return []
+    found = []
+    for pattern in ("*/sort.json", "*/*/sort.json"):
+        for p in sorted(target.parent.glob(pattern)):
+            if target in p.resolve().parents:
+                continue  # inside the recording: found by the report itself
+            try:
+                src = Path(json.loads(p.read_text())["recording"]["path"]).resolve()
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if src == target or target in src.parents:
+                found.append(p.parent)
+    return found
+
+
 def cmd_report(args) -> int:
     from offline.analysis.model import Recording
     from offline.analysis.report import write_report
+    from offline.sort.sortfile import SortFileError
 
+    for folder in args.sort or ():
+        if not ((Path(folder) / "sort.json").is_file() and (Path(folder) / "sort.npz").is_file()):
+            raise SortFileError(f"--sort {folder}: not a complete sort folder (sort.json + "
+                                "sort.npz; the folder 'sweepsort sort --out' wrote)")
     rec = Recording(args.recording, sort_dirs=args.sort or (), session_files=args.session or (),
                     refresh_source=args.refresh_source)
+    if not rec.sorts:
+        beside = _sorts_beside(rec.path)
+        hint = (f"sorts of this recording next to it: {', '.join(map(str, beside))}; pass "
+                f"--sort {beside[-1]}" if beside else
+                "pass --sort SORT_DIR (the folder 'sweepsort sort --out' wrote)")
+        print(f"sweepsort report: no sort of {rec.path} (no sort folder, Phy folder, GUI or "
+              f"online spike file inside it); {hint}", file=sys.stderr)
+        return 2
     if args.sort_name is not None and args.sort_name not in rec.sorts:
         print(f"sweepsort report: no sort {args.sort_name!r}; sorts: {sorted(rec.sorts)}",
               file=sys.stderr)
         return 2
     log = (lambda msg: None) if args.quiet else print
+    sort = rec.sorts[args.sort_name] if args.sort_name is not None else rec.sort
+    print(f"sort: {sort.name} ({sort.kind}, {sort.path})")
     summary = write_report(rec, args.out, sort=args.sort_name, units=args.units, dpi=args.dpi,
                            log=log)
     print(f"{summary['n_units']} units, {len(rec.experiments)} experiments, "
@@ -375,7 +413,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="analysis report (HTML): population page + one per unit")
     p.add_argument("recording", help="recording directory (sorts, session files found below it)")
     p.add_argument("--out", required=True, help="the report: .html (or .pdf) file to write")
-    p.add_argument("--sort", action="append", help="an extra sort folder (repeatable)")
+    p.add_argument("--sort", action="append",
+                   help="a sort folder kept outside the recording (repeatable); without it the "
+                        "sorts inside the recording folder are used")
     p.add_argument("--session", action="append", help="an extra stimulus session file")
     p.add_argument("--sort-name", help="which sort to report (default: the newest offline)")
     p.add_argument("--units", type=int, nargs="+", help="only these unit ids")
