@@ -44,6 +44,23 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
         "--recording", dest="recording_index", type=int, help="recording index (0-based)"
     )
     p.add_argument("--stream", type=_node_arg, help="stream index or name")
+    _add_truncated_arg(p)
+
+
+def _add_truncated_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-truncated", action="store_true",
+                   help="read the complete frames of a data file that ends mid-frame (the GUI "
+                        "died while recording) instead of stopping")
+
+
+def _jobs_arg(value: str) -> int:
+    try:
+        jobs = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {value!r}") from None
+    if jobs < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1 (worker processes), got {jobs}")
+    return jobs
 
 
 def _load_detection_settings(config: str | None):
@@ -67,7 +84,8 @@ def cmd_detect(args) -> int:
     filt, det = _load_detection_settings(args.config)
     if args.threshold_uv is not None:
         det = replace(det, threshold_uv=args.threshold_uv)
-    rec = open_recording(args.recording, args.node, args.recording_index, args.stream)
+    rec = open_recording(args.recording, args.node, args.recording_index, args.stream,
+                         allow_truncated=args.allow_truncated)
     config_probe = _config_probe(args.config)
     probe, origin = resolve_probe(args.probe, config_probe, rec, require=False)
     if args.probe is not None or config_probe is None:
@@ -103,6 +121,7 @@ def cmd_replay(args) -> int:
         recording=args.recording_index,
         stream=args.stream,
         recording_dir=out,
+        allow_truncated=args.allow_truncated,
     )
     fs = report.sample_rate_hz
     seconds = report.n_samples / fs
@@ -150,7 +169,8 @@ def _compare_offline(args, spikes) -> None:
     from offline.recording import open_recording
 
     config = args.config or _default_config(args.module)
-    rec = open_recording(args.recording, args.node, args.recording_index, args.stream)
+    rec = open_recording(args.recording, args.node, args.recording_index, args.stream,
+                         allow_truncated=args.allow_truncated)
     try:
         sort_dir = sort_dir_of_module(args.module, config)
     except ValueError as exc:
@@ -206,10 +226,11 @@ def cmd_sort(args) -> int:
         source = RecordingSource(str(args.recording), kind="flat", flat={
             "dtype": args.flat_dtype, "n_channels": args.flat_channels,
             "sample_rate_hz": args.flat_rate_hz, "gain_uv": args.flat_gain_uv,
-            "offset": args.flat_offset})
+            "offset": args.flat_offset}, allow_truncated=args.allow_truncated)
     else:
         source = RecordingSource(str(Path(args.recording).resolve()), node=args.node,
-                                 recording=args.recording_index, stream=args.stream)
+                                 recording=args.recording_index, stream=args.stream,
+                                 allow_truncated=args.allow_truncated)
     rec = source.open()
     config_probe = _config_probe(args.config)
     probe, origin = resolve_probe(args.probe, config_probe, rec, require=True)
@@ -233,7 +254,7 @@ def cmd_info(args) -> int:
         return _sort_info(args)
     if args.motion_png:
         raise SystemExit("sweepsort info: --motion-png needs a sort folder (with sort.json)")
-    entries = recording_info(args.recording, args.node)
+    entries = recording_info(args.recording, args.node, allow_truncated=args.allow_truncated)
     print(json.dumps(entries, indent=2) if args.json else format_info(entries))
     return 0
 
@@ -388,7 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--probe", help="probe layout name, probeinterface JSON, or 'single' (each "
                    "channel alone); default: the probe in the recording's settings.xml; needed "
                    "for multi-channel data without one")
-    p.add_argument("--jobs", type=int, help="local worker processes (default: all cores)")
+    p.add_argument("--jobs", type=_jobs_arg, help="local worker processes, >= 1 (default: all "
+                   "cores)")
     p.add_argument("--scheduler", help="dask.distributed scheduler address (tcp://host:8786)")
     p.add_argument("--config", help="settings TOML ([preprocess], [detect], [sort])")
     p.add_argument("--flat-dtype", help="RECORDING is a raw flat binary of this dtype")
@@ -405,6 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "folder")
     p.add_argument("--node", type=_node_arg, help="record node: index, number or name")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_truncated_arg(p)
     p.add_argument("--motion-png", metavar="FILE",
                    help="with a sort folder: write its probe-motion figure (peaks by depth and "
                         "the estimate) to FILE")
@@ -448,7 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="small variant (~1 min of data)")
     p.add_argument("--probe", default="polytrode54", choices=("polytrode54", "linear32"),
                    help="the simulated probe")
-    p.add_argument("--jobs", type=int, default=2, help="sort worker processes")
+    p.add_argument("--jobs", type=_jobs_arg, default=2, help="sort worker processes (>= 1)")
     p.add_argument("--seed", type=int, default=1, help="simulation seed")
     p.add_argument("--drift-um", type=float, default=15.0,
                    help="the probe's slow drift along depth over the recording, µm (0: none)")
@@ -470,6 +493,10 @@ def main(argv=None) -> int:
     except (SettingsError, ProbeError, RecordingError, SortFileError, FileNotFoundError) as exc:
         print(f"sweepsort {args.command}: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        resume = "; re-run the same command to resume" if args.command == "sort" else ""
+        print(f"sweepsort {args.command}: interrupted{resume}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
