@@ -177,6 +177,20 @@ def _probe_from_file(path: Path, n_channels: int, name: str) -> Probe:
     except Exception as exc:  # probeinterface raises bare ValueError/KeyError/TypeError
         raise ProbeError(f"{path}: not a valid probeinterface file: "
                          f"{type(exc).__name__}: {exc}") from None
+    return probe_from_probegroup(probegroup, n_channels, name, path)
+
+
+def probe_from_probegroup(probegroup, n_channels: int, name: str, path) -> Probe:
+    """Map the contacts of a probeinterface ``ProbeGroup`` (or ``Probe``) to data channels.
+
+    ``path`` names where the geometry came from in error messages.
+    """
+    if not hasattr(probegroup, "probes"):  # a single probeinterface Probe
+        from probeinterface import ProbeGroup
+
+        group = ProbeGroup()
+        group.add_probe(probegroup)
+        probegroup = group
     if not probegroup.probes:
         raise ProbeError(f"{path}: the file holds no probe")
 

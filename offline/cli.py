@@ -44,6 +44,23 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
         "--recording", dest="recording_index", type=int, help="recording index (0-based)"
     )
     p.add_argument("--stream", type=_node_arg, help="stream index or name")
+    _add_truncated_arg(p)
+
+
+def _add_truncated_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-truncated", action="store_true",
+                   help="read the complete frames of a data file that ends mid-frame (the GUI "
+                        "died while recording) instead of stopping")
+
+
+def _jobs_arg(value: str) -> int:
+    try:
+        jobs = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {value!r}") from None
+    if jobs < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1 (worker processes), got {jobs}")
+    return jobs
 
 
 def _load_detection_settings(config: str | None):
@@ -58,21 +75,22 @@ def _load_detection_settings(config: str | None):
 
 
 def cmd_detect(args) -> int:
-    from oe_plugin.probe import load_probe
+    from dataclasses import replace
+
     from offline.detect import describe_run, detect_recording, save_peaks
+    from offline.probe_source import resolve_probe
     from offline.recording import open_recording
 
     filt, det = _load_detection_settings(args.config)
     if args.threshold_uv is not None:
-        from dataclasses import replace
-
         det = replace(det, threshold_uv=args.threshold_uv)
-    if args.probe is not None:
-        from dataclasses import replace
-
-        det = replace(det, probe=args.probe)
-    rec = open_recording(args.recording, args.node, args.recording_index, args.stream)
-    probe = load_probe(det.probe, rec.n_channels)
+    rec = open_recording(args.recording, args.node, args.recording_index, args.stream,
+                         allow_truncated=args.allow_truncated)
+    config_probe = _config_probe(args.config)
+    probe, origin = resolve_probe(args.probe, config_probe, rec, require=False)
+    if args.probe is not None or config_probe is None:
+        det = replace(det, probe=args.probe if args.probe is not None else probe.name)
+    print(f"probe: {origin}")
     t0 = time.perf_counter()
     peaks, stats = detect_recording(rec, filt, det, probe, progress=not args.quiet)
     wall = time.perf_counter() - t0
@@ -89,7 +107,7 @@ def cmd_detect(args) -> int:
 def cmd_replay(args) -> int:
     from oe_plugin.host.blocks import gui_block_size
     from oe_plugin.host.replay import replay
-    from offline.online_spikes import read_online_spikes
+    from offline.online_spikes import read_online_spikes, read_online_spikes_meta
 
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="sweepsort-replay-"))
     report = replay(
@@ -103,6 +121,7 @@ def cmd_replay(args) -> int:
         recording=args.recording_index,
         stream=args.stream,
         recording_dir=out,
+        allow_truncated=args.allow_truncated,
     )
     fs = report.sample_rate_hz
     seconds = report.n_samples / fs
@@ -117,6 +136,11 @@ def cmd_replay(args) -> int:
     except FileNotFoundError:
         print(f"the module wrote no spike file under {out}")
         return 0
+    probes = sorted({str(m["metadata"]["probe"]) for m in read_online_spikes_meta(out)
+                     if (m.get("metadata") or {}).get("probe")})
+    if probes:
+        config = args.config or _default_config(args.module) or "the module's defaults"
+        print(f"probe: {', '.join(probes)} (the module's [detect] probe, from {config})")
     print(
         f"{len(spikes)} spikes detected online in {seconds:.2f} s "
         f"({len(spikes) / max(seconds, 1e-9):.1f} spikes/s) -> {out}"
@@ -145,7 +169,8 @@ def _compare_offline(args, spikes) -> None:
     from offline.recording import open_recording
 
     config = args.config or _default_config(args.module)
-    rec = open_recording(args.recording, args.node, args.recording_index, args.stream)
+    rec = open_recording(args.recording, args.node, args.recording_index, args.stream,
+                         allow_truncated=args.allow_truncated)
     try:
         sort_dir = sort_dir_of_module(args.module, config)
     except ValueError as exc:
@@ -175,16 +200,24 @@ def _default_config(module: str) -> str | None:
     return str(candidate) if candidate.exists() else None
 
 
+def _config_probe(config: str | None) -> str | None:
+    """``[detect] probe`` when the settings file sets it (None: not set)."""
+    from oe_plugin.config import load_toml
+
+    if not config:
+        return None
+    probe = (load_toml(config).get("detect") or {}).get("probe")
+    return None if probe is None else str(probe)
+
+
 def cmd_sort(args) -> int:
     from dataclasses import replace
 
-    from oe_plugin.probe import load_probe
+    from offline.probe_source import resolve_probe
     from offline.sort import RecordingSource, load_sort_settings, sort_recording
     from offline.sort.executor import make_executor
 
     settings = load_sort_settings(args.config)
-    if args.probe is not None:
-        settings = replace(settings, detect=replace(settings.detect, probe=args.probe))
     if args.flat_dtype:
         if not (args.flat_channels and args.flat_rate_hz):
             print("sweepsort sort: a flat binary needs --flat-channels and --flat-rate-hz",
@@ -193,16 +226,22 @@ def cmd_sort(args) -> int:
         source = RecordingSource(str(args.recording), kind="flat", flat={
             "dtype": args.flat_dtype, "n_channels": args.flat_channels,
             "sample_rate_hz": args.flat_rate_hz, "gain_uv": args.flat_gain_uv,
-            "offset": args.flat_offset})
+            "offset": args.flat_offset}, allow_truncated=args.allow_truncated)
     else:
         source = RecordingSource(str(Path(args.recording).resolve()), node=args.node,
-                                 recording=args.recording_index, stream=args.stream)
+                                 recording=args.recording_index, stream=args.stream,
+                                 allow_truncated=args.allow_truncated)
     rec = source.open()
-    probe = load_probe(settings.detect.probe, rec.n_channels)
+    config_probe = _config_probe(args.config)
+    probe, origin = resolve_probe(args.probe, config_probe, rec, require=True)
+    if args.probe is not None or config_probe is None:
+        spec = args.probe if args.probe is not None else probe.name
+        settings = replace(settings, detect=replace(settings.detect, probe=spec))
+    print(f"probe: {origin}")
     log = (lambda msg: None) if args.quiet else print
     with make_executor(args.jobs, args.scheduler) as executor:
         sort_recording(source, args.out, settings, probe, executor, progress=not args.quiet,
-                       log=log)
+                       log=log, probe_origin=origin)
     return 0
 
 
@@ -215,7 +254,7 @@ def cmd_info(args) -> int:
         return _sort_info(args)
     if args.motion_png:
         raise SystemExit("sweepsort info: --motion-png needs a sort folder (with sort.json)")
-    entries = recording_info(args.recording, args.node)
+    entries = recording_info(args.recording, args.node, allow_truncated=args.allow_truncated)
     print(json.dumps(entries, indent=2) if args.json else format_info(entries))
     return 0
 
@@ -253,17 +292,55 @@ def _sort_info(args) -> int:
     return 0
 
 
+def _sorts_beside(recording: Path) -> list[Path]:
+    """Sort folders next to ``recording`` (in its parent, two levels deep) whose sort.json
+    says they sort data inside it: the hint when the report finds none."""
+    import json
+
+    try:
+        target = recording.resolve()
+    except OSError:
+        return []
+    found = []
+    for pattern in ("*/sort.json", "*/*/sort.json"):
+        for p in sorted(target.parent.glob(pattern)):
+            if target in p.resolve().parents:
+                continue  # inside the recording: found by the report itself
+            try:
+                src = Path(json.loads(p.read_text())["recording"]["path"]).resolve()
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if src == target or target in src.parents:
+                found.append(p.parent)
+    return found
+
+
 def cmd_report(args) -> int:
     from offline.analysis.model import Recording
     from offline.analysis.report import write_report
+    from offline.sort.sortfile import SortFileError
 
+    for folder in args.sort or ():
+        if not ((Path(folder) / "sort.json").is_file() and (Path(folder) / "sort.npz").is_file()):
+            raise SortFileError(f"--sort {folder}: not a complete sort folder (sort.json + "
+                                "sort.npz; the folder 'sweepsort sort --out' wrote)")
     rec = Recording(args.recording, sort_dirs=args.sort or (), session_files=args.session or (),
                     refresh_source=args.refresh_source)
+    if not rec.sorts:
+        beside = _sorts_beside(rec.path)
+        hint = (f"sorts of this recording next to it: {', '.join(map(str, beside))}; pass "
+                f"--sort {beside[-1]}" if beside else
+                "pass --sort SORT_DIR (the folder 'sweepsort sort --out' wrote)")
+        print(f"sweepsort report: no sort of {rec.path} (no sort folder, Phy folder, GUI or "
+              f"online spike file inside it); {hint}", file=sys.stderr)
+        return 2
     if args.sort_name is not None and args.sort_name not in rec.sorts:
         print(f"sweepsort report: no sort {args.sort_name!r}; sorts: {sorted(rec.sorts)}",
               file=sys.stderr)
         return 2
     log = (lambda msg: None) if args.quiet else print
+    sort = rec.sorts[args.sort_name] if args.sort_name is not None else rec.sort
+    print(f"sort: {sort.name} ({sort.kind}, {sort.path})")
     summary = write_report(rec, args.out, sort=args.sort_name, units=args.units, dpi=args.dpi,
                            log=log)
     print(f"{summary['n_units']} units, {len(rec.experiments)} experiments, "
@@ -321,15 +398,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder for peaks.npy / peaks.json")
     p.add_argument("--config", help="settings TOML ([filter], [detect] sections)")
     p.add_argument("--threshold-uv", type=float, help="fixed threshold in µV (overrides config)")
-    p.add_argument("--probe", help="probe layout name or probeinterface JSON")
+    p.add_argument("--probe", help="probe layout name or probeinterface JSON (default: the "
+                   "probe in the recording's settings.xml, else single)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_detect)
 
     p = sub.add_parser("sort", help="offline template sort -> sort file + Phy folder")
     _add_source_args(p)
     p.add_argument("--out", required=True, help="sort folder (sort.npz/.json, phy/, work/)")
-    p.add_argument("--probe", help="probe layout name or probeinterface JSON")
-    p.add_argument("--jobs", type=int, help="local worker processes (default: all cores)")
+    p.add_argument("--probe", help="probe layout name, probeinterface JSON, or 'single' (each "
+                   "channel alone); default: the probe in the recording's settings.xml; needed "
+                   "for multi-channel data without one")
+    p.add_argument("--jobs", type=_jobs_arg, help="local worker processes, >= 1 (default: all "
+                   "cores)")
     p.add_argument("--scheduler", help="dask.distributed scheduler address (tcp://host:8786)")
     p.add_argument("--config", help="settings TOML ([preprocess], [detect], [sort])")
     p.add_argument("--flat-dtype", help="RECORDING is a raw flat binary of this dtype")
@@ -346,6 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "folder")
     p.add_argument("--node", type=_node_arg, help="record node: index, number or name")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_truncated_arg(p)
     p.add_argument("--motion-png", metavar="FILE",
                    help="with a sort folder: write its probe-motion figure (peaks by depth and "
                         "the estimate) to FILE")
@@ -354,7 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="analysis report (HTML): population page + one per unit")
     p.add_argument("recording", help="recording directory (sorts, session files found below it)")
     p.add_argument("--out", required=True, help="the report: .html (or .pdf) file to write")
-    p.add_argument("--sort", action="append", help="an extra sort folder (repeatable)")
+    p.add_argument("--sort", action="append",
+                   help="a sort folder kept outside the recording (repeatable); without it the "
+                        "sorts inside the recording folder are used")
     p.add_argument("--session", action="append", help="an extra stimulus session file")
     p.add_argument("--sort-name", help="which sort to report (default: the newest offline)")
     p.add_argument("--units", type=int, nargs="+", help="only these unit ids")
@@ -387,7 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="small variant (~1 min of data)")
     p.add_argument("--probe", default="polytrode54", choices=("polytrode54", "linear32"),
                    help="the simulated probe")
-    p.add_argument("--jobs", type=int, default=2, help="sort worker processes")
+    p.add_argument("--jobs", type=_jobs_arg, default=2, help="sort worker processes (>= 1)")
     p.add_argument("--seed", type=int, default=1, help="simulation seed")
     p.add_argument("--drift-um", type=float, default=15.0,
                    help="the probe's slow drift along depth over the recording, µm (0: none)")
@@ -409,6 +493,10 @@ def main(argv=None) -> int:
     except (SettingsError, ProbeError, RecordingError, SortFileError, FileNotFoundError) as exc:
         print(f"sweepsort {args.command}: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        resume = "; re-run the same command to resume" if args.command == "sort" else ""
+        print(f"sweepsort {args.command}: interrupted{resume}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

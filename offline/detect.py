@@ -123,11 +123,14 @@ def describe_run(recording, filter_settings, detect_settings, probe, stats) -> d
 
 
 def _atomic_write(path: Path, write) -> None:
+    from offline.sort.sortfile import umask_mode
+
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
+            os.fchmod(f.fileno(), umask_mode())  # mkstemp's 0o600 -> what open() would give
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

@@ -34,14 +34,14 @@ def describe_stream(rec) -> dict:
     }
 
 
-def recording_info(path, node=None) -> list[dict]:
+def recording_info(path, node=None, *, allow_truncated: bool = False) -> list[dict]:
     """One entry per (recording, stream): ``describe_stream`` plus the two indices."""
     out = []
     for r in range(MAX_ITEMS):
         found = False
         for s in range(MAX_ITEMS):
             try:
-                rec = open_recording(path, node, r, s)
+                rec = open_recording(path, node, r, s, allow_truncated=allow_truncated)
             except RecordingError:
                 if r == 0 and s == 0:
                     raise

@@ -27,6 +27,7 @@ Works with python-tools 0.1.x (Python 3.10: ``metadata`` dicts) and 1.x (Python 
 
 from __future__ import annotations
 
+import json
 import re
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator, Sequence
@@ -203,8 +204,8 @@ class BinaryStream(ContinuousRecording):
             if not allow_truncated:
                 raise RecordingError(
                     f"{dat}: truncated — {size} bytes is not a whole number of {n_ch}-channel "
-                    f"int16 frames ({size % frame} bytes left over); pass allow_truncated=True "
-                    "to read the complete frames")
+                    f"int16 frames ({size % frame} bytes left over); pass --allow-truncated "
+                    "(allow_truncated=True in Python) to read the complete frames")
         n = size // frame
         self._samples = (np.memmap(dat, mode="r", dtype="<i2", shape=(n, n_ch)) if n
                          else np.zeros((0, n_ch), "<i2"))
@@ -220,7 +221,8 @@ class BinaryStream(ContinuousRecording):
             if len(sample_numbers) != n and not allow_truncated:
                 raise RecordingError(
                     f"{sn_path}: {len(sample_numbers)} sample numbers for {n} samples in "
-                    f"{dat.name} (truncated recording?)")
+                    f"{dat.name} (truncated recording? --allow-truncated reads the samples "
+                    "both have)")
             n = min(n, len(sample_numbers))
             self._samples = self._samples[:n]
             if n:
@@ -307,7 +309,8 @@ class LegacyStream(ContinuousRecording):
             if size < 0 or (extra and not allow_truncated):
                 raise RecordingError(
                     f"{path}: truncated — {max(size, 0)} data bytes is not a whole number of "
-                    f"{_LEGACY_RECORD.itemsize}-byte records ({extra} bytes left over)")
+                    f"{_LEGACY_RECORD.itemsize}-byte records ({extra} bytes left over); pass "
+                    "--allow-truncated to read the complete records")
             n_rec = size // _LEGACY_RECORD.itemsize
             mm = np.memmap(path, mode="r", dtype=_LEGACY_RECORD, offset=_LEGACY_HEADER_BYTES,
                            shape=(n_rec,)) if n_rec else np.zeros(0, _LEGACY_RECORD)
@@ -420,7 +423,8 @@ class FlatBinary(ContinuousRecording):
             raise RecordingError(f"{path}: shorter than the {offset}-byte offset")
         if size % frame and not allow_truncated:
             raise RecordingError(f"{path}: truncated — {size} bytes after the offset is not a "
-                                 f"whole number of {n_channels}-channel {dtype} frames")
+                                 f"whole number of {n_channels}-channel {dtype} frames; pass "
+                                 "--allow-truncated to read the complete frames")
         n = size // frame
         self._samples = (np.memmap(path, mode="r", dtype=dtype, offset=int(offset),
                                    shape=(n, n_channels))
@@ -502,6 +506,7 @@ def _tools_recordings(folder: Path) -> list:
         from open_ephys.analysis.recordnode import RecordNode
     except ImportError as err:  # pragma: no cover - a dependency of the package
         raise RecordingError("open-ephys-python-tools is not installed") from err
+    _check_oebin_files(folder)
     if (folder / "structure.oebin").is_file():
         exp = re.search(r"(\d+)$", folder.parent.name)
         rec = re.search(r"(\d+)$", folder.name)
@@ -515,6 +520,22 @@ def _tools_recordings(folder: Path) -> list:
         return list(RecordNode(str(folder)).recordings)
     except (OSError, ValueError, KeyError, IndexError, ElementTree.ParseError) as err:
         raise RecordingError(f"{folder}: python-tools could not read it ({err})") from err
+
+
+def _check_oebin_files(folder: Path) -> None:
+    """Every ``structure.oebin`` python-tools would read below ``folder`` is a JSON object: a
+    bad one is named here (python-tools' own error does not say which file)."""
+    files = [folder / "structure.oebin", *folder.glob("recording*/structure.oebin"),
+             *folder.glob("experiment*/recording*/structure.oebin")]
+    for f in files:
+        if not f.is_file():
+            continue
+        try:
+            doc = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise RecordingError(f"{f}: not a valid structure.oebin ({exc})") from None
+        if not isinstance(doc, dict):
+            raise RecordingError(f"{f}: not a valid structure.oebin (a JSON object expected)")
 
 
 def _describe(rec) -> str:

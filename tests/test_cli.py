@@ -27,7 +27,9 @@ def test_detect_writes_peaks_and_sidecar(tmp_path, capsys):
     info = json.loads((out / "peaks.json").read_text())
     assert info["probe"] == "stereotrodes16" and info["first_sample_number"] == 251635
     assert info["stats"]["events"] >= len(peaks)
-    assert f"{len(peaks)} peaks" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"{len(peaks)} peaks" in printed
+    assert "probe: stereotrodes16 (16 channels) from [detect] probe" in printed
     # a record node folder and the session folder with --node give the same peaks
     out2 = tmp_path / "det2"
     assert main(["detect", str(DATA / "Record Node 101"), "--out", str(out2),
@@ -43,6 +45,7 @@ def test_replay_reports_and_agrees_with_offline(tmp_path, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "process() p50" in out and "identical to online" in out
+    assert f"probe: stereotrodes16 (the module's [detect] probe, from {GUI_CONFIG})" in out
 
 
 def test_bad_input_is_a_clear_error(tmp_path, capsys):

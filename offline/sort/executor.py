@@ -19,13 +19,15 @@ class Executor:
             progress=False) -> list:
         bar = _bar(len(arg_lists), desc, progress)
         out = []
-        for i, args in enumerate(arg_lists):
-            r = fn(*args)
-            if on_result is not None:
-                on_result(i, r)
-            out.append(r)
-            _tick(bar)
-        _close(bar)
+        try:
+            for i, args in enumerate(arg_lists):
+                r = fn(*args)
+                if on_result is not None:
+                    on_result(i, r)
+                out.append(r)
+                _tick(bar)
+        finally:
+            _close(bar)  # also on Ctrl-C: the message that follows gets a line of its own
         return out
 
     def close(self) -> None:
@@ -49,7 +51,8 @@ class LocalPoolExecutor(Executor):
 
         self.jobs = int(jobs)
         method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-        self._pool = cf.ProcessPoolExecutor(self.jobs, mp_context=mp.get_context(method))
+        self._pool = cf.ProcessPoolExecutor(self.jobs, mp_context=mp.get_context(method),
+                                            initializer=_ignore_sigint)
 
     def run(self, fn, arg_lists, on_result=None, desc="", progress=False):
         import concurrent.futures as cf
@@ -57,17 +60,24 @@ class LocalPoolExecutor(Executor):
         bar = _bar(len(arg_lists), desc, progress)
         futures = {self._pool.submit(fn, *args): i for i, args in enumerate(arg_lists)}
         out = [None] * len(arg_lists)
-        for fut in cf.as_completed(futures):
-            i = futures[fut]
-            out[i] = fut.result()
-            if on_result is not None:
-                on_result(i, out[i])
-            _tick(bar)
-        _close(bar)
+        try:
+            for fut in cf.as_completed(futures):
+                i = futures[fut]
+                out[i] = fut.result()
+                if on_result is not None:
+                    on_result(i, out[i])
+                _tick(bar)
+        except BaseException:  # Ctrl-C, or a failed task: drop the queued tasks now
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        finally:
+            _close(bar)
         return out
 
     def close(self):
-        self._pool.shutdown()
+        """Wait for the running tasks (workers ignore Ctrl-C: a worker killed mid-task could
+        leave the pool's queues locked) and drop the queued ones."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 class DaskExecutor(Executor):
@@ -111,10 +121,20 @@ class DaskExecutor(Executor):
 def make_executor(jobs: int | None = None, scheduler: str | None = None) -> Executor:
     """Dask when ``scheduler`` is given; else a pool of ``jobs`` processes (default: all
     cores); ``jobs=1`` runs in this process."""
+    if jobs is not None and int(jobs) < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
     if scheduler:
         return DaskExecutor(scheduler)
     jobs = int(jobs or os.cpu_count() or 1)
     return Executor() if jobs <= 1 else LocalPoolExecutor(jobs)
+
+
+def _ignore_sigint():
+    """Pool workers leave Ctrl-C to the main process (which stops them): no traceback from
+    each worker."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _bar(total, desc, enabled):

@@ -67,7 +67,7 @@ class _Work:
         atomic_write(self.path(stage, i), npz_bytes({**result, "_key": np.array(key)}))
 
 
-def _run_chunks(executor, work, stage, key, fn, arg_lists, indices, progress, desc):
+def _run_chunks(executor, work, stage, key, fn, arg_lists, indices, progress, desc, log=None):
     results = {}
     todo = []
     for i, args in zip(indices, arg_lists, strict=True):
@@ -76,6 +76,8 @@ def _run_chunks(executor, work, stage, key, fn, arg_lists, indices, progress, de
             todo.append((i, args))
         else:
             results[i] = r
+    if results and todo and log is not None:  # an interrupted run of the same sort
+        log(f"resuming: {len(results)} of {len(indices)} chunks done ({desc})")
 
     def on_result(k, r):
         i = todo[k][0]
@@ -88,8 +90,11 @@ def _run_chunks(executor, work, stage, key, fn, arg_lists, indices, progress, de
 
 def sort_recording(source: RecordingSource, out_dir, settings: AllSettings | None = None,
                    probe: Probe | None = None, executor: Executor | None = None,
-                   progress: bool = False, log=None) -> SortResult:
-    """Sort one stream and write ``out_dir/sort.{npz,json}`` and ``out_dir/phy/``."""
+                   progress: bool = False, log=None, probe_origin: str | None = None
+                   ) -> SortResult:
+    """Sort one stream and write ``out_dir/sort.{npz,json}`` and ``out_dir/phy/``.
+
+    ``probe_origin``: where the probe came from (``sort.json``'s ``probe_origin``)."""
     settings = settings or settings_from_table({})
     executor = executor or Executor()
     log = log or (lambda msg: None)
@@ -129,7 +134,7 @@ def sort_recording(source: RecordingSource, out_dir, settings: AllSettings | Non
     chunks = list(range(g.n_chunks))
     key = job.fingerprint()
     det = _run_chunks(executor, work, "detect", key, detect_chunk, [(job, i) for i in chunks],
-                      chunks, progress, "detect")
+                      chunks, progress, "detect", log=log)
     timings["detect_s"] = time.perf_counter() - t1
 
     # -- probe motion: estimated from the peaks; the traces corrected when it moves ------------
@@ -155,7 +160,8 @@ def sort_recording(source: RecordingSource, out_dir, settings: AllSettings | Non
                 noise = cached["noise_uv"]
             job = SortJob(source, settings, noise, lock_nb, snip_nb, drift=drift)
             det = _run_chunks(executor, work, "detect_mc", job.fingerprint(), detect_chunk,
-                              [(job, i) for i in chunks], chunks, progress, "detect (corrected)")
+                              [(job, i) for i in chunks], chunks, progress,
+                              "detect (corrected)", log=log)
         timings["motion_s"] = time.perf_counter() - t1m
     ev_t = np.concatenate([d["t"] for d in det])
     ev_c = np.concatenate([d["c"] for d in det])
@@ -195,7 +201,7 @@ def sort_recording(source: RecordingSource, out_dir, settings: AllSettings | Non
         dummy = np.zeros(tpl.n_units, np.float32)
         cal = _run_chunks(executor, work, stage, tkey, match_chunk,
                           [(job, i, tpl, dummy, *events_for(i), True) for i in cal_idx],
-                          cal_idx, progress, stage)
+                          cal_idx, progress, stage, log=log)
         unit = np.concatenate([r["unit"] for r in cal]) if cal else np.zeros(0, np.int32)
         err = np.concatenate([r["error"] for r in cal]) if cal else np.zeros(0, np.float32)
         return np.array([trough_threshold(err[unit == u], settings.sort.max_error,
@@ -209,7 +215,7 @@ def sort_recording(source: RecordingSource, out_dir, settings: AllSettings | Non
         rkey = job.fingerprint(templates.waveforms, templates.channels, thresholds, wide)
         acc = _run_chunks(executor, work, "rebuild", rkey, match_chunk,
                           [(job, i, templates, thresholds, *events_for(i), False, wide)
-                           for i in cal_idx], cal_idx, progress, "rebuild")
+                           for i in cal_idx], cal_idx, progress, "rebuild", log=log)
         n_before = templates.n_units
         templates = rebuild_templates(
             templates, wide, sum(r["sum"].astype(np.float64) for r in acc),
@@ -225,7 +231,7 @@ def sort_recording(source: RecordingSource, out_dir, settings: AllSettings | Non
     mkey = job.fingerprint(templates.waveforms, templates.channels, thresholds)
     matched = _run_chunks(executor, work, "match", mkey, match_chunk,
                           [(job, i, templates, thresholds, *events_for(i)) for i in chunks],
-                          chunks, progress, "match")
+                          chunks, progress, "match", log=log)
     timings["match_s"] = time.perf_counter() - t4
     result = _assemble(matched, templates, thresholds, job, rec, probe, g, pre)
     result.arrays.update(_motion_arrays(motion, peaks))
@@ -235,7 +241,8 @@ def sort_recording(source: RecordingSource, out_dir, settings: AllSettings | Non
     result.meta.update(
         sweepsort_version=_version(), recording=source.identity(),
         stream=getattr(rec, "stream_name", ""), settings=asdict(settings),
-        probe=probe.name, n_clusters=len(clusters), n_events_detected=int(len(ev_t)),
+        probe=probe.name, probe_origin=probe_origin or f"{probe.name} (given to sort_recording)",
+        n_clusters=len(clusters), n_events_detected=int(len(ev_t)),
         timings_s=timings, executor=executor.name, created=time.strftime("%Y-%m-%dT%H:%M:%S"))
     timings["total_s"] = time.perf_counter() - t0
     save_sort(out, result)

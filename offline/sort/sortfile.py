@@ -67,13 +67,23 @@ class SortResult:
         return self.arrays["spike_index"] / float(self.meta["recording_sample_rate_hz"])
 
 
+def umask_mode(mode: int = 0o666) -> int:
+    """``mode`` filtered by this process's umask: what ``open()`` would give a new file."""
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mode & ~mask
+
+
 def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename. The file gets the mode
+    a plain ``open()`` would give it (0o666 & ~umask), not mkstemp's 0o600."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            os.fchmod(f.fileno(), umask_mode())
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

@@ -22,19 +22,28 @@ class RecordingSource:
     recording: int | None = None
     stream: object = None
     flat: dict = field(default_factory=dict)
+    allow_truncated: bool = False
+    """Read the complete frames of a file that ends mid-frame (a GUI that died) instead of
+    failing."""
 
     def open(self):
         from offline.recording import open_flat_binary, open_recording
 
         if self.kind == "flat":
-            return open_flat_binary(self.path, **self.flat)
-        return open_recording(self.path, self.node, self.recording, self.stream)
+            return open_flat_binary(self.path, **self.flat,
+                                    allow_truncated=self.allow_truncated)
+        return open_recording(self.path, self.node, self.recording, self.stream,
+                              allow_truncated=self.allow_truncated)
 
     def identity(self) -> dict:
-        """What the sort file records about its input."""
-        return {"path": str(self.path), "kind": self.kind, "node": _plain(self.node),
-                "recording": self.recording, "stream": _plain(self.stream),
-                "flat": {k: _plain(v) for k, v in self.flat.items()}}
+        """What the sort file records about its input (``allow_truncated`` only when set, so
+        that the work keys of earlier sorts stay valid)."""
+        out = {"path": str(self.path), "kind": self.kind, "node": _plain(self.node),
+               "recording": self.recording, "stream": _plain(self.stream),
+               "flat": {k: _plain(v) for k, v in self.flat.items()}}
+        if self.allow_truncated:
+            out["allow_truncated"] = True
+        return out
 
 
 def _plain(value):

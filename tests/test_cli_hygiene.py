@@ -1,0 +1,123 @@
+"""The CLI around the sorter: --allow-truncated, errors that name the file, output modes that
+follow the umask, --jobs validated, Ctrl-C as one line and a re-run that says it resumes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_recording import write_binary_recording
+
+from offline.cli import main as cli_main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _session(tmp_path, n_channels=4, seconds=0.2):
+    rec_dir = tmp_path / "s" / "Record Node 102" / "experiment1" / "recording1"
+    rng = np.random.default_rng(0)
+    data = rng.normal(0, 20, (n_channels, int(30000 * seconds)))
+    data[:, 1000::700] -= 300
+    write_binary_recording(rec_dir, data, 0, [])
+    return tmp_path / "s", rec_dir
+
+
+def test_allow_truncated_reads_what_is_complete(tmp_path, capsys):
+    session, rec_dir = _session(tmp_path)
+    dat = next(rec_dir.glob("continuous/*/continuous.dat"))
+    with open(dat, "r+b") as f:
+        f.truncate(dat.stat().st_size - 3)  # the GUI died mid-frame
+    out = tmp_path / "o"
+    assert cli_main(["sort", str(session), "--out", str(out), "--probe", "single",
+                     "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "continuous.dat: truncated" in err and "pass --allow-truncated" in err
+    assert "allow_truncated=True in Python" in err
+    assert cli_main(["info", str(session), "--allow-truncated"]) == 0
+    assert "5999 samples" in capsys.readouterr().out
+    assert cli_main(["detect", str(session), "--out", str(tmp_path / "d"), "--quiet",
+                     "--allow-truncated"]) == 0
+    assert cli_main(["sort", str(session), "--out", str(out), "--probe", "single", "--jobs",
+                     "1", "--quiet", "--allow-truncated"]) == 0
+    from offline.sort import load_sort
+
+    meta = load_sort(out).meta
+    assert meta["n_samples"] == 5999 and meta["recording"]["allow_truncated"] is True
+
+
+def test_invalid_structure_oebin_is_named(tmp_path, capsys):
+    session, rec_dir = _session(tmp_path)
+    (rec_dir / "structure.oebin").write_text("{ not json")
+    for argv in (["sort", str(session), "--out", str(tmp_path / "o"), "--probe", "single"],
+                 ["info", str(session)],
+                 ["detect", str(session), "--out", str(tmp_path / "d")]):
+        assert cli_main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1
+        assert f"{rec_dir / 'structure.oebin'}: not a valid structure.oebin" in err
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_outputs_follow_the_umask(tmp_path, umask):
+    session, _ = _session(tmp_path)
+    old = os.umask(umask)
+    try:
+        out = tmp_path / "o"
+        assert cli_main(["sort", str(session), "--out", str(out), "--probe", "single",
+                         "--jobs", "1", "--quiet"]) == 0
+        assert cli_main(["detect", str(session), "--out", str(tmp_path / "d"), "--quiet"]) == 0
+    finally:
+        os.umask(old)
+    files = [out / "sort.npz", out / "sort.json", *sorted((out / "phy").iterdir()),
+             tmp_path / "d" / "peaks.npy", tmp_path / "d" / "peaks.json"]
+    assert len(files) > 10
+    modes = {f.name: oct(f.stat().st_mode & 0o777) for f in files}
+    assert set(modes.values()) == {oct(0o666 & ~umask)}, modes
+
+
+@pytest.mark.parametrize("bad", ["0", "-3", "two"])
+def test_jobs_is_validated(tmp_path, capsys, bad):
+    session, _ = _session(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["sort", str(session), "--out", str(tmp_path / "o"), "--probe", "single",
+                  "--jobs", bad])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --jobs: must be" in err and ">= 1" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_ctrl_c_is_one_line_and_the_rerun_resumes(tmp_path):
+    session, _ = _session(tmp_path, n_channels=8, seconds=30.0)
+    cfg = tmp_path / "sort.toml"
+    cfg.write_text("[preprocess]\nchunk_s = 0.25\n")  # 120 chunks
+    out = tmp_path / "o"
+    cmd = [sys.executable, "-m", "offline.cli", "sort", str(session), "--out", str(out),
+           "--probe", "single", "--jobs", "2", "--config", str(cfg)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    # its own process group, as a terminal's: Ctrl-C reaches the main process and the workers
+    proc = subprocess.Popen([*cmd, "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while len(list(out.glob("work/detect_*.npz"))) < 5 and proc.poll() is None:
+        assert time.monotonic() < deadline, "the sort did not start"
+        time.sleep(0.02)
+    assert proc.poll() is None, proc.communicate()
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert stderr == "sweepsort sort: interrupted; re-run the same command to resume\n"
+    assert not (out / "sort.json").exists()
+    done = len(list(out.glob("work/detect_*.npz")))
+    assert 5 <= done < 120
+    rerun = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"resuming: {done} of 120 chunks done (detect)" in rerun.stdout
+    assert "Traceback" not in rerun.stderr
+    assert (out / "sort.json").is_file()
