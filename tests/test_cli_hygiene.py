@@ -102,8 +102,11 @@ def test_ctrl_c_is_one_line_and_the_rerun_resumes(tmp_path):
            "--probe", "single", "--jobs", "2", "--config", str(cfg)]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     # its own process group, as a terminal's: Ctrl-C reaches the main process and the workers
+    # and Ctrl-C handled even when this test runs as a background job (a shell without job
+    # control starts those with SIGINT ignored, and Python keeps an ignored SIGINT ignored)
     proc = subprocess.Popen([*cmd, "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, start_new_session=True)
+                            text=True, env=env, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while len(list(out.glob("work/detect_*.npz"))) < 5 and proc.poll() is None:
         assert time.monotonic() < deadline, "the sort did not start"
