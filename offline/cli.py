@@ -63,6 +63,16 @@ def _jobs_arg(value: str) -> int:
     return jobs
 
 
+def _drift_arg(value: str) -> float:
+    try:
+        drift = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of µm, got {value!r}") from None
+    if not abs(drift) <= 200.0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"must be within ±200 µm, got {value}")
+    return drift
+
+
 def _load_detection_settings(config: str | None):
     from oe_plugin.config import from_table, load_toml
     from oe_plugin.settings import DetectSettings, FilterSettings
@@ -473,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the simulated probe")
     p.add_argument("--jobs", type=_jobs_arg, default=2, help="sort worker processes (>= 1)")
     p.add_argument("--seed", type=int, default=1, help="simulation seed")
-    p.add_argument("--drift-um", type=float, default=15.0,
+    p.add_argument("--drift-um", type=_drift_arg, default=15.0,
                    help="the probe's slow drift along depth over the recording, µm (0: none)")
     p.add_argument("--report-units", type=int, help="report only the first N units")
     p.add_argument("--quiet", action="store_true", help="print only the summary")

@@ -93,6 +93,15 @@ def test_jobs_is_validated(tmp_path, capsys, bad):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("bad", ["nan", "500", "far"])
+def test_demo_drift_is_validated(tmp_path, capsys, bad):
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["demo", "--out", str(tmp_path / "d"), "--drift-um", bad])
+    assert exc.value.code == 2
+    assert "argument --drift-um: must be" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
+
+
 def test_ctrl_c_is_one_line_and_the_rerun_resumes(tmp_path):
     session, _ = _session(tmp_path, n_channels=8, seconds=30.0)
     cfg = tmp_path / "sort.toml"
