@@ -2,10 +2,13 @@
 
 Walks the recordings and streams :func:`offline.recording.open_recording` can select (indices
 0, 1, ... until it reports there are no more) and describes each stream without reading its
-samples (memory maps only).
+samples (memory maps only). A session folder with several Record Nodes is listed node by node
+unless ``node`` picks one.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from offline.recording import RecordingError, open_recording
 
@@ -34,8 +37,23 @@ def describe_stream(rec) -> dict:
     }
 
 
+def record_nodes(path) -> list[str]:
+    """The ``Record Node …`` folders directly inside ``path`` (a session folder), by number."""
+    p = Path(path)
+    if not p.is_dir():
+        return []
+    names = [d.name for d in p.iterdir() if d.is_dir() and d.name.startswith("Record Node ")]
+    return sorted(names, key=lambda n: (len(n), n))
+
+
 def recording_info(path, node=None, *, allow_truncated: bool = False) -> list[dict]:
-    """One entry per (recording, stream): ``describe_stream`` plus the two indices."""
+    """One entry per (record node, recording, stream): ``describe_stream`` plus the node's name
+    and the two indices. Without ``node``, every Record Node of a session folder."""
+    nodes = record_nodes(path) if node is None else []
+    if len(nodes) > 1:
+        return [entry for n in nodes
+                for entry in recording_info(path, n, allow_truncated=allow_truncated)]
+    label = str(node) if node is not None else (nodes[0] if nodes else "")
     out = []
     for r in range(MAX_ITEMS):
         found = False
@@ -47,7 +65,7 @@ def recording_info(path, node=None, *, allow_truncated: bool = False) -> list[di
                     raise
                 break
             found = True
-            out.append({"recording": r, "stream_index": s, **describe_stream(rec)})
+            out.append({"node": label, "recording": r, "stream_index": s, **describe_stream(rec)})
         if not found:
             break
     return out
@@ -56,8 +74,9 @@ def recording_info(path, node=None, *, allow_truncated: bool = False) -> list[di
 def format_info(entries: list[dict]) -> str:
     lines = []
     for e in entries:
+        where = f"{e['node']}: " if e.get("node") else ""
         lines.append(
-            f"recording {e['recording']} stream {e['stream_index']} {e['stream']!r} "
+            f"{where}recording {e['recording']} stream {e['stream_index']} {e['stream']!r} "
             f"[{e['format']}]: {e['n_channels']} ch @ {e['sample_rate_hz']:g} Hz, "
             f"{e['n_samples']} samples ({e['duration_s']:.2f} s) from sample number "
             f"{e['first_sample_number']}; TTL events: {e['ttl_events']} on lines "

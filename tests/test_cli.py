@@ -59,3 +59,17 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys):
     assert main(["detect", str(DATA), "--node", "999", "--out", str(tmp_path / "o")]) == 2
     assert "999" in capsys.readouterr().err
     assert not (tmp_path / "o" / "peaks.npy").exists()
+
+
+def test_info_lists_every_record_node(capsys):
+    """The example session has Record Nodes 101 and 105: both are listed unless --node picks
+    one (issue 14: info showed only the first)."""
+    assert main(["info", str(DATA), "--json"]) == 0
+    entries = json.loads(capsys.readouterr().out)
+    assert [e["node"] for e in entries] == ["Record Node 101", "Record Node 105"]
+    assert [Path(e["path"]).name for e in entries] == ["Record Node 101", "Record Node 105"]
+    assert main(["info", str(DATA), "--node", "105"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("105: recording 0 stream 0") and "Record Node 101" not in out
+    assert main(["info", str(DATA / "Record Node 101")]) == 0
+    assert capsys.readouterr().out.startswith("recording 0 stream 0")
