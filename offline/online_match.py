@@ -32,8 +32,8 @@ import numpy as np
 
 from oe_plugin.kernels.detector import SpikeDetector
 from oe_plugin.kernels.drift import correct_block_binned
-from oe_plugin.kernels.match import NO_UNIT, make_params, match_events, match_tables
-from oe_plugin.online.sort_model import SortModel, load_sort_model
+from oe_plugin.kernels.match import NO_UNIT, match_events, match_tables
+from oe_plugin.online.sort_model import SortModel, load_sort_model, match_params
 from oe_plugin.online.sorter_core import SPIKE_DTYPE, detection_settings, match_reach
 
 
@@ -78,8 +78,7 @@ def causal_sort(traces_uv: np.ndarray, sample_rate_hz: float, model: SortModel |
     pad = before + after + 8
     src = np.zeros((pad + n + pad, n_ch), np.float32)
     src[pad:pad + n] = scaled.T
-    params = make_params(model.pre, model.max_shift, model.amplitude_min, model.amplitude_max,
-                         mask=-1, row_offset=-pad, subtract=True, pair_window=model.pair_window)
+    params = match_params(model, mask=-1, row_offset=-pad)
     norms, tpl_rows, work, iwork = match_tables(model.templates, model.cand_ptr, n_ch, params)
     e = len(t_ev)
     unit, shift, ok_n, unit2, shift2 = (np.zeros(e, np.int32) for _ in range(5))

@@ -149,6 +149,69 @@ def test_overlap_no_single_template_fits_is_resolved_as_a_pair():
         assert np.abs(src[1980:2030]).max() < 5.0  # both subtracted: noise only
 
 
+def _pairs_scene(n_pairs=10, spacing=300, gap=5, seed=11):
+    """``n_pairs`` overlaps like :func:`_pair_scene`'s, ``spacing`` samples apart; one event
+    each (unit 0's time, channel 2)."""
+    rng = np.random.default_rng(seed)
+    tpl, chans = _pair_scene(seed, gap)[1:]
+    n = 600 + n_pairs * spacing
+    x = rng.standard_normal((n, N_CH)).astype(np.float32)
+    ev_t = 300 + spacing * np.arange(n_pairs, dtype=np.int64)
+    for t in ev_t:
+        for tt, u in ((t, 0), (t + gap, 1)):
+            x[tt - PRE : tt - PRE + WIDTH, chans[u]] += tpl[u].T
+    return x, tpl, chans, ev_t, np.full(n_pairs, 2, np.int32)
+
+
+def test_online_overlap_effort_still_resolves_pairs():
+    """One pursuit cycle, no coordinate descent, every second shift (the online effort): the
+    pair scenes come out with the offline effort's units, within a sample of its times."""
+    thr = np.full(2, 2.0, dtype=np.float32)
+    ev_t, ev_c = np.array([2000], np.int64), np.array([2], np.int32)
+    for seed, gap in ((3, 4), (4, -6), (5, 9), (7, 7)):
+        x, tpl, chans = _pair_scene(seed, gap)
+        found = []
+        for params in (make_params(PRE, 2, pair_window=12),
+                       make_params(PRE, 2, pair_window=12, refit_rounds=0, overlap_rounds=1,
+                                   pursuit_step=2)):
+            args, (unit, shift, _, _, ok) = _run(x.copy(), ev_t, ev_c, tpl, chans, params, thr)
+            match_events(*args)
+            found.append((int(ok[0]), sorted([(int(shift[0]), int(unit[0])),
+                                               (int(args[19][0]), int(args[18][0]))])))
+        assert found[0] == (2, sorted([(0, 0), (gap, 1)])), (gap, found)
+        # the online effort: the same units, times within a sample (no coordinate descent)
+        assert found[1][0] == 2, (gap, found)
+        got = sorted(found[1][1], key=lambda p: p[1])
+        assert [u for _, u in got] == [0, 1] and abs(got[0][0]) <= 1 and abs(got[1][0] - gap) <= 1
+
+
+def test_overlap_budget_bounds_attempts_and_ignores_call_boundaries():
+    """With a budget (one attempt earned per 1000 samples, two saved up at most) only the
+    attempts it allows resolve pairs; matching the events one call at a time with the same
+    scratch gives the same result as one call."""
+    x, tpl, chans, ev_t, ev_c = _pairs_scene()
+    thr = np.full(2, 2.0, dtype=np.float32)
+    free = make_params(PRE, 2, pair_window=12)
+    args, outs = _run(x.copy(), ev_t, ev_c, tpl, chans, free, thr)
+    match_events(*args)
+    assert (outs[4] == 2).all()  # every pair resolves without a budget
+    budget = make_params(PRE, 2, pair_window=12, overlap_rate=1e-3, overlap_burst=2)
+    args, outs = _run(x.copy(), ev_t, ev_c, tpl, chans, budget, thr)
+    match_events(*args)
+    allowed = 2 + int((ev_t[-1] - ev_t[0]) * 1e-3)  # 2 saved up + 2 earned over 2700 samples
+    assert (outs[4] == 2).sum() == allowed
+    assert list(outs[4][:2]) == [2, 2] and (outs[4][2:] < 2).any()
+    # the same events one call at a time: the budget carries over in the scratch
+    one_args, one_outs = _run(x.copy(), ev_t[:1], ev_c[:1], tpl, chans, budget, thr)
+    ok_each = []
+    for e in range(len(ev_t)):
+        one_args[1], one_args[2] = ev_t[e:e + 1], ev_c[e:e + 1]
+        match_events(*one_args)
+        ok_each.append(int(one_outs[4][0]))
+    assert ok_each == outs[4].tolist()
+    np.testing.assert_array_equal(one_args[0], args[0])
+
+
 def test_pair_rejected_leaves_src_unchanged_and_cfunc_agrees():
     x, tpl, chans = _pair_scene(6, 5)
     x[1900:1930, 0:3] += 8 * np.random.default_rng(1).standard_normal((30, 3)).astype(np.float32)

@@ -137,6 +137,37 @@ def test_core_random_blocks_equal_offline(session, seed):
     assert s.stats["queue_dropped"] == 0 and s.stats["output_dropped"] == 0
 
 
+def test_overlap_budget_is_spent_alike_online_and_offline(session, monkeypatch):
+    """The online overlap budget (rejected events tried as overlaps at a bounded rate) counts on
+    event times: a budget that binds changes the labels, and the online sorter in random blocks
+    still writes exactly the causal reference's spikes."""
+    import oe_plugin.online.sort_model as sort_model
+
+    model = load_sort_model(session["sort_dir"], C, FS)
+    data = session["data"]
+    monkeypatch.setattr(sort_model, "ONLINE_OVERLAP_PER_S", 0.0)  # no budget
+    free = causal_sort(data, FS, model)
+    monkeypatch.setattr(sort_model, "ONLINE_OVERLAP_PER_S", 2.0)
+    monkeypatch.setattr(sort_model, "ONLINE_OVERLAP_BURST", 1.0)
+    tight = causal_sort(data, FS, model)
+    assert (tight["unit"] >= 0).sum() < (free["unit"] >= 0).sum()  # the budget binds here
+    want = tight[np.argsort(tight["sample_index"], kind="stable")]
+    s = OnlineSorter(C, FS, model)
+    for seed in (0, 1):
+        s.reset()
+        rng = np.random.default_rng(seed)
+        parts, pos = [], 0
+        while pos < data.shape[1]:
+            k = int(rng.choice([1, 300, int(rng.integers(1, 5000))]))
+            n = s.process_online(np.ascontiguousarray(data[:, pos:pos + k]))
+            parts.append(s.spikes(n))
+            pos += k
+        got = np.concatenate(parts)
+        got = got[np.argsort(got["sample_index"], kind="stable")]
+        for f in got.dtype.names:
+            np.testing.assert_array_equal(got[f], want[f])
+
+
 @pytest.mark.parametrize("blocks", [None, RandomBlocks(seed=4, max_size=6000, p_one=0.02)])
 def test_module_in_host_simulator_equals_offline(session, tmp_path, blocks):
     report = run_session(MODULE, RecordingSource(session["rec"]), blocks,

@@ -51,6 +51,15 @@ The kept spikes stay subtracted and are reported (``out_*2`` for all after the f
 none, ``src`` is restored (up to float32 rounding) and the event stays rejected. Only rejected
 events pay for it.
 
+**Effort and budget** (the offline sorter's defaults first; the online sorter's in
+:func:`oe_plugin.online.sort_model.match_params`): ``P_REFIT_ROUNDS`` coordinate-descent rounds
+in step 3 (3), ``P_OVERLAP_ROUNDS`` cycles of steps 1-3 (0: ``2 N``), ``P_PURSUIT_STEP`` the
+shift step of step 1's ±L search (1; step 2's polish then refines ±S). ``P_OVERLAP_RATE`` > 0
+bounds how many rejected events are tried at all: one try is earned every ``1 / rate`` samples
+of stream time and at most ``P_OVERLAP_BURST`` are saved up (state in ``work``, reset by
+:func:`reset_overlap_budget`); it depends on the events' times only, so the same events give the
+same result in one call or one event per call.
+
 **Speed.** A search (an event's candidates over ``±S``, or the second spike's over ``±L``)
 gathers the window rows of the channels its candidates use once into contiguous float32 scratch
 and fits each template row as one vectorised float32 product over rows zero-padded to
@@ -90,13 +99,19 @@ P_ROW_OFFSET = 5  # stream index of row 0 (plain array) / subtracted before mask
 P_SUBTRACT = 6  # 1: subtract accepted fits from src
 P_PAIR_WINDOW = 7  # L > 0: resolve rejected events as overlapping spikes within ±L samples
 P_MAX_SPIKES = 8  # most spikes an overlap resolves into (2: pairs)
-N_PARAMS = 9
+P_REFIT_ROUNDS = 9  # coordinate-descent rounds when a resolved overlap fails verification
+P_OVERLAP_ROUNDS = 10  # pursue -> verify -> refit -> drop-worst cycles (0: 2 x max spikes)
+P_PURSUIT_STEP = 11  # shift step of a pursuit pick's +-L search (polish then refines +-S)
+P_OVERLAP_RATE = 12  # overlap attempts earned per stream sample (0: every rejected event tries)
+P_OVERLAP_BURST = 13  # most attempts saved up (the budget's capacity)
+N_PARAMS = 14
 
 NO_UNIT = -1
 
 
 def make_params(pre, max_shift, amp_min=0.5, amp_max=2.0, mask=-1, row_offset=0, subtract=True,
-                pair_window=0, max_spikes=2):
+                pair_window=0, max_spikes=2, refit_rounds=3, overlap_rounds=0,
+                pursuit_step=1, overlap_rate=0.0, overlap_burst=0.0):
     """The ``params`` array of :func:`match_events` (``pair_window`` 0: no overlap resolution;
     ``max_spikes``: most spikes an overlap resolves into, at most :data:`MAX_SPIKES`)."""
     params = np.zeros(N_PARAMS, dtype=np.float64)
@@ -109,6 +124,11 @@ def make_params(pre, max_shift, amp_min=0.5, amp_max=2.0, mask=-1, row_offset=0,
     params[P_SUBTRACT] = 1.0 if subtract else 0.0
     params[P_PAIR_WINDOW] = pair_window
     params[P_MAX_SPIKES] = max(1, min(int(max_spikes), MAX_SPIKES))
+    params[P_REFIT_ROUNDS] = max(0, int(refit_rounds))
+    params[P_OVERLAP_ROUNDS] = max(0, int(overlap_rounds))
+    params[P_PURSUIT_STEP] = max(1, int(pursuit_step))
+    params[P_OVERLAP_RATE] = max(0.0, float(overlap_rate))
+    params[P_OVERLAP_BURST] = max(0.0, float(overlap_burst))
     return params
 
 
@@ -129,9 +149,10 @@ PAD = 16
 register) so that every row product is one vectorised loop without a remainder."""
 MAX_SPIKES = 8
 """Most spikes one overlap resolves into (``params[P_MAX_SPIKES]`` is capped to it)."""
-_SPIKES = 4  # work[4 : 4 + 5 * MAX_SPIKES]: the spikes of the overlap being resolved
+_BUDGET = 4  # work[4] = overlap attempts saved up, work[5] = stream index they were counted at
+_SPIKES = 6  # work[6 : 6 + 5 * MAX_SPIKES]: the spikes of the overlap being resolved
 _HEADER = _SPIKES + 5 * MAX_SPIKES  # work[:4] = slot capacity, candidate capacity, reach
-# (samples), padded width; then the overlap's spike list
+# (samples), padded width; then the overlap budget; then the overlap's spike list
 _FAST = {"reassoc", "contract"}  # lets LLVM vectorise the row products (the same compiled
 # code serves the offline and the online path, and its order does not depend on the data)
 
@@ -183,7 +204,37 @@ def match_tables(templates, cand_ptr, n_channels, params):
     work[1] = n_cand
     work[2] = max(int(params[P_MAX_SHIFT]), int(params[P_PAIR_WINDOW]), 0)
     work[3] = wp
+    reset_overlap_budget(work, params)
     return norm2, rows, work, np.zeros(ni, np.int32)
+
+
+def reset_overlap_budget(work, params) -> None:
+    """A full overlap budget (``params[P_OVERLAP_BURST]`` attempts), counted from the next
+    event: the state before the first sample of a stream."""
+    work[_BUDGET] = params[P_OVERLAP_BURST]
+    work[_BUDGET + 1] = np.nan
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _take_overlap_attempt(work, params, t):
+    """Whether a rejected event at stream index ``t`` may be resolved as an overlap: always
+    without a budget (``params[P_OVERLAP_RATE]`` 0); else when an attempt is saved up (one is
+    earned every ``1 / rate`` samples, at most ``P_OVERLAP_BURST`` kept), which it spends. The
+    count depends on the events' times only, never on how a stream is cut into blocks."""
+    rate = params[P_OVERLAP_RATE]
+    if rate <= 0.0:
+        return True
+    tokens = work[_BUDGET]
+    last = work[_BUDGET + 1]
+    if not np.isnan(last) and t > last:
+        tokens = min(params[P_OVERLAP_BURST], tokens + (t - last) * rate)
+    if np.isnan(last) or t > last:
+        work[_BUDGET + 1] = t
+    if tokens < 1.0:
+        work[_BUDGET] = tokens
+        return False
+    work[_BUDGET] = tokens - 1.0
+    return True
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -247,6 +298,31 @@ def _products(fx, xs, iwork, n_ch, cands, n_cand, tpl_chan, tpl_rows, j_lo, j_hi
 
 
 @numba.njit(cache=True, error_model="numpy", fastmath=_FAST)
+def _products_strided(fx, xs, iwork, n_ch, cands, n_cand, tpl_chan, tpl_rows, j_lo, j_hi, n_sh,
+                      out, step):
+    """:func:`_products` for shifts ``step`` samples apart: ``out[q * n_sh + j]`` is the
+    product at window offset ``j * step``."""
+    wp = tpl_rows.shape[2]
+    for q in range(n_cand):
+        u = cands[q]
+        o_q = q * n_sh
+        for j in range(j_lo, j_hi + 1):
+            out[o_q + j] = 0.0
+        for k in range(tpl_chan.shape[1]):
+            ch = tpl_chan[u, k]
+            if ch < 0 or ch >= n_ch:
+                continue
+            t = tpl_rows[u, k]
+            o = (iwork[ch] - 1) * xs
+            for j in range(j_lo, j_hi + 1):
+                x = fx[o + j * step:o + j * step + wp]
+                acc = np.float32(0.0)
+                for w in range(wp):
+                    acc += x[w] * t[w]
+                out[o_q + j] += acc
+
+
+@numba.njit(cache=True, error_model="numpy", fastmath=_FAST)
 def _energy(x, n):
     """``sum(x[:n]^2)`` (float32 terms, float64 result)."""
     acc = np.float32(0.0)
@@ -257,7 +333,7 @@ def _energy(x, n):
 
 @numba.njit(cache=True, error_model="numpy")
 def _search(src, mask, first, s_lo, s_hi, templates, tpl_rows, tpl_chan, tpl_norm2, n_cand,
-            amp_min, amp_max, work, iwork):
+            amp_min, amp_max, work, iwork, step=1):
     """The candidate (listed in ``iwork[2C : 2C + n_cand]``) and shift ``s`` in ``[s_lo, s_hi]``
     (window row 0 at ``first + s``) that explain most of the window: returns ``(gain, q, shift,
     amplitude, error)`` with ``q`` the winner's index in the list, -1 when no fit has a positive
@@ -275,12 +351,13 @@ def _search(src, mask, first, s_lo, s_hi, templates, tpl_rows, tpl_chan, tpl_nor
     width = templates.shape[2]
     n_k = templates.shape[1]
     wp = tpl_rows.shape[2]
-    n_sh = s_hi - s_lo + 1
     none = (0.0, -1, 0, 0.0, np.inf)
-    if n_sh <= 0 or n_cand <= 0:
+    if s_hi < s_lo or n_cand <= 0 or step < 1:
         return none
+    n_sh = (s_hi - s_lo) // step + 1  # shifts evaluated: s_lo + j * step
+    span = (n_sh - 1) * step + 1  # window positions they cover
     slot_cap = np.int64(work[0])
-    o_x, o_d, _ = _layout(slot_cap, np.int64(work[1]), n_sh, wp)
+    o_x, o_d, _ = _layout(slot_cap, np.int64(work[1]), span, wp)
     cands = iwork[2 * n_ch:]
     n_slot = 0
     overflow = False
@@ -303,14 +380,14 @@ def _search(src, mask, first, s_lo, s_hi, templates, tpl_rows, tpl_chan, tpl_nor
     j_lo = 0
     j_hi = n_sh - 1
     if mask == -1:
-        j_lo = max(0, -row0)
-        j_hi = min(n_sh - 1, n_src - width - row0)
+        j_lo = max(0, (-row0 + step - 1) // step)
+        j_hi = min(n_sh - 1, (n_src - width - row0) // step)
     if overflow or j_lo > j_hi:
         for i in range(n_slot):
             iwork[iwork[n_ch + i]] = 0
         return none
-    xs = n_sh + wp
-    n_real = n_sh + width - 1  # samples any shift reads; the rest meets zero padding
+    xs = span + wp
+    n_real = span + width - 1  # samples any shift reads; the rest meets zero padding
     fx = work[o_x:o_x + (n_slot * xs + 1) // 2].view(np.float32)
     for i in range(n_slot):
         ch = iwork[n_ch + i]
@@ -328,8 +405,12 @@ def _search(src, mask, first, s_lo, s_hi, templates, tpl_rows, tpl_chan, tpl_nor
     best_q = -1
     best_j = 0
     best_a = 0.0
-    _products(fx, xs, iwork, n_ch, cands, n_cand, tpl_chan, tpl_rows, j_lo, j_hi, n_sh,
-              work[o_d:])
+    if step == 1:
+        _products(fx, xs, iwork, n_ch, cands, n_cand, tpl_chan, tpl_rows, j_lo, j_hi, n_sh,
+                  work[o_d:])
+    else:
+        _products_strided(fx, xs, iwork, n_ch, cands, n_cand, tpl_chan, tpl_rows, j_lo, j_hi,
+                          n_sh, work[o_d:], step)
     for q in range(n_cand):
         u = cands[q]
         n2 = np.float64(tpl_norm2[u])
@@ -358,19 +439,20 @@ def _search(src, mask, first, s_lo, s_hi, templates, tpl_rows, tpl_chan, tpl_nor
         for k in range(n_k):
             ch = tpl_chan[u, k]
             if ch >= 0 and ch < n_ch:
-                x = fx[(iwork[ch] - 1) * xs + best_j:]
+                x = fx[(iwork[ch] - 1) * xs + best_j * step:]
                 xx += _energy(x, width)
                 n_rows += 1
         best_err = max(xx - best_gain, 0.0) / (n_rows * width)
     for i in range(n_slot):
         iwork[iwork[n_ch + i]] = 0
-    return best_gain, best_q, s_lo + best_j, best_a, best_err
+    return best_gain, best_q, s_lo + best_j * step, best_a, best_err
 
 
 @numba.njit(cache=True, error_model="numpy")
 def _workspace_ok(n_ch, templates, tpl_rows, params, work, iwork):
     """Whether ``tpl_rows`` and the scratch fit these templates, channels and ``params``."""
-    if work.shape[0] < _HEADER or iwork.shape[0] < 2 * n_ch + 1:
+    if (params.shape[0] < N_PARAMS or work.shape[0] < _HEADER
+            or iwork.shape[0] < 2 * n_ch + 1):
         return False
     n_slot = np.int64(work[0])
     n_cand = np.int64(work[1])
@@ -510,6 +592,7 @@ def _pursue(src, n, n_max, t1, u1, window, templates, tpl_chan, tpl_norm2, tpl_r
     pre = np.int64(params[P_PRE])
     mask = np.int64(params[P_MASK])
     row_offset = np.int64(params[P_ROW_OFFSET])
+    step = max(np.int64(params[P_PURSUIT_STEP]), 1)
     n_ch = src.shape[1]
     while n < MAX_SPIKES and _n_kept(work, n) < n_max:
         n_cand = _union_candidates(u1, tpl_chan, cand_ptr, cand_idx, templates.shape[0], iwork,
@@ -518,7 +601,7 @@ def _pursue(src, n, n_max, t1, u1, window, templates, tpl_chan, tpl_norm2, tpl_r
             break
         gain, q, s, a, _ = _search(src, mask, t1 - row_offset - pre, -window, window, templates,
                                    tpl_rows, tpl_chan, tpl_norm2, n_cand, params[P_AMP_MIN],
-                                   params[P_AMP_MAX], work, iwork)
+                                   params[P_AMP_MAX], work, iwork, step)
         if q < 0 or gain < 0.25 * np.float64(tpl_norm2[iwork[2 * n_ch + q]]):
             break
         u = iwork[2 * n_ch + q]
@@ -603,7 +686,7 @@ def _refit_overlap(src, n, t1, u1, window, max_shift, templates, tpl_chan, tpl_n
     row_offset = np.int64(params[P_ROW_OFFSET])
     n_templates = templates.shape[0]
     n_ch = src.shape[1]
-    for _ in range(3):
+    for _ in range(np.int64(params[P_REFIT_ROUNDS])):
         for i in range(n):
             if work[_SPIKES + 5 * i + 4] <= 0:
                 continue
@@ -652,7 +735,10 @@ def resolve_overlap(src, t, c, u1, s1, a1, templates, tpl_chan, tpl_norm2, tpl_r
     _set_spike(work, 0, u1, t1, a1, np.inf, 1.0)
     subtract_fit(src, t1, u1, a1, templates, tpl_chan, params)
     n = 1  # slots used (a dropped spike keeps its slot, marked not kept)
-    for _ in range(2 * n_max):
+    rounds = np.int64(params[P_OVERLAP_ROUNDS])
+    if rounds <= 0:
+        rounds = 2 * n_max
+    for _ in range(rounds):
         n = _pursue(src, n, n_max, t1, u1, window, templates, tpl_chan, tpl_norm2, tpl_rows,
                     cand_ptr, cand_idx, params, work, iwork, cap)
         _polish(src, n, max_shift, templates, tpl_chan, tpl_norm2, tpl_rows, params, work,
@@ -776,7 +862,7 @@ def match_events(
         n_spikes = 1 if ok else 0
         if ok and subtract:
             subtract_fit(src, ev_t[e] + s, u, a, templates, tpl_chan, params)
-        elif not ok and overlaps and u >= 0:
+        elif not ok and overlaps and u >= 0 and _take_overlap_attempt(work, params, ev_t[e]):
             found = resolve_overlap(src, ev_t[e], ev_c[e], u, s, a, templates, tpl_chan,
                                     tpl_norm2, tpl_rows, cand_ptr, cand_idx, thresholds,
                                     params, work, iwork, n_max)

@@ -25,8 +25,8 @@ from oe_plugin.kernels import detect as D
 from oe_plugin.kernels import online_sort as K
 from oe_plugin.kernels._entry import ArgTable, entry_caller
 from oe_plugin.kernels.detector import SpikeDetector
-from oe_plugin.kernels.match import P_MASK, make_params, match_tables
-from oe_plugin.online.sort_model import SortModel
+from oe_plugin.kernels.match import P_MASK, make_params, match_tables, reset_overlap_budget
+from oe_plugin.online.sort_model import SortModel, match_params
 from oe_plugin.settings import DetectSettings, FilterSettings
 
 SUB = 256
@@ -81,9 +81,7 @@ class OnlineSorter:
             thr, peak = model.thresholds, model.peak_uv
             cand_ptr, cand_idx = model.cand_ptr, model.cand_idx
             self.need_before, self.need_after = match_reach(model)
-            self.mparams = make_params(model.pre, model.max_shift, model.amplitude_min,
-                                       model.amplitude_max, mask=-1, row_offset=0, subtract=True,
-                                       pair_window=model.pair_window)
+            self.mparams = match_params(model)
         else:
             tpl = np.zeros((1, 1, 1), np.float32)
             chans = np.full((1, 1), -1, np.int32)
@@ -162,6 +160,7 @@ class OnlineSorter:
         self.mring[...] = 0
         self.scount[...] = 0
         self.iwork[...] = 0
+        reset_overlap_budget(self.work, self.mparams)
 
     def process(self, block: np.ndarray) -> int:
         """``@njit`` way in; ``block`` (C, n) float32 (rewritten when write_downstream).
