@@ -88,13 +88,14 @@ def causal_sort(traces_uv: np.ndarray, sample_rate_hz: float, model: SortModel |
                  model.thresholds, params, work, iwork, unit, shift, amp, err, ok_n, unit2,
                  shift2, amp2, err2)
     rows = []
+    lut = model.unit_lut  # template -> unit (a unit may own several templates)
     for i in range(e):
         if ok_n[i] >= 1:
-            rows.append((t_ev[i] + shift[i], c_ev[i], amp_uv[i], unit[i]))
+            rows.append((t_ev[i] + shift[i], c_ev[i], amp_uv[i], lut[unit[i]]))
             if ok_n[i] == 2:
                 u2 = int(unit2[i])
                 rows.append((t_ev[i] + shift2[i], c_ev[i],
-                             np.float32(amp2[i] * model.peak_uv[u2]), u2))
+                             np.float32(amp2[i] * model.peak_uv[u2]), lut[u2]))
         else:
             rows.append((t_ev[i], c_ev[i], amp_uv[i], NO_UNIT))
     return np.array(rows, SPIKE_DTYPE) if rows else np.zeros(0, SPIKE_DTYPE)

@@ -137,6 +137,56 @@ def test_core_random_blocks_equal_offline(session, seed):
     assert s.stats["queue_dropped"] == 0 and s.stats["output_dropped"] == 0
 
 
+def test_units_owning_several_templates_online_equal_offline(tmp_path):
+    """A bursting cell: unit 0's spikes followed 5 ms later by copies at 0.6 of its size, and a
+    sort folder whose unit 0 owns a second template (0.6 x its first, ``extra_templates_uv``):
+    both templates label spikes as unit 0, online (random blocks) exactly as the causal
+    reference, and no label outside the sort's units."""
+    from dataclasses import replace
+
+    from offline.sort.sortfile import load_sort
+
+    data, truth, pos = synthetic_session(seed=3)
+    t0 = truth["sample_index"][truth["channel"] == 0]
+    t0 = t0[(t0 > PRE) & (t0 < data.shape[1] - POST - 200)]
+    burst_t = t0 + 150
+    for t in t0:  # the burst's second spike: the first one scaled by 0.6, 150 samples later
+        data[:, t + 150 - PRE:t + 150 + POST] += 0.6 * data[:, t - PRE:t + POST]
+    folder = write_sort_folder(tmp_path / "burst.sort", data, truth, pos)
+    res = load_sort(folder)
+    a = res.arrays
+    a.update(extra_templates_uv=0.6 * a["templates_uv"][:1],
+             extra_template_channels=a["template_channels"][:1],
+             extra_template_threshold=a["template_threshold"][:1],
+             extra_template_unit=np.zeros(1, np.int32))
+    res.meta["settings"]["sort"].update(amplitude_min=0.8, amplitude_max=1.25)
+    save_sort(folder, res)
+    model = load_sort_model(folder, C, FS)
+    assert model.n_units == C and model.n_templates == C + 1
+    want = causal_sort(data, FS, model)
+    assert want["unit"].min() >= -1 and want["unit"].max() < C
+    near = [want["unit"][np.abs(want["sample_index"] - t) <= 3] for t in burst_t]
+    seen = [n for n in near if len(n)]  # at 0.6 of SNR 8 some stay under the threshold
+    assert len(seen) >= 0.5 * len(near)
+    assert np.mean([(n == 0).any() for n in seen]) >= 0.9  # the detected ones are unit 0's
+    # they were matched by the extra template: with templates as units they carry its index
+    raw = causal_sort(data, FS, replace(model, unit_lut=np.append(np.arange(C + 1), -1)))
+    assert (raw["unit"] == C).sum() >= 0.8 * len(seen)
+    want = want[np.argsort(want["sample_index"], kind="stable")]
+    s = OnlineSorter(C, FS, model)
+    rng = np.random.default_rng(5)
+    parts, pos_ = [], 0
+    while pos_ < data.shape[1]:
+        k = int(rng.choice([1, 300, int(rng.integers(1, 5000))]))
+        n = s.process_online(np.ascontiguousarray(data[:, pos_:pos_ + k]))
+        parts.append(s.spikes(n))
+        pos_ += k
+    got = np.concatenate(parts)
+    got = got[np.argsort(got["sample_index"], kind="stable")]
+    for f in got.dtype.names:
+        np.testing.assert_array_equal(got[f], want[f])
+
+
 def test_overlap_budget_is_spent_alike_online_and_offline(session, monkeypatch):
     """The online overlap budget (rejected events tried as overlaps at a bounded rate) counts on
     event times: a budget that binds changes the labels, and the online sorter in random blocks

@@ -212,3 +212,37 @@ def test_nwb_units_export_round_trip(session, tmp_path):
             m = res.meta["metrics"][u]
             assert units["snr"][u] == pytest.approx(m["snr"])
             assert units["n_spikes"][u] == m["n_spikes"]
+
+
+def test_bursting_unit_owns_its_scaled_copy(tmp_path):
+    """Unit 0 bursts: each spike is followed 5 ms later by a copy at 0.55 of its size (outside
+    the matching scale range, so clustering makes it a template of its own). The sort joins
+    the two into one unit that owns both templates (``extra_template_*``); with
+    ``burst_merge = false`` the copies stay a unit of their own."""
+    data, truth = make_recording(n_channels=N_CH, duration_s=20.0, rate_hz=6.0, snr=10.0,
+                                 positions_um=positions(), decay_um=30.0, seed=11)
+    t0 = truth["sample_index"][truth["channel"] == 0]
+    t0 = t0[(t0 > 60) & (t0 < data.shape[1] - 300)]
+    burst_t = t0 + 150
+    for t in t0:
+        data[:, t + 150 - 30:t + 150 + 60] += 0.55 * data[:, t - 30:t + 60]
+    rec_dir = tmp_path / "session" / "Record Node 102" / "experiment1" / "recording1"
+    write_binary_recording(rec_dir, data, 1000, [])
+    probe = Probe("test-linear", positions(), np.zeros(N_CH, int))
+    source = RecordingSource(str(tmp_path / "session"))
+    results = {}
+    for merge in (True, False):
+        results[merge] = sort_recording(source, tmp_path / f"sort-{merge}", settings_from_table(
+            {"sort": {"burst_merge": merge}}), probe)
+    joined, split = results[True], results[False]
+    a = joined.arrays
+    assert split.n_units == joined.n_units + 1 and len(split.arrays["extra_templates_uv"]) == 0
+    assert len(a["extra_templates_uv"]) == 1
+    u = int(a["extra_template_unit"][0])
+    cell = np.sort(np.concatenate([t0, burst_t]))
+    assert accuracy(a["spike_index"][a["spike_unit"] == u], cell) >= 0.85
+    # the extra template is the unit's own waveform at ~0.55
+    own = a["templates_uv"][u]
+    s = (a["extra_templates_uv"][0] * own).sum() / (own**2).sum()
+    assert 0.45 <= s <= 0.65
+    assert len(joined.meta["metrics"]) == joined.n_units

@@ -87,7 +87,7 @@ class DriftStage:
 @dataclass
 class SortModel:
     sort_dir: Path
-    templates: np.ndarray  # (U, K, W) float32 noise units
+    templates: np.ndarray  # (T, K, W) float32 noise units (the units' and their extra ones)
     channels: np.ndarray  # (U, K) int32, -1 unused
     thresholds: np.ndarray  # (U,) float32
     peak_uv: np.ndarray  # (U,) float32 template peak (µV, signed) on its peak channel
@@ -106,9 +106,24 @@ class SortModel:
     preprocess_filter: str  # "causal" | "zero-phase"
     drift: DriftStage | None = None  # the sort's motion correction (None: none, or switched off)
     motion_applied: bool = False  # the sort corrected motion (whether or not drift is used here)
+    unit_lut: np.ndarray | None = None
+    """(T + 1,) int32: the unit of each template, then -1 (so that ``unit_lut[t]`` labels a
+    match of template ``t`` and ``unit_lut[-1]`` an unsorted event). None: template = unit."""
+
+    def __post_init__(self):
+        if self.unit_lut is None:
+            self.unit_lut = np.append(np.arange(self.templates.shape[0], dtype=np.int32), -1)
+        self.unit_lut = np.ascontiguousarray(self.unit_lut, np.int32)
 
     @property
     def n_units(self) -> int:
+        """Units (labels 0..n_units-1); a unit may own several templates."""
+        if self.unit_lut.shape[0] <= 1:
+            return 0
+        return int(self.unit_lut[:-1].max()) + 1
+
+    @property
+    def n_templates(self) -> int:
         return int(self.templates.shape[0])
 
 
@@ -153,6 +168,12 @@ def load_sort_model(sort_dir, n_channels: int, sample_rate_hz: float, apply_moti
         tpl_uv = np.asarray(arr["templates_uv"], np.float32)
         chans = np.asarray(arr["template_channels"], np.int32)
         thr = np.asarray(arr["template_threshold"], np.float32)
+        extra = None
+        if "extra_templates_uv" in arr and len(arr["extra_templates_uv"]):
+            extra = (np.asarray(arr["extra_templates_uv"], np.float32),
+                     np.asarray(arr["extra_template_channels"], np.int32),
+                     np.asarray(arr["extra_template_threshold"], np.float32),
+                     np.asarray(arr["extra_template_unit"], np.int32))
         noise = np.asarray(arr["noise_uv"], np.float32)
         pre = int(meta["template_pre_samples"])
         fs_rec = float(meta["recording_sample_rate_hz"])
@@ -160,6 +181,22 @@ def load_sort_model(sort_dir, n_channels: int, sample_rate_hz: float, apply_moti
         settings = meta.get("settings") or {}
     except (KeyError, TypeError, ValueError) as exc:
         raise SortModelError(f"{where}: sort.json lacks {exc}") from None
+    n_units = int(tpl_uv.shape[0]) if tpl_uv.ndim == 3 else 0
+    tpl_unit = np.arange(n_units, dtype=np.int32)
+    if extra is not None:  # a unit's further templates (a bursting cell's scaled copies)
+        e_uv, e_chans, e_thr, e_unit = extra
+        if (tpl_uv.ndim != 3 or e_uv.shape[1:] != tpl_uv.shape[1:]
+                or e_chans.shape != e_uv.shape[:2] or e_thr.shape != e_uv.shape[:1]
+                or e_unit.shape != e_uv.shape[:1] or e_unit.min() < 0
+                or e_unit.max() >= n_units):
+            raise SortModelError(f"{where}: extra templates disagree with the units "
+                                 f"(extra_templates_uv {e_uv.shape}, extra_template_channels "
+                                 f"{e_chans.shape}, extra_template_unit {e_unit.shape}, "
+                                 f"{n_units} units)")
+        tpl_uv = np.concatenate([tpl_uv, e_uv])
+        chans = np.concatenate([chans, e_chans])
+        thr = np.concatenate([thr, e_thr])
+        tpl_unit = np.concatenate([tpl_unit, e_unit])
     if tpl_uv.ndim != 3 or chans.shape != tpl_uv.shape[:2] or thr.shape != tpl_uv.shape[:1]:
         raise SortModelError(f"{where}: template arrays disagree (templates_uv {tpl_uv.shape}, "
                              f"template_channels {chans.shape}, template_threshold {thr.shape})")
@@ -224,6 +261,7 @@ def load_sort_model(sort_dir, n_channels: int, sample_rate_hz: float, apply_moti
         sample_rate_hz=float(sample_rate_hz), filter=filt, detect=detect,
         neighbours=neighbour_lists(probe, detect.lockout_radius_um),
         preprocess_filter=str(prep.get("filter", "zero-phase")), drift=drift,
+        unit_lut=np.append(tpl_unit, np.int32(-1)).astype(np.int32),
         motion_applied=applied)
 
 

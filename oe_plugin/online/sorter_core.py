@@ -118,6 +118,9 @@ class OnlineSorter:
         self.scount = np.zeros(K.N_SCOUNT, np.int64)
         self.matching = matching
         self.drift = model.drift if model is not None else None
+        lut = model.unit_lut if matching else None
+        identity = lut is None or np.array_equal(lut[:-1], np.arange(lut.shape[0] - 1))
+        self.unit_lut = None if identity else np.ascontiguousarray(lut, np.int32)
         if self.drift is not None:
             dr = self.drift
             self.dbuf = np.zeros((c, SUB), np.float32)
@@ -143,6 +146,7 @@ class OnlineSorter:
         self.out_c = np.zeros(cap, np.int32)
         self.out_u = np.zeros(cap, np.int32)
         self.out_a = np.zeros(cap, np.float32)
+        self._u_tmp = np.zeros(cap, np.int32)
         self._table = ArgTable(self._arrays(self._dummy_block))
 
     def _arrays(self, block):
@@ -167,7 +171,7 @@ class OnlineSorter:
         Returns n; the spikes are ``out_t/out_c/out_a/out_u[:n]``."""
         if block.shape[1] > self.max_block:
             self._alloc_outputs(block.shape[1])
-        return int(K.sort_block(*self._arrays(block)))
+        return self._units(int(K.sort_block(*self._arrays(block))))
 
     def process_online(self, block: np.ndarray) -> int:
         """The GIL-free way in (cfunc through ctypes): same as :meth:`process`."""
@@ -176,6 +180,14 @@ class OnlineSorter:
         self._table.set(0, block)
         n = self._table.call(_SORT_CALLER)
         self._table.set(0, self._dummy_block)
+        return self._units(n)
+
+    def _units(self, n: int) -> int:
+        """The kernel labels matches with their template: to units, where a unit owns several
+        (``SortModel.unit_lut``; -1 wraps to its last entry, -1). No allocation."""
+        if self.unit_lut is not None and n > 0:
+            np.take(self.unit_lut, self.out_u[:n], out=self._u_tmp[:n], mode="wrap")
+            self.out_u[:n] = self._u_tmp[:n]
         return n
 
     def spikes(self, n: int) -> np.ndarray:
@@ -258,6 +270,7 @@ class UpstreamClassifier:
         self.thresholds = np.ascontiguousarray(model.thresholds, np.float32)
         self.cand_ptr = np.ascontiguousarray(model.cand_ptr, np.int32)
         self.cand_idx = np.ascontiguousarray(model.cand_idx, np.int32)
+        self.unit_lut = model.unit_lut
         noise = np.asarray(model.noise_uv, np.float32)
         ok = np.isfinite(noise) & (noise > 0)
         self.inv_noise = np.where(ok, 1.0 / np.where(ok, noise, 1), 0).astype(np.float32)
@@ -343,6 +356,7 @@ class UpstreamClassifier:
         unit, shift = int(self.one[0][0]), int(self.one[1][0])
         if self.one[4][0] >= 1:
             self.n_accepted += 1
+            unit = int(self.unit_lut[unit])  # a unit may own several templates
             t = int(sample_number) + shift
         else:
             unit, t = -1, int(sample_number)

@@ -21,6 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from oe_plugin.kernels.motion import Motion, estimate_motion
 from oe_plugin.probe import Probe, load_probe, neighbour_lists
+from offline.sort.burst_merge import burst_units
 from offline.sort.cluster import cluster_snippets
 from offline.sort.detection import detect_chunk
 from offline.sort.executor import Executor
@@ -276,13 +277,30 @@ def _assemble(matched, templates: TemplateSet, thresholds, job, rec, probe, g, p
     tpl_uv = templates.waveforms[keep] * np.where(
         templates.channels[keep] >= 0, scale[templates.channels[keep]], 0)[:, :, None]
     chans = templates.channels[keep]
+    thr = np.asarray(thresholds, np.float32)[keep]
     peak_row = np.array([int(np.argmax(np.abs(w).max(axis=1))) for w in tpl_uv], int)
     peak_uv = np.array([tpl_uv[u, r, pre] for u, r in enumerate(peak_row)], np.float32)
+    peak_ch = chans[np.arange(len(keep)), peak_row].astype(np.int32)
     t_sort = cols["t"]
     f = g.factor
     spike_index = (t_sort + f // 2) // f
     peak_of = peak_uv[np.maximum(unit, 0)] if len(keep) else np.zeros(len(unit), np.float32)
     amp_uv = np.where(unit >= 0, cols["amplitude"] * peak_of, 0)
+    duration = g.n_samples_in / g.sample_rate_in_hz
+    # units owning several templates: a bursting cell's scaled copies (burst_merge)
+    if s.burst_merge:
+        unit_of, heads = burst_units(spike_index, unit, tpl_uv, chans, peak_ch, len(noise),
+                                     g.sample_rate_in_hz, duration, s.burst_max_residual)
+    else:
+        unit_of, heads = np.arange(len(keep), dtype=np.int32), np.arange(len(keep))
+    extra = np.setdiff1d(np.arange(len(keep)), heads)
+    if len(keep):
+        unit = np.where(unit >= 0, unit_of[np.maximum(unit, 0)], -1).astype(np.int32)
+    if len(extra):  # a joined unit: one spike within the lockout again
+        for u in np.unique(unit_of[extra]):
+            idx = np.flatnonzero(unit == u)
+            unit[idx[np.flatnonzero(np.diff(t_sort[idx]) < dedupe) + 1]] = -1
+        amp_uv = np.where(unit >= 0, amp_uv, 0)
     arrays = {
         "spike_index": spike_index.astype(np.int64),
         "spike_index_sorting": t_sort.astype(np.int64),
@@ -291,16 +309,21 @@ def _assemble(matched, templates: TemplateSet, thresholds, job, rec, probe, g, p
         "spike_amplitude_uv": amp_uv.astype(np.float32),
         "spike_error": cols["error"].astype(np.float32),
         "spike_channel": cols["channel"].astype(np.int32),
-        "templates_uv": tpl_uv.astype(np.float32),
-        "template_channels": chans.astype(np.int32),
-        "template_peak_channel": chans[np.arange(len(keep)), peak_row].astype(np.int32),
-        "template_threshold": np.asarray(thresholds, np.float32)[keep],
+        "templates_uv": tpl_uv[heads].astype(np.float32),
+        "template_channels": chans[heads].astype(np.int32),
+        "template_peak_channel": peak_ch[heads],
+        "template_threshold": thr[heads],
+        "extra_templates_uv": tpl_uv[extra].astype(np.float32),
+        "extra_template_channels": chans[extra].astype(np.int32),
+        "extra_template_threshold": thr[extra],
+        "extra_template_unit": unit_of[extra].astype(np.int32),
         "noise_uv": noise.astype(np.float32),
         "channel_positions_um": np.asarray(probe.positions_um, np.float64),
     }
-    duration = g.n_samples_in / g.sample_rate_in_hz
-    dense = np.zeros((len(keep), len(noise), tpl_uv.shape[2]), np.float32)
-    for u in range(len(keep)):
+    tpl_uv, chans = tpl_uv[heads], chans[heads]
+    n_units = len(heads)
+    dense = np.zeros((n_units, len(noise), tpl_uv.shape[2]), np.float32)
+    for u in range(n_units):
         ok = chans[u] >= 0
         dense[u, chans[u][ok]] = tpl_uv[u][ok]
     sel = unit >= 0
@@ -314,7 +337,8 @@ def _assemble(matched, templates: TemplateSet, thresholds, job, rec, probe, g, p
         "n_channels": int(rec.n_channels),
         "first_sample_number": int(getattr(rec, "first_sample_number", 0)),
         "template_pre_samples": int(pre),
-        "n_units": int(len(keep)),
+        "n_units": int(n_units),
+        "n_extra_templates": int(len(extra)),
         "n_spikes_sorted": int(sel.sum()),
         "n_spikes_unsorted": int((~sel).sum()),
         "metrics": metrics,

@@ -114,6 +114,14 @@ class SortSettings:
     within this radius of their peak channel (0 = keep the cluster means)."""
     template_row_min: float = 1.5
     """A rebuilt template keeps the channels whose peak reaches this (noise units)."""
+    burst_merge: bool = True
+    """Join a bursting cell's templates into one unit: scaled copies on one peak channel whose
+    spikes follow each other within 2-20 ms far more than chance and never within 1 ms
+    (:mod:`offline.sort.burst_merge`; the unit keeps every template for matching)."""
+    burst_max_residual: float = 0.1
+    """How exact a scaled copy must be: ``|X - s Y|^2 / |X|^2`` at most this, on the smaller
+    one's channels (tuning seeds of burst32: 0.02 and 0.05 join 2 + 2 templates, 0.1 one more;
+    no join on any other tuning case at 0.1)."""
     seed: int = 0
 
     def check(self, section: str = "sort") -> None:
@@ -142,6 +150,8 @@ class SortSettings:
                 "must be 1..8")
         require(self.rebuild_radius_um >= 0, f"{section}.rebuild_radius_um", "must be >= 0")
         require(self.template_row_min >= 0, f"{section}.template_row_min", "must be >= 0")
+        require(0 <= self.burst_max_residual < 1, f"{section}.burst_max_residual",
+                "must be in [0, 1)")
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,11 @@ templates_uv                      (U, K, W) float32 µV waveforms, rows = templa
 template_channels                 (U, K) int32, -1 unused
 template_peak_channel             (U,) int32
 template_threshold                (U,) float32 acceptance threshold on the error
+extra_templates_uv                (E, K, W) float32 µV, a unit's further matching templates
+extra_template_channels           (E, K) int32 (optional; absent or E = 0: one per unit)
+extra_template_threshold          (E,) float32
+extra_template_unit               (E,) int32 the unit each belongs to (a bursting cell's
+                                  scaled copies, :mod:`offline.sort.burst_merge`)
 noise_uv                          (C,) float32 per-channel noise used for scaling
 channel_positions_um              (C, 2) float64
 ================================  =====================================================
