@@ -243,6 +243,12 @@ def test_tsgroup_times_and_unit_metadata(nap):
     assert list(one.keys()) == [7] and list(one.group) == ["good"]
     with pytest.raises(KeyError, match="no units"):
         sort.to_tsgroup(units=[5])
+    # a unit without spikes is kept; a sort without spikes or span needs a time support
+    empty = SortData("online", Path("x"), FS, [5], {5: np.zeros(0, np.int64)})
+    with pytest.raises(ValueError, match="time_support"):
+        to_tsgroup(empty)
+    g = to_tsgroup(empty, time_support=(0.0, 10.0))
+    assert list(g.keys()) == [5] and g[5].t.size == 0 and list(g.n_spikes) == [0]
 
 
 def test_missing_pynapple_names_the_extra(monkeypatch):

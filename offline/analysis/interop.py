@@ -73,7 +73,10 @@ def to_tsgroup(sort, units=None, time_support=None):
             if nonempty:
                 time_support = (min(t[0] for t in nonempty),
                                 max(t[-1] for t in nonempty) + 1.0 / fs)
-    if time_support is not None and not isinstance(time_support, nap.IntervalSet):
+    if time_support is None:
+        raise ValueError("the sort has no spikes and no recording span: pass time_support="
+                         "(start_s, end_s)")
+    if not isinstance(time_support, nap.IntervalSet):
         time_support = nap.IntervalSet(float(time_support[0]), float(time_support[1]))
     rows = []
     pos = data.channel_positions_um
