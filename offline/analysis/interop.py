@@ -17,7 +17,7 @@ rate is given both edges are moved half a sample earlier: every edge then lies b
 samples, the closed pynapple interval holds exactly the spikes of our half-open window, and each
 duration is unchanged. Presentations that touch (the next onset at this offset) or overlap (a
 TTL edge one sample early puts the next onset before this offset) have their end clipped to just
-before the next start (``min(1 us, fs / 4)`` earlier, inside the gap between samples): the
+before the next start (``min(1 us, a quarter sample)`` earlier, inside the gap between samples): the
 clipped presentation loses the overlapping samples, which our own windows count in both.
 
 pynapple is imported when a function is called, never at module import.
