@@ -146,6 +146,14 @@ class Sort:
         ids = list(self.neurons) if units is None else list(units)
         return {u: self.neurons[u].spike_samples for u in ids}
 
+    def to_tsgroup(self, units=None, time_support=None):
+        """The spike trains as a ``pynapple.TsGroup`` (s, recording clock; index = unit id) with
+        per-unit metadata (peak channel, spike count, position, quality metrics); the
+        ``pynapple`` extra. See :func:`offline.analysis.interop.to_tsgroup`."""
+        from offline.analysis.interop import to_tsgroup
+
+        return to_tsgroup(self.data, units=units, time_support=time_support)
+
     @_cached
     def correlograms(self, units=None, **settings):
         return compute_correlograms(self._trains(units), sample_rate_hz=self.sample_rate_hz,
@@ -219,6 +227,16 @@ class Experiment:
                                   if use_plan else None),
             presentation_sweep=order if use_plan else None,
             blank_sec=self.session.get("blank_sec"), display_lag_frames=display_lag_frames)
+
+    def to_intervalset(self, display_lag_frames: float = 1.0):
+        """The presentations as a ``pynapple.IntervalSet`` (s, recording clock; the spike
+        trains' clock) with the sweep parameters, ``sweep_index`` and ``blank`` as metadata; the
+        ``pynapple`` extra. Each interval holds the same spikes as :meth:`presentations`'
+        windows (see :func:`offline.analysis.interop.to_intervalset`)."""
+        from offline.analysis.interop import to_intervalset
+
+        return to_intervalset(self.presentations(display_lag_frames=display_lag_frames),
+                              self.sample_rate_hz)
 
     def refresh_table(self) -> dict:
         """Per refresh: sample_number, frame_number, sweep_index, flags, in_table and every

@@ -55,6 +55,14 @@ class Presentations:
     def duration_s(self) -> np.ndarray:
         return self.offset_s - self.onset_s
 
+    def to_intervalset(self, sample_rate_hz: float | None = None):
+        """A ``pynapple.IntervalSet`` of the presentations with the sweep parameters as
+        metadata (the ``pynapple`` extra); see :func:`offline.analysis.interop.to_intervalset`
+        (give the recording's ``sample_rate_hz`` to count the same spikes as our windows)."""
+        from offline.analysis.interop import to_intervalset
+
+        return to_intervalset(self, sample_rate_hz)
+
     def __repr__(self) -> str:
         return (f"<Presentations {len(self)} ({int(self.is_blank.sum())} blank), parameters "
                 f"{list(self.params)}>")
