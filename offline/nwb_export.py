@@ -45,7 +45,10 @@ class ExportError(ValueError):
 
 # -- session start time ----------------------------------------------------------------------
 
-def _ancestors(start: Path, stop_at: Path | None, levels: int = 4) -> list[Path]:
+def _ancestors(start: Path, stop_at: Path | None, levels: int = 6) -> list[Path]:
+    """``start`` and its parents, up to and including a ``Record Node …`` folder or
+    ``stop_at`` (at most ``levels``): a Binary stream folder is continuous/STREAM inside
+    recordingN inside experimentN inside the node."""
     out, p = [], start if start.is_dir() else start.parent
     for _ in range(levels):
         out.append(p)
