@@ -9,14 +9,13 @@ import datetime as dt
 import shutil
 
 import numpy as np
+import nwbinspector  # the test extra: exercised, never skipped
+import pynwb
 import pytest
 
 from offline.analysis import synthetic
 from offline.cli import main as cli_main
 from offline.sort.sortfile import load_sort
-
-pynwb = pytest.importorskip("pynwb")  # the test extra has it; skipped only without the extra
-nwbinspector = pytest.importorskip("nwbinspector")
 
 SOFTWARE_MS = 1714564800123  # 2024-05-01T12:00:00.123Z
 START_UTC = dt.datetime(2024, 5, 1, 12, 0, 0, 123000, tzinfo=dt.timezone.utc)
