@@ -194,3 +194,19 @@ def test_errors_exit_2_and_write_nothing(rec, tmp_path, capsys):
     code, err = run(root, "--sort", str(other), "--out", str(tmp_path / "z.nwb"))
     assert code == 2 and "the sort is not of this stream" in err
     assert not (tmp_path / "z.nwb").exists()
+
+
+def test_start_time_of_the_real_legacy_example():
+    """The GUI 0.6.7 example (legacy format): the Software Time of messages.events, which is
+    the settings.xml DATE (13:38:45, the acquisition computer's local time, UTC+2) in UTC."""
+    from paths import EXAMPLE_DATA
+
+    from offline.nwb_export import recording_start_time, settings_xml_date
+    from offline.recording import open_recording
+
+    stream = open_recording(EXAMPLE_DATA)
+    start, origin = recording_start_time(stream.path)
+    assert origin.endswith("messages.events (Software Time)")
+    assert start == dt.datetime(2025, 4, 3, 11, 38, 45, 31000, tzinfo=dt.timezone.utc)
+    local = settings_xml_date(EXAMPLE_DATA / "Record Node 101" / "settings.xml")
+    assert local.replace(tzinfo=None) == dt.datetime(2025, 4, 3, 13, 38, 45)
