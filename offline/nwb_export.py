@@ -34,6 +34,7 @@ import numpy as np
 
 _SOFTWARE_TIME = re.compile(
     r"Software Time[^:\n]*:\s*(\d{9,})|(\d{9,})\s*,\s*Software Time", re.IGNORECASE)
+_START_SAMPLE = re.compile(r"Start Time for [^\n]*:\s*(\d+)\s*$|^\s*(\d+)\s*,\s*Start Time")
 _RESERVED_TRIAL_COLUMNS = {"id", "start_time", "stop_time", "tags", "timeseries",
                            "experiment", "stimulus", "sweep_index", "is_blank", "n_refreshes",
                            "dropped_frames"}
@@ -59,13 +60,32 @@ def _ancestors(start: Path, stop_at: Path | None, levels: int = 6) -> list[Path]
     return out
 
 
-def software_start_time(text: str) -> dt.datetime | None:
-    """The first "Software Time" (ms since the Unix epoch, UTC) of a sync_messages.txt or
-    legacy messages.events text, as an aware UTC datetime; None if absent."""
-    m = _SOFTWARE_TIME.search(text)
-    if m is None:
+def _sync_blocks(text: str) -> list[tuple[int, set[int]]]:
+    """(Software Time ms, {Start Time sample numbers}) per recording start in a
+    sync_messages.txt (``Software Time (...): MS`` / ``Start Time for ... Hz: N``) or a legacy
+    messages.events (``MS, Software Time (...)`` / ``N, Start Time for ...``) text."""
+    blocks: list[tuple[int, set[int]]] = []
+    for line in text.splitlines():
+        m = _SOFTWARE_TIME.search(line)
+        if m is not None:
+            blocks.append((int(m.group(1) or m.group(2)), set()))
+            continue
+        m = _START_SAMPLE.search(line)
+        if m is not None and blocks:
+            blocks[-1][1].add(int(m.group(1) or m.group(2)))
+    return blocks
+
+
+def software_start_time(text: str, first_sample_number: int | None = None
+                        ) -> dt.datetime | None:
+    """The "Software Time" (ms since the Unix epoch, UTC) of a sync_messages.txt or legacy
+    messages.events text, as an aware UTC datetime: of the recording start whose "Start Time"
+    sample number is ``first_sample_number`` when one is (a legacy file holds every recording
+    of the node), else the first; None if the text has none."""
+    blocks = _sync_blocks(text)
+    if not blocks:
         return None
-    ms = int(m.group(1) or m.group(2))
+    ms = next((b[0] for b in blocks if first_sample_number in b[1]), blocks[0][0])
     return dt.datetime.fromtimestamp(ms / 1000.0, tz=dt.timezone.utc)
 
 
@@ -86,16 +106,19 @@ def settings_xml_date(path: Path) -> dt.datetime | None:
     return None
 
 
-def recording_start_time(stream_path, root=None) -> tuple[dt.datetime, str] | None:
+def recording_start_time(stream_path, root=None, first_sample_number: int | None = None
+                         ) -> tuple[dt.datetime, str] | None:
     """(start time, where it came from) for the stream at ``stream_path`` (its folder or a
-    file), searching it and its parents up to the Record Node folder (or ``root``): first
-    sync_messages.txt / messages.events, then settings.xml. None when neither says."""
+    file; ``first_sample_number`` picks the recording in a legacy messages.events), searching
+    it and its parents up to the Record Node folder (or ``root``): first sync_messages.txt /
+    messages.events, then settings.xml. None when neither says."""
     folders = _ancestors(Path(stream_path).resolve(), Path(root).resolve() if root else None)
     for folder in folders:
         for name in ("sync_messages.txt", "messages.events"):
             f = folder / name
             if f.is_file():
-                start = software_start_time(f.read_bytes().decode("utf-8", "replace"))
+                start = software_start_time(f.read_bytes().decode("utf-8", "replace"),
+                                            first_sample_number)
                 if start is not None:
                     return start, f"{f} (Software Time)"
     for folder in folders:
@@ -270,7 +293,7 @@ def export_recording(recording, sort_dir, out, *, node=None, recording_index=Non
     if session_start is not None:
         start, origin = session_start, "--session-start"
     else:
-        found = recording_start_time(rec.path, None)
+        found = recording_start_time(rec.path, None, rec.first_sample_number)
         if found is None:
             raise ExportError(f"{rec.path}: no start time (no sync_messages.txt, "
                               "messages.events or settings.xml DATE); pass --session-start "
@@ -289,6 +312,10 @@ def export_recording(recording, sort_dir, out, *, node=None, recording_index=Non
     add_units(nwb, res)
     model = Recording(recording, session_files=session_files, refresh_source=refresh_source)
     experiments = model.experiments
+    for e in experiments:
+        log(f"experiment {e.name} ({e.stimulus}): " + (
+            f"{len(e.presentations())} presented sweeps" if e.refreshes.size else
+            "no decoded refreshes matched it: not in the trials"))
     t0_s = rec.first_sample_number / rec.sample_rate_hz
     n_trials = add_stimulus(nwb, experiments, t0_s)
     if not n_trials:

@@ -210,3 +210,19 @@ def test_start_time_of_the_real_legacy_example():
     assert start == dt.datetime(2025, 4, 3, 11, 38, 45, 31000, tzinfo=dt.timezone.utc)
     local = settings_xml_date(EXAMPLE_DATA / "Record Node 101" / "settings.xml")
     assert local.replace(tzinfo=None) == dt.datetime(2025, 4, 3, 13, 38, 45)
+
+
+def test_a_legacy_message_file_with_two_recordings_gives_each_its_own_start():
+    from offline.nwb_export import software_start_time
+
+    text = ("1743680325031, Software Time (milliseconds since midnight Jan 1st 1970 UTC)\n"
+            "251635, Start Time for File Reader (100) - example_data @ 40000 Hz\n"
+            "251635, TTL Line=1 State=0\n"
+            "1743680400500, Software Time (milliseconds since midnight Jan 1st 1970 UTC)\n"
+            "3251000, Start Time for File Reader (100) - example_data @ 40000 Hz\n")
+    first = dt.datetime(2025, 4, 3, 11, 38, 45, 31000, tzinfo=dt.timezone.utc)
+    second = dt.datetime(2025, 4, 3, 11, 40, 0, 500000, tzinfo=dt.timezone.utc)
+    assert software_start_time(text, 251635) == first
+    assert software_start_time(text, 3251000) == second
+    assert software_start_time(text, None) == first  # no match: the first start
+    assert software_start_time("no times here\n") is None
