@@ -226,3 +226,60 @@ def test_a_legacy_message_file_with_two_recordings_gives_each_its_own_start():
     assert software_start_time(text, 3251000) == second
     assert software_start_time(text, None) == first  # no match: the first start
     assert software_start_time("no times here\n") is None
+
+
+def test_a_real_sort_and_a_sort_without_units(tmp_path, capsys):
+    """Sorts made by the sort pipeline (probe name, its metrics, extra-template arrays):
+    8 channels with units, and 4 channels of noise whose sort has no unit (no Units table)."""
+    from synth import make_recording
+    from test_recording import write_binary_recording
+
+    from oe_plugin.probe import Probe
+    from offline.sort import RecordingSource, settings_from_table, sort_recording
+
+    pos_um = np.column_stack([np.tile([0.0, 16.0], 4), 25.0 * np.arange(8)])
+    data, _ = make_recording(n_channels=8, duration_s=6.0, rate_hz=5.0, snr=8.0,
+                             positions_um=pos_um, decay_um=30.0, seed=3)
+    rec_dir = tmp_path / "s" / "Record Node 102" / "experiment1" / "recording1"
+    write_binary_recording(rec_dir, data, 1000, [])
+    (rec_dir / "sync_messages.txt").write_text(
+        f"Software Time (milliseconds since midnight Jan 1st 1970 UTC): {SOFTWARE_MS}\n"
+        "Start Time for Acquisition Board (100) - Rhythm Data @ 30000 Hz: 1000\n")
+    res = sort_recording(RecordingSource(str(tmp_path / "s")), tmp_path / "sort",
+                         settings_from_table({}), Probe("test-linear", pos_um, np.zeros(8, int)))
+    assert res.n_units >= 2
+    out = tmp_path / "real.nwb"
+    assert cli_main(["export-nwb", str(tmp_path / "s"), "--sort", str(tmp_path / "sort"),
+                     "--out", str(out), *SUBJECT]) == 0
+    assert f"{res.n_units} units on 8 electrodes, 0 trials" in capsys.readouterr().out
+    a, fs = res.arrays, res.meta["recording_sample_rate_hz"]
+    with pynwb.NWBHDF5IO(str(out), "r") as io:
+        nwb = io.read()
+        assert nwb.session_start_time == START_UTC
+        assert list(nwb.devices) == ["test-linear"]
+        assert np.array_equal(nwb.electrodes["rel_x"][:], pos_um[:, 0])
+        assert len(nwb.units) == res.n_units
+        for u in range(res.n_units):
+            want = np.sort(a["spike_index"][a["spike_unit"] == u]) / fs
+            assert np.array_equal(nwb.units.get_unit_spike_times(u), want)
+            m = res.meta["metrics"][u]
+            assert nwb.units["isi_violation_fraction"][u] == pytest.approx(
+                m["isi_violation_fraction"], nan_ok=True)
+            assert nwb.units["amplitude_cutoff"][u] == pytest.approx(m["amplitude_cutoff"],
+                                                                     nan_ok=True)
+    serious = [m.check_function_name for m in nwbinspector.inspect_nwbfile(nwbfile_path=str(out))
+               if m.importance.value >= nwbinspector.Importance.BEST_PRACTICE_VIOLATION.value]
+    assert serious == []
+    # pure noise on 4 channels, sorted channel by channel: no unit
+    noise_dir = tmp_path / "n" / "Record Node 102" / "experiment1" / "recording1"
+    write_binary_recording(noise_dir, np.random.default_rng(0).normal(0, 10, (4, 60000)), 0, [])
+    assert cli_main(["sort", str(tmp_path / "n"), "--out", str(tmp_path / "nsort"), "--probe",
+                     "single", "--jobs", "1", "--quiet"]) == 0
+    assert load_sort(tmp_path / "nsort").n_units == 0
+    out = tmp_path / "none.nwb"
+    assert cli_main(["export-nwb", str(tmp_path / "n"), "--sort", str(tmp_path / "nsort"),
+                     "--out", str(out), "--session-start", "2024-05-01T12:00:00+00:00"]) == 0
+    assert "0 units on 4 electrodes" in capsys.readouterr().out
+    with pynwb.NWBHDF5IO(str(out), "r") as io:
+        nwb = io.read()
+        assert nwb.units is None and len(nwb.electrodes) == 4

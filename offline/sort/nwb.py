@@ -100,9 +100,12 @@ def _metric_value(value, numeric: bool):
 
 def add_units(nwb, res: SortResult, time_offset_s: float = 0.0) -> None:
     """The Units table (see the module docstring); spike times in s, ``spike_index / fs +
-    time_offset_s``; ``waveform_mean`` (U, W, C) in volts."""
+    time_offset_s``; ``waveform_mean`` (U, W, C) in volts. A sort without units adds no
+    table (HDF5 cannot type its empty columns)."""
     from pynwb.misc import Units
 
+    if res.n_units == 0:
+        return
     a, meta = res.arrays, res.meta
     fs = float(meta["recording_sample_rate_hz"])
     n_ch = int(meta["n_channels"])
