@@ -361,20 +361,8 @@ def cmd_report(args) -> int:
     return 0
 
 
-def _iso_time_arg(value: str):
-    import datetime as dt
-
-    try:
-        t = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO-8601 time: {value!r}") from None
-    if t.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"give the time zone too (e.g. {value}+00:00)")
-    return t
-
-
 def cmd_export_nwb(args) -> int:
-    from offline.nwb_export import ExportError, export_recording
+    from offline.nwb_export import ExportError, export_recording, parse_start_time
     from offline.sweeps import SessionFileError
 
     subject = None
@@ -386,11 +374,12 @@ def cmd_export_nwb(args) -> int:
               file=sys.stderr)
         return 2
     try:
+        start = None if args.session_start is None else parse_start_time(args.session_start)
         s = export_recording(args.recording, args.sort, args.out, node=args.node,
                              recording_index=args.recording_index, stream=args.stream,
                              session_files=args.session or (),
                              refresh_source=args.refresh_source,
-                             session_start=args.session_start, overwrite=args.overwrite,
+                             session_start=start, overwrite=args.overwrite,
                              allow_truncated=args.allow_truncated, subject=subject,
                              location=args.location)
     except (ExportError, SessionFileError, FileExistsError) as exc:
@@ -508,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--session", action="append", help="an extra stimulus session file")
     p.add_argument("--refresh-source", choices=("auto", "ttl", "online"), default="auto",
                    help="decoded sweeps from the TTL events or the online sweep file")
-    p.add_argument("--session-start", type=_iso_time_arg,
+    p.add_argument("--session-start",
                    help="the recording's start (ISO-8601 with zone) when the recording's "
                         "sync_messages.txt / settings.xml do not give it")
     p.add_argument("--subject-id", help="the animal's id (NWB Subject; without it no Subject)")

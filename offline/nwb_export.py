@@ -106,6 +106,17 @@ def settings_xml_date(path: Path) -> dt.datetime | None:
     return None
 
 
+def parse_start_time(value: str) -> dt.datetime:
+    """``--session-start``: an ISO-8601 time with its zone (``2024-05-01T14:00:00+02:00``)."""
+    try:
+        t = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise ExportError(f"--session-start: not an ISO-8601 time: {value!r}") from None
+    if t.tzinfo is None:
+        raise ExportError(f"--session-start: give the time zone too (e.g. {value}+00:00)")
+    return t
+
+
 def recording_start_time(stream_path, root=None, first_sample_number: int | None = None
                          ) -> tuple[dt.datetime, str] | None:
     """(start time, where it came from) for the stream at ``stream_path`` (its folder or a
