@@ -12,6 +12,8 @@ Subcommands:
 - ``sweepsort info RECORDING``: recordings, streams, channels, duration and TTL events.
 - ``sweepsort report RECORDING_DIR --out report.html``: the analysis report (docs/analysis.md):
   a population page and a section per unit, self-contained HTML, rendered headless.
+- ``sweepsort export-nwb RECORDING --sort SORT_DIR --out FILE.nwb``: the sort (electrodes, units,
+  metrics) and the stimulus (one trial per presented sweep) as one NWB file (docs/analysis.md).
 - ``sweepsort monitor RECORDING_DIR [--experiment N] [--session FILE_OR_DIR]...``: live plots of
   the pipeline module's online statistics for one stimulus experiment (``--once --png OUT``:
   one headless PNG).
@@ -359,6 +361,35 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_export_nwb(args) -> int:
+    from offline.nwb_export import ExportError, export_recording, parse_start_time
+    from offline.sweeps import SessionFileError
+
+    subject = None
+    if args.subject_id is not None:
+        subject = {"subject_id": args.subject_id, "species": args.species, "sex": args.sex,
+                   "age": args.age}
+    elif args.species or args.age:
+        print("sweepsort export-nwb: --species/--age describe a subject: give --subject-id too",
+              file=sys.stderr)
+        return 2
+    try:
+        start = None if args.session_start is None else parse_start_time(args.session_start)
+        s = export_recording(args.recording, args.sort, args.out, node=args.node,
+                             recording_index=args.recording_index, stream=args.stream,
+                             session_files=args.session or (),
+                             refresh_source=args.refresh_source,
+                             session_start=start, overwrite=args.overwrite,
+                             allow_truncated=args.allow_truncated, subject=subject,
+                             location=args.location)
+    except (ExportError, SessionFileError, FileExistsError) as exc:
+        print(f"sweepsort export-nwb: {exc}", file=sys.stderr)
+        return 2
+    print(f"{s['n_units']} units on {s['n_electrodes']} electrodes, {s['n_trials']} trials from "
+          f"{s['n_experiments']} experiments -> {s['path']}")
+    return 0
+
+
 def cmd_monitor(args) -> int:
     from offline.monitor import monitor
 
@@ -457,6 +488,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dpi", type=int, default=80, help="figure resolution")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("export-nwb", help="the sort and the stimulus sweeps as one NWB file")
+    _add_source_args(p)
+    p.add_argument("--sort", required=True, help="the sort folder ('sweepsort sort --out')")
+    p.add_argument("--out", required=True, help="the .nwb file to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.add_argument("--session", action="append", help="an extra stimulus session file")
+    p.add_argument("--refresh-source", choices=("auto", "ttl", "online"), default="auto",
+                   help="decoded sweeps from the TTL events or the online sweep file")
+    p.add_argument("--session-start",
+                   help="the recording's start (ISO-8601 with zone) when the recording's "
+                        "sync_messages.txt / settings.xml do not give it")
+    p.add_argument("--subject-id", help="the animal's id (NWB Subject; without it no Subject)")
+    p.add_argument("--species", help="Latin binomial (Mus musculus) or NCBI taxonomy link")
+    p.add_argument("--sex", choices=("M", "F", "U", "O"), default="U", help="subject sex")
+    p.add_argument("--age", help="ISO-8601 duration (P90D)")
+    p.add_argument("--location", default="unknown",
+                   help="the electrodes' brain area (mouse: an Allen CCF name or acronym, VISp)")
+    p.set_defaults(func=cmd_export_nwb)
 
     p = sub.add_parser("monitor", help="live plots of the pipeline module's online statistics")
     p.add_argument("recording", help="recording folder (or inside it, or its sweepsort/"
