@@ -149,10 +149,9 @@ def test_spikes_exactly_on_edges_count_once(nap):
                                   & (sort.data.spike_samples[7] < round(pres.offset_s[-1] * FS)))
 
 
-@pytest.mark.xfail(strict=True, reason="our float windows (onset_s = sample / fs + lag) take a "
-                   "spike exactly on an edge sample on either side by rounding: an end-sample "
-                   "spike is often counted in both presentations; pynapple's export is exact")
 def test_our_windows_count_edge_spikes_once():
+    """A spike exactly on an edge sample is counted in one presentation (our float windows,
+    ``onset_s = sample / fs + lag``, used to take it on either side by rounding)."""
     sort, exp, _ = make_experiment(seed=1, edge_spikes=True)
     pres = exp.presentations()
     lo, hi = spikes_in_windows(sort.neurons[7].times_s, pres.onset_s, pres.offset_s)
