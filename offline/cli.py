@@ -25,12 +25,22 @@ status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+# Only argparse-level imports at module level: ``sweepsort --help`` (and every ``sweepsort CMD
+# --help``) must not load numpy, numba, scipy or the kernels (tests/test_cli_startup.py). Each
+# command handler imports what it needs.
+
+
+def _plain(text: str) -> str:
+    """Docstring text as plain help text: RST roles (:mod:`x.y`) and inline literals
+    (double backticks) become their bare words."""
+    text = re.sub(r":[a-z]+:`~?([^`]*)`", r"\1", text)
+    return " ".join(text.replace("``", "").split())
 
 
 def _node_arg(value: str):
@@ -115,6 +125,8 @@ def cmd_detect(args) -> int:
 
 
 def cmd_replay(args) -> int:
+    import numpy as np
+
     from oe_plugin.host.blocks import gui_block_size
     from oe_plugin.host.replay import replay
     from offline.online_spikes import read_online_spikes, read_online_spikes_meta
@@ -169,6 +181,8 @@ def cmd_replay(args) -> int:
 def _compare_offline(args, spikes) -> None:
     """The offline reference of the module's spikes: the causal sort from the module's sort
     folder (online_sorter, pipeline), else detection with the same settings."""
+    import numpy as np
+
     from offline.detect import detect_recording
     from offline.online_match import (
         causal_sort,
@@ -383,7 +397,9 @@ def cmd_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sweepsort", description=__doc__.split("\n\n")[0])
+    paragraphs = __doc__.split("\n\n")
+    parser = argparse.ArgumentParser(prog="sweepsort", description=_plain(paragraphs[0]),
+                                     epilog=_plain(paragraphs[-1]))
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("replay", help="play a recording through a Python Processor module")
@@ -492,12 +508,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)  # --help exits here, before any heavy import
     from oe_plugin.config import SettingsError
     from oe_plugin.probe import ProbeError
     from offline.recording import RecordingError
     from offline.sort.sortfile import SortFileError
 
-    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (SettingsError, ProbeError, RecordingError, SortFileError, FileNotFoundError) as exc:

@@ -12,6 +12,7 @@ backend, Open Ephys, refresh rate), 3 failed while running (the session file say
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 import traceback
@@ -20,6 +21,12 @@ from pathlib import Path
 from oe_plugin.config import SettingsError
 
 EXIT_OK, EXIT_CANCELLED, EXIT_REFUSED, EXIT_FAILED = 0, 1, 2, 3
+
+
+def _plain(text: str) -> str:
+    """Docstring text as plain help text: RST roles and inline literals become bare words."""
+    text = re.sub(r":[a-z]+:`~?([^`]*)`", r"\1", text)
+    return " ".join(text.replace("``", "").split())
 
 
 def _err(msg: str) -> None:
@@ -261,7 +268,9 @@ def cmd_manual(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="sweepstim", description=__doc__.split("\n")[0])
+    paragraphs = __doc__.split("\n\n")
+    ap = argparse.ArgumentParser(prog="sweepstim", description=_plain(paragraphs[0]),
+                                 epilog=_plain(paragraphs[-1]))
     sub = ap.add_subparsers(dest="command", required=True)
 
     def common(p):
