@@ -165,7 +165,8 @@ def cmd_replay(args) -> int:
         print(f"probe: {', '.join(probes)} (the module's [detect] probe, from {config})")
     print(
         f"{len(spikes)} spikes detected online in {seconds:.2f} s "
-        f"({len(spikes) / max(seconds, 1e-9):.1f} spikes/s) -> {out}"
+        f"({len(spikes) / max(seconds, 1e-9):.1f} spikes/s), in the module's spike file "
+        f"(spikes are not TTL events) -> {out}"
     )
     if len(spikes):
         channels, counts = np.unique(spikes["channel"], return_counts=True)
