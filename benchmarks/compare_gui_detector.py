@@ -92,8 +92,9 @@ def match_counts(g_t, g_e, o_t, o_e, tol: int) -> dict:
 def format_comparison(r: dict) -> str:
     """The printed summary: every count says what it counts, and the sums hold."""
     return (
-        f"GUI Spike Detector: {r['gui_spikes']} spikes in {r['window_s']:.2f} s; ours: "
-        f"{r['ours']}.\n"
+        f"GUI Spike Detector: {r['gui_spikes']} spikes, ours: {r['ours']}, both counted in the "
+        f"compared {r['window_s']:.2f} s (from 0.1 s, where the GUI's filter has settled, to "
+        f"1 ms before the end; a replay counts the whole recording).\n"
         f"GUI spikes with one of ours within ±{r['tolerance_ms']} ms on the same stereotrode: "
         f"{r['gui_found_by_ours']} of {r['gui_spikes']} "
         f"({100 * r['fraction_of_gui_found']:.1f} %; {r['gui_missed']} missed).\n"
