@@ -25,6 +25,7 @@ status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import tempfile
@@ -516,14 +517,29 @@ def main(argv=None) -> int:
     from offline.sort.sortfile import SortFileError
 
     try:
-        return args.func(args)
+        code = args.func(args)
     except (SettingsError, ProbeError, RecordingError, SortFileError, FileNotFoundError) as exc:
         print(f"sweepsort {args.command}: {exc}", file=sys.stderr)
-        return 2
+        code = 2
     except KeyboardInterrupt:
         resume = "; re-run the same command to resume" if args.command == "sort" else ""
         print(f"sweepsort {args.command}: interrupted{resume}", file=sys.stderr)
         return 130
+    if argv is None and args.command in _FAST_EXIT:
+        _fast_exit(code)
+    return code
+
+
+_FAST_EXIT = ("detect", "info")
+"""Commands that, run as the ``sweepsort`` program, end without the interpreter's finalization:
+tearing down numba, scipy and pandas takes 0.5-1 s, a third of a short ``detect``. Only
+commands that start no worker, thread or executor and have closed every file they wrote."""
+
+
+def _fast_exit(code: int) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -72,3 +72,29 @@ def test_lazy_package_names_still_import():
         offline.no_such_name  # noqa: B018
     with pytest.raises(ImportError):
         from offline.sort import no_such_name  # noqa: F401
+
+
+def test_fast_exit_commands_flush_their_output(tmp_path):
+    """``detect`` and ``info`` end with os._exit (no interpreter finalization) when run as the
+    program: their output, piped, still arrives whole, and error statuses are kept."""
+    import numpy as np
+    from test_recording import write_binary_recording
+
+    rec_dir = tmp_path / "s" / "Record Node 102" / "experiment1" / "recording1"
+    data = np.random.default_rng(0).normal(0, 20, (4, 6000))
+    data[:, 1000::700] -= 300
+    write_binary_recording(rec_dir, data, 0, [])
+
+    def run(*argv):
+        return subprocess.run([sys.executable, "-m", "offline.cli", *argv], cwd=ROOT,
+                              capture_output=True, text=True, timeout=300)
+
+    proc = run("detect", str(tmp_path / "s"), "--out", str(tmp_path / "d"), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("probe: ") and "peaks on 4 channels" in proc.stdout
+    assert proc.stdout.endswith("peaks.npy\n")
+    assert (tmp_path / "d" / "peaks.npy").is_file() and (tmp_path / "d" / "peaks.json").is_file()
+    proc = run("info", str(tmp_path / "s"))
+    assert proc.returncode == 0 and "6000 samples" in proc.stdout
+    proc = run("info", str(tmp_path / "nothing"))
+    assert proc.returncode == 2 and proc.stderr.startswith("sweepsort info: ")
