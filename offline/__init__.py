@@ -19,6 +19,13 @@ __all__ = ["read_online_spikes", "read_online_sweeps"]
 def __getattr__(name: str):
     module = _LAZY.get(name)
     if module is None:
+        # a submodule that was imported eagerly before the names became lazy
+        # (``import offline; offline.<submodule>.f()`` keeps working)
+        try:
+            return importlib.import_module(f"offline.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"offline.{name}":
+                raise
         raise AttributeError(f"module 'offline' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value

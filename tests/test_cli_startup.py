@@ -98,3 +98,13 @@ def test_fast_exit_commands_flush_their_output(tmp_path):
     assert proc.returncode == 0 and "6000 samples" in proc.stdout
     proc = run("info", str(tmp_path / "nothing"))
     assert proc.returncode == 2 and proc.stderr.startswith("sweepsort info: ")
+
+
+def test_lazy_packages_still_reach_their_submodules():
+    code = ("import offline, offline.sort; "
+            "assert callable(offline.record_files.__name__.upper); "
+            "assert offline.sort.pipeline.sort_recording is offline.sort.sort_recording; "
+            "import sys; assert 'offline.sort.pipeline' in sys.modules")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr

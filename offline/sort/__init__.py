@@ -28,6 +28,13 @@ __all__ = ["AllSettings", "RecordingSource", "SortResult", "load_sort", "load_so
 def __getattr__(name: str):
     module = _LAZY.get(name)
     if module is None:
+        # a submodule that was imported eagerly before the names became lazy
+        # (``import offline.sort; offline.sort.<submodule>.f()`` keeps working)
+        try:
+            return importlib.import_module(f"offline.sort.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"offline.sort.{name}":
+                raise
         raise AttributeError(f"module 'offline.sort' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
