@@ -12,6 +12,7 @@ backend, Open Ephys, refresh rate), 3 failed while running (the session file say
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 import traceback
@@ -20,6 +21,12 @@ from pathlib import Path
 from oe_plugin.config import SettingsError
 
 EXIT_OK, EXIT_CANCELLED, EXIT_REFUSED, EXIT_FAILED = 0, 1, 2, 3
+
+
+def _plain(text: str) -> str:
+    """Docstring text as plain help text: RST roles and inline literals become bare words."""
+    text = re.sub(r":[a-z]+:`~?([^`]*)`", r"\1", text)
+    return " ".join(text.replace("``", "").split())
 
 
 def _err(msg: str) -> None:
@@ -36,15 +43,19 @@ def _rig(args):
 
 
 def cmd_validate(args) -> int:
-    from stimulus.runner import prepare, summary
+    from stimulus.runner import format_sweep_table, prepare, rig_line, summary
     from stimulus.script import ScriptError
 
     try:
-        p = prepare(args.script, _rig(args), seed=args.seed if args.seed is not None else 0)
+        rig = _rig(args)
+        print(rig_line(rig))
+        p = prepare(args.script, rig, seed=args.seed if args.seed is not None else 0)
     except (ScriptError, SettingsError) as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_REFUSED
     print(summary(p))
+    if args.table:
+        print(format_sweep_table(p))
     print("OK")
     return EXIT_OK
 
@@ -62,20 +73,33 @@ def _progress_printer(stream=sys.stderr):
 
 def cmd_run(args) -> int:  # noqa: C901 - the run's steps in order, each with its refusal
     from stimulus.record import build_meta, default_session_path, session_id
-    from stimulus.runner import Runner, frame_arrays, prepare, summary
+    from stimulus.runner import (
+        Runner,
+        format_sweep_table,
+        frame_arrays,
+        prepare,
+        rig_line,
+        summary,
+    )
     from stimulus.script import ScriptError
     from stimulus.session_file import write_session
     from stimulus.ttl.base import TTLError, make_backend
 
+    if args.table and not args.dry_run:
+        _err("--table needs --dry-run (a real run's sweeps are in its session file)")
+        return EXIT_REFUSED
     try:
         rig = _rig(args)
         if args.window:
             rig = rig.with_screen(fullscreen=False)
+        print(rig_line(rig))
         p = prepare(args.script, rig, seed=args.seed)
     except (ScriptError, SettingsError) as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_REFUSED
     print(summary(p))
+    if args.table:
+        print(format_sweep_table(p))
     sid = session_id(p)
     out_path = default_session_path(p, sid, args.out)
     if args.dry_run:
@@ -261,7 +285,9 @@ def cmd_manual(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="sweepstim", description=__doc__.split("\n")[0])
+    paragraphs = __doc__.split("\n\n")
+    ap = argparse.ArgumentParser(prog="sweepstim", description=_plain(paragraphs[0]),
+                                 epilog=_plain(paragraphs[-1]))
     sub = ap.add_subparsers(dest="command", required=True)
 
     def common(p):
@@ -283,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="session file or directory (default: current directory)")
     r.add_argument("--dry-run", action="store_true",
                    help="validate and print the table summary and duration; render nothing")
+    r.add_argument("--table", action="store_true",
+                   help="with --dry-run: also print the sweep table, one row per presented "
+                        "sweep (index, varied parameter values, refreshes, seconds, start)")
     r.add_argument("--allow-refresh-mismatch", action="store_true",
                    help="warn instead of refusing when the measured refresh rate differs")
     r.add_argument("--window", action="store_true", help="a window instead of full screen")
@@ -295,6 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("script")
     common(v)
     v.add_argument("--seed", type=int)
+    v.add_argument("--table", action="store_true",
+                   help="also print the sweep table, one row per presented sweep")
     v.set_defaults(func=cmd_validate)
 
     g = sub.add_parser("gamma-fit", help="fit the monitor gamma from photometer readings")

@@ -104,6 +104,68 @@ def summary(p: Prepared) -> str:
             f"{p.protocol.max_sweep_index()})")
 
 
+
+def rig_line(rig: RigSettings) -> str:
+    """Which rig config the run uses: its file, or the built-in defaults (and where one was
+    looked for), with the values that change durations and geometry."""
+    from stimulus.rig import CONFIG_ENV_VAR, DEFAULT_CONFIG
+
+    scr = rig.screen
+    values = (f"{scr.width_px}x{scr.height_px} px, {scr.width_cm:g}x{scr.height_cm:g} cm at "
+              f"{scr.distance_cm:g} cm, {scr.refresh_hz:g} Hz, gamma {scr.gamma:g}")
+    if rig.path is not None:
+        return f"rig file: {rig.path} ({values})"
+    return (f"no rig file: built-in defaults ({values}); give one with --config, "
+            f"${CONFIG_ENV_VAR} or {DEFAULT_CONFIG}")
+
+
+def sweep_table_rows(p: Prepared) -> list[dict]:
+    """One row per presented sweep, in presentation order: ``n`` (presentation), ``run``,
+    ``sweep`` (the sweep index sent on the TTL lines, ``None`` for a blank), the values of the
+    table's varied parameters (``None`` for a blank), ``frames`` (stimulus refreshes),
+    ``post_frames`` (post-sweep background refreshes), ``sec`` (both, in seconds) and
+    ``start_sec`` (first refresh, from the plan's first refresh; the TTL START markers come
+    before it)."""
+    t, plan = p.table, p.plan
+    names = [name for d in t.dims for name in d.names]
+    starts = plan.presentation_start()
+    hz = plan.refresh_hz
+    rows = []
+    for i, code in enumerate(t.order.tolist()):
+        blank = code == SWEEP_NONE
+        cond = None if blank else t.conditions[code]
+        n_frames, n_post = int(plan.sweep_frames[i]), int(plan.post_frames[i])
+        rows.append({"n": i, "run": int(t.run[i]), "sweep": None if blank else int(code),
+                     **{name: None if blank else cond[name] for name in names},
+                     "frames": n_frames, "post_frames": n_post,
+                     "sec": (n_frames + n_post) / hz,
+                     "start_sec": float(starts[i]) / hz if i < starts.size else math.nan})
+    return rows
+
+
+def format_sweep_table(p: Prepared) -> str:
+    """:func:`sweep_table_rows` as aligned text columns (``sweepstim run --dry-run --table``)."""
+    rows = sweep_table_rows(p)
+    names = [name for d in p.table.dims for name in d.names]
+    header = ["#", "run", "sweep", *names, "frames", "post_frames", "sec", "start_s"]
+
+    def cell(v) -> str:
+        if v is None:
+            return "-"
+        if isinstance(v, float):
+            return f"{v:g}"
+        return str(v)
+
+    body = [[str(r["n"]), str(r["run"]), "blank" if r["sweep"] is None else str(r["sweep"]),
+             *[cell(r[name]) for name in names], str(r["frames"]), str(r["post_frames"]),
+             f"{r['sec']:.3f}", f"{r['start_sec']:.3f}"] for r in rows]
+    widths = [max(len(h), *(len(b[k]) for b in body)) if body else len(h)
+              for k, h in enumerate(header)]
+    lines = ["  ".join(v.rjust(w) for v, w in zip(line, widths, strict=True))
+             for line in [header, *body]]
+    return "\n".join(lines)
+
+
 @dataclass
 class Progress:
     sweeps_done: int

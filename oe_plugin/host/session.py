@@ -84,10 +84,14 @@ class SessionReport:
         return self.latency_p99_ms / (blocks.mean() / self.sample_rate_hz * 1e3)
 
     def summary(self) -> str:
+        """One line. "Emitted" counts the module's TTL events (``add_event``), not the spikes
+        it writes to its own files; "delivered" counts what the host handed to ``process()``
+        (the source's TTL events and upstream spikes)."""
         return (f"{Path(self.module).name} [{self.runner}]: {self.n_blocks} blocks, "
                 f"{self.n_samples} samples × {self.n_channels} ch at {self.sample_rate_hz:g} Hz; "
-                f"{self.events.size} events emitted ({self.dropped_events} dropped), "
-                f"{self.ttl_delivered} TTL + {self.spikes_delivered} spikes delivered; "
+                f"{self.events.size} TTL events emitted by the module "
+                f"({self.dropped_events} dropped); {self.ttl_delivered} TTL events + "
+                f"{self.spikes_delivered} upstream spikes delivered to it; "
                 f"process() p50 {self.latency_p50_ms:.3f} ms, p99 {self.latency_p99_ms:.3f} ms, "
                 f"max {self.latency_max_ms:.3f} ms; wall {self.wall_s:.2f} s")
 

@@ -1,12 +1,45 @@
 """Offline template sorting over the shared kernels (see docs/sorting.md).
 
 :func:`sort_recording` runs the whole sort; :func:`load_sort` reads a sort folder back.
+
+The names below are imported on first use (PEP 562): importing a light submodule such as
+:mod:`offline.sort.sortfile` (the CLI's error types) does not compile the sorting pipeline.
 """
 
-from offline.sort.pipeline import sort_recording
-from offline.sort.settings import AllSettings, load_sort_settings, settings_from_table
-from offline.sort.sortfile import SortResult, load_sort, save_sort
-from offline.sort.source import RecordingSource
+from __future__ import annotations
+
+import importlib
+
+_LAZY = {
+    "sort_recording": "offline.sort.pipeline",
+    "AllSettings": "offline.sort.settings",
+    "load_sort_settings": "offline.sort.settings",
+    "settings_from_table": "offline.sort.settings",
+    "SortResult": "offline.sort.sortfile",
+    "load_sort": "offline.sort.sortfile",
+    "save_sort": "offline.sort.sortfile",
+    "RecordingSource": "offline.sort.source",
+}
 
 __all__ = ["AllSettings", "RecordingSource", "SortResult", "load_sort", "load_sort_settings",
            "save_sort", "settings_from_table", "sort_recording"]
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        # a submodule that was imported eagerly before the names became lazy
+        # (``import offline.sort; offline.sort.<submodule>.f()`` keeps working)
+        try:
+            return importlib.import_module(f"offline.sort.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"offline.sort.{name}":
+                raise
+        raise AttributeError(f"module 'offline.sort' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
