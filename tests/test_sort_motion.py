@@ -74,6 +74,11 @@ def test_motion_estimated_and_stored(drifting):
     off = drifting["results"]["off"]
     assert off.meta["motion"] == {**off.meta["motion"], "mode": "off", "applied": False}
     assert "motion_um" not in off.arrays
+    # drift-split units are joined only where the sort corrected motion
+    assert off.meta["unit_joins"]["drift"] == 0
+    joined = res.meta["unit_joins"]["drift"]
+    assert res.n_units + joined + res.meta["unit_joins"]["burst"] == (
+        res.n_units + len(res.arrays["extra_templates_uv"]))
 
 
 def test_correction_keeps_units_whole(drifting):

@@ -25,22 +25,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from offline.sort.sortfile import dense_templates
+
 SCALE_MIN, SCALE_MAX = 1.1, 3.0
 MIN_SPIKES = 20
 BURST_ISI_MS = (2.0, 20.0)
 BURST_EXCESS = 3.0
 REFRACTORY_MS = 1.0
 REFRACTORY_SLACK = 0.002
-
-
-def _dense(waveforms, channels, n_channels):
-    """(T, C, W) float64 templates on every channel (zero off their rows)."""
-    n_t, _, width = waveforms.shape
-    out = np.zeros((n_t, n_channels, width))
-    for u in range(n_t):
-        ok = channels[u] >= 0
-        out[u, channels[u][ok]] = waveforms[u][ok]
-    return out
 
 
 def scaled_copy(big: np.ndarray, small: np.ndarray) -> tuple[float, float]:
@@ -97,7 +89,7 @@ def burst_units(t: np.ndarray, unit: np.ndarray, waveforms: np.ndarray, channels
         return a
 
     if n_t > 1 and max_residual > 0:
-        dense = _dense(np.asarray(waveforms, np.float64), channels, n_channels)
+        dense = dense_templates(np.asarray(waveforms, np.float64), channels, n_channels)
         trains = [np.sort(t[unit == u]).astype(np.int64) for u in range(n_t)]
         for x in range(n_t):
             if len(trains[x]) < MIN_SPIKES:
@@ -115,14 +107,20 @@ def burst_units(t: np.ndarray, unit: np.ndarray, waveforms: np.ndarray, channels
                 if burst > BURST_EXCESS * expect and refr < 0.5 * refr_expect + REFRACTORY_SLACK:
                     parent[root(y)] = root(x)
     counts = np.bincount(unit[unit >= 0], minlength=n_t)
-    roots = np.array([root(u) for u in range(n_t)], np.int64)
-    # each group's unit template: its template with the most spikes (ties: the first)
+    return units_of_groups(np.array([root(u) for u in range(n_t)], np.int64), counts)
+
+
+def units_of_groups(group: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(unit of each template (T,) int32, unit template of each unit (U,) int64)`` for
+    templates joined into groups (``group`` (T,): any label per group): each group's unit
+    template is its template with the most spikes (``counts`` (T,); ties: the first), and units
+    are numbered in the order of their unit templates."""
     head = {}
-    for u in range(n_t):
-        r = roots[u]
-        if r not in head or counts[u] > counts[head[r]]:
-            head[r] = u
+    for u in range(len(group)):
+        g = group[u]
+        if g not in head or counts[u] > counts[head[g]]:
+            head[g] = u
     heads = sorted(head.values())
     unit_of_head = {h: i for i, h in enumerate(heads)}
-    of_template = np.array([unit_of_head[head[roots[u]]] for u in range(n_t)], np.int32)
+    of_template = np.array([unit_of_head[head[group[u]]] for u in range(len(group))], np.int32)
     return of_template, np.array(heads, np.int64)

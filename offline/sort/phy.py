@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from offline.sort.metrics import label
-from offline.sort.sortfile import SortResult, atomic_write
+from offline.sort.sortfile import SortResult, atomic_write, dense_templates
 
 
 def _save(path: Path, array) -> None:
@@ -51,10 +51,7 @@ def export_phy(result: SortResult, folder, dat: dict | None = None) -> Path:
     n_channels = len(a["noise_uv"])
     factor = int(meta.get("upsample_factor", 1))
     pre = int(meta["template_pre_samples"])
-    dense = np.zeros((result.n_units, n_channels, a["templates_uv"].shape[2]), np.float32)
-    for u in range(result.n_units):
-        rows = a["template_channels"][u]
-        dense[u, rows[rows >= 0]] = a["templates_uv"][u][rows >= 0]
+    dense = dense_templates(a["templates_uv"], a["template_channels"], n_channels, np.float32)
     dense = dense[:, :, (pre % factor) :: factor]
     templates = np.ascontiguousarray(dense.transpose(0, 2, 1))  # (U, W, C)
     sel = a["spike_unit"] >= 0

@@ -21,9 +21,10 @@ from threadpoolctl import threadpool_limits
 
 from oe_plugin.kernels.motion import Motion, estimate_motion
 from oe_plugin.probe import Probe, load_probe, neighbour_lists
-from offline.sort.burst_merge import burst_units
+from offline.sort.burst_merge import burst_units, units_of_groups
 from offline.sort.cluster import cluster_snippets
 from offline.sort.detection import detect_chunk
+from offline.sort.drift_merge import drift_groups
 from offline.sort.executor import Executor
 from offline.sort.job import SortJob, window_samples
 from offline.sort.matching import match_chunk
@@ -31,7 +32,13 @@ from offline.sort.metrics import unit_metrics
 from offline.sort.phy import dat_description, export_phy
 from offline.sort.preprocess import DriftCorrection, Preprocessor
 from offline.sort.settings import AllSettings, MotionSettings, settings_from_table
-from offline.sort.sortfile import SortResult, atomic_write, npz_bytes, save_sort
+from offline.sort.sortfile import (
+    SortResult,
+    atomic_write,
+    dense_templates,
+    npz_bytes,
+    save_sort,
+)
 from offline.sort.source import RecordingSource
 from offline.sort.templates import (
     TemplateSet,
@@ -234,7 +241,7 @@ def sort_recording(source: RecordingSource, out_dir, settings: AllSettings | Non
                           [(job, i, templates, thresholds, *events_for(i)) for i in chunks],
                           chunks, progress, "match", log=log)
     timings["match_s"] = time.perf_counter() - t4
-    result = _assemble(matched, templates, thresholds, job, rec, probe, g, pre)
+    result = _assemble(matched, templates, thresholds, job, rec, probe, g, pre, applied)
     result.arrays.update(_motion_arrays(motion, peaks))
     result.meta["motion"] = {"mode": mode, "applied": applied,
                              "range_um": motion.range_um() if motion is not None else 0.0,
@@ -254,7 +261,8 @@ def sort_recording(source: RecordingSource, out_dir, settings: AllSettings | Non
     return result
 
 
-def _assemble(matched, templates: TemplateSet, thresholds, job, rec, probe, g, pre):
+def _assemble(matched, templates: TemplateSet, thresholds, job, rec, probe, g, pre,
+              motion_applied: bool = False):
     s = job.settings.sort
     cols = {k: np.concatenate([m[k] for m in matched]) for k in matched[0]}
     order = np.lexsort((cols["channel"], cols["t"]))
@@ -287,12 +295,23 @@ def _assemble(matched, templates: TemplateSet, thresholds, job, rec, probe, g, p
     peak_of = peak_uv[np.maximum(unit, 0)] if len(keep) else np.zeros(len(unit), np.float32)
     amp_uv = np.where(unit >= 0, cols["amplitude"] * peak_of, 0)
     duration = g.n_samples_in / g.sample_rate_in_hz
-    # units owning several templates: a bursting cell's scaled copies (burst_merge)
+    # units owning several templates: a bursting cell's scaled copies (burst_merge), then, when
+    # the sort corrected motion, a unit split in time by what the correction left (drift_merge)
+    unit_of, heads = np.arange(len(keep), dtype=np.int32), np.arange(len(keep))
     if s.burst_merge:
         unit_of, heads = burst_units(spike_index, unit, tpl_uv, chans, peak_ch, len(noise),
                                      g.sample_rate_in_hz, duration, s.burst_max_residual)
-    else:
-        unit_of, heads = np.arange(len(keep), dtype=np.int32), np.arange(len(keep))
+    joins = {"burst": int(len(keep) - len(heads)), "drift": 0}
+    if motion_applied and s.drift_merge and len(heads) > 1:
+        dense_heads = dense_templates(tpl_uv[heads], chans[heads], len(noise))
+        group = drift_groups(spike_index, np.where(unit >= 0, unit_of[np.maximum(unit, 0)], -1),
+                             dense_heads, np.asarray(probe.positions_um)[peak_ch[heads]],
+                             g.sample_rate_in_hz, duration, s.drift_merge_max_distance,
+                             s.drift_merge_max_overlap)
+        counts = np.bincount(unit[unit >= 0], minlength=len(keep))
+        n_before = len(heads)
+        unit_of, heads = units_of_groups(group[unit_of], counts)
+        joins["drift"] = int(n_before - len(heads))
     extra = np.setdiff1d(np.arange(len(keep)), heads)
     if len(keep):
         unit = np.where(unit >= 0, unit_of[np.maximum(unit, 0)], -1).astype(np.int32)
@@ -320,12 +339,8 @@ def _assemble(matched, templates: TemplateSet, thresholds, job, rec, probe, g, p
         "noise_uv": noise.astype(np.float32),
         "channel_positions_um": np.asarray(probe.positions_um, np.float64),
     }
-    tpl_uv, chans = tpl_uv[heads], chans[heads]
     n_units = len(heads)
-    dense = np.zeros((n_units, len(noise), tpl_uv.shape[2]), np.float32)
-    for u in range(n_units):
-        ok = chans[u] >= 0
-        dense[u, chans[u][ok]] = tpl_uv[u][ok]
+    dense = dense_templates(tpl_uv[heads], chans[heads], len(noise), np.float32)
     sel = unit >= 0
     metrics = unit_metrics(spike_index[sel], unit[sel], amp_uv[sel], dense, noise,
                            g.sample_rate_in_hz, duration)
@@ -339,6 +354,7 @@ def _assemble(matched, templates: TemplateSet, thresholds, job, rec, probe, g, p
         "template_pre_samples": int(pre),
         "n_units": int(n_units),
         "n_extra_templates": int(len(extra)),
+        "unit_joins": joins,  # templates joined to another's unit: bursts, drift splits
         "n_spikes_sorted": int(sel.sum()),
         "n_spikes_unsorted": int((~sel).sum()),
         "metrics": metrics,

@@ -122,6 +122,16 @@ class SortSettings:
     """How exact a scaled copy must be: ``|X - s Y|^2 / |X|^2`` at most this, on the smaller
     one's channels (tuning seeds of burst32: 0.02 and 0.05 join 2 + 2 templates, 0.1 one more;
     no join on any other tuning case at 0.1)."""
+    drift_merge: bool = True
+    """When the sort corrected motion: join units that the drift left after correction split in
+    time (similar templates on nearby channels that take turns and never fire within 1 ms of
+    each other; :mod:`offline.sort.drift_merge`)."""
+    drift_merge_max_distance: float = 0.7
+    """Largest template distance (the template merge's) of a drift-split pair."""
+    drift_merge_max_overlap: float = 0.2
+    """Largest overlap of two groups' time profiles (5 s bins; 1 = the same profile). Chosen on
+    the drifting tuning seeds: 164 well-detected units without the join; 170-172 at 0.3-0.7 /
+    0.15-0.2; 174 at 1.0 / 0.25, not taken (a wrong join costs a lab two cells)."""
     seed: int = 0
 
     def check(self, section: str = "sort") -> None:
@@ -152,6 +162,10 @@ class SortSettings:
         require(self.template_row_min >= 0, f"{section}.template_row_min", "must be >= 0")
         require(0 <= self.burst_max_residual < 1, f"{section}.burst_max_residual",
                 "must be in [0, 1)")
+        require(self.drift_merge_max_distance >= 0, f"{section}.drift_merge_max_distance",
+                "must be >= 0")
+        require(0 <= self.drift_merge_max_overlap <= 1, f"{section}.drift_merge_max_overlap",
+                "must be in [0, 1]")
 
 
 @dataclass(frozen=True)

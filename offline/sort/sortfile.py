@@ -72,6 +72,20 @@ class SortResult:
         return self.arrays["spike_index"] / float(self.meta["recording_sample_rate_hz"])
 
 
+def dense_templates(waveforms: np.ndarray, channels: np.ndarray, n_channels: int,
+                    dtype=np.float64) -> np.ndarray:
+    """(U, C, W) templates on every channel (zero elsewhere) from (U, K, W) rows on
+    ``channels`` (U, K) (-1 = unused row)."""
+    n_u, n_k, width = waveforms.shape
+    out = np.zeros((n_u, n_channels, width), dtype)
+    for u in range(n_u):
+        for k in range(n_k):
+            ch = channels[u, k]
+            if 0 <= ch < n_channels:
+                out[u, ch] = waveforms[u, k]
+    return out
+
+
 def umask_mode(mode: int = 0o666) -> int:
     """``mode`` filtered by this process's umask: what ``open()`` would give a new file."""
     mask = os.umask(0o022)  # reading the umask means setting it; put it straight back

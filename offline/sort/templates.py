@@ -14,6 +14,7 @@ import numpy as np
 
 from oe_plugin.kernels.candidates import MIN_FRACTION, candidates
 from offline.sort.cluster import Cluster
+from offline.sort.sortfile import dense_templates
 
 
 @dataclass
@@ -30,13 +31,7 @@ class TemplateSet:
 
     def dense(self, n_channels: int, noise_uv: np.ndarray | None = None) -> np.ndarray:
         """(U, C, W) float32; in µV when ``noise_uv`` is given, else noise units."""
-        u, k, w = self.waveforms.shape
-        out = np.zeros((u, n_channels, w), np.float32)
-        for i in range(u):
-            for r in range(k):
-                ch = self.channels[i, r]
-                if ch >= 0:
-                    out[i, ch] = self.waveforms[i, r]
+        out = dense_templates(self.waveforms, self.channels, n_channels, np.float32)
         if noise_uv is not None:
             out *= np.where(np.isfinite(noise_uv), noise_uv, 0)[None, :, None]
         return out

@@ -1,0 +1,123 @@
+"""Units split in time by probe drift, joined after matching.
+
+When motion correction leaves part of the drift, a unit's waveform on the probe changes as it
+moves and clustering gives it a template per drift phase: several units with similar waveforms
+on nearby channels that **take turns** in time (one fires while the other is silent) and never
+fire within a refractory period of each other. Measured on the tuning seeds of the drifting
+benchmark cases (mono64, zigzag64, nonrigid64 seeds 1–2): such pairs had time profiles
+overlapping by 0.03–0.16 (below), shape distances 0.13–0.84 and no coincidences within 1 ms;
+pairs of different cells overlapped by 0.5–0.9 except a few (0.09–0.28, with larger shape
+distances or coincidences).
+
+Candidates are unit pairs whose peak channels are within ``RADIUS_UM``, each with at least
+``MIN_SPIKES`` spikes, whose templates are within ``max_distance`` (``|x - y|^2 /
+min(|x|^2, |y|^2)`` at the best of ±``MAX_SHIFT`` samples; the template merge's distance). They
+are tried from the most similar up, **as groups** (a join is tested between everything joined so
+far on either side):
+
+* **time profiles** (spike counts in ``BIN_S`` bins, each normalised to sum 1): overlap
+  ``sum(min(p, q))`` at most ``max_overlap`` (1 = the same profile, 0 = never at the same time);
+* **refractory**: spikes of one group within ``REFRACTORY_MS`` of the other's are fewer than
+  half the chance count + ``REFRACTORY_SLACK``.
+
+Only sorts that corrected motion use it (:mod:`offline.sort.pipeline`): on a still probe, two
+cells with similar waveforms that answer different stimulus blocks would also take turns.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+RADIUS_UM = 60.0
+MIN_SPIKES = 20
+MAX_SHIFT = 3
+BIN_S = 5.0
+REFRACTORY_MS = 1.0
+REFRACTORY_SLACK = 0.001
+
+
+def shape_distance(x: np.ndarray, y: np.ndarray, max_shift: int = MAX_SHIFT) -> float:
+    """min over shifts ``s`` in ±max_shift of ``|x - shift(y, s)|^2 / min(|x|^2, |y|^2)``;
+    x, y (C, W) dense templates."""
+    width = x.shape[1]
+    ex, ey = float((x * x).sum()), float((y * y).sum())
+    if min(ex, ey) <= 0:
+        return np.inf
+    best = np.inf
+    for s in range(-max_shift, max_shift + 1):
+        ys = np.zeros_like(y)
+        if s >= 0:
+            ys[:, :width - s] = y[:, s:]
+        else:
+            ys[:, -s:] = y[:, :width + s]
+        best = min(best, float(((x - ys) ** 2).sum()) / min(ex, ey))
+    return best
+
+
+def profile_overlap(p: np.ndarray, q: np.ndarray) -> float:
+    """``sum(min(p / sum p, q / sum q))``: 1 for the same time profile, 0 for disjoint ones."""
+    sp, sq = float(p.sum()), float(q.sum())
+    if sp <= 0 or sq <= 0:
+        return 0.0
+    return float(np.minimum(p / sp, q / sq).sum())
+
+
+def coincidences(a: np.ndarray, b: np.ndarray, sample_rate_hz: float,
+                 duration_s: float) -> tuple[float, float]:
+    """(fraction of ``b``'s spikes within REFRACTORY_MS of one of ``a``'s, its chance value);
+    sorted sample indices."""
+    if len(a) == 0 or len(b) == 0:
+        return 0.0, 0.0
+    j = np.searchsorted(a, b)
+    near = np.full(len(b), np.inf)
+    for jj in (j - 1, j):
+        ok = (jj >= 0) & (jj < len(a))
+        near[ok] = np.minimum(near[ok], np.abs(a[jj[ok]] - b[ok]))
+    frac = float(np.mean(near / sample_rate_hz * 1e3 < REFRACTORY_MS))
+    return frac, len(a) / max(duration_s, 1e-9) * 2 * REFRACTORY_MS * 1e-3
+
+
+def drift_groups(t: np.ndarray, unit: np.ndarray, dense: np.ndarray, peak_pos_um: np.ndarray,
+                 sample_rate_hz: float, duration_s: float, max_distance: float,
+                 max_overlap: float) -> np.ndarray:
+    """(U,) int: the group of each unit (the smallest unit index in it; units alone keep their
+    own), joining units split in time (module docstring).
+
+    t (N,) int64 spike sample indices; unit (N,) int32 unit of each spike (-1 unsorted);
+    dense (U, C, W) templates on every channel (any one scale); peak_pos_um (U, 2)."""
+    n_u = dense.shape[0]
+    group = np.arange(n_u)
+    if n_u < 2 or max_distance <= 0:
+        return group
+    trains = [np.sort(t[unit == u]).astype(np.int64) for u in range(n_u)]
+    edges = np.arange(0.0, duration_s + BIN_S, BIN_S)
+    profile = np.array([np.histogram(tr / sample_rate_hz, edges)[0] for tr in trains], float)
+    pairs = []
+    for x in range(n_u):
+        if len(trains[x]) < MIN_SPIKES:
+            continue
+        for y in range(x + 1, n_u):
+            if (len(trains[y]) < MIN_SPIKES
+                    or np.linalg.norm(peak_pos_um[x] - peak_pos_um[y]) > RADIUS_UM):
+                continue
+            d = shape_distance(dense[x], dense[y])
+            if d <= max_distance:
+                pairs.append((d, x, y))
+    members = {u: [u] for u in range(n_u)}
+    for _, x, y in sorted(pairs):
+        gx, gy = group[x], group[y]
+        if gx == gy:
+            continue
+        if profile_overlap(profile[members[gx]].sum(0), profile[members[gy]].sum(0)) \
+                > max_overlap:
+            continue
+        a = np.sort(np.concatenate([trains[u] for u in members[gx]]))
+        b = np.sort(np.concatenate([trains[u] for u in members[gy]]))
+        frac, chance = coincidences(a, b, sample_rate_hz, duration_s)
+        if frac > 0.5 * chance + REFRACTORY_SLACK:
+            continue
+        keep, gone = min(gx, gy), max(gx, gy)
+        for u in members[gone]:
+            group[u] = keep
+        members[keep] += members.pop(gone)
+    return group
