@@ -27,9 +27,13 @@ class StaResult(AnalysisResult):
     def peak_map(self) -> np.ndarray:
         return self.sta[int(np.argmin(np.abs(self.lags_ms - self.peak_lag_ms)))]
 
-    def plot(self, ax=None, max_lags: int = 10):
+    def plot(self, ax=None, max_lags: int = 10, extent_deg=None, colorbar: bool = False):
         """The STA at up to ``max_lags`` evenly spaced lags that include the peak lag, one
-        shared colour scale (red = brighter than the mean before a spike)."""
+        shared colour scale (red = brighter than the mean before a spike).
+
+        ``extent_deg`` (left, right, bottom, top) — the grid on the screen, degrees of visual
+        angle (:func:`grid_extent_deg`): the first panel gets axes in degrees. ``colorbar``:
+        a colour bar of the shared scale (contrast units)."""
         n = min(self.lags_ms.size, max_lags)
         step = max(1, int(np.ceil(self.lags_ms.size / n)))
         peak = int(np.argmin(np.abs(self.lags_ms - self.peak_lag_ms)))
@@ -38,12 +42,46 @@ class StaResult(AnalysisResult):
         axes = (new_axes(None, nrows=1, ncols=len(idx), figsize=(1.2 * len(idx) + 0.5, 1.6))[0]
                 if ax is None else np.atleast_1d(ax))
         vmax = float(np.abs(self.sta).max()) or 1.0
-        for a, i in zip(axes, idx, strict=False):
-            a.imshow(self.sta[i], cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest")
-            a.set_xticks([])
-            a.set_yticks([])
+        im = None
+        for k, (a, i) in enumerate(zip(axes, idx, strict=False)):
+            im = a.imshow(self.sta[i], cmap="RdBu_r", vmin=-vmax, vmax=vmax,
+                          interpolation="nearest", extent=extent_deg)
+            if extent_deg is not None and k == 0:
+                a.tick_params(labelsize=6)
+                a.set_xlabel("azimuth (°)", fontsize=7)
+                a.set_ylabel("elevation (°)", fontsize=7)
+            else:
+                a.set_xticks([])
+                a.set_yticks([])
             a.set_title(f"{self.lags_ms[i]:g} ms", fontsize=7)
+        if colorbar and im is not None:
+            cb = axes[0].figure.colorbar(im, ax=list(axes), shrink=0.9, pad=0.02)
+            cb.set_label("Δ contrast", fontsize=7)
+            cb.ax.tick_params(labelsize=6)
         return axes
+
+
+#: the grid size a session leaves at its stimulus's default (stimulus.stimuli.*)
+_DEFAULT_GRID_DEG = {"sparse_noise": (40.0, 40.0), "msequence": (32.0, 32.0)}
+
+
+def grid_extent_deg(stimulus: str, static: dict, conditions: list[dict]):
+    """Where the STA grid was on the screen: (left, right, bottom, top), degrees of visual
+    angle from the screen centre (+x right, +y up), and its rotation ``ori_deg``.
+
+    The grid is ``width_deg`` x ``height_deg`` centred at (``x_deg``, ``y_deg``) (from the
+    session's static parameters, else its first condition, else the stimulus defaults)."""
+    def get(name, default):
+        for src in (static or {}, conditions[0] if conditions else {}):
+            v = src.get(name)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                return float(v)
+        return default
+
+    w0, h0 = _DEFAULT_GRID_DEG.get(stimulus, (40.0, 40.0))
+    w, h = get("width_deg", w0), get("height_deg", h0)
+    x, y = get("x_deg", 0.0), get("y_deg", 0.0)
+    return (x - w / 2, x + w / 2, y - h / 2, y + h / 2), get("ori_deg", 0.0)
 
 
 def compute_sta(times_s, movie: StimulusMovie, *, lags_ms=None, subtract_mean: bool = True
