@@ -100,7 +100,24 @@ def _rates_plot(neurons, ax=None):
     return ax
 
 
-def _report_axes(figsize, nrows=1, ncols=1, *, left=0.5, right=0.15, bottom=0.42, top=0.28,
+def _lean(obj):
+    """Fewer ticks (their objects and labels are most of a small figure's drawing time): at
+    most 5 major ticks on linear axes that choose their own, no minor ticks."""
+    from matplotlib.ticker import MaxNLocator, NullLocator
+
+    from offline.analysis._plot import figure_of
+
+    fig = figure_of(obj)
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_minor_locator(NullLocator())
+            if axis.get_scale() == "linear" and type(axis.get_major_locator()).__name__ in (
+                    "AutoLocator", "MaxNLocator"):
+                axis.set_major_locator(MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10]))
+    return obj
+
+
+def _report_axes(figsize, nrows=1, ncols=1, *, left=0.5, right=0.15, bottom=0.5, top=0.28,
                  wspace=0.25, hspace=0.15, **kw):
     """A report figure with fixed margins (in inches): no constrained layout, which costs
     about half the drawing time of a small figure. One axes, or an array (nrows, ncols)."""
@@ -132,7 +149,7 @@ class _Html:
 
     def figure(self, kind: str, caption: str, draw) -> None:
         try:
-            png = png_bytes(draw(), dpi=self.dpi)
+            png = png_bytes(_lean(draw()), dpi=self.dpi)
         except Exception as exc:  # noqa: BLE001 - one failed figure must not lose the report
             self.n_errors += 1
             self.add(f'<p class="error" data-kind="{kind}">{html.escape(caption)}: '
@@ -282,7 +299,7 @@ def _render_unit(u: _UnitInput, experiments, positions_um, dpi: int):
 
     def isi():
         res = compute_isi(t, log_bins=True, max_ms=1000.0)
-        return res.plot(ax=_report_axes((3.2, 2.4), left=0.55))
+        return res.plot(ax=_report_axes((3.2, 2.5), left=0.55, bottom=0.55))
 
     doc.figure("template", "template on the probe", template)
     doc.figure("acg", "autocorrelogram", acg)
@@ -292,10 +309,10 @@ def _render_unit(u: _UnitInput, experiments, positions_um, dpi: int):
         if e.movie is not None:
             def sta(e=e):
                 res = compute_sta(t, e.movie)
-                n = min(res.lags_ms.size, 6)
-                axes = _report_axes((1.25 * n + 1.2, 1.9), 1, n, left=0.5, right=0.7,
-                                    bottom=0.4, top=0.25, wspace=0.08)[0]
-                return res.plot(ax=axes, max_lags=n, extent_deg=e.extent_deg, colorbar=True)
+                axes = _report_axes((6.6, 2.6), 1, 2, left=0.6, right=0.8, bottom=0.5,
+                                    top=0.25, wspace=0.12,
+                                    gridspec_kw={"width_ratios": (1, 3.2)})[0]
+                return res.plot_summary(ax=axes, max_lags=8, extent_deg=e.extent_deg)
 
             rot = f", grid rotated {e.ori_deg:g}°" if e.ori_deg else ""
             doc.figure("sta", f"STA e{e.index} (axes: degrees of visual angle{rot})", sta)
