@@ -20,6 +20,7 @@ import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -426,9 +427,11 @@ def write_report(recording, out, *, sort=None, units=None, dpi: int = 80,
                    file=sys.stderr, dynamic_ncols=True)
         with bar:
             for k, x in enumerate(inputs):
-                if futures is not None:
+                try:
+                    if futures is None:
+                        raise BrokenProcessPool
                     text, page, n_fig, n_err = futures[k].result()
-                else:
+                except BrokenProcessPool:  # no pool, or a worker died: draw it here
                     text, page, n_fig, n_err = _render_unit(x, exp_inputs, positions, dpi)
                 doc.add(text)
                 doc.pages.append((f"{recording.name}: {page[0]}", page[1]))
