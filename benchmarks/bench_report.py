@@ -4,7 +4,9 @@ The recordings are :func:`offline.analysis.synthetic.make_recording` with ``n_un
 (gratings with 12 directions + blanks, then 4 x 4 sparse noise; every unit gets a template,
 ACG, ISI, raster + PSTH heat map, a tuning curve and an STA: 6 figures per unit). Each repeat
 opens the recording afresh (no cached analyses) and writes the whole HTML report (population
-page + unit pages); the time is wall-clock, divided by the number of units. Medians over
+page + unit pages); the time is wall-clock, divided by the number of units, and the CPU time
+of this process and the report's worker processes (a measure the machine's other jobs disturb
+less: on idle cores the wall time approaches CPU / jobs). Medians over
 ``--repeat`` runs are printed with the load average before and after (the machine may be
 shared: compare numbers taken at a similar load).
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -33,6 +36,13 @@ matplotlib.use("Agg")
 from offline.analysis import synthetic  # noqa: E402
 from offline.analysis.model import Recording  # noqa: E402
 from offline.analysis.report import write_report  # noqa: E402
+
+
+def cpu_s() -> float:
+    """CPU seconds of this process and of its finished children (the report's workers)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def load() -> str:
@@ -60,19 +70,23 @@ def main(argv=None) -> int:
         root = data / f"units{n}" / "2024-05-01_12-00-00"
         if not (root / "sorts").is_dir():
             synthetic.make_recording(root, n_units=n, with_online=False)
-        runs, sizes = [], []
+        runs, sizes, cpus = [], [], []
         load_before = load()
         for _ in range(args.repeat):
             rec = Recording(root)
             out = data / f"units{n}" / "report.html"
             t0 = time.perf_counter()
+            c0 = cpu_s()
             summary = write_report(rec, out, dpi=args.dpi, jobs=jobs)
             runs.append(time.perf_counter() - t0)
+            cpus.append(cpu_s() - c0)
             sizes.append(out.stat().st_size)
             assert summary["n_units"] == n and summary["n_errors"] == 0, summary
         med = statistics.median(runs)
-        print(f"{n:4d} units: median {med:6.2f} s = {med / n:.3f} s/unit (runs "
-              f"{', '.join(f'{r:.2f}' for r in runs)} s), HTML {sizes[-1] / 1e6:.1f} MB, "
+        cpu = statistics.median(cpus)
+        print(f"{n:4d} units: median {med:6.2f} s = {med / n:.3f} s/unit wall (runs "
+              f"{', '.join(f'{r:.2f}' for r in runs)} s); CPU {cpu:.1f} s = {cpu / n:.3f} "
+              f"s/unit (all processes); HTML {sizes[-1] / 1e6:.1f} MB; "
               f"load avg {load_before} -> {load()}")
     if tmp is not None:
         tmp.cleanup()

@@ -118,6 +118,42 @@ def _lean(obj):
     return obj
 
 
+def _correlogram_grid(res, max_units: int = 8):
+    """The correlogram matrix in one axes (two artists instead of a grid of n x n axes):
+    cell (row a, column b) holds the CCG a -> b scaled to its own maximum, the ACGs black."""
+    n = min(len(res.unit_ids), max_units)
+    ax = _report_axes((1.0 * n + 1.0, 1.0 * n + 0.8), left=0.6, bottom=0.5, top=0.3)
+    lags = res.lags_ms
+    half = res.settings["bin_ms"] / 2
+    edges = np.r_[lags - half, lags[-1] + half]
+    xs = np.repeat(edges, 2)[1:-1]
+    x01 = (xs - edges[0]) / (edges[-1] - edges[0]) * 0.9 + 0.05
+    lines = {True: ([], []), False: ([], [])}
+    for a in range(n):
+        for b in range(n):
+            c = np.asarray(res.counts[a, b], np.float64)
+            y = np.repeat(c / (c.max() or 1.0), 2) * 0.85
+            lx, ly = lines[a == b]
+            lx += [b + x01, [np.nan]]
+            ly += [n - 1 - a + 0.05 + y, [np.nan]]
+    for auto, color in ((False, "C0"), (True, "k")):
+        lx, ly = lines[auto]
+        if lx:
+            ax.plot(np.concatenate(lx), np.concatenate(ly), color=color, lw=0.6)
+    ids = [str(u) for u in res.unit_ids[:n]]
+    ax.set_xticks(np.arange(n) + 0.5, ids, fontsize=7)
+    ax.set_yticks(np.arange(n) + 0.5, ids[::-1], fontsize=7)
+    ax.set_xlim(0, n)
+    ax.set_ylim(0, n)
+    ax.hlines(np.arange(1, n), 0, n, color="0.85", lw=0.5)
+    ax.vlines(np.arange(1, n), 0, n, color="0.85", lw=0.5)
+    ax.tick_params(length=0)
+    ax.set_xlabel("to unit")
+    ax.set_ylabel("from unit")
+    ax.set_title(f"CCG ±{res.settings['window_ms']:g} ms, each scaled to its peak", fontsize=8)
+    return ax
+
+
 def _report_axes(figsize, nrows=1, ncols=1, *, left=0.5, right=0.15, bottom=0.5, top=0.28,
                  wspace=0.25, hspace=0.15, **kw):
     """A report figure with fixed margins (in inches): no constrained layout, which costs
@@ -409,8 +445,8 @@ def write_report(recording, out, *, sort=None, units=None, dpi: int = 80,
             sub = {u: neurons[u] for u in ids}
             doc.figure("rates", "mean firing rates (sorted)", lambda: _rates_plot(sub))
             doc.figure("correlograms", "auto/cross-correlograms (first 8 units, 1 ms bins)",
-                       lambda: the_sort.correlograms(tuple(ids[:8]), bin_ms=1.0,
-                                                     window_ms=50.0).plot(max_units=8))
+                       lambda: _correlogram_grid(the_sort.correlograms(
+                           tuple(ids[:8]), bin_ms=1.0, window_ms=50.0), max_units=8))
             if len(ids) >= 2:
                 doc.figure("pairwise_correlations", "pairwise correlations of 20 ms binary "
                            "codes", lambda: the_sort.pairwise_correlations(
