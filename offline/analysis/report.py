@@ -373,6 +373,17 @@ def _render_unit(u: _UnitInput, experiments, positions_um, dpi: int):
     return "".join(doc.parts), doc.pages[0], doc.n_figures, doc.n_errors
 
 
+def _warm_up() -> None:
+    """Import and load once, before forking, what every unit page needs (matplotlib's fonts,
+    the fitting and the numba-compiled ACG), instead of once per worker."""
+    import scipy.optimize  # noqa: F401 - tuning fits
+
+    from offline.analysis.correlograms import compute_autocorrelograms
+
+    compute_autocorrelograms([np.arange(3, dtype=np.int64)], sample_rate_hz=30000.0)
+    png_bytes(_report_axes((1.0, 1.0)).figure, dpi=10)
+
+
 def _pool_context():
     """Worker processes: forked on Linux (fast; made before the report runs any threads),
     spawned elsewhere (macOS and Windows cannot fork safely)."""
@@ -415,6 +426,7 @@ def write_report(recording, out, *, sort=None, units=None, dpi: int = 80,
     jobs = max(1, min(int(jobs or os.cpu_count() or 1), len(ids)))
     pool = futures = None
     if jobs > 1:
+        _warm_up()  # forked workers inherit what is imported and loaded here
         pool = ProcessPoolExecutor(jobs, mp_context=_pool_context(), initializer=_init_worker,
                                    initargs=(exp_inputs, positions, dpi))
         futures = [pool.submit(_worker_unit, x) for x in inputs]
