@@ -370,7 +370,7 @@ def cmd_report(args) -> int:
     sort = rec.sorts[args.sort_name] if args.sort_name is not None else rec.sort
     print(f"sort: {sort.name} ({sort.kind}, {sort.path})")
     summary = write_report(rec, args.out, sort=args.sort_name, units=args.units, dpi=args.dpi,
-                           log=log)
+                           log=log, jobs=args.jobs, progress=not args.quiet)
     print(f"{summary['n_units']} units, {len(rec.experiments)} experiments, "
           f"{summary['n_figures']} figures ({summary['n_errors']} failed) in "
           f"{summary['seconds']:.1f} s -> {summary['path']}")
@@ -504,6 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--refresh-source", choices=("auto", "ttl", "online"), default="auto",
                    help="decoded sweeps from the TTL events or the online sweep file")
     p.add_argument("--dpi", type=int, default=80, help="figure resolution")
+    p.add_argument("--jobs", type=int, default=0,
+                   help="worker processes for the unit pages (default 0: one per CPU)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_report)
 

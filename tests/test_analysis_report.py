@@ -152,6 +152,7 @@ def test_report_renders_headless_with_a_page_per_unit(made, tmp_path):
     for body in units[1::2]:
         kinds = re.findall(r'<figure class="fig" data-kind="(\w+)">', body)
         assert kinds == ["template", "acg", "isi", "psth", "tuning", "sta"]
+    assert text.count("<figcaption>raster + PSTH heat map e0 by ori_deg<") == 3
     pngs = re.findall(r'src="data:image/png;base64,([^"]+)"', text)
     assert len(pngs) == 4 + 3 * 6
     assert all(base64.b64decode(p[:12])[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
@@ -261,3 +262,91 @@ def test_a_session_file_written_by_sweepstim_run(tmp_path):
     np.testing.assert_array_equal(alone.sweep_index, pres.sweep_index)
     np.testing.assert_allclose(alone.onset_s, pres.onset_s)
     np.testing.assert_allclose(alone.offset_s, pres.offset_s)
+
+
+def _unit_sections(text: str) -> str:
+    return text[text.index('<section class="unit"'):]
+
+
+def test_parallel_and_serial_reports_have_the_same_unit_pages(made, tmp_path):
+    """The unit pages are drawn from the same arrays by the same function in this process
+    (jobs=1) or in worker processes (jobs=2): the HTML is byte-identical, images included."""
+    from offline.analysis.report import write_report
+
+    serial = write_report(Recording(made["root"]), tmp_path / "s.html", jobs=1)
+    parallel = write_report(Recording(made["root"]), tmp_path / "p.html", jobs=2)
+    assert serial["n_figures"] == parallel["n_figures"] == 4 + 3 * 6
+    a = _unit_sections((tmp_path / "s.html").read_text())
+    b = _unit_sections((tmp_path / "p.html").read_text())
+    assert a.count('<section class="unit"') == 3 and a.count("data:image/png") == 3 * 6
+    assert a == b
+
+
+def test_psth_is_a_heat_map_of_conditions_by_time(made):
+    rec = Recording(made["root"])
+    res = rec.n0.psth(rec.e0, by="ori_deg", bin_ms=20.0)
+    raster, heat = res.plot_heatmap()
+    img = heat.images[0].get_array()
+    assert img.shape == res.rate_hz.shape == (13, res.bin_centers_ms.size)  # 12 dirs + blank
+    np.testing.assert_array_equal(np.asarray(img), res.rate_hz)
+    # the raster is one artist holding every spike of every trial, grouped by condition
+    n_spikes = sum(r.size for cond in res.raster_ms for r in cond)
+    spikes = [ln for ln in raster.lines if ln.get_marker() == "|"]
+    assert len(spikes) == 1 and spikes[0].get_xdata().size == n_spikes
+    assert heat.figure.axes[-1].get_ylabel() == "rate (Hz)"  # the colour bar
+
+
+def test_sta_axes_in_degrees_with_a_colour_bar(made):
+    from offline.analysis.sta import grid_extent_deg
+
+    rec = Recording(made["root"])
+    e = rec.e1
+    extent, ori = grid_extent_deg(e.stimulus, e.session["static"], e.conditions)
+    assert extent == (-20.0, 20.0, -20.0, 20.0) and ori == 0.0  # sparse noise default 40 deg
+    assert grid_extent_deg("msequence", {"width_deg": 10, "x_deg": 5.0}, [{"y_deg": -3}]) == (
+        (0.0, 10.0, -19.0, 13.0), 0.0)
+    axes = rec.n1.sta(e).plot_summary(extent_deg=extent)
+    assert axes[0].images[0].get_extent() == list(extent)
+    assert axes[0].get_xlabel() == "azimuth (°)" and axes[0].get_ylabel() == "elevation (°)"
+    assert axes[0].figure.axes[-1].get_ylabel() == "Δ contrast"
+
+
+def test_unit_header_shows_each_quantity_once(made, tmp_path):
+    out = tmp_path / "r.html"
+    assert main(["report", str(made["root"]), "--out", str(out), "--quiet", "--jobs", "1"]) == 0
+    text = out.read_text()
+    headers = re.findall(r'<p class="unit-stats">(.*?)</p>', text)
+    assert len(headers) == 3
+    rec = Recording(made["root"])
+    for u, head in enumerate(headers):
+        names = re.findall(r'data-q="([^"]+)"', head)
+        assert len(names) == len(set(names)) and names[:3] == ["spikes", "rate", "channel"]
+        assert "firing_rate_hz" not in head and "n_spikes" not in head
+        assert "peak_channel" not in head and head.count("Hz") == 1
+        m = rec.n[u].metrics
+        assert f"{m['n_spikes']} spikes" in head and f"rate {m['firing_rate_hz']:.2f} Hz" in head
+
+
+def test_report_progress_goes_through_tqdm(made, tmp_path, capsys, monkeypatch):
+    import offline.analysis.report as report
+
+    made_bars = []
+
+    class Bar(report.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.asked_disable = kwargs.get("disable")
+            made_bars.append(self)
+
+    monkeypatch.setattr(report, "tqdm", Bar)
+    out = tmp_path / "r.html"
+    assert main(["report", str(made["root"]), "--out", str(out), "--units", "0", "2",
+                 "--jobs", "2"]) == 0
+    cap = capsys.readouterr()
+    assert len(made_bars) == 1 and made_bars[0].total == 2 and made_bars[0].n == 2
+    assert made_bars[0].asked_disable is False
+    assert "unit pages" in cap.err and "2/2" in cap.err
+    assert not re.search(r"^unit \d+$", cap.out, re.M)  # no bare 'unit N' lines any more
+    assert main(["report", str(made["root"]), "--out", str(out), "--units", "0",
+                 "--quiet"]) == 0
+    assert made_bars[-1].asked_disable is True and "unit pages" not in capsys.readouterr().err

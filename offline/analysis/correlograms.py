@@ -158,7 +158,9 @@ class CorrelogramResult(AnalysisResult):
         ax = new_axes(ax, figsize=(3, 2.2))
         j = unit_i if unit_j is None else unit_j
         y = self.ccg(unit_i, j)
-        ax.bar(self.lags_ms, y, width=self.settings["bin_ms"], color="0.25", linewidth=0)
+        half = self.settings["bin_ms"] / 2
+        ax.stairs(y, np.r_[self.lags_ms - half, self.lags_ms[-1] + half], fill=True,
+                  color="0.25", linewidth=0)  # one artist, not a bar per bin
         ax.set_xlim(self.lags_ms[0] - self.settings["bin_ms"] / 2,
                     self.lags_ms[-1] + self.settings["bin_ms"] / 2)
         ax.set_xlabel("lag (ms)")
@@ -176,8 +178,9 @@ class CorrelogramResult(AnalysisResult):
         for a in range(n):
             for b in range(n):
                 x = axes[a, b]
-                x.bar(self.lags_ms, self.counts[a, b], width=self.settings["bin_ms"],
-                      color="0.1" if a == b else "C0", linewidth=0)
+                half = self.settings["bin_ms"] / 2
+                x.stairs(self.counts[a, b], np.r_[self.lags_ms - half, self.lags_ms[-1] + half],
+                         fill=True, color="0.1" if a == b else "C0", linewidth=0)
                 x.set_xticks([])
                 x.set_yticks([])
                 if a == 0:

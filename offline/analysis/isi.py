@@ -28,9 +28,7 @@ class IsiResult(AnalysisResult):
 
     def plot(self, ax=None):
         ax = new_axes(ax)
-        widths = np.diff(self.edges_ms)
-        ax.bar(self.edges_ms[:-1], self.counts, width=widths, align="edge", color="0.3",
-               linewidth=0)
+        ax.stairs(self.counts, self.edges_ms, fill=True, color="0.3", linewidth=0)
         ax.axvline(self.settings["refractory_ms"], color="r", lw=0.8, ls="--")
         if self.settings["log_bins"]:
             ax.set_xscale("log")

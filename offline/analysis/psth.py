@@ -94,6 +94,58 @@ class PsthResult(AnalysisResult):
         return axes
 
 
+    def plot_heatmap(self, ax=None, *, raster: bool = True, max_labels: int = 12):
+        """Readable with many conditions: the PSTH as a heat map (conditions x time, colour =
+        rate, one image) under a raster whose trials are grouped by condition (one artist).
+
+        ``ax``: one axes (heat map only) or two (raster, heat map). Returns the axes; the heat
+        map's image holds :attr:`rate_hz` (``ax.images[0].get_array()``)."""
+        if ax is None:
+            axes = new_axes(None, nrows=2 if raster else 1, ncols=1,
+                            figsize=(4.6, 4.4 if raster else 2.6))[:, 0]
+        else:
+            axes = np.atleast_1d(ax)
+        raster = raster and len(axes) > 1
+        lo, hi = -self.settings["pre_ms"], self.settings["post_ms"]
+        n = len(self.labels)
+        if raster:
+            xs, ys, bounds, row = [], [], [], 0
+            for c in range(n):
+                for trial in self.raster_ms[c]:
+                    xs.append(trial)
+                    ys.append(np.full(trial.size, row, np.float64))
+                    row += 1
+                bounds.append(row)
+            x = np.concatenate(xs) if xs else np.zeros(0)
+            y = np.concatenate(ys) if ys else np.zeros(0)
+            axes[0].plot(x, y, "|", ms=1.5, mew=0.5, color="k", rasterized=True)
+            axes[0].set_ylim(row, -0.5)
+            axes[0].set_xlim(lo, hi)
+            axes[0].set_ylabel("trial")
+            axes[0].tick_params(labelbottom=False)
+            if bounds[:-1]:
+                axes[0].hlines(np.asarray(bounds[:-1]) - 0.5, lo, hi, color="0.7", lw=0.4)
+            axes[0].axvline(0, color="C3", lw=0.5)
+        hm = axes[-1]
+        half = self.settings["bin_ms"] / 2
+        x0 = self.bin_centers_ms[0] - half if self.bin_centers_ms.size else lo
+        x1 = self.bin_centers_ms[-1] + half if self.bin_centers_ms.size else hi
+        im = hm.imshow(self.rate_hz, aspect="auto", interpolation="nearest", cmap="viridis",
+                       extent=(x0, x1, n - 0.5, -0.5), vmin=0)
+        step = max(1, int(np.ceil(n / max_labels)))
+        ticks = list(range(0, n, step))
+        hm.set_yticks(ticks, [str(self.labels[i]) for i in ticks], fontsize=6)
+        hm.set_xlim(lo, hi)
+        hm.axvline(0, color="w", lw=0.5)
+        hm.set_xlabel("time from sweep onset (ms)")
+        by = self.settings["by"]
+        hm.set_ylabel(by if isinstance(by, str) else ", ".join(by), fontsize=7)
+        cb = hm.figure.colorbar(im, ax=list(axes) if raster else hm, shrink=0.9, pad=0.02)
+        cb.set_label("rate (Hz)", fontsize=7)
+        cb.ax.tick_params(labelsize=6)
+        return axes
+
+
 def compute_psth(times_s, presentations: Presentations, *, by="sweep_index",
                  pre_ms: float = 100.0, post_ms: float | None = None, bin_ms: float = 10.0,
                  sigma_ms: float = 0.0, include_blank: bool = True) -> PsthResult:

@@ -67,10 +67,13 @@ def _session_meta(name, kind, static, table, seed, blanks, settings):
             "ttl_protocol": settings.to_dict(), "frames": {"refresh_hz": REFRESH_HZ}}
 
 
-def make_recording(root, *, seed: int = 0, with_online: bool = True) -> dict:
+def make_recording(root, *, seed: int = 0, with_online: bool = True, n_units: int = 3) -> dict:
     """Write the synthetic recording under ``root``; returns what the tests need to know:
     ``root``, ``sort_dir``, ``sessions`` (paths), ``truth`` (per-refresh arrays per
-    experiment: on-screen time, sweep index; and the tables)."""
+    experiment: on-screen time, sweep index; and the tables).
+
+    ``n_units`` > 3 (report benchmarks): unit ``u`` is another draw of the kind of unit
+    ``u % 3``, its peak on channel ``u % N_CHANNELS``."""
     from oe_plugin.protocol import ProtocolSettings, encode_session, session_codes
     from oe_plugin.protocol.oe_binary_events import write_binary_recording
     from oe_plugin.protocol.ttl_sim import SimSettings, sample_transitions
@@ -120,6 +123,9 @@ def make_recording(root, *, seed: int = 0, with_online: bool = True) -> dict:
                            first_sample_number=FIRST_SAMPLE, n_channels=N_CHANNELS, events=events)
     t_stop = FIRST_SAMPLE / FS + n_samples / FS
     spikes = _neurons(rng, truth, FIRST_SAMPLE / FS, t_stop)
+    while len(spikes) < n_units:
+        spikes += _neurons(rng, truth, FIRST_SAMPLE / FS, t_stop)
+    spikes = spikes[:n_units]
     sort_dir = root / "sorts" / "sort1"
     _write_sort(sort_dir, spikes, n_samples)
     if with_online:
@@ -182,9 +188,10 @@ def _write_sort(folder: Path, spikes, n_samples: int) -> None:
     templates = np.zeros((n_units, N_CHANNELS, w), np.float32)
     for u in range(n_units):
         for c in range(N_CHANNELS):
-            templates[u, c] = shape * 80.0 * np.exp(-abs(c - u) * 0.8)
+            templates[u, c] = shape * 80.0 * np.exp(-abs(c - u % N_CHANNELS) * 0.8)
     index = np.concatenate([np.round(s * FS).astype(np.int64) - FIRST_SAMPLE for s in spikes])
     unit = np.concatenate([np.full(s.size, u, np.int32) for u, s in enumerate(spikes)])
+    peak = np.arange(n_units, dtype=np.int32) % N_CHANNELS
     order = np.argsort(index, kind="stable")
     index, unit = index[order], unit[order]
     n = index.size
@@ -192,10 +199,10 @@ def _write_sort(folder: Path, spikes, n_samples: int) -> None:
         "spike_index": index, "spike_index_sorting": index, "spike_unit": unit,
         "spike_amplitude": np.ones(n, np.float32),
         "spike_amplitude_uv": np.full(n, -80, np.float32),
-        "spike_error": np.full(n, 1.0, np.float32), "spike_channel": unit.astype(np.int32),
+        "spike_error": np.full(n, 1.0, np.float32), "spike_channel": peak[unit],
         "templates_uv": templates,
         "template_channels": np.tile(np.arange(N_CHANNELS, dtype=np.int32), (n_units, 1)),
-        "template_peak_channel": np.arange(n_units, dtype=np.int32),
+        "template_peak_channel": peak,
         "template_threshold": np.full(n_units, 3.0, np.float32),
         "noise_uv": np.full(N_CHANNELS, 10.0, np.float32),
         "channel_positions_um": np.column_stack([np.zeros(N_CHANNELS),
@@ -203,7 +210,8 @@ def _write_sort(folder: Path, spikes, n_samples: int) -> None:
     }
     metrics = [{"unit": u, "n_spikes": int(s.size), "firing_rate_hz": s.size / (n_samples / FS),
                 "snr": 8.0, "isi_violation_ratio": 0.0, "amplitude_cutoff": 0.0,
-                "presence_ratio": 1.0, "peak_channel": u} for u, s in enumerate(spikes)]
+                "presence_ratio": 1.0, "peak_channel": u % N_CHANNELS}
+               for u, s in enumerate(spikes)]
     meta = {"recording_sample_rate_hz": FS, "sorting_sample_rate_hz": FS, "upsample_factor": 1,
             "n_samples": n_samples, "n_channels": N_CHANNELS,
             "first_sample_number": FIRST_SAMPLE, "template_pre_samples": 12,
@@ -217,7 +225,7 @@ def _write_online(root: Path, spikes) -> None:
     from oe_plugin.outputs.spike_file import SpikeFileWriter
 
     sn = np.concatenate([np.round(s * FS).astype(np.int64) for s in spikes])
-    ch = np.concatenate([np.full(s.size, u, np.int16) for u, s in enumerate(spikes)])
+    ch = np.concatenate([np.full(s.size, u % N_CHANNELS, np.int16) for u, s in enumerate(spikes)])
     order = np.argsort(sn, kind="stable")
     sn, ch = sn[order], ch[order]
     with SpikeFileWriter.open(root, FS, N_CHANNELS, capacity_records=sn.size + 16) as w:
