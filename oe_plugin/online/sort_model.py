@@ -88,9 +88,9 @@ class DriftStage:
 class SortModel:
     sort_dir: Path
     templates: np.ndarray  # (T, K, W) float32 noise units (the units' and their extra ones)
-    channels: np.ndarray  # (U, K) int32, -1 unused
-    thresholds: np.ndarray  # (U,) float32
-    peak_uv: np.ndarray  # (U,) float32 template peak (µV, signed) on its peak channel
+    channels: np.ndarray  # (T, K) int32, -1 unused
+    thresholds: np.ndarray  # (T,) float32
+    peak_uv: np.ndarray  # (T,) float32 template peak (µV, signed) on its peak channel
     noise_uv: np.ndarray  # (C,) float32
     cand_ptr: np.ndarray
     cand_idx: np.ndarray
