@@ -137,6 +137,20 @@ def test_core_random_blocks_equal_offline(session, seed):
     assert s.stats["queue_dropped"] == 0 and s.stats["output_dropped"] == 0
 
 
+def _random_blocks(sorter, data, seed):
+    """``data`` through ``sorter.process_online`` in random blocks (1, 300 or 1..5000 samples):
+    every spike, in time order."""
+    rng = np.random.default_rng(seed)
+    parts, pos = [], 0
+    while pos < data.shape[1]:
+        k = int(rng.choice([1, 300, int(rng.integers(1, 5000))]))
+        parts.append(sorter.spikes(sorter.process_online(np.ascontiguousarray(
+            data[:, pos:pos + k]))))
+        pos += k
+    got = np.concatenate(parts)
+    return got[np.argsort(got["sample_index"], kind="stable")]
+
+
 def test_units_owning_several_templates_online_equal_offline(tmp_path):
     """A bursting cell: unit 0's spikes followed 5 ms later by copies at 0.6 of its size, and a
     sort folder whose unit 0 owns a second template (0.6 x its first, ``extra_templates_uv``):
@@ -173,16 +187,7 @@ def test_units_owning_several_templates_online_equal_offline(tmp_path):
     raw = causal_sort(data, FS, replace(model, unit_lut=np.append(np.arange(C + 1), -1)))
     assert (raw["unit"] == C).sum() >= 0.8 * len(seen)
     want = want[np.argsort(want["sample_index"], kind="stable")]
-    s = OnlineSorter(C, FS, model)
-    rng = np.random.default_rng(5)
-    parts, pos_ = [], 0
-    while pos_ < data.shape[1]:
-        k = int(rng.choice([1, 300, int(rng.integers(1, 5000))]))
-        n = s.process_online(np.ascontiguousarray(data[:, pos_:pos_ + k]))
-        parts.append(s.spikes(n))
-        pos_ += k
-    got = np.concatenate(parts)
-    got = got[np.argsort(got["sample_index"], kind="stable")]
+    got = _random_blocks(OnlineSorter(C, FS, model), data, seed=5)
     for f in got.dtype.names:
         np.testing.assert_array_equal(got[f], want[f])
 
@@ -205,15 +210,7 @@ def test_overlap_budget_is_spent_alike_online_and_offline(session, monkeypatch):
     s = OnlineSorter(C, FS, model)
     for seed in (0, 1):
         s.reset()
-        rng = np.random.default_rng(seed)
-        parts, pos = [], 0
-        while pos < data.shape[1]:
-            k = int(rng.choice([1, 300, int(rng.integers(1, 5000))]))
-            n = s.process_online(np.ascontiguousarray(data[:, pos:pos + k]))
-            parts.append(s.spikes(n))
-            pos += k
-        got = np.concatenate(parts)
-        got = got[np.argsort(got["sample_index"], kind="stable")]
+        got = _random_blocks(s, data, seed)
         for f in got.dtype.names:
             np.testing.assert_array_equal(got[f], want[f])
 

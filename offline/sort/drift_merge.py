@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from offline.sort.templates import template_distance
+
 RADIUS_UM = 60.0
 MIN_SPIKES = 20
 MAX_SHIFT = 3
@@ -38,20 +40,9 @@ REFRACTORY_SLACK = 0.001
 
 def shape_distance(x: np.ndarray, y: np.ndarray, max_shift: int = MAX_SHIFT) -> float:
     """min over shifts ``s`` in ±max_shift of ``|x - shift(y, s)|^2 / min(|x|^2, |y|^2)``;
-    x, y (C, W) dense templates."""
-    width = x.shape[1]
-    ex, ey = float((x * x).sum()), float((y * y).sum())
-    if min(ex, ey) <= 0:
-        return np.inf
-    best = np.inf
-    for s in range(-max_shift, max_shift + 1):
-        ys = np.zeros_like(y)
-        if s >= 0:
-            ys[:, :width - s] = y[:, s:]
-        else:
-            ys[:, -s:] = y[:, :width + s]
-        best = min(best, float(((x - ys) ** 2).sum()) / min(ex, ey))
-    return best
+    x, y (C, W) dense templates (the template merge's distance on every channel)."""
+    every = np.ones(x.shape[0], bool)
+    return float(template_distance(x, y, every, every, max_shift)[0])
 
 
 def profile_overlap(p: np.ndarray, q: np.ndarray) -> float:

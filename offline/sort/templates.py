@@ -61,7 +61,7 @@ def build_templates(clusters: list[Cluster], snippets, snip_nb, n_channels, pre,
     return _to_rows(dense, known, counts, k_max, pre)
 
 
-def _pair_distance(a, b, ka, kb, max_shift):
+def template_distance(a, b, ka, kb, max_shift):
     """min over shifts of |a - shift(b)|^2 / min(|a|^2, |b|^2) on their common channels."""
     common = ka & kb
     if not common.any():
@@ -97,7 +97,7 @@ def merge_dense(dense, known, counts, merge_distance, max_shift):
     def distance(u, v):
         if not (known[v, peak(u)] and known[u, peak(v)]):
             return np.inf, 0
-        return _pair_distance(dense[u], dense[v], known[u], known[v], max_shift)
+        return template_distance(dense[u], dense[v], known[u], known[v], max_shift)
 
     pairs = {(u, v): distance(u, v) for i, u in enumerate(alive) for v in alive[i + 1 :]}
     while pairs:
