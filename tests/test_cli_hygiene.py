@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_recording import write_binary_recording
+from test_recording import one_recording_session
 
 from offline.cli import main as cli_main
 
@@ -20,12 +20,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _session(tmp_path, n_channels=4, seconds=0.2):
-    rec_dir = tmp_path / "s" / "Record Node 102" / "experiment1" / "recording1"
     rng = np.random.default_rng(0)
     data = rng.normal(0, 20, (n_channels, int(30000 * seconds)))
-    data[:, 1000::700] -= 300
-    write_binary_recording(rec_dir, data, 0, [])
-    return tmp_path / "s", rec_dir
+    data[:, 1000::700] -= 300  # spikes to detect
+    return one_recording_session(tmp_path, data)
 
 
 def test_allow_truncated_reads_what_is_complete(tmp_path, capsys):

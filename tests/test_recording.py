@@ -110,6 +110,14 @@ def test_legacy_truncated_file(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # Binary format: a tiny recording written here
 # ---------------------------------------------------------------------------------------------
+def one_recording_session(tmp_path: Path, data_uv: np.ndarray) -> tuple[Path, Path]:
+    """``(session folder, recording folder)`` of a one-recording Binary session under
+    ``tmp_path/"s"`` holding ``data_uv`` (C, N) µV at 30 kHz, no TTLs."""
+    rec_dir = tmp_path / "s" / "Record Node 102" / "experiment1" / "recording1"
+    write_binary_recording(rec_dir, data_uv, 0, [])
+    return tmp_path / "s", rec_dir
+
+
 def write_binary_recording(rec_dir: Path, data_uv: np.ndarray, first_sample: int, ttl,
                            fs=30000.0, stream="Rhythm Data", extra_stream=False,
                            full_words=True):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_recording import write_binary_recording
+from test_recording import one_recording_session
 
 from oe_plugin.config import SettingsError
 from offline.cli import main as cli_main
@@ -13,10 +13,7 @@ from offline.sort import RecordingSource, settings_from_table
 
 
 def _binary(tmp_path, n=3000):
-    rec_dir = tmp_path / "s" / "Record Node 102" / "experiment1" / "recording1"
-    rng = np.random.default_rng(0)
-    write_binary_recording(rec_dir, rng.normal(0, 20, (4, n)), 0, [])
-    return tmp_path / "s", rec_dir
+    return one_recording_session(tmp_path, np.random.default_rng(0).normal(0, 20, (4, n)))
 
 
 def test_truncated_binary_recording(tmp_path, capsys):

@@ -301,7 +301,8 @@ def _products(fx, xs, iwork, n_ch, cands, n_cand, tpl_chan, tpl_rows, j_lo, j_hi
 def _products_strided(fx, xs, iwork, n_ch, cands, n_cand, tpl_chan, tpl_rows, j_lo, j_hi, n_sh,
                       out, step):
     """:func:`_products` for shifts ``step`` samples apart: ``out[q * n_sh + j]`` is the
-    product at window offset ``j * step``."""
+    product at window offset ``j * step``. A loop of its own so that the step-1 loop (every
+    offline and online single-spike search) keeps its five-shift pass with constant offsets."""
     wp = tpl_rows.shape[2]
     for q in range(n_cand):
         u = cands[q]

@@ -48,7 +48,29 @@ def _cached(method):
     return wrapper
 
 
-class Neuron:
+class SpikeTrain:
+    """``times_s``, ``n_spikes`` and ``mean_rate_hz`` of anything with ``spike_samples`` (int64)
+    and ``sample_rate_hz`` (a :class:`Neuron`, a report worker's unit input)."""
+
+    spike_samples: np.ndarray
+    sample_rate_hz: float
+
+    @property
+    def times_s(self) -> np.ndarray:
+        return self.spike_samples / self.sample_rate_hz
+
+    @property
+    def n_spikes(self) -> int:
+        return int(self.spike_samples.size)
+
+    @property
+    def mean_rate_hz(self) -> float:
+        """Spikes over the span from the first to the last spike (Hz)."""
+        t = self.times_s
+        return float(t.size / (t[-1] - t[0])) if t.size > 1 else 0.0
+
+
+class Neuron(SpikeTrain):
     """One unit of a sort.
 
     Attributes: ``id``, ``sort``, ``spike_samples`` (int64, absolute sample numbers),
@@ -71,17 +93,8 @@ class Neuron:
         self.metrics = data.metrics.get(unit_id, {})
 
     @functools.cached_property
-    def times_s(self) -> np.ndarray:
+    def times_s(self) -> np.ndarray:  # cached: every analysis of the neuron reads it
         return self.spike_samples / self.sample_rate_hz
-
-    @property
-    def n_spikes(self) -> int:
-        return int(self.spike_samples.size)
-
-    @property
-    def mean_rate_hz(self) -> float:
-        t = self.times_s
-        return float(t.size / (t[-1] - t[0])) if t.size > 1 else 0.0
 
     def __repr__(self) -> str:
         return (f"<Neuron {self.id} of {self.sort.name}: {self.n_spikes} spikes, "

@@ -28,6 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from offline.analysis._plot import new_axes, png_bytes
+from offline.analysis.model import SpikeTrain
 from offline.sort.motion_plot import load_motion_arrays, plot_motion
 
 CSS = """
@@ -213,7 +214,7 @@ def _numeric_varying(experiment) -> list[str]:
 # -- unit pages: plain arrays in, HTML out (the same function serially or in a worker process)
 
 @dataclass
-class _UnitInput:
+class _UnitInput(SpikeTrain):
     """What one unit page needs: arrays and numbers only (sent to a worker process)."""
 
     id: object
@@ -223,19 +224,6 @@ class _UnitInput:
     template_channels: np.ndarray | None
     channel: int
     metrics: dict
-
-    @property
-    def times_s(self) -> np.ndarray:
-        return self.spike_samples / self.sample_rate_hz
-
-    @property
-    def n_spikes(self) -> int:
-        return int(self.spike_samples.size)
-
-    @property
-    def mean_rate_hz(self) -> float:  # as Neuron.mean_rate_hz
-        t = self.times_s
-        return float(t.size / (t[-1] - t[0])) if t.size > 1 else 0.0
 
 
 @dataclass

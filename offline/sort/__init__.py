@@ -8,7 +8,7 @@ The names below are imported on first use (PEP 562): importing a light submodule
 
 from __future__ import annotations
 
-import importlib
+from offline._lazy import lazy_names
 
 _LAZY = {
     "sort_recording": "offline.sort.pipeline",
@@ -25,21 +25,4 @@ __all__ = ["AllSettings", "RecordingSource", "SortResult", "load_sort", "load_so
            "save_sort", "settings_from_table", "sort_recording"]
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        # a submodule that was imported eagerly before the names became lazy
-        # (``import offline.sort; offline.sort.<submodule>.f()`` keeps working)
-        try:
-            return importlib.import_module(f"offline.sort.{name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"offline.sort.{name}":
-                raise
-        raise AttributeError(f"module 'offline.sort' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names("offline.sort", _LAZY, globals())
