@@ -198,6 +198,26 @@ def decode_ttl_events(events: np.ndarray, settings: ProtocolSettings,
     return frames
 
 
+def decode_ttl_experiments(events: np.ndarray, settings: ProtocolSettings,
+                           sample_rate_hz: float) -> tuple[np.ndarray, list]:
+    """As :func:`decode_ttl_events`, plus the experiments the decoder found: a list of
+    ``(start_sample, session_code, status)``, one per START block (the first START refresh's
+    sample; the code or None; ``"ok"``, ``"absent"`` (a version 1 stimulus) or ``"corrupt"``;
+    see :mod:`oe_plugin.protocol.session_code`)."""
+    if events.size == 0:
+        return np.zeros(0, DECODED_DTYPE), []
+    frames, dec = decode_events(settings, sample_rate_hz, events["sample_number"],
+                                events["line"], events["state"])
+    return frames, list(dec.experiments)
+
+
+def session_code_of(raw: dict) -> int | None:
+    """The session code a session file records (``ttl_protocol.session_code``), or None."""
+    proto = raw.get("ttl_protocol") if isinstance(raw, dict) else None
+    code = proto.get("session_code") if isinstance(proto, dict) else None
+    return code if isinstance(code, int) and not isinstance(code, bool) else None
+
+
 def frame_parameters(frames: np.ndarray, sweep_table: list) -> dict[str, np.ndarray]:
     """Join decoded frames with the sweep table.
 
