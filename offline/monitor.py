@@ -89,7 +89,9 @@ def load_session_table(path) -> SessionTable:
     table = s.raw.get("sweep_table")
     order = table.get("order") if isinstance(table, dict) else None
     if order is None and s.frame_log is not None and "code" in s.frame_log:
-        order = s.frame_log["code"]
+        from oe_plugin.protocol.verify import sent_sweeps
+
+        order = sent_sweeps(s.frame_log["code"])  # session-code chunks and markers: none
     out = SessionTable(p, s.sweep_table, None if order is None else collapse(order))
     _CACHE[p] = (mtime, out)
     return out

@@ -208,6 +208,9 @@ class Experiment:
                 ("flags", "<u4")])
         self.sample_rate_hz = sample_rate_hz
         self.name = session["path"].name.removesuffix(".session.json")
+        self.decoded_code: tuple = (None, None)
+        """(session code, status) decoded from its stretch's START block (status 'ok',
+        'absent' = a version 1 stimulus, 'corrupt'; (None, None): no stretch)."""
 
     stimulus = property(lambda self: self.session.get("stimulus"))
     conditions = property(lambda self: self.session["conditions"])
@@ -375,8 +378,11 @@ class Recording:
         parts = adapters.split_experiments(frames)
         self.experiment_codes = adapters.part_codes(frames, decoded)
         match = adapters.match_sessions(parts, sessions, self.experiment_codes)
-        return [Experiment(self, i, s, None if k is None else parts[k], fs)
-                for i, (s, k) in enumerate(zip(sessions, match, strict=True))]
+        out = [Experiment(self, i, s, None if k is None else parts[k], fs)
+               for i, (s, k) in enumerate(zip(sessions, match, strict=True))]
+        for e, k in zip(out, match, strict=True):
+            e.decoded_code = (None, None) if k is None else self.experiment_codes[k]
+        return out
 
     @property
     def e(self) -> list[Experiment]:
