@@ -244,6 +244,10 @@ def cmd_run(args) -> int:  # noqa: C901 - the run's steps in order, each with it
                           ttl_backend=backend.describe(), error=error,
                           open_ephys=oe.describe() if oe else None)
         path = write_session(out_path, meta, frame_arrays(p, result.log))
+        if oe is not None:
+            from stimulus.oe_recording import place_session_file
+
+            print(place_session_file(oe, path, meta, frame_arrays(p, result.log)))
     log = result.log
     n = log["flip_time_s"].size
     took = float(log["flip_time_s"][-1] - log["flip_time_s"][0]) if n > 1 else 0.0
