@@ -413,7 +413,8 @@ def tables_from_experiments(time_counts, experiments: list[ExperimentStats], sig
         sg = np.asarray(e.signature, np.int64)[:sig_len]
         sig[s, :sg.size] = sg
         xt[s] = (e.number, e.n_merged, e.start_sample, e.last_sample, e.n_frames,
-                 e.none_frames, e.frames_without_column, sg.size)
+                 e.none_frames, e.frames_without_column, sg.size,
+                 -1 if e.session_code is None else e.session_code)
         none[s] = np.asarray(e.no_sweep_counts, np.int64)[:rows]
     nc = len(cols)
     tables = StatsTables(
