@@ -155,3 +155,25 @@ def test_match_sessions_never_gives_a_coded_part_to_another_session(scheme):
     log = {"frame_number": np.arange(3), "code": np.zeros(3, np.int64)}
     sessions[1]["frame_log"] = log
     assert match_sessions(parts, sessions, [(None, "corrupt"), (7, "ok")]) == [1, 0]
+
+
+def test_monitor_matches_twin_experiments_by_code():
+    """The online statistics' experiments carry the decoded code: twin files (same order)
+    go to their own experiment, whatever order the files are given in."""
+    from pathlib import Path
+
+    from oe_plugin.outputs.stats_file import ExperimentStats
+    from offline.monitor import SessionTable, match_sessions
+
+    sig = np.array([3, 1, 2], np.int64)
+    exps = [ExperimentStats(k, np.zeros((1, 4), np.int64), np.ones(4, np.int64),
+                            np.zeros(1, np.int64), signature=sig, session_code=code)
+            for k, code in ((0, None), (1, 111), (2, 222))]
+    files = [SessionTable(Path(f"{n}.session.json"), [{}] * 4, sig, code)
+             for n, code in (("second", 222), ("first", 111))]
+    assert match_sessions(exps, files) == {1: 1, 2: 0}
+    # without codes the twins are matched by order of the candidates: the wrong way round
+    plain = [SessionTable(f.path, f.sweep_table, f.order) for f in files]
+    assert match_sessions([ExperimentStats(e.number, e.sweep_counts, e.sweep_frames,
+                                           e.no_sweep_counts, signature=sig)
+                           for e in exps], plain) == {1: 0, 2: 1}

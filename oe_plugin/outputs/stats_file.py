@@ -472,7 +472,8 @@ def _find(p: Path) -> Path:
 def _version_error(p: Path, version) -> StatsFormatError:
     return StatsFormatError(
         f"{p}: statistics file format version {version}; this sweepsort reads version "
-        f"{FORMAT_VERSION} only (per-experiment tables). The file is derived data: replay the "
+        f"{FORMAT_VERSION} only (per-experiment tables with session codes). The file is "
+        "derived data: replay the "
         "recording through the pipeline module (sweepsort replay RECORDING --module "
         "oe_plugin/modules/pipeline.py --out DIR) for a file in this format")
 
