@@ -17,7 +17,8 @@ The stimulus session file (JSON) — only what this module relies on (docs/ttl-p
 
     {"sweep_table": [{"ori": 0, "sfreqCycDeg": 0.1, ...},    # row i = sweep index i
                      {"ori": 30, "sfreqCycDeg": 0.1, ...}, ...],
-     "ttl_protocol": {... ProtocolSettings fields, "protocol_version": 1},   # optional
+     "ttl_protocol": {... ProtocolSettings fields, "protocol_version": 2,    # optional
+                      "session_code": 11259375},  # the code sent in the START block (v2)
      "seed": 1234,                                # optional, informative
      "frames": {"file": "NAME.frames.npz"}}       # optional: the frame log next to it
 
