@@ -40,9 +40,14 @@ def compare_decoded(decoded: np.ndarray, frames: dict, markers: bool = True
     decoded with the same code and no error flag (START/END markers: the marker flag;
     ``markers=False``: marker rows are not counted)."""
     from oe_plugin.protocol import spec
+    from oe_plugin.protocol.verify import sent_sweeps
 
     code = frames["code"].astype(np.int64)
     fn = frames["frame_number"].astype(np.int64)
+    # a session-code chunk (between two STARTs) is a START-block refresh: expect the flag
+    chunk = (sent_sweeps(code) == spec.SWEEP_NONE) & (code != spec.SWEEP_NONE) \
+        & (code != spec.CODE_END)
+    code = np.where(chunk, spec.CODE_START, code)
     if not markers:
         body = (code != spec.CODE_START) & (code != spec.CODE_END)
         code, fn = code[body], fn[body]
@@ -151,6 +156,11 @@ def run_demo(out, *, quick: bool = False, probe: str = "polytrode54", jobs: int 
     exps = rec.experiments
     e_grat = next(e for e in exps if e.session.get("stimulus") == "grating")
     e_sn = next(e for e in exps if e.session.get("stimulus") == "sparse_noise")
+    log("  session files matched by the TTL session code: " + ", ".join(
+        f"{e.name} {e.decoded_code[1] or 'no stretch'}"
+        + (" (code)" if e.decoded_code[0] is not None
+           and e.decoded_code[0] == e.session.get("session_code") else " (frame log)")
+        for e in exps))
     neurons = rec.sorts[next(n for n in rec.sorts if n != "online")].neurons
     unit_results = {}
     for uid, n in neurons.items():
@@ -203,7 +213,8 @@ def _run_online(built, sort_dir: Path, online_dir: Path, fs: float, log) -> dict
             f'motion_start_s = {max(lo, 0) / fs!r}\n\n'
             f'[decoder]\nwrite_file = true\n\n'
             f'[stats]\nsession_file = "{s.session_path.resolve()}"\n')
-        proto = {k: v for k, v in s.protocol.items() if k != "protocol_version"}
+        proto = {k: v for k, v in s.protocol.items()
+                 if k not in ("protocol_version", "session_code")}
         with open(toml, "a") as f:
             f.write("\n[protocol]\n")
             for k, v in proto.items():

@@ -11,10 +11,14 @@ experiment's span shaded, and a tuning curve — the rate per value of one sweep
 of the experiment's session file, or per sweep index when it has none. The figure title names
 the experiment and its session file. Headless: ``--once --png OUT`` renders one PNG (Agg).
 
-**Which session file is an experiment's.** The START marker on the TTL lines carries no
-identity (no id, seed or name: docs/ttl-protocol.md), so a file is matched by what the
-experiment *showed*: the statistics keep, per experiment, its first sweep indices (blanks left
-out, repeats collapsed; :data:`oe_plugin.online.stats.SIG_LEN`), compared position by position
+**Which session file is an experiment's.** First by the **session code**: the START block
+on the TTL lines carries a 24-bit code (protocol version 2, docs/ttl-protocol.md), kept per
+experiment in the statistics; a file whose ``ttl_protocol.session_code`` equals it is that
+experiment's (twin sessions of the same script and seed are told apart this way), and an
+experiment with a code never gets a file with another code. For the rest (older stimulus
+software, a code that arrived corrupted) a file is matched by what the experiment *showed*:
+the statistics keep, per experiment, its first sweep indices (blanks left out, repeats
+collapsed; :data:`oe_plugin.online.stats.SIG_LEN`), compared position by position
 with each file's presentation order (``sweep_table.order``, else its frame log's codes)
 treated the same way. Experiments are taken in order; each gets the not yet taken file that
 agrees best, if more than half of the compared positions agree. A file whose sweep table is
@@ -51,11 +55,13 @@ class SessionTable:
 
     sweep_table : list of dict — row i = the parameters of sweep index i.
     order : int64 (n,) or None — the presentation order, blanks left out, repeats collapsed.
+    session_code : the 24-bit code it sent on the TTL lines (None: an older file).
     """
 
     path: Path
     sweep_table: list
     order: np.ndarray | None
+    session_code: int | None = None
 
     @property
     def name(self) -> str:
@@ -89,8 +95,13 @@ def load_session_table(path) -> SessionTable:
     table = s.raw.get("sweep_table")
     order = table.get("order") if isinstance(table, dict) else None
     if order is None and s.frame_log is not None and "code" in s.frame_log:
-        order = s.frame_log["code"]
-    out = SessionTable(p, s.sweep_table, None if order is None else collapse(order))
+        from oe_plugin.protocol.verify import sent_sweeps
+
+        order = sent_sweeps(s.frame_log["code"])  # session-code chunks and markers: none
+    from offline.sweeps import session_code_of
+
+    out = SessionTable(p, s.sweep_table, None if order is None else collapse(order),
+                       session_code_of(s.raw))
     _CACHE[p] = (mtime, out)
     return out
 
@@ -162,10 +173,27 @@ def match_sessions(experiments: list[ExperimentStats], sessions: list[SessionTab
     used: set[int] = set()
     out: dict[int, int] = {}
     undecided = []
+    by_code = []
+    for i in slots:  # 1. the session code
+        code = getattr(experiments[i], "session_code", None)
+        j = next((j for j, s in enumerate(sessions) if code is not None
+                  and s.session_code == code and j not in used), None)
+        if j is not None:
+            out[i] = j
+            used.add(j)
+        else:
+            by_code.append(i)
+
+    def allowed(e, s) -> bool:  # an experiment's known code excludes files with another code
+        code = getattr(e, "session_code", None)
+        return code is None or s.session_code is None
+
+    slots = by_code
     for i in slots:
         best, best_score = None, 0.5
         for j, s in enumerate(sessions):
-            score = None if j in used else _score(experiments[i], s)
+            score = None if j in used or not allowed(experiments[i], s) else _score(
+                experiments[i], s)
             if score is not None and score > best_score:
                 best, best_score = j, score
         if best is None:
@@ -175,8 +203,8 @@ def match_sessions(experiments: list[ExperimentStats], sessions: list[SessionTab
             used.add(best)
     for i in undecided:
         j = experiments[i].number - 1
-        if 0 <= j < len(sessions) and j not in used and _score(experiments[i],
-                                                                sessions[j]) is None:
+        if (0 <= j < len(sessions) and j not in used and allowed(experiments[i], sessions[j])
+                and _score(experiments[i], sessions[j]) is None):
             out[i] = j
             used.add(j)
     return out

@@ -17,7 +17,8 @@ The stimulus session file (JSON) — only what this module relies on (docs/ttl-p
 
     {"sweep_table": [{"ori": 0, "sfreqCycDeg": 0.1, ...},    # row i = sweep index i
                      {"ori": 30, "sfreqCycDeg": 0.1, ...}, ...],
-     "ttl_protocol": {... ProtocolSettings fields, "protocol_version": 1},   # optional
+     "ttl_protocol": {... ProtocolSettings fields, "protocol_version": 2,    # optional
+                      "session_code": 11259375},  # the code sent in the START block (v2)
      "seed": 1234,                                # optional, informative
      "frames": {"file": "NAME.frames.npz"}}       # optional: the frame log next to it
 
@@ -196,6 +197,26 @@ def decode_ttl_events(events: np.ndarray, settings: ProtocolSettings,
     frames, _dec = decode_events(settings, sample_rate_hz, events["sample_number"],
                                  events["line"], events["state"])
     return frames
+
+
+def decode_ttl_experiments(events: np.ndarray, settings: ProtocolSettings,
+                           sample_rate_hz: float) -> tuple[np.ndarray, list]:
+    """As :func:`decode_ttl_events`, plus the experiments the decoder found: a list of
+    ``(start_sample, session_code, status)``, one per START block (the first START refresh's
+    sample; the code or None; ``"ok"``, ``"absent"`` (a version 1 stimulus) or ``"corrupt"``;
+    see :mod:`oe_plugin.protocol.session_code`)."""
+    if events.size == 0:
+        return np.zeros(0, DECODED_DTYPE), []
+    frames, dec = decode_events(settings, sample_rate_hz, events["sample_number"],
+                                events["line"], events["state"])
+    return frames, list(dec.experiments)
+
+
+def session_code_of(raw: dict) -> int | None:
+    """The session code a session file records (``ttl_protocol.session_code``), or None."""
+    proto = raw.get("ttl_protocol") if isinstance(raw, dict) else None
+    code = proto.get("session_code") if isinstance(proto, dict) else None
+    return code if isinstance(code, int) and not isinstance(code, bool) else None
 
 
 def frame_parameters(frames: np.ndarray, sweep_table: list) -> dict[str, np.ndarray]:

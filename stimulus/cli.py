@@ -84,6 +84,7 @@ def cmd_run(args) -> int:  # noqa: C901 - the run's steps in order, each with it
     from stimulus.script import ScriptError
     from stimulus.session_file import write_session
     from stimulus.ttl.base import TTLError, make_backend
+    from stimulus.ttl.encoding import session_code_for
 
     if args.table and not args.dry_run:
         _err("--table needs --dry-run (a real run's sweeps are in its session file)")
@@ -193,7 +194,8 @@ def cmd_run(args) -> int:  # noqa: C901 - the run's steps in order, each with it
                     "refresh_hz_measured": measured, "priority": priority,
                     "simulated_vsync": bool(args.offscreen)}
     runner = Runner(p, display, backend, clock,
-                    progress=None if args.quiet else _progress_printer())
+                    progress=None if args.quiet else _progress_printer(),
+                    session_code=session_code_for(p.protocol, sid))
     if oe is not None:  # recording starts before the first refresh; a refusal shows nothing
         from stimulus.oe_control import OEControlError, identity_message
 
@@ -242,6 +244,10 @@ def cmd_run(args) -> int:  # noqa: C901 - the run's steps in order, each with it
                           ttl_backend=backend.describe(), error=error,
                           open_ephys=oe.describe() if oe else None)
         path = write_session(out_path, meta, frame_arrays(p, result.log))
+        if oe is not None:
+            from stimulus.oe_recording import place_session_file
+
+            print(place_session_file(oe, path, meta, frame_arrays(p, result.log)))
     log = result.log
     n = log["flip_time_s"].size
     took = float(log["flip_time_s"][-1] - log["flip_time_s"][0]) if n > 1 else 0.0

@@ -12,6 +12,7 @@ import numpy as np
 
 from stimulus.runner import Prepared, RunResult
 from stimulus.script import Variable
+from stimulus.ttl.encoding import session_code_for
 
 
 def software_versions() -> dict:
@@ -78,7 +79,8 @@ def build_meta(p: Prepared, sid: str, *, status: str, result: RunResult | None =
                 "timing": dataclasses.asdict(p.rig.timing), "config_path": p.rig.path,
                 "geometry": dataclasses.asdict(p.ctx.geometry)},
         "display": display or {},
-        "ttl_protocol": p.protocol.to_dict(),
+        "ttl_protocol": {**p.protocol.to_dict(),
+                         "session_code": session_code_for(p.protocol, sid)},
         "ttl_backend": ttl_backend or {},
         "ttl_errors": list(result.ttl_errors) if result else [],
         "frames": frames,

@@ -5,8 +5,9 @@ The frame loop is driven directly (no pyglet scheduler), one iteration per refre
     clear to background -> draw the stimulus -> photodiode patch -> flip -> t = clock()
     -> frame number / dropped from t -> TTL word(s) for this refresh -> frame log -> events
 
-Around the plan: ``marker_frames`` START refreshes first, END refreshes last (the protocol's
-experiment markers). Keys: **space** pauses at the next sweep boundary (background, code
+Around the plan: the START block first (``marker_frames`` START refreshes, then the session
+code's chunks each followed by a START refresh), END refreshes last (the protocol's experiment
+markers). Keys: **space** pauses at the next sweep boundary (background, code
 65535, until space again), **Esc** cancels at once (END markers are still sent and the
 session file is written with status "cancelled").
 """
@@ -30,7 +31,7 @@ from stimulus.stimuli.base import RenderContext, Stimulus
 from stimulus.sweeptable import SWEEP_NONE
 from stimulus.timing import FrameLog, FrameTimer
 from stimulus.ttl.base import TTLBackend
-from stimulus.ttl.encoding import CODE_END, CODE_START, FrameEncoder, ProtocolSettings
+from stimulus.ttl.encoding import CODE_END, FrameEncoder, ProtocolSettings, start_block
 from stimulus.validate import Validated, check_or_raise
 
 
@@ -194,14 +195,17 @@ class Runner:
     clock : returns seconds; if it has ``advance()`` it is called after every flip (a
         simulated vsync: offscreen runs and tests).
     stimulus : the stimulus object (default: built from the script; needs a GL context).
+    session_code : the 24-bit session code sent in the START block (TTL protocol version 2,
+        :mod:`oe_plugin.protocol.session_code`); None: START markers only (version 1).
     """
 
     def __init__(self, prepared: Prepared, display, backend: TTLBackend,
                  clock: Callable[[], float] = time.perf_counter,
                  stimulus: Stimulus | None = None,
                  progress: Callable[[Progress], None] | None = None,
-                 progress_every_s: float = 0.5):
+                 progress_every_s: float = 0.5, session_code: int | None = None):
         self.p = prepared
+        self.start_codes = start_block(prepared.protocol, session_code)
         self.display = display
         self.backend = backend
         self.clock = clock
@@ -213,7 +217,7 @@ class Runner:
         self.timer = FrameTimer(1.0 / prepared.plan.refresh_hz,
                                 prepared.rig.timing.drop_threshold)
         self.log = FrameLog(capacity=prepared.plan.n_frames + 4 * prepared.protocol.marker_frames
-                            + 16)
+                            + len(self.start_codes) + 16)
         self.progress = progress
         self.progress_every_s = progress_every_s
         self.pause_requested = False
@@ -289,8 +293,8 @@ class Runner:
         order = p.table.order
         default_bg = p.default_bg
         status = "completed"
-        for _ in range(p.protocol.marker_frames):
-            self._present(CODE_START, -1, default_bg)
+        for code in self.start_codes:  # START markers (and the session code's chunks)
+            self._present(code, -1, default_bg)
         current = -2
         bg = default_bg
         for f in range(plan.n_frames):

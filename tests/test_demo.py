@@ -74,6 +74,28 @@ def test_decoded_sweeps_equal_the_frame_log(demo):
     assert s["frames_decoded_exact_offline"] == s["frames_expected_offline"]  # recorded TTLs
 
 
+def test_sessions_are_linked_by_their_ttl_session_code(demo):
+    """Each session file's code came back from the recorded TTLs (offline match) and from the
+    online pipeline's statistics (experiment 1 of each replayed session)."""
+    import json
+
+    from oe_plugin.outputs.stats_file import read_stats
+    from offline.analysis.model import Recording
+
+    out, _ = demo
+    root = out / "sim" / "recording"
+    rec = Recording(root)
+    assert len(rec.experiments) == 2
+    for e in rec.experiments:
+        code = e.session["session_code"]
+        assert code is not None and e.decoded_code == (code, "ok")
+        arrays, _ = read_stats(out / "online" / e.stimulus.replace("grating", "gratings"))
+        assert [x.session_code for x in arrays["experiments"] if x.number == 1] == [code]
+    codes = {json.loads(p.read_text())["ttl_protocol"]["session_code"]
+             for p in root.glob("stim/*.session.json")}
+    assert len(codes) == 2
+
+
 def test_online_statistics_agree_with_offline_tuning(demo):
     """pipeline.py's online sweep counts give the same orientation tuning as the offline
     analysis of the same units (well-recovered neurons)."""

@@ -36,7 +36,7 @@ def run_blocks(s, cuts, drain_every, advance):
     for k, stop in enumerate(list(bounds) + [ev.size]):
         for i in range(start, stop):
             dec.on_edge(int(ev["sample_number"][i]), int(ev["line"][i]), bool(ev["state"][i]))
-            if dec.n_ready == dec.capacity:
+            if dec.n_ready >= dec.capacity:
                 out.append(dec.take())
         if advance and k < len(cuts):
             dec.advance_to(int(cuts[k]))

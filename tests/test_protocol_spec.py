@@ -58,9 +58,17 @@ def test_sample_rate_too_low_for_the_bit_time():
 
 def test_settings_dict_round_trip():
     d = PARALLEL.to_dict()
-    assert d["protocol_version"] == 1
+    assert d["protocol_version"] == 2
     assert ProtocolSettings.from_dict(d) == PARALLEL
-    d["protocol_version"] = 2
+    d["protocol_version"] = 1  # version 1 session files (no session code) still read
+    assert ProtocolSettings.from_dict(d) == PARALLEL
+    d["session_code"] = 0xABCDEF  # recorded by sweepstim; not a setting
+    assert ProtocolSettings.from_dict(d) == PARALLEL
+    d["session_code"] = 1 << 24
+    with pytest.raises(SettingsError, match="session_code"):
+        ProtocolSettings.from_dict(d)
+    d["session_code"] = None
+    d["protocol_version"] = 3
     with pytest.raises(SettingsError, match="version"):
         ProtocolSettings.from_dict(d)
 

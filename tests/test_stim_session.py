@@ -153,7 +153,10 @@ def test_run_offscreen_end_to_end_with_ttl_and_open_ephys(files, gui):
     assert m["status"] == "completed" and m["seed"] == 77 and m["script"]["text"] == SCRIPT
     assert m["sweep_table"]["n_conditions"] == 6
     assert len(m["sweep_table"]["conditions"]) == 6
-    assert m["ttl_protocol"]["protocol_version"] == 1
+    assert m["ttl_protocol"]["protocol_version"] == 2
+    from oe_plugin.protocol.session_code import code_from_session_id
+
+    assert m["ttl_protocol"]["session_code"] == code_from_session_id(m["session_id"])
     assert m["frames"]["n_dropped"] == 0 and m["display"]["simulated_vsync"] is True
 
     # the same script and seed rebuild the same table, bit for bit
@@ -166,13 +169,20 @@ def test_run_offscreen_end_to_end_with_ttl_and_open_ephys(files, gui):
     tr, proto = read_transition_log(tmp / "ttl.tsv")
     settings = ProtocolSettings.from_dict(proto)
     ev = sample_transitions(tr, SimSettings(sample_rate_hz=30000.0, first_sample_number=1000))
-    frames, _ = decode_events(settings, 30000.0, ev["sample_number"], ev["line"], ev["state"])
+    frames, dec = decode_events(settings, 30000.0, ev["sample_number"], ev["line"],
+                                ev["state"])
+    # the session code went out on the TTL lines and comes back with the experiment
+    assert [e[1:] for e in dec.experiments] == [(m["ttl_protocol"]["session_code"], "ok")]
     log = s.frames
     assert frames.size == log["code"].size
     assert not np.any(frames["flags"] & ERROR_MASK)
     assert np.array_equal(frames["frame_number"], log["frame_number"])
-    sent = np.where(np.isin(log["code"], [CODE_START, CODE_END]), SWEEP_NONE, log["code"])
-    assert np.array_equal(frames["sweep_index"], sent)
+    from oe_plugin.protocol.verify import sent_sweeps
+
+    assert np.array_equal(frames["sweep_index"], sent_sweeps(log["code"]))
+    chunks = (log["plan_index"] < 0) & ~np.isin(log["code"], [CODE_START, CODE_END,
+                                                               SWEEP_NONE])
+    assert chunks.sum() == 6  # 2 copies x 3 chunks of 14 bits, each between two STARTs
     shown = frames["sweep_index"][frames["sweep_index"] != SWEEP_NONE]
     conds = [m["sweep_table"]["conditions"][i] for i in shown]
     assert {(c["ori_deg"], c["sf_cpd"]) for c in conds} == {(o, f) for o in (0, 45, 90)

@@ -12,6 +12,16 @@ The GUI serves ``http://127.0.0.1:37497/api/...`` (File menu: on by default). A 
 and ``GET /api/processors`` lists the signal chain (``{"processors": [{"id", "name",
 "predecessor"}, ...]}``), from which a module tells which Record Node is downstream of it.
 
+It also answers what ``sweepstim --oe-host`` uses: ``GET/PUT /api/status`` (``{"mode": IDLE |
+ACQUIRE | RECORD}``) and ``PUT /api/message`` (``{"text": ...}``), with the GUI's Message
+Center behaviour **by default** (GUI 0.6 source; seen with a real GUI 0.6.7, issue 17): a
+message posted over HTTP is a *broadcast* message; the Message Center keeps only the latest
+outgoing one and emits it at most once per processing block (``block_s``), and the Record Nodes
+save it only if that block is recorded. So a message posted less than a block after another
+replaces it, and one posted right before leaving RECORD is lost. :attr:`saved_messages` is what
+the recording's ``MessageCenter`` events would hold; ``message_center=False`` saves every post
+at once (a GUI that never loses one -- not the real one).
+
 :class:`GuiApiStandIn` serves both from a thread on ``127.0.0.1`` and an ephemeral port (never
 another interface), with a settable ``delay_s`` (a slow GUI) and ``status`` (an error answer).
 The host simulator starts one per :class:`~oe_plugin.host.simulator.Host` and points modules at
@@ -48,7 +58,18 @@ class GuiApiStandIn:
     """
 
     def __init__(self, parent_directory=".", record_nodes=None, processors=None,
-                 delay_s: float = 0.0, status: int = 200):
+                 delay_s: float = 0.0, status: int = 200, mode: str = "ACQUIRE",
+                 block_s: float = 696 / 30000.0, message_center: bool = True):
+        self.mode = mode
+        self.block_s = float(block_s)
+        self.message_center = bool(message_center)
+        self.saved_messages: list[tuple[float, str]] = []
+        """(emission time s, text) of the messages a Record Node saved."""
+        self._pending: tuple[float, str] | None = None
+        self._t0 = time.monotonic()
+        self.on_record = None
+        """Called (without arguments, under no lock) when the mode becomes RECORD: the host
+        makes the new recording folder there."""
         self.parent_directory = str(parent_directory)
         self.record_nodes = [dict(n) for n in (record_nodes or [{"node_id": 101}])]
         self.processors = processors
@@ -96,6 +117,49 @@ class GuiApiStandIn:
                 prev = int(n["node_id"])
             return {"processors": chain}
 
+    # -- the Message Center ------------------------------------------------------------------------
+    def _advance(self, now: float) -> None:
+        """Emit the pending message if a block boundary passed since it was posted (lock held).
+        Blocks tick every ``block_s`` from the stand-in's start while acquiring."""
+        if self._pending is None:
+            return
+        t_post, text = self._pending
+        boundary = (int(t_post / self.block_s) + 1) * self.block_s
+        if now >= boundary:
+            self._pending = None
+            if self.mode == "RECORD":
+                self.saved_messages.append((boundary, text))
+
+    def post_message(self, text: str) -> None:
+        """``PUT /api/message``: the Message Center's latest outgoing message."""
+        with self._lock:
+            now = time.monotonic() - self._t0
+            if not self.message_center:
+                if self.mode == "RECORD":
+                    self.saved_messages.append((now, text))
+                return
+            self._advance(now)
+            if self.mode != "IDLE":
+                self._pending = (now, text)  # replaces one not yet emitted
+
+    def set_mode(self, mode: str) -> str:
+        """``PUT /api/status``: leaving RECORD (or stopping) drops a message not yet emitted."""
+        with self._lock:
+            self._advance(time.monotonic() - self._t0)
+            if mode != self.mode and self.mode == "RECORD":
+                self._pending = None
+            became_record = mode == "RECORD" and self.mode != "RECORD"
+            self.mode = mode
+        if became_record and self.on_record is not None:
+            self.on_record()
+        return mode
+
+    def messages(self) -> list[str]:
+        """Texts saved so far (emitting a pending one whose block has come)."""
+        with self._lock:
+            self._advance(time.monotonic() - self._t0)
+            return [t for _s, t in self.saved_messages]
+
     # -- serving -----------------------------------------------------------------------------------
     @property
     def port(self) -> int:
@@ -120,8 +184,33 @@ class GuiApiStandIn:
                     body = api.recording_json()
                 elif path == "/api/processors":
                     body = api.processors_json()
+                elif path == "/api/status":
+                    body = {"mode": api.mode}
                 else:
                     status, body = 404, {"error": f"no endpoint {path}"}
+                self._send(status, body)
+
+            def do_PUT(self):  # noqa: N802 - http.server's name
+                path = self.path.split("?", 1)[0].rstrip("/")
+                n = int(self.headers.get("Content-Length", 0) or 0)
+                try:
+                    payload = json.loads(self.rfile.read(n) or b"{}")
+                except ValueError:
+                    payload = {}
+                with api._lock:
+                    api.requests["PUT " + path] = api.requests.get("PUT " + path, 0) + 1
+                    status = api.status
+                if path == "/api/status" and payload.get("mode") in ("IDLE", "ACQUIRE",
+                                                                      "RECORD"):
+                    body = {"mode": api.set_mode(payload["mode"])}
+                elif path == "/api/message" and isinstance(payload.get("text"), str):
+                    api.post_message(payload["text"])
+                    body = {"message": payload["text"]}
+                else:
+                    status, body = 400, {"error": f"bad request {path} {payload!r}"}
+                self._send(status, body)
+
+            def _send(self, status, body):
                 raw = json.dumps(body).encode()
                 try:
                     self.send_response(status)

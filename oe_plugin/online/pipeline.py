@@ -147,6 +147,7 @@ class PipelineModule(OnlineModule):
                        if detect_on else None)
         self.decoder = (_DecoderStage(processor, num_channels, sample_rate, given)
                         if decoder_on else None)
+        self._codes_seen = 0
         if self.decoder is not None:
             self.decoder.on_frames = self._on_frames
         self.session_files: list[Path] = []
@@ -208,6 +209,10 @@ class PipelineModule(OnlineModule):
         if stats is not None:
             stats.add_frames(frames["sample_number"], frames["sweep_index"], frames["flags"], n,
                              self.clock.offset)
+            exps = self.decoder.decoder.experiments  # session codes: key the experiments
+            while self._codes_seen < len(exps):
+                stats.set_session_code(self._codes_seen + 1, exps[self._codes_seen][1])
+                self._codes_seen += 1
             if stats.note is not None:
                 note, stats.note = stats.note, None
                 self._log(note)
@@ -230,6 +235,7 @@ class PipelineModule(OnlineModule):
             s.start_acquisition()
         if self.stats_ is not None:
             self.stats_.reset()
+        self._codes_seen = 0  # decoder experiment records handed to the stats
         self.samples_seen = 0
         self._last_write = 0
         self.acquiring = True

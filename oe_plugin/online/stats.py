@@ -35,7 +35,8 @@ Tables (R = units + 1 rows, row R-1 = unsorted spikes, unit -1; S = max_experime
   ``X_NO_COLUMN`` (and their spikes in ``no_sweep``), also noted once;
 - ``experiments`` (S, EXP_FIELDS) int64 and ``signatures`` (S, SIG_LEN): per slot the fields of
   :mod:`oe_plugin.outputs.stats_file` (number, merged, first/last refresh sample, refresh
-  counts) and the first sweep indices shown, for matching a session file to the experiment;
+  counts, the session code of its START block, ``X_CODE``, -1 if none) and the first sweep
+  indices shown, for matching a session file to the experiment (by code first);
 - ``no_sweep`` (S, R) int64.
 
 The tables are written to the recording directory by :mod:`oe_plugin.outputs.stats_file`
@@ -59,6 +60,7 @@ from oe_plugin.kernels._entry import (
 )
 from oe_plugin.outputs.stats_file import (
     EXP_FIELDS,
+    X_CODE,
     X_FRAMES,
     X_LAST,
     X_MERGED,
@@ -324,6 +326,7 @@ class OnlineStats:
             a[...] = 0
         self.col_of[...] = -1
         self.experiments[:, X_START] = -1
+        self.experiments[:, X_CODE] = -1
         self.experiments[:, X_LAST] = -1
         self.state[BIN_SAMPLES] = self.bin_samples0
         self.state[LAST_FRAME] = -1
@@ -404,6 +407,13 @@ class OnlineStats:
     def flush(self) -> None:
         """Resolve every pending spike now (end of acquisition: no more frames will come)."""
         self.update_online(self._empty_t, self._empty_u, 0, np.iinfo(np.int64).max // 2)
+
+    def set_session_code(self, number: int, code: int | None) -> None:
+        """Experiment ``number``'s session code (from the decoder's START block; None: none
+        or corrupted). A folded slot (several experiments) keeps -1. Plain int stores: safe on
+        the audio thread."""
+        if 1 <= number <= self.max_experiments and code is not None:
+            self.experiments[number, X_CODE] = int(code)
 
     # -- reading ------------------------------------------------------------------------------
     @property

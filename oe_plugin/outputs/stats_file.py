@@ -1,10 +1,10 @@
 """The online statistics file: ``<recording_dir>/sweepsort/online_stats.bin`` + ``.json``.
 
 Written by the pipeline module every ``[stats] write_every_s`` seconds of data (and at the end
-of a recording), read by ``sweepsort monitor``. Format version 3: the sweep tables are kept
-**per stimulus experiment** (:mod:`oe_plugin.online.stats` says how frames and spikes are
-assigned to experiments). The write happens on the GUI's audio thread, so it is made cheap
-and bounded:
+of a recording), read by ``sweepsort monitor``. Format version 4: the sweep tables are kept
+**per stimulus experiment**, each with the session code its START block carried
+(:mod:`oe_plugin.online.stats` says how frames and spikes are assigned to experiments). The
+write happens on the GUI's audio thread, so it is made cheap and bounded:
 
 - ``online_stats.json`` (the *sidecar*) is written **once**, at ``start_recording``: format,
   format version, a random ``token``, sample rate, refresh rate, the units, the module's
@@ -17,7 +17,8 @@ and bounded:
 
       time_counts    (R, n_bins)       spikes per unit per time bin (whole acquisition)
       experiments    (S, EXP_FIELDS)   per slot: X_NUMBER, X_MERGED, X_START, X_LAST,
-                                       X_FRAMES, X_NONE_FRAMES, X_NO_COLUMN, X_SIG_LEN
+                                       X_FRAMES, X_NONE_FRAMES, X_NO_COLUMN, X_SIG_LEN,
+                                       X_CODE
       signatures     (S, SIG_LEN)      per slot: the first sweep indices shown (see below)
       no_sweep       (S, R)            per slot: spikes outside any counted sweep
       col_exp        (C,)              sweep column -> experiment slot
@@ -78,7 +79,7 @@ from pathlib import Path
 import numpy as np
 
 FORMAT = "sweepsort-online-stats"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 FILE_NAME = "online_stats.bin"
 SIDECAR_NAME = "online_stats.json"
 MAGIC_PREFIX = b"SWSTATS"
@@ -97,7 +98,8 @@ X_FRAMES = 4       # refreshes decoded in it
 X_NONE_FRAMES = 5  # of those, refreshes not in a counted sweep (blank, marker, unknown, ...)
 X_NO_COLUMN = 6    # of those, refreshes of a sweep index that found no free column
 X_SIG_LEN = 7      # length of its signature
-EXP_FIELDS = 8
+X_CODE = 8         # the 24-bit session code decoded from its START block (-1: none / unknown)
+EXP_FIELDS = 9
 
 
 class StatsFormatError(ValueError):
@@ -144,6 +146,7 @@ class ExperimentStats:
     n_frames, none_frames, frames_without_column : refresh counts (see the module docstring).
     start_sample, last_sample : sample numbers of the first / latest refresh (-1: none).
     signature : int64 (n,) — the first sweep indices shown (blanks left out, repeats collapsed).
+    session_code : the session code its START block carried (None: none sent, or corrupted).
     """
 
     number: int
@@ -158,6 +161,7 @@ class ExperimentStats:
     last_sample: int = -1
     signature: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     refresh_hz: float = 200.0
+    session_code: int | None = None
     sample_rate_hz: float = 30000.0
 
     @property
@@ -409,7 +413,8 @@ def tables_from_experiments(time_counts, experiments: list[ExperimentStats], sig
         sg = np.asarray(e.signature, np.int64)[:sig_len]
         sig[s, :sg.size] = sg
         xt[s] = (e.number, e.n_merged, e.start_sample, e.last_sample, e.n_frames,
-                 e.none_frames, e.frames_without_column, sg.size)
+                 e.none_frames, e.frames_without_column, sg.size,
+                 -1 if e.session_code is None else e.session_code)
         none[s] = np.asarray(e.no_sweep_counts, np.int64)[:rows]
     nc = len(cols)
     tables = StatsTables(
@@ -467,7 +472,8 @@ def _find(p: Path) -> Path:
 def _version_error(p: Path, version) -> StatsFormatError:
     return StatsFormatError(
         f"{p}: statistics file format version {version}; this sweepsort reads version "
-        f"{FORMAT_VERSION} only (per-experiment tables). The file is derived data: replay the "
+        f"{FORMAT_VERSION} only (per-experiment tables with session codes). The file is "
+        "derived data: replay the "
         "recording through the pipeline module (sweepsort replay RECORDING --module "
         "oe_plugin/modules/pipeline.py --out DIR) for a file in this format")
 
@@ -531,7 +537,7 @@ def _parse(p: Path) -> tuple[dict, dict]:
             none_frames=int(x[X_NONE_FRAMES]), frames_without_column=int(x[X_NO_COLUMN]),
             start_sample=int(x[X_START]), last_sample=int(x[X_LAST]),
             signature=sig[s, :min(int(x[X_SIG_LEN]), k)], refresh_hz=refresh,
-            sample_rate_hz=fs))
+            sample_rate_hz=fs, session_code=None if x[X_CODE] < 0 else int(x[X_CODE])))
     arrays = {"time_counts": tc, "bin_s": np.float64(int(h[H_BIN_SAMPLES]) / fs),
               "units": np.asarray(side.get("units", list(range(r - 1)) + [-1]), np.int32),
               "experiments": experiments}

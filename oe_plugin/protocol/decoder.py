@@ -32,12 +32,23 @@ Output records (:data:`DECODED_DTYPE`, shape (n,)):
 - ``flags`` uint32 — bits from :mod:`oe_plugin.protocol.spec`; ``flags & ERROR_MASK`` non-zero
   means "this frame, or the stretch just before it, had a problem". A sweep index is never
   wrong without an error flag on its frame.
+
+Session codes (protocol version 2, :mod:`oe_plugin.protocol.session_code`): a refresh between
+two START refreshes is a chunk of the session code; it is reported like a marker refresh
+(``EXPERIMENT_START``, sweep ``SWEEP_NONE``) plus ``SESSION_CODE``. To tell such a refresh from
+the first sweep refresh, the refreshes after a START are held back until the next START (a
+chunk) or two consecutive refreshes with a known code and no error flag (sweeps): about one
+refresh of extra delay at each experiment start. When a START block ends,
+:attr:`DecoderBase.experiments` gets one record ``(start_sample, session_code, status)``: the
+code (or None) and ``"ok"``, ``"absent"`` (a version 1 stimulus: no chunk) or ``"corrupt"``
+(chunks sent, no copy trusted).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from oe_plugin.protocol.session_code import parse_chunks
 from oe_plugin.protocol.spec import (
     CODE_END,
     CODE_START,
@@ -53,6 +64,7 @@ from oe_plugin.protocol.spec import (
     OUTSIDE_EXPERIMENT,
     OVERFLOW,
     REPEATED,
+    SESSION_CODE,
     SWEEP_CHANGE,
     SWEEP_NONE,
     SWEEP_UNKNOWN,
@@ -61,6 +73,12 @@ from oe_plugin.protocol.spec import (
     ProtocolSettings,
     skew_samples,
 )
+
+MAX_HELD = 8
+"""Undecided refreshes kept after a START (a START block's chunk or the first sweep refresh)."""
+MAX_EXPERIMENTS = 4096
+"""Experiment records kept (:attr:`DecoderBase.experiments`); later ones are counted only."""
+_TIMING_ONLY = GAP | TIMING
 
 DECODED_DTYPE = np.dtype([("sample_number", "<i8"), ("frame_number", "<i8"),
                           ("sweep_index", "<i4"), ("flags", "<u4")])
@@ -78,12 +96,14 @@ class DecoderBase:
     sample_rate_hz : float
         Acquisition sample rate of the stream the events come from, Hz.
     capacity : int
-        Output buffer, frames; when full, further frames are dropped and counted
-        (``n_overflow``) and the next stored frame carries ``OVERFLOW``.
+        Output buffer, frames: take them once ``n_ready >= capacity`` (one event may add up to
+        ``MAX_HELD + 1`` frames at once; the buffer has that much room beyond ``capacity``);
+        when it is full, further frames are dropped and counted (``n_overflow``) and the next
+        stored frame carries ``OVERFLOW``.
 
     Attributes
     ----------
-    frames : np.ndarray, DECODED_DTYPE, shape (capacity,)
+    frames : np.ndarray, DECODED_DTYPE, shape (capacity + MAX_HELD + 1,)
         Output buffer; the first ``n_ready`` records are ready (see :meth:`take`).
     n_events, n_frames, n_sweep_changes, n_experiments, n_error_frames, n_overflow : int
         Counters since construction or :meth:`reset`.
@@ -105,7 +125,8 @@ class DecoderBase:
         self.period_samples = fs / settings.refresh_hz
         self._tol = settings.timing_tolerance
         self.capacity = int(capacity)
-        self.frames = np.zeros(self.capacity, DECODED_DTYPE)
+        # one event may finish a held START-block run at once: room for it beyond capacity
+        self.frames = np.zeros(self.capacity + MAX_HELD + 1, DECODED_DTYPE)
         self._o_sample = self.frames["sample_number"]
         self._o_frame = self.frames["frame_number"]
         self._o_sweep = self.frames["sweep_index"]
@@ -132,12 +153,20 @@ class DecoderBase:
         self._ref_fn = -1            # ... and its frame number
         self._alt_sample = -1        # the last off-grid frame (a possible new anchor)
         self._alt_fn = -1
-        self._fn = -1                # last emitted frame number
+        self._fn = -1                # last finished frame number
         self._last_counter = -1      # counter bits of the last frame that had them
         self._last_counter_fn = -1   # ... and that frame's number
-        self._last_code = None       # canonical code of the last emitted frame
+        self._last_code = None       # canonical code of the last finished frame
         self._last_known = None      # last emitted sweep index that was not UNKNOWN
         self._inside = False         # between a START and an END
+        self._blk_open = False       # a START block is open (session-code chunks may follow)
+        self._blk_sample = -1        # ... the sample of its first START refresh
+        self._blk_chunks = []        # ... the chunks received (None: arrived corrupted)
+        self._held = []              # refreshes after a START, not yet known chunk or sweep
+        self._e_marker = False       # the last emitted refresh was a START-block refresh
+        self.experiments = []        # (start_sample, session_code | None, status) per block
+        self.n_code_ok = 0
+        self.n_code_corrupt = 0
         self._reset_scheme()
 
     def _reset_scheme(self) -> None:  # pragma: no cover - overridden
@@ -162,6 +191,9 @@ class DecoderBase:
             "error_frames": self.n_error_frames, "overflow_frames": self.n_overflow,
             "internal_errors": self.n_internal_errors,
             "last_internal_error": self.last_internal_error,
+            "session_codes_ok": self.n_code_ok, "session_codes_corrupt": self.n_code_corrupt,
+            "experiment_starts": [{"sample_number": int(e[0]), "session_code": e[1],
+                                   "status": e[2]} for e in self.experiments],
             "flags": {name: self.flag_counts[bit.bit_length() - 1]
                       for bit, name in FLAG_NAMES.items()
                       if self.flag_counts[bit.bit_length() - 1]},
@@ -225,7 +257,8 @@ class DecoderBase:
                     self._alt_fn = fn
             if n >= 2:
                 flags |= GAP
-        restart = code == CODE_START and self._last_code != CODE_START
+        restart = (code == CODE_START and self._last_code != CODE_START
+                   and not self._blk_open)
         if restart:
             fn = 0
             flags = self._new_experiment(sample, fn, flags)
@@ -267,21 +300,94 @@ class DecoderBase:
             self._alt_fn = fn
 
     def _store(self, sample: int, fn: int, code, flags: int) -> None:
-        """Apply marker/sweep bookkeeping to one finished frame and append it to the buffer.
+        """One finished frame, in order: the START-block logic, then :meth:`_emit`.
 
         ``code``: canonical code (0..MAX_SWEEP_INDEX, SWEEP_NONE, CODE_START, CODE_END) or
-        SWEEP_UNKNOWN."""
+        SWEEP_UNKNOWN/None."""
+        self._last_code = code
+        self._fn = fn
+        if code == CODE_START:
+            if self._held:
+                self._held_are_chunks()
+            if not self._blk_open:
+                self._blk_open = True
+                self._blk_sample = sample
+                self._blk_chunks = []
+            self._emit(sample, fn, code, flags)
+            return
+        if not self._blk_open:
+            self._emit(sample, fn, code, flags)
+            return
+        if code == CODE_END:
+            self._close_block(False)
+            self._emit(sample, fn, code, flags)
+            return
+        held = self._held
+        held.append((sample, fn, code, flags))
+        n = len(held)
+        if n > MAX_HELD:
+            self._close_block(True)
+        elif n >= 2 and _clean(held[-1]) and _clean(held[-2]):
+            self._close_block(False)  # two clean sweep refreshes in a row: the block is over
+
+    def _held_are_chunks(self) -> None:
+        """The held refreshes came before a START: they are the block's chunk slot. One
+        refresh is one chunk; a longer run (a START in it arrived corrupted) has its chunks at
+        even positions."""
+        run, self._held = self._held, []
+        single = len(run) == 1
+        for i, (sample, fn, code, flags) in enumerate(run):
+            if single or i % 2 == 0:
+                ok = _known(code) and not flags & ERROR_MASK & ~_TIMING_ONLY
+                self._blk_chunks.append(code if ok else None)
+            self._emit(sample, fn, CODE_START, flags | SESSION_CODE)
+
+    def _close_block(self, at_end: bool) -> None:
+        """The START block is over: emit the held refreshes as sweep refreshes and record the
+        experiment's session code. A held refresh up to the last unknown or flagged one (a
+        START may have been lost or spoiled there; at the end of the stream: all of them) might
+        have been a chunk: it is reported unknown, never as a sweep it may not be."""
+        run, self._held = self._held, []
+        last_unknown = len(run) - 1 if at_end else -1
+        if not at_end:
+            for i, item in enumerate(run):
+                if not _clean(item):
+                    last_unknown = i
+        for i, (sample, fn, code, flags) in enumerate(run):
+            if i <= last_unknown and _known(code):
+                code = SWEEP_UNKNOWN
+            self._emit(sample, fn, code, flags)
+        self._blk_open = False
+        value, status = parse_chunks(self.settings, self._blk_chunks)
+        self._blk_chunks = []
+        if status == "ok":
+            self.n_code_ok += 1
+        elif status == "corrupt":
+            self.n_code_corrupt += 1
+        if len(self.experiments) < MAX_EXPERIMENTS:
+            self.experiments.append((self._blk_sample, value, status))
+
+    def _flush_block(self) -> None:
+        """End of the stream (:meth:`flush`): settle an open START block."""
+        if self._blk_open and self._held:
+            self._close_block(True)
+
+    def _emit(self, sample: int, fn: int, code, flags: int) -> None:
+        """Apply marker/sweep bookkeeping to one finished frame and append it to the buffer."""
         if code == CODE_START:
             flags |= EXPERIMENT_START
-            if self._last_code != CODE_START:
+            if not self._e_marker:
                 self.n_experiments += 1
+            self._e_marker = True
             self._inside = True
             sweep = SWEEP_NONE
         elif code == CODE_END:
+            self._e_marker = False
             flags |= EXPERIMENT_END
             self._inside = False
             sweep = SWEEP_NONE
         else:
+            self._e_marker = False
             if not self._inside:
                 flags |= OUTSIDE_EXPERIMENT
             if code == SWEEP_UNKNOWN or code is None:
@@ -297,12 +403,10 @@ class DecoderBase:
                 flags |= SWEEP_CHANGE
                 self.n_sweep_changes += 1
             self._last_known = sweep
-        self._last_code = code
-        self._fn = fn
         self.n_frames += 1
         if flags & ERROR_MASK:
             self.n_error_frames += 1
-        if self.n_ready >= self.capacity:
+        if self.n_ready >= self.frames.shape[0]:
             self.n_overflow += 1
             self._carry |= OVERFLOW
             return
@@ -320,6 +424,15 @@ class DecoderBase:
                 counts[b] += 1
             f >>= 1
             b += 1
+
+
+def _known(code) -> bool:
+    return code is not None and code != SWEEP_UNKNOWN
+
+
+def _clean(item) -> bool:
+    """A held refresh with a known code and no error flag."""
+    return _known(item[2]) and not item[3] & ERROR_MASK
 
 
 def make_decoder(settings: ProtocolSettings, sample_rate_hz: float,

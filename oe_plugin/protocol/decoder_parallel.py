@@ -131,6 +131,7 @@ class ParallelDecoder(DecoderBase):
                 if not self._p_latched:
                     self._latch()
                 self._finish()
+            self._flush_block()
         except Exception as exc:
             self._internal(exc)
 

@@ -168,6 +168,7 @@ class SerialDecoder(DecoderBase):
             if self._cand >= 0:
                 self._confirm()
                 self._finish()
+            self._flush_block()
         except Exception as exc:
             self._internal(exc)
 
@@ -290,10 +291,13 @@ class SerialDecoder(DecoderBase):
             code = self._p_code
             c = self._p_counter
             trusted = True
-            if code == CODE_START and c < self._marker_frames:
-                fn = c                         # a START word sets the count
-                if self._last_code != CODE_START:  # a new experiment: no GAP for the pause
-                    flags = self._new_experiment(e, fn, flags)
+            in_block = self._blk_open and self._last_code != CODE_START
+            if code == CODE_START and c < self._marker_frames and not in_block:
+                # a START word sets the count (not the STARTs between session-code chunks:
+                # their counters run on past marker_frames)
+                fn = c
+                if self._last_code != CODE_START and not self._blk_open:
+                    flags = self._new_experiment(e, fn, flags)  # no GAP for the pause
             elif (c - fn) % _COUNTER_MOD:
                 if ((c - self._fn) % _COUNTER_MOD == 0 and self._fn >= 0
                         and code == self._last_code):

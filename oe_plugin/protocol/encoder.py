@@ -183,28 +183,35 @@ class EncodedSession(NamedTuple):
     frame_numbers: np.ndarray
 
 
-def session_codes(settings: ProtocolSettings, sweep_per_frame) -> np.ndarray:
+def session_codes(settings: ProtocolSettings, sweep_per_frame,
+                  session_code: int | None = None) -> np.ndarray:
     """Wrap a per-refresh sweep sequence in START and END markers.
 
     Parameters
     ----------
     sweep_per_frame : sequence of int, shape (n,)
         Sweep index (or SWEEP_NONE) shown at each refresh.
+    session_code : int, optional
+        24-bit session code sent in the START block (protocol version 2,
+        :func:`oe_plugin.protocol.session_code.start_block`); None: START markers only.
 
     Returns
     -------
-    np.ndarray int32, shape (marker_frames + n + n_end,)
-        Codes; ``n_end`` is ``marker_frames`` or one more (see
-        :meth:`SweepEncoder.end_frame_numbers`).
+    np.ndarray int32, shape (n_start + n + n_end,)
+        Codes; ``n_start`` is ``marker_frames`` (plus two per chunk with a code), ``n_end``
+        is ``marker_frames`` or one more (see :meth:`SweepEncoder.end_frame_numbers`).
     """
+    from oe_plugin.protocol.session_code import start_block
+
     body = np.asarray(sweep_per_frame, dtype=np.int64).astype(np.int32)
     m = settings.marker_frames
-    n_start = m
+    start = np.asarray(start_block(settings, session_code), np.int32)
+    n_start = start.size
     total_before_end = n_start + body.size
     n_end = m
     if settings.scheme == "serial" and (total_before_end + m) % 2:
         n_end += 1  # the frame line toggles once per refresh: end low
-    return np.concatenate([np.full(n_start, CODE_START, np.int32), body,
+    return np.concatenate([start, body,
                            np.full(n_end, CODE_END, np.int32)])
 
 

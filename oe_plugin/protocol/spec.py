@@ -59,7 +59,10 @@ from dataclasses import dataclass
 
 from oe_plugin.config import choice, require
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+"""2: the START block may carry a 24-bit session code (:mod:`oe_plugin.protocol.session_code`);
+version 1 recordings (no code) decode unchanged."""
+READ_VERSIONS = (1, 2)
 
 SWEEP_NONE = 65535
 CODE_START = 65534
@@ -85,6 +88,7 @@ EXPERIMENT_END = 1 << 1     # an END marker refresh
 SWEEP_CHANGE = 1 << 2       # code differs from the previous decoded frame's
 OUTSIDE_EXPERIMENT = 1 << 3  # before the first START seen, or after an END
 WORD = 1 << 4               # serial: this refresh carried a valid word
+SESSION_CODE = 1 << 5       # a START-block refresh carrying a session-code chunk (version 2)
 # errors: any of these means "look before trusting this frame" (ERROR_MASK)
 GAP = 1 << 8                # >= 1 refresh without a frame edge before this frame
 EXTRA_FRAME = 1 << 9        # frame edge < half a period after the previous one
@@ -109,6 +113,7 @@ ERROR_MASK = (GAP | EXTRA_FRAME | TIMING | GLITCH | MISSED_EDGE | CHECK_ERROR | 
 FLAG_NAMES = {
     EXPERIMENT_START: "EXPERIMENT_START", EXPERIMENT_END: "EXPERIMENT_END",
     SWEEP_CHANGE: "SWEEP_CHANGE", OUTSIDE_EXPERIMENT: "OUTSIDE_EXPERIMENT", WORD: "WORD",
+    SESSION_CODE: "SESSION_CODE",
     GAP: "GAP", EXTRA_FRAME: "EXTRA_FRAME", TIMING: "TIMING", GLITCH: "GLITCH",
     MISSED_EDGE: "MISSED_EDGE", CHECK_ERROR: "CHECK_ERROR", FRAMING_ERROR: "FRAMING_ERROR",
     COUNTER_MISMATCH: "COUNTER_MISMATCH", REPEATED: "REPEATED", STRAY_EDGE: "STRAY_EDGE",
@@ -255,9 +260,13 @@ class ProtocolSettings:
 
         table = dict(table or {})
         version = table.pop("protocol_version", PROTOCOL_VERSION)
-        if version != PROTOCOL_VERSION:
-            raise SettingsError(f"{section}.protocol_version: this sweepsort speaks TTL protocol "
-                                f"version {PROTOCOL_VERSION}, got {version!r}")
+        if version not in READ_VERSIONS:
+            raise SettingsError(f"{section}.protocol_version: this sweepsort reads TTL protocol "
+                                f"versions {', '.join(map(str, READ_VERSIONS))}, got {version!r}")
+        code = table.pop("session_code", None)  # the session's identity, not a setting
+        if code is not None and not (isinstance(code, int) and 0 <= code < 1 << 24):
+            raise SettingsError(f"{section}.session_code: must be a 24-bit integer or null, "
+                                f"got {code!r}")
         return from_table(cls, table, section)
 
 
@@ -293,11 +302,11 @@ def canonical_code(wire: int, n_bits: int) -> int:
     return wire
 
 
-def crc8(payload: int, n_bits: int = SERIAL_PAYLOAD_BITS) -> int:
-    """CRC-8 (x^8 + x^2 + x + 1, init 0xA5, no final xor) of the ``n_bits`` low bits of
-    ``payload``, fed LSB first (the transmission order). Detects every error of up to 3 bits
-    and every burst of up to 8 bits in a word; random garbage passes 1 time in 256."""
-    crc = CRC8_INIT
+def crc8(payload: int, n_bits: int = SERIAL_PAYLOAD_BITS, init: int = CRC8_INIT) -> int:
+    """CRC-8 (x^8 + x^2 + x + 1, init 0xA5 unless given, no final xor) of the ``n_bits`` low
+    bits of ``payload``, fed LSB first (the transmission order). Detects every error of up to
+    3 bits and every burst of up to 8 bits in a word; random garbage passes 1 time in 256."""
+    crc = init
     for i in range(n_bits):
         feedback = ((crc >> 7) & 1) ^ ((payload >> i) & 1)
         crc = (crc << 1) & 0xFF

@@ -50,9 +50,14 @@ class Comparison(NamedTuple):
 
 
 def sent_sweeps(codes) -> np.ndarray:
-    """Sweep index a decoder should report for each sent code (markers -> SWEEP_NONE)."""
+    """Sweep index a decoder should report for each sent code (markers, and session-code
+    chunks -- a code between two STARTs -- -> SWEEP_NONE)."""
     codes = np.asarray(codes, dtype=np.int64)
-    return np.where((codes == CODE_START) | (codes == CODE_END), SWEEP_NONE, codes)
+    start = codes == CODE_START
+    chunk = np.zeros(codes.size, bool)
+    if codes.size >= 3:
+        chunk[1:-1] = start[:-2] & start[2:] & ~start[1:-1]
+    return np.where(start | (codes == CODE_END) | chunk, SWEEP_NONE, codes)
 
 
 def compare_frames(frames: np.ndarray, sent_sample: np.ndarray, sent_codes,

@@ -246,8 +246,9 @@ def find_session_files(root) -> list[Path]:
 def load_session(path) -> dict:
     """A session file -> dict: ``raw`` (the JSON), ``conditions``, ``order`` (or None),
     ``frame_log`` (dict of arrays or None), ``seed``, ``stimulus``, ``static``,
-    ``refresh_hz``, ``blank_sec``, ``protocol`` (ProtocolSettings or None)."""
-    from offline.sweeps import read_session_file
+    ``refresh_hz``, ``blank_sec``, ``protocol`` (ProtocolSettings or None), ``session_code``
+    (the 24-bit code it sent on the TTL lines, or None: an older session file)."""
+    from offline.sweeps import read_session_file, session_code_of
 
     s = read_session_file(path)
     raw = s.raw
@@ -264,11 +265,15 @@ def load_session(path) -> dict:
             "static": raw.get("static") or {}, "refresh_hz": float(refresh or 200.0),
             "blank_sec": float(blanks["sec"]) if isinstance(blanks, dict) else None,
             "protocol": s.protocol, "dims": (table or {}).get("dims") if isinstance(
-                table, dict) else None}
+                table, dict) else None, "session_code": session_code_of(raw)}
 
 
-def load_refreshes(recording_dir, source: str = "auto", protocol=None):
-    """Decoded refreshes of a recording: (DECODED_DTYPE records, sample_rate_hz, source).
+def load_refreshes(recording_dir, source: str = "auto", protocol=None, *,
+                   with_experiments: bool = False):
+    """Decoded refreshes of a recording: (DECODED_DTYPE records, sample_rate_hz, source), plus
+    with ``with_experiments`` the decoder's experiment list ``[(start_sample, session_code,
+    status), ...]`` (:func:`offline.sweeps.decode_ttl_experiments`; from the online file's
+    sidecar when decoded online, empty if it has none).
 
     source : 'ttl' (decode the recorded TTL events), 'online' (the sweep decoder's file), or
         'auto' (TTL events when an Open Ephys recording with events is there, else the online
@@ -278,7 +283,7 @@ def load_refreshes(recording_dir, source: str = "auto", protocol=None):
     if source in ("auto", "ttl"):
         try:
             from offline.recording import open_recording
-            from offline.sweeps import decode_ttl_events, protocol_from_online_file
+            from offline.sweeps import decode_ttl_experiments, protocol_from_online_file
 
             rec = open_recording(recording_dir)
             events = rec.ttl_events()
@@ -287,8 +292,9 @@ def load_refreshes(recording_dir, source: str = "auto", protocol=None):
 
                 settings = (protocol or protocol_from_online_file(recording_dir)
                             or ProtocolSettings())
-                frames = decode_ttl_events(events, settings, rec.sample_rate_hz)
-                return frames, float(rec.sample_rate_hz), "ttl"
+                frames, exps = decode_ttl_experiments(events, settings, rec.sample_rate_hz)
+                out = (frames, float(rec.sample_rate_hz), "ttl")
+                return (*out, exps) if with_experiments else out
             errors.append("the recording has no TTL events")
         except Exception as exc:  # noqa: BLE001 - fall back to the online file, report both
             errors.append(f"TTL decoding: {exc}")
@@ -298,7 +304,12 @@ def load_refreshes(recording_dir, source: str = "auto", protocol=None):
 
             frames = read_online_sweeps(recording_dir)
             metas = read_online_sweeps_meta(recording_dir)
-            return frames, float(metas[0]["sample_rate_hz"]), "online"
+            out = (frames, float(metas[0]["sample_rate_hz"]), "online")
+            if not with_experiments:
+                return out
+            exps = [(int(e["sample_number"]), e.get("session_code"), e.get("status"))
+                    for m in metas for e in (m.get("stats") or {}).get("experiment_starts", [])]
+            return (*out, exps)
         except FileNotFoundError as exc:
             errors.append(str(exc))
     raise FileNotFoundError(f"{recording_dir}: no decoded sweeps: " + "; ".join(errors))
@@ -320,22 +331,65 @@ def split_experiments(frames: np.ndarray) -> list[np.ndarray]:
     return parts
 
 
-def match_sessions(parts: list[np.ndarray], sessions: list[dict]) -> list[int | None]:
+def experiment_start_samples(frames: np.ndarray) -> np.ndarray:
+    """Sample number of the first START refresh of each part of :func:`split_experiments`."""
+    start = (frames["flags"].astype(np.int64) & EXPERIMENT_START) != 0
+    first = np.flatnonzero(start & ~np.r_[False, start[:-1]])
+    return frames["sample_number"][first].astype(np.int64)
+
+
+def part_codes(frames: np.ndarray, experiments) -> list:
+    """Per part of :func:`split_experiments`: ``(session_code, status)`` from the decoder's
+    experiment list (matched by the START sample), ``(None, None)`` when it has no record."""
+    by_start = {int(e[0]): (e[1], e[2]) for e in experiments or ()}
+    return [by_start.get(int(s), (None, None)) for s in experiment_start_samples(frames)]
+
+
+def match_sessions(parts: list[np.ndarray], sessions: list[dict], codes=None
+                   ) -> list[int | None]:
     """For each session, the index of its part of the refreshes (None if not found).
 
-    With a frame log: the part whose (frame number, sweep index) pairs agree most with the log;
-    otherwise the sessions and the parts are paired in time order.
+    First by session code: a session file's ``session_code`` (sent in the TTL START block)
+    equal to the code decoded for a part (``codes[k] = (code, status)``, :func:`part_codes`).
+    Then, for the sessions left (older files, or a code that arrived corrupted), with a frame
+    log: the part whose (frame number, sweep index) pairs agree most with the log; otherwise
+    the sessions and the parts are paired in time order. A part with a decoded code is never
+    given to a session with another code, nor to an old file (no code) when another file has
+    that code.
     """
-    out: list[int | None] = []
+    codes = list(codes) if codes is not None else [(None, None)] * len(parts)
+    out: list[int | None] = [None] * len(sessions)
     used: set[int] = set()
+    for i, sess in enumerate(sessions):  # 1. the code
+        want = sess.get("session_code")
+        if want is None:
+            continue
+        k = next((k for k, (c, _st) in enumerate(codes) if c == want and k not in used), None)
+        if k is not None:
+            out[i] = k
+            used.add(k)
+    file_codes = {s.get("session_code") for s in sessions} - {None}
     for i, sess in enumerate(sessions):
+        if out[i] is not None:
+            continue
+
+        def free(k, sess=sess):
+            """Part k may be this session's: no decoded code, or (for a file without a code)
+            a code that no given file has."""
+            c = codes[k][0] if k < len(codes) else None
+            if k in used:
+                return False
+            if c is None:
+                return True
+            return sess.get("session_code") is None and c not in file_codes
+
         log = sess.get("frame_log")
         if log is not None and "frame_number" in log and "code" in log:
             fn = np.asarray(log["frame_number"], np.int64)
             code = np.asarray(log["code"], np.int64)
             best, best_score = None, 0.0
             for k, part in enumerate(parts):
-                if k in used or not part.size:
+                if not free(k) or not part.size:
                     continue
                 pos = np.clip(np.searchsorted(fn, part["frame_number"]), 0, max(fn.size - 1, 0))
                 agree = (fn[pos] == part["frame_number"]) & (code[pos] == part["sweep_index"])
@@ -344,15 +398,15 @@ def match_sessions(parts: list[np.ndarray], sessions: list[dict]) -> list[int | 
                     best, best_score = k, score
             if best is not None and best_score > 0.5:
                 used.add(best)
-                out.append(best)
+                out[i] = best
                 continue
-        k = i if i < len(parts) and i not in used else None
+        k = i if i < len(parts) and free(i) else None
         if k is None:
             warnings.warn(f"{sess['path']}: no decoded experiment matches this session",
                           stacklevel=2)
         else:
             used.add(k)
-        out.append(k)
+        out[i] = k
     return out
 
 

@@ -208,6 +208,9 @@ class Experiment:
                 ("flags", "<u4")])
         self.sample_rate_hz = sample_rate_hz
         self.name = session["path"].name.removesuffix(".session.json")
+        self.decoded_code: tuple = (None, None)
+        """(session code, status) decoded from its stretch's START block (status 'ok',
+        'absent' = a version 1 stimulus, 'corrupt'; (None, None): no stretch)."""
 
     stimulus = property(lambda self: self.session.get("stimulus"))
     conditions = property(lambda self: self.session["conditions"])
@@ -309,6 +312,9 @@ class Recording:
         self._sort_dirs = [Path(p) for p in sort_dirs]
         self._session_files = [Path(p) for p in session_files]
         self.refresh_source = refresh_source
+        self.experiment_codes: list = []
+        """Per decoded experiment (time order): (session code or None, status), set by
+        :attr:`experiments` (status 'ok', 'absent' = no code sent, 'corrupt', or None)."""
 
     @functools.cached_property
     def sorts(self) -> dict:
@@ -361,17 +367,22 @@ class Recording:
         if not sessions:
             return []
         try:
-            frames, fs, self.refresh_source_used = adapters.load_refreshes(
-                self.path, self.refresh_source, sessions[0].get("protocol"))
+            frames, fs, self.refresh_source_used, decoded = adapters.load_refreshes(
+                self.path, self.refresh_source, sessions[0].get("protocol"),
+                with_experiments=True)
         except FileNotFoundError as exc:
             import warnings
 
             warnings.warn(f"{exc}: experiments have no refresh times", stacklevel=2)
             return [Experiment(self, i, s, None, float("nan")) for i, s in enumerate(sessions)]
         parts = adapters.split_experiments(frames)
-        match = adapters.match_sessions(parts, sessions)
-        return [Experiment(self, i, s, None if k is None else parts[k], fs)
-                for i, (s, k) in enumerate(zip(sessions, match, strict=True))]
+        self.experiment_codes = adapters.part_codes(frames, decoded)
+        match = adapters.match_sessions(parts, sessions, self.experiment_codes)
+        out = [Experiment(self, i, s, None if k is None else parts[k], fs)
+               for i, (s, k) in enumerate(zip(sessions, match, strict=True))]
+        for e, k in zip(out, match, strict=True):
+            e.decoded_code = (None, None) if k is None else self.experiment_codes[k]
+        return out
 
     @property
     def e(self) -> list[Experiment]:

@@ -76,6 +76,7 @@ def make_recording(root, *, seed: int = 0, with_online: bool = True, n_units: in
     ``u % 3``, its peak on channel ``u % N_CHANNELS``."""
     from oe_plugin.protocol import ProtocolSettings, encode_session, session_codes
     from oe_plugin.protocol.oe_binary_events import write_binary_recording
+    from oe_plugin.protocol.session_code import code_from_session_id, start_block
     from oe_plugin.protocol.ttl_sim import SimSettings, sample_transitions
     from stimulus.plan import build_plan
     from stimulus.session_file import write_session
@@ -90,11 +91,12 @@ def make_recording(root, *, seed: int = 0, with_online: bool = True, n_units: in
         table, kind, static, blanks = maker(seed + k)
         plan = build_plan(table, REFRESH_HZ, preexp_sec=0.2, postexp_sec=0.2,
                           blank_sec=blanks.sec if blanks else 0.0)
-        codes = session_codes(settings, plan.code)
-        n_marker = settings.marker_frames
+        code = code_from_session_id(name)
+        codes = session_codes(settings, plan.code, session_code=code)
+        n_start = len(start_block(settings, code))  # START markers + session-code chunks
         enc = encode_session(settings, codes, t0_us=t0_us)
         transitions.append(enc.transitions)
-        body = slice(n_marker, n_marker + plan.n_frames)
+        body = slice(n_start, n_start + plan.n_frames)
         flips = enc.flip_time_us
         plan_index = np.full(codes.size, -1, np.int64)
         plan_index[body] = np.arange(plan.n_frames)
@@ -104,6 +106,7 @@ def make_recording(root, *, seed: int = 0, with_online: bool = True, n_units: in
                "plan_presentation": plan.presentation,
                "plan_frame_in_sweep": plan.frame_in_sweep, "plan_phase": plan.phase}
         meta = _session_meta(name, kind, static, table, seed + k, blanks, settings)
+        meta["ttl_protocol"]["session_code"] = code
         meta["created_utc"] = (dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
                                + dt.timedelta(minutes=k)).isoformat()
         sessions.append(write_session(root / "stimulus" / f"{name}.session.json", meta, log))
@@ -238,7 +241,7 @@ def _write_online_sweeps(root: Path, events, settings) -> None:
     from oe_plugin.outputs.sweep_file import SweepFileWriter
     from offline.sweeps import decode_ttl_events
 
-    frames = decode_ttl_events(events, settings, FS)
+    frames = decode_ttl_events(events, settings, FS)  # session codes: in the TTL events
     with SweepFileWriter.open(root, FS, settings.to_dict(), capacity_records=4096) as w:
         for k in range(0, frames.size, 2048):
             part = frames[k:k + 2048]

@@ -8,6 +8,7 @@ change of its API is absorbed here: per-refresh encoding, the end marker, the ca
 from __future__ import annotations
 
 from oe_plugin.protocol.encoder import TRANSITION_DTYPE, SweepEncoder, words_to_transitions
+from oe_plugin.protocol.session_code import chunk_bits, code_from_session_id, start_block
 from oe_plugin.protocol.spec import (
     CODE_END,
     CODE_START,
@@ -22,7 +23,13 @@ GUI line l."""
 
 __all__ = ["CODE_END", "CODE_START", "PROTOCOL_VERSION", "SWEEP_NONE", "TRANSITION_DTYPE",
            "Changes", "FrameEncoder", "ProtocolSettings", "capacity_problem",
-           "words_to_transitions"]
+           "session_code_for", "start_block", "words_to_transitions"]
+
+
+def session_code_for(settings: ProtocolSettings, session_id: str) -> int | None:
+    """The 24-bit session code a session sends in its START block, or None when the encoding
+    has no room for it (parallel with fewer than 4 index lines)."""
+    return code_from_session_id(session_id) if chunk_bits(settings) else None
 
 
 class FrameEncoder:

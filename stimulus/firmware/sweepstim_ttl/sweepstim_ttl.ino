@@ -8,6 +8,11 @@
 //   host -> MCU  A5 'Z' chk                             -> all lines low, answers 'z'
 //   MCU -> host  'E' c   c = 'C' checksum, 'O' overrun, 'S' lost sync
 //
+// The sketch knows nothing of the sweep protocol: it plays the timed port words the host's
+// encoder computed (oe_plugin/protocol/encoder.py). So TTL protocol version 2 (the session code
+// sent as chunk refreshes between START refreshes, docs/ttl-protocol.md) needs no change here:
+// those refreshes are ordinary 'F' messages.
+//
 // Bit l of a word is the Open Ephys TTL line l (0-based). Wire pin LINE_PIN[l] to the
 // acquisition system's digital input l (e.g. the Open Ephys I/O board's BNC l+1), with a common
 // ground. Edit LINE_PIN for your board; -1 = line not wired. Tested boards should be fast
