@@ -1,5 +1,5 @@
 """``sweepsort --help`` / ``sweepstim --help`` (and every subcommand's) load no heavy module:
-no numpy, numba, scipy, matplotlib, sklearn, spikeinterface, pyglet (issue 14). A robust
+no numpy, numba, scipy, matplotlib, sklearn, spikeinterface, pyglet. A robust
 non-timing check on ``python -X importtime``; the times are in
 benchmarks/bench_cli_startup.py. The help text is plain (no RST markup)."""
 

@@ -2,7 +2,8 @@
 
 One run (module fixture, ~50 s on 2 shared cores): sweepstim headless -> model V1 neurons ->
 Open Ephys Binary recording -> `sweepsort sort` -> pipeline.py in the host simulator ->
-tuning/STA/report -> summary. The assertions are issue 8's "done means".
+tuning/STA/report -> summary. The assertions are the demo's bar: recovered units, tuning and
+STA against the model neurons' truth (docs/demo.md).
 """
 
 from __future__ import annotations

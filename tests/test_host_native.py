@@ -86,7 +86,7 @@ NJIT = HEADER + textwrap.dedent("""
             absum(data, self.out)
 """)
 
-# the pattern of shared/notes/host-threading.md: @cfunc entry over the @njit kernel, PYFUNCTYPE
+# the pattern of docs/host-threading.md: @cfunc entry over the @njit kernel, PYFUNCTYPE
 CFUNC = HEADER + textwrap.dedent("""
     import ctypes, numba
     from numba import types

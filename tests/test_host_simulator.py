@@ -1,4 +1,5 @@
-"""The pure-Python host reproduces Contract 1 of DESIGN.md (the Python Processor's behaviour)."""
+"""The pure-Python host reproduces the Python Processor's behaviour
+(docs/plugin.md, docs/host-threading.md)."""
 
 from __future__ import annotations
 
