@@ -88,6 +88,7 @@ def analyzer(sorting_case):
     return an
 
 
+@pytest.mark.slow
 def test_metrics_equal_spikeinterface_on_one_sorting(sorting_case, analyzer):
     _, sorting, spikes, n_samples = sorting_case
     bin_s = presence_bin_s(DURATION_S, 60.0)

@@ -335,6 +335,7 @@ def test_display_without_vsync_is_refused(files, monkeypatch, capsys):
     assert not (tmp / "v").exists()
 
 
+@pytest.mark.slow
 def test_gui_that_cannot_record_refuses_before_the_first_refresh(files, gui, capsys):
     script, rig, tmp = files
     handler, port = gui
@@ -347,7 +348,8 @@ def test_gui_that_cannot_record_refuses_before_the_first_refresh(files, gui, cap
     assert not (tmp / "n").exists()
 
 
-@pytest.mark.parametrize("fail_at", ["runner", "refresh", "oe"])
+@pytest.mark.parametrize("fail_at", ["runner", "refresh",
+                                     pytest.param("oe", marks=pytest.mark.slow)])
 def test_run_closes_display_and_ttl_backend_on_every_exit(files, gui, monkeypatch, capsys,
                                                           fail_at):
     """A failure after the window opened (the runner cannot be built; the refresh check
