@@ -171,3 +171,26 @@ def test_good_label_bounds_come_from_the_quality_settings():
         settings_from_table({"quality": {"good_min_presence_ratio": 1.5}})
     with pytest.raises(SettingsError, match="quality.good_snr: unknown key"):
         settings_from_table({"quality": {"good_snr": 5}})
+
+
+def test_undefined_metrics_are_null_in_sort_json_and_nan_when_read(tmp_path):
+    """A unit under 500 spikes has no amplitude cutoff (NaN): sort.json stays strict JSON
+    (``null``) and load_sort gives NaN back; the label treats it like any failed bound."""
+    import json
+
+    from offline.sort.sortfile import ARRAYS, SortResult, load_sort, save_sort
+
+    arrays = {k: np.zeros(0, np.float32) for k in ARRAYS}
+    m = {"unit": 0, "n_spikes": 30, "snr": 9.0, "isi_violation_ratio": 0.0,
+         "presence_ratio": 1.0, "amplitude_cutoff": amplitude_cutoff(np.ones(30))}
+    assert np.isnan(m["amplitude_cutoff"])
+    save_sort(tmp_path, SortResult(arrays, {"metrics": [m]}))
+
+    def no_constants(name):
+        raise AssertionError(f"sort.json holds {name}")
+
+    doc = json.loads((tmp_path / "sort.json").read_text(), parse_constant=no_constants)
+    assert doc["metrics"][0]["amplitude_cutoff"] is None and doc["metrics"][0]["snr"] == 9.0
+    back = load_sort(tmp_path).meta["metrics"][0]
+    assert np.isnan(back["amplitude_cutoff"]) and back["n_spikes"] == 30
+    assert label(back) == "good"  # amplitude_cutoff is not one of the label's bounds
