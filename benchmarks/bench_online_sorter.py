@@ -9,7 +9,7 @@ noise 10 µV RMS with every unit firing at ``--rate-hz`` (default 10 Hz: 2000 sp
 units, a stress case; trough 6-10 x noise), serial sweep words on the
 TTL lines (one word per 20 refreshes at 200 Hz). The module is built through the host simulator
 (config file, warm-up in __init__), then process() is timed on this thread (perf_counter) after
-2 s of warm-up data. Targets (DESIGN.md): p99 <= 0.5 ms at 64 ch, <= 2 ms at 384 ch.
+2 s of warm-up data. Targets: p99 <= 0.5 ms at 64 ch, <= 2 ms at 384 ch.
 ``--repeat N``: the data is passed N times (a fresh acquisition each) and each block's latency is
 its minimum over the passes — on a shared, loaded machine this removes most of the time lost to
 other processes (report it as such). ``--motion``: the sort folder also carries an applied

@@ -36,7 +36,7 @@ NP384 = (4, 96, 16.0, 40.0, [20.0, 0.0, 20.0, 0.0])  # Neuropixels 1.0-like chec
 #   gradient g: the deepest units move g x, the shallowest 1 x (SpikeInterface's
 #   ``non_rigid_gradient``: factor linear in depth)
 CASES = {
-    # the static case of issue 12's table (300 s there), shortened
+    # the static case of the held-out table (docs/sorting.md; 300 s there), shortened
     "static64": dict(probe=P64, duration=150.0, units=40, rates=(2.0, 20.0), noise=(4.0, 6.0),
                      noise_decay=15.0, dc=300.0),
     # twice the units in the same 640 µm, firing up to 30 Hz: overlaps everywhere
@@ -45,7 +45,7 @@ CASES = {
     # half the units fire bursts of 2-5 spikes 3-8 ms apart, amplitude x0.8 per spike
     "burst32": dict(probe=P32, duration=120.0, units=24, rates=(2.0, 15.0), noise=(6.0, 8.0),
                     noise_decay=25.0, dc=300.0, bursting=0.5),
-    # issue 12's drifting case: rigid zigzag +-20 µm, 120 s period, from t = 20 s
+    # the held-out table's drifting case: rigid zigzag +-20 µm, 120 s period, from t = 20 s
     "zigzag64": dict(probe=P64, duration=160.0, units=32, rates=(2.0, 12.0), noise=(6.0, 8.0),
                      noise_decay=25.0, dc=300.0, drift=("zigzag", 40.0, 20.0, 120.0, None)),
     # slow monotonic drift: 50 µm over 140 s
@@ -54,7 +54,7 @@ CASES = {
     # non-rigid: zigzag +-25 µm at the top, +-5 µm at the bottom, 100 s period
     "nonrigid64": dict(probe=P64, duration=160.0, units=40, rates=(2.0, 15.0), noise=(5.0, 7.0),
                        noise_decay=20.0, dc=300.0, drift=("zigzag", 50.0, 10.0, 100.0, 0.2)),
-    # the 384-channel case of issue 12's table
+    # the 384-channel case of the held-out table
     "np384": dict(probe=NP384, duration=60.0, units=100, rates=(2.0, 15.0), noise=(5.0, 7.0),
                   noise_decay=20.0, dc=300.0),
 }

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Issue 12's bar per held-out case and seed, from the stored sorting grid results.
+"""The held-out bar (docs/sorting.md, "Held-out benchmark") per case and seed, from the stored
+sorting grid results.
 
 For every (case, seed) of ``benchmarks/results/sorting.json`` that has a sweepsort row and at
 least one peer row, it prints sweepsort against the best peer: well-detected units (bar: >= the

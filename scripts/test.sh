@@ -1,6 +1,15 @@
 #!/usr/bin/env bash
-# The README's test command: sets up .venv and runs the whole test suite.
+# The README's test command: sets up .venv (the `test` extra: every optional package the tests
+# import) and runs the whole test suite.
+#   scripts/test.sh            everything (what CI runs: .ci/run)
+#   scripts/test.sh --fast     the fast subset: tests not marked `slow` (the end-to-end runs)
+# Further arguments go to pytest.
 set -euo pipefail
+marker=()
+if [ "${1:-}" = "--fast" ]; then
+    shift
+    marker=(-m "not slow")
+fi
 root=$(cd "$(dirname "$0")/.." && pwd)
 # Headless OpenGL (EGL + Mesa) for the stimulus rendering tests: install the Debian packages
 # that are missing (checked per package: a pipe from `ldconfig -p` into `grep -q` can fail under
@@ -25,4 +34,4 @@ fi
 py=$(bash "$root/scripts/setup-env.sh" test)
 cd "$root"
 "$py" -m ruff check .
-"$py" -m pytest -q "$@"
+"$py" -m pytest -q ${marker[@]+"${marker[@]}"} "$@"

@@ -12,6 +12,7 @@ backend, Open Ephys, refresh rate), 3 failed while running (the session file say
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import sys
 import time
@@ -71,24 +72,20 @@ def _progress_printer(stream=sys.stderr):
     return show
 
 
-def cmd_run(args) -> int:  # noqa: C901 - the run's steps in order, each with its refusal
-    from stimulus.record import build_meta, default_session_path, session_id
-    from stimulus.runner import (
-        Runner,
-        format_sweep_table,
-        frame_arrays,
-        prepare,
-        rig_line,
-        summary,
-    )
-    from stimulus.script import ScriptError
-    from stimulus.session_file import write_session
-    from stimulus.ttl.base import TTLError, make_backend
-    from stimulus.ttl.encoding import session_code_for
+class _Refused(Exception):
+    """A step of ``sweepstim run`` refused to start the run (exit status 2); the message is
+    printed as it is (``plain``) or after ``sweepstim: ``."""
 
-    if args.table and not args.dry_run:
-        _err("--table needs --dry-run (a real run's sweeps are in its session file)")
-        return EXIT_REFUSED
+    def __init__(self, message: str, plain: bool = False):
+        super().__init__(message)
+        self.plain = plain
+
+
+def _prepare_run(args):
+    """The rig and the prepared experiment (printed: rig line, summary, sweep table)."""
+    from stimulus.runner import format_sweep_table, prepare, rig_line, summary
+    from stimulus.script import ScriptError
+
     try:
         rig = _rig(args)
         if args.window:
@@ -96,42 +93,43 @@ def cmd_run(args) -> int:  # noqa: C901 - the run's steps in order, each with it
         print(rig_line(rig))
         p = prepare(args.script, rig, seed=args.seed)
     except (ScriptError, SettingsError) as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_REFUSED
+        raise _Refused(str(exc), plain=True) from None
     print(summary(p))
     if args.table:
         print(format_sweep_table(p))
-    sid = session_id(p)
-    out_path = default_session_path(p, sid, args.out)
-    if args.dry_run:
-        if args.out:
-            path = write_session(out_path, build_meta(p, sid, status="dry-run"),
-                                 frame_arrays(p, {}))
-            print(f"session file (dry run): {path}")
-        return EXIT_OK
+    return rig, p
 
-    # 1. everything that can refuse, before the window opens
+
+def _open_backend(args, p, stack: contextlib.ExitStack):
+    """The TTL backend, opened; ``stack`` closes it."""
+    from stimulus.ttl.base import TTLError, make_backend
+
     try:
         backend = make_backend(args.ttl, p.protocol)
         backend.open()
     except (TTLError, ValueError) as exc:
-        _err(f"TTL backend: {exc}")
-        return EXIT_REFUSED
-    oe = None
-    if args.oe_host:
-        from stimulus.oe_control import OEControl, OEControlError
+        raise _Refused(f"TTL backend: {exc}") from None
+    stack.callback(backend.close)
+    return backend
 
-        try:
-            oe = OEControl(args.oe_host, args.oe_port)
-            print(f"Open Ephys GUI at {args.oe_host}:{args.oe_port}: {oe.status()}")
-        except OEControlError as exc:
-            backend.close()
-            _err(str(exc))
-            return EXIT_REFUSED
 
-    # 2. the display
+def _connect_open_ephys(args):
+    """The Open Ephys GUI's control (``None`` without ``--oe-host``), its status printed."""
+    if not args.oe_host:
+        return None
+    from stimulus.oe_control import OEControl, OEControlError
+
+    try:
+        oe = OEControl(args.oe_host, args.oe_port)
+        print(f"Open Ephys GUI at {args.oe_host}:{args.oe_port}: {oe.status()}")
+    except OEControlError as exc:
+        raise _Refused(str(exc)) from None
+    return oe
+
+
+def _open_display(args, rig, stack: contextlib.ExitStack):
+    """The window (``stack`` closes it) and the process priority it runs at."""
     from stimulus.display import Display, use_headless
-    from stimulus.timing import FakeClock, measure_refresh
 
     if args.offscreen:
         use_headless()
@@ -146,75 +144,81 @@ def cmd_run(args) -> int:  # noqa: C901 - the run's steps in order, each with it
                       screen_index=scr.screen_index, gamma=scr.gamma,
                       photodiode_px=rig.timing.photodiode_size_px if rig.timing.photodiode else 0,
                       photodiode_corner=rig.timing.photodiode_corner)
-    measured = None
+    stack.callback(display.close)
+    return display, priority
+
+
+def _refresh_clock(args, rig, p, display):
+    """(clock, measured refresh rate in Hz or ``None`` offscreen); refuses a display that does
+    not wait for the vertical blank, or one off the configured rate (unless allowed)."""
+    from stimulus.timing import FakeClock, measure_refresh
+
+    scr = rig.screen
+    if args.offscreen:
+        return FakeClock(1.0 / scr.refresh_hz, t0=0.0), None
+    display.clear(p.default_bg)
+    n = max(20, int(rig.timing.measure_sec * scr.refresh_hz))
+    measured, _ = measure_refresh(lambda: (display.clear(p.default_bg), display.flip()),
+                                  time.perf_counter, n)
+    off = abs(measured / scr.refresh_hz - 1.0)
+    print(f"refresh rate: measured {measured:.3f} Hz, configured {scr.refresh_hz:g} Hz")
+    if not 20.0 <= measured <= 1000.0:
+        raise _Refused(f"the display flips at {measured:.1f} Hz: it does not wait for the "
+                       f"vertical blank (vsync off in the driver, or a virtual display); "
+                       f"sweepstim cannot time frames on it (use --offscreen to simulate)")
+    if off > rig.timing.refresh_tolerance:
+        msg = (f"the display refreshes at {measured:.3f} Hz, not the configured "
+               f"{scr.refresh_hz:g} Hz (off by {100 * off:.2f} %)")
+        if not args.allow_refresh_mismatch:
+            raise _Refused(msg + ": fix the monitor mode or [screen] refresh_hz, or pass "
+                                 "--allow-refresh-mismatch to run at the measured rate")
+        _err("warning: " + msg + "; durations use the measured rate")
+    return time.perf_counter, measured
+
+
+def _fit_to_display(args, rig, p, display, measured):
+    """The experiment prepared again for the measured rate (when allowed) or the window's real
+    size, else ``p`` itself."""
+    from stimulus.runner import prepare
+    from stimulus.script import ScriptError
+
+    scr = rig.screen
+    size = (display.width_px, display.height_px)
+    if not (measured and args.allow_refresh_mismatch or size != (scr.width_px, scr.height_px)):
+        return p
+    if size != (scr.width_px, scr.height_px):
+        _err(f"warning: the window is {size[0]}x{size[1]} px, the config says "
+             f"{scr.width_px}x{scr.height_px}: geometry uses the window's size")
     try:
-        if args.offscreen:
-            clock = FakeClock(1.0 / scr.refresh_hz, t0=0.0)
-        else:
-            clock = time.perf_counter
-            display.clear(p.default_bg)
-            n = max(20, int(rig.timing.measure_sec * scr.refresh_hz))
-            measured, _ = measure_refresh(lambda: (display.clear(p.default_bg), display.flip()),
-                                          clock, n)
-            off = abs(measured / scr.refresh_hz - 1.0)
-            print(f"refresh rate: measured {measured:.3f} Hz, configured {scr.refresh_hz:g} Hz")
-            if not 20.0 <= measured <= 1000.0:
-                _err(f"the display flips at {measured:.1f} Hz: it does not wait for the "
-                     f"vertical blank (vsync off in the driver, or a virtual display); "
-                     f"sweepstim cannot time frames on it (use --offscreen to simulate)")
-                display.close()
-                backend.close()
-                return EXIT_REFUSED
-            if off > rig.timing.refresh_tolerance:
-                msg = (f"the display refreshes at {measured:.3f} Hz, not the configured "
-                       f"{scr.refresh_hz:g} Hz (off by {100 * off:.2f} %)")
-                if not args.allow_refresh_mismatch:
-                    _err(msg + ": fix the monitor mode or [screen] refresh_hz, or pass "
-                               "--allow-refresh-mismatch to run at the measured rate")
-                    display.close()
-                    backend.close()
-                    return EXIT_REFUSED
-                _err("warning: " + msg + "; durations use the measured rate")
-        size = (display.width_px, display.height_px)
-        if measured and args.allow_refresh_mismatch or size != (scr.width_px, scr.height_px):
-            if size != (scr.width_px, scr.height_px):
-                _err(f"warning: the window is {size[0]}x{size[1]} px, the config says "
-                     f"{scr.width_px}x{scr.height_px}: geometry uses the window's size")
-            p = prepare(p.loaded, rig, seed=p.seed,
-                        refresh_hz=measured if args.allow_refresh_mismatch else None,
-                        size_px=size)
+        return prepare(p.loaded, rig, seed=p.seed,
+                       refresh_hz=measured if args.allow_refresh_mismatch else None,
+                       size_px=size)
     except (ScriptError, SettingsError) as exc:
-        display.close()
-        backend.close()
-        print(str(exc), file=sys.stderr)
-        return EXIT_REFUSED
+        raise _Refused(str(exc), plain=True) from None
 
-    display_info = {"width_px": display.width_px, "height_px": display.height_px,
-                    "headless": display.headless, "refresh_hz_configured": scr.refresh_hz,
-                    "refresh_hz_measured": measured, "priority": priority,
-                    "simulated_vsync": bool(args.offscreen)}
-    runner = Runner(p, display, backend, clock,
-                    progress=None if args.quiet else _progress_printer(),
-                    session_code=session_code_for(p.protocol, sid))
-    if oe is not None:  # recording starts before the first refresh; a refusal shows nothing
-        from stimulus.oe_control import OEControlError, identity_message
 
+def _start_open_ephys_recording(args, oe, p, sid) -> None:
+    """Recording starts before the first refresh; a refusal stops it again."""
+    from stimulus.oe_control import OEControlError, identity_message
+    from stimulus.record import build_meta
+
+    try:
+        oe.start_recording()
+        oe.message(identity_message(build_meta(p, sid, status="running")))
+        if args.oe_post_script:
+            oe.message(f"sweepstim script {Path(p.loaded.path).name}:\n{p.loaded.text}")
+    except OEControlError as exc:
         try:
-            oe.start_recording()
-            oe.message(identity_message(build_meta(p, sid, status="running")))
-            if args.oe_post_script:
-                oe.message(f"sweepstim script {Path(p.loaded.path).name}:\n{p.loaded.text}")
-        except OEControlError as exc:
-            _err(str(exc))
-            try:
-                oe.stop_recording()
-            except OEControlError:
-                pass
-            display.close()
-            backend.close()
-            return EXIT_REFUSED
-    status, error, result = "failed", None, None
-    code = EXIT_FAILED
+            oe.stop_recording()
+        except OEControlError:
+            pass
+        raise _Refused(str(exc)) from None
+
+
+def _run_and_record(args, runner, oe, sid: str):
+    """Run the session; always end the Open Ephys recording. Returns (status, error, result or
+    ``None``, exit code)."""
+    status, error, result, code = "failed", None, None, EXIT_FAILED
     try:
         result = runner.run()
         status = result.status
@@ -233,11 +237,58 @@ def cmd_run(args) -> int:  # noqa: C901 - the run's steps in order, each with it
                 oe.stop_recording()
             except Exception as exc:  # noqa: BLE001
                 _err(f"Open Ephys: {exc}")
-        backend.close()
-        display.close()
-        if result is None:
-            from stimulus.runner import RunResult
+    return status, error, result, code
 
+
+def cmd_run(args) -> int:
+    """Prepare, refuse early (TTL backend, Open Ephys, display), run, write the session file.
+
+    Everything opened (TTL backend, window) is closed on every way out, through one
+    ``ExitStack``; a session that started always gets its session file."""
+    from stimulus.record import build_meta, default_session_path, session_id
+    from stimulus.runner import Runner, RunResult, frame_arrays
+    from stimulus.session_file import write_session
+    from stimulus.ttl.encoding import session_code_for
+
+    if args.table and not args.dry_run:
+        _err("--table needs --dry-run (a real run's sweeps are in its session file)")
+        return EXIT_REFUSED
+    with contextlib.ExitStack() as stack:
+        try:
+            rig, p = _prepare_run(args)
+            sid = session_id(p)
+            out_path = default_session_path(p, sid, args.out)
+            if args.dry_run:
+                if args.out:
+                    path = write_session(out_path, build_meta(p, sid, status="dry-run"),
+                                         frame_arrays(p, {}))
+                    print(f"session file (dry run): {path}")
+                return EXIT_OK
+            # everything that can refuse, before the window opens; then the display
+            backend = _open_backend(args, p, stack)
+            oe = _connect_open_ephys(args)
+            display, priority = _open_display(args, rig, stack)
+            clock, measured = _refresh_clock(args, rig, p, display)
+            p = _fit_to_display(args, rig, p, display, measured)
+            display_info = {"width_px": display.width_px, "height_px": display.height_px,
+                            "headless": display.headless,
+                            "refresh_hz_configured": rig.screen.refresh_hz,
+                            "refresh_hz_measured": measured, "priority": priority,
+                            "simulated_vsync": bool(args.offscreen)}
+            runner = Runner(p, display, backend, clock,
+                            progress=None if args.quiet else _progress_printer(),
+                            session_code=session_code_for(p.protocol, sid))
+            if oe is not None:  # a refusal here shows nothing on the screen
+                _start_open_ephys_recording(args, oe, p, sid)
+        except _Refused as exc:
+            if exc.plain:
+                print(str(exc), file=sys.stderr)
+            else:
+                _err(str(exc))
+            return EXIT_REFUSED
+        status, error, result, code = _run_and_record(args, runner, oe, sid)
+        stack.close()  # the TTL backend and the window, before the session file is written
+        if result is None:
             result = RunResult(status, runner.log.arrays(), runner.timer.n_dropped,
                                runner.timer.n_missed, list(runner.ttl_errors), error)
         meta = build_meta(p, sid, status=status, result=result, display=display_info,

@@ -42,6 +42,7 @@ def test_pairwise_correlations_known_values():
     assert res.plot().get_xlabel() == "correlation coefficient"
 
 
+@pytest.mark.slow
 def test_ising_fit_recovers_a_known_model():
     rng = np.random.default_rng(1)
     n = 6
@@ -67,6 +68,7 @@ def test_ising_fit_recovers_a_known_model():
     assert res.plot().get_xscale() == "log"
 
 
+@pytest.mark.slow
 def test_ising_on_independent_units_has_no_couplings():
     rng = np.random.default_rng(2)
     codes = rng.random((4, 100_000)) < np.array([0.05, 0.1, 0.2, 0.3])[:, None]

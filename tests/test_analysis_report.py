@@ -89,6 +89,7 @@ def test_online_sweep_file_gives_the_same_experiments(made):
         np.testing.assert_array_equal(a.refreshes, b.refreshes)
 
 
+@pytest.mark.slow
 def test_gui_spike_detector_files_of_a_real_recording(tmp_path):
     from offline.legacy_spikes import read_legacy_spikes
 
@@ -111,6 +112,7 @@ def test_gui_spike_detector_files_of_a_real_recording(tmp_path):
     assert text.count('data-kind="template"') == 2
 
 
+@pytest.mark.slow
 def test_known_neurons_through_the_model(made):
     rec = Recording(made["root"])
     tune = rec.n0.tune(rec.e0, "ori_deg")
@@ -138,6 +140,7 @@ def test_grouping_without_fixed_folder_names(made, tmp_path):
     assert len(animals["ptc22"].tracks["tr1"].recordings) == 2
 
 
+@pytest.mark.slow
 def test_report_renders_headless_with_a_page_per_unit(made, tmp_path):
     out = tmp_path / "report.html"
     assert main(["report", str(made["root"]), "--out", str(out), "--quiet"]) == 0
@@ -158,6 +161,7 @@ def test_report_renders_headless_with_a_page_per_unit(made, tmp_path):
     assert all(base64.b64decode(p[:12])[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
 
 
+@pytest.mark.slow
 def test_report_as_pdf(made, tmp_path):
     out = tmp_path / "report.pdf"
     assert main(["report", str(made["root"]), "--out", str(out), "--units", "0", "--quiet"]) == 0
@@ -171,6 +175,7 @@ def test_report_cli_errors(tmp_path, capsys):
     assert "no such recording directory" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_sort_folder_made_by_the_offline_sorter(tmp_path):
     from synth import make_recording as make_gt
     from test_recording import write_binary_recording as write_gt
@@ -224,6 +229,7 @@ experiment = Experiment(
 """
 
 
+@pytest.mark.slow
 def test_a_session_file_written_by_sweepstim_run(tmp_path):
     """`sweepstim run --offscreen` -> its TTL log sampled into a Binary recording -> the model
     finds the experiment and cuts the same presentations from the plan and from the codes."""
@@ -268,6 +274,7 @@ def _unit_sections(text: str) -> str:
     return text[text.index('<section class="unit"'):]
 
 
+@pytest.mark.slow
 def test_parallel_and_serial_reports_have_the_same_unit_pages(made, tmp_path):
     """The unit pages are drawn from the same arrays by the same function in this process
     (jobs=1) or in worker processes (jobs=2): the HTML is byte-identical, images included."""
@@ -311,6 +318,7 @@ def test_sta_axes_in_degrees_with_a_colour_bar(made):
     assert axes[0].figure.axes[-1].get_ylabel() == "Δ contrast"
 
 
+@pytest.mark.slow
 def test_unit_header_shows_each_quantity_once(made, tmp_path):
     out = tmp_path / "r.html"
     assert main(["report", str(made["root"]), "--out", str(out), "--quiet", "--jobs", "1"]) == 0
@@ -327,6 +335,7 @@ def test_unit_header_shows_each_quantity_once(made, tmp_path):
         assert f"{m['n_spikes']} spikes" in head and f"rate {m['firing_rate_hz']:.2f} Hz" in head
 
 
+@pytest.mark.slow
 def test_report_progress_goes_through_tqdm(made, tmp_path, capsys, monkeypatch):
     import offline.analysis.report as report
 

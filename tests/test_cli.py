@@ -63,7 +63,7 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys):
 
 def test_info_lists_every_record_node(capsys):
     """The example session has Record Nodes 101 and 105: both are listed unless --node picks
-    one (issue 14: info showed only the first)."""
+    one (an earlier version showed only the first)."""
     assert main(["info", str(DATA), "--json"]) == 0
     entries = json.loads(capsys.readouterr().out)
     assert [e["node"] for e in entries] == ["Record Node 101", "Record Node 105"]

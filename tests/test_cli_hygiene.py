@@ -26,6 +26,7 @@ def _session(tmp_path, n_channels=4, seconds=0.2):
     return one_recording_session(tmp_path, data)
 
 
+@pytest.mark.slow
 def test_allow_truncated_reads_what_is_complete(tmp_path, capsys):
     session, rec_dir = _session(tmp_path)
     dat = next(rec_dir.glob("continuous/*/continuous.dat"))
@@ -100,6 +101,7 @@ def test_demo_drift_is_validated(tmp_path, capsys, bad):
     assert not (tmp_path / "d").exists()
 
 
+@pytest.mark.slow
 def test_ctrl_c_is_one_line_and_the_rerun_resumes(tmp_path):
     session, _ = _session(tmp_path, n_channels=8, seconds=30.0)
     cfg = tmp_path / "sort.toml"

@@ -1,5 +1,5 @@
 """``sweepsort --help`` / ``sweepstim --help`` (and every subcommand's) load no heavy module:
-no numpy, numba, scipy, matplotlib, sklearn, spikeinterface, pyglet (issue 14). A robust
+no numpy, numba, scipy, matplotlib, sklearn, spikeinterface, pyglet. A robust
 non-timing check on ``python -X importtime``; the times are in
 benchmarks/bench_cli_startup.py. The help text is plain (no RST markup)."""
 
@@ -75,6 +75,7 @@ def test_lazy_package_names_still_import():
         from offline.sort import no_such_name  # noqa: F401
 
 
+@pytest.mark.slow
 def test_fast_exit_commands_flush_their_output(tmp_path):
     """``detect`` and ``info`` end with os._exit (no interpreter finalization) when run as the
     program: their output, piped, still arrives whole, and error statuses are kept."""
@@ -101,6 +102,7 @@ def test_fast_exit_commands_flush_their_output(tmp_path):
     assert proc.returncode == 2 and proc.stderr.startswith("sweepsort info: ")
 
 
+@pytest.mark.slow
 def test_lazy_packages_still_reach_their_submodules():
     code = ("import offline, offline.sort; "
             "assert callable(offline.record_files.__name__.upper); "

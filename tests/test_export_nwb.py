@@ -17,6 +17,8 @@ from offline.analysis import synthetic
 from offline.cli import main as cli_main
 from offline.sort.sortfile import load_sort
 
+pytestmark = pytest.mark.slow  # sorts exported to NWB and read back
+
 SOFTWARE_MS = 1714564800123  # 2024-05-01T12:00:00.123Z
 START_UTC = dt.datetime(2024, 5, 1, 12, 0, 0, 123000, tzinfo=dt.timezone.utc)
 SUBJECT = ["--subject-id", "m1", "--species", "Mus musculus", "--age", "P90D",

@@ -23,6 +23,7 @@ from oe_plugin.host.native import (
 EXAMPLE = str(EXAMPLE_DATA)
 
 pytestmark = [
+    pytest.mark.slow,  # the native GIL-less runner, built and run in subprocesses
     pytest.mark.skipif(find_compiler() is None,
                        reason="no C compiler (cc/gcc/clang): the native runner cannot be built"),
     pytest.mark.skipif(sys.version_info[:2] not in SUPPORTED_PYTHONS,
@@ -86,7 +87,7 @@ NJIT = HEADER + textwrap.dedent("""
             absum(data, self.out)
 """)
 
-# the pattern of shared/notes/host-threading.md: @cfunc entry over the @njit kernel, PYFUNCTYPE
+# the pattern of docs/host-threading.md: @cfunc entry over the @njit kernel, PYFUNCTYPE
 CFUNC = HEADER + textwrap.dedent("""
     import ctypes, numba
     from numba import types

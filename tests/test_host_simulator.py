@@ -1,4 +1,5 @@
-"""The pure-Python host reproduces Contract 1 of DESIGN.md (the Python Processor's behaviour)."""
+"""The pure-Python host reproduces the Python Processor's behaviour
+(docs/plugin.md, docs/host-threading.md)."""
 
 from __future__ import annotations
 
@@ -325,6 +326,7 @@ def test_synthetic_source_is_block_invariant_and_has_spikes():
     np.testing.assert_array_equal(again.read_uv(0, src.n_samples), whole)
 
 
+@pytest.mark.slow
 def test_session_same_events_for_any_block_policy(tmp_path):
     path = write_module(tmp_path, RECORDER)
     src = SyntheticSource(2, 30000.0, 0.5, seed=2,
@@ -397,6 +399,7 @@ def test_report_latency_and_npz_roundtrip(tmp_path):
     assert back.to_dict() == report.to_dict()
 
 
+@pytest.mark.slow
 def test_recording_source_replay_over_real_data(tmp_path):
     path = write_module(tmp_path, RECORDER)
     report = replay(EXAMPLE, path, random_blocks=True, node=101, keep_downstream=True)

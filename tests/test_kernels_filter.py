@@ -112,6 +112,7 @@ def test_reproduces_gui_bandpass_record_node_105():
         assert r >= 0.998, f"channel {c}: r = {r:.5f}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_ch", [1, 8, 13, 64])
 def test_columns_to_rows_transposes_scales_and_wraps(n_ch):
     from oe_plugin.kernels.bandpass import columns_to_rows

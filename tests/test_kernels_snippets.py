@@ -1,6 +1,7 @@
 """Waveform snippets around detected events."""
 
 import numpy as np
+import pytest
 
 from oe_plugin.kernels.detector import SpikeDetector
 from oe_plugin.kernels.snippets import allocate_snippets, extract_snippets, snippet_channels
@@ -8,6 +9,7 @@ from oe_plugin.probe import Probe, neighbour_lists
 from oe_plugin.settings import DetectSettings, FilterSettings
 
 
+@pytest.mark.slow
 def test_snippets_cut_the_neighbourhood_around_each_event():
     rng = np.random.default_rng(0)
     traces = rng.standard_normal((4, 1000)).astype(np.float32)
@@ -29,6 +31,7 @@ def test_snippets_cut_the_neighbourhood_around_each_event():
     np.testing.assert_array_equal(out2[1], out[1])
 
 
+@pytest.mark.slow
 def test_snippets_of_detected_events_peak_at_the_event_sample():
     fs = 30000.0
     rng = np.random.default_rng(1)

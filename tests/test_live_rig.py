@@ -27,6 +27,8 @@ from offline.online_spikes import read_online_spikes_meta
 from offline.online_sweeps import read_online_sweeps_meta
 from offline.recording import open_recording
 
+pytestmark = pytest.mark.slow  # each module in the native runner writing a live recording
+
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = ROOT / "oe_plugin" / "modules"
 DETECTOR = MODULES / "spike_detector.py"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from oe_plugin.kernels._entry import ArgTable, entry_caller
 from oe_plugin.kernels.match import (
@@ -252,6 +253,7 @@ def _brute_force(x, t, c, tpl, chans, cand_ptr, cand_idx, pre, max_shift, amp_mi
     return best
 
 
+@pytest.mark.slow
 def test_fast_search_finds_the_brute_force_winner():
     """The gathered, padded float32 search picks the unit and shift of fitting every candidate
     at every shift in float64, on many random events over 12 units with distinct waveforms."""

@@ -66,6 +66,7 @@ def _title(fig) -> str:
     return fig._suptitle.get_text()
 
 
+@pytest.mark.slow
 def test_monitor_renders_chosen_experiment_png(tmp_path):
     grating, noise = _sessions(tmp_path)
     arrays = _stats(tmp_path, session_files=[noise, grating])  # listed in the other order
@@ -156,6 +157,7 @@ def test_monitor_without_sweep_table_and_missing_or_old_file(tmp_path, capsys):
     assert "format version 2" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("number", [None, 1])
 def test_render_rate_plot_shades_the_experiment(tmp_path, number):
     _stats(tmp_path)

@@ -42,6 +42,7 @@ def _rms_after_offset(est, true):
     return float(np.sqrt(np.mean(d ** 2)))
 
 
+@pytest.mark.slow
 def test_rigid_zigzag_recovered_within_3um_rms():
     t, y, a = _peaks(lambda tt, yy: _zigzag(tt))
     m = estimate_motion(t, y, a, 240.0, depth_range_um=(0, 620))
@@ -53,6 +54,7 @@ def test_rigid_zigzag_recovered_within_3um_rms():
     assert m.range_um() > 30
 
 
+@pytest.mark.slow
 def test_nonrigid_motion_recovered_within_5um():
     def fn(tt, yy):  # the top of the probe drifts by 30 µm, the bottom by -10 µm, slowly
         return (-10 + 40 * yy / 620.0) * np.sin(2 * np.pi * np.asarray(tt) / 200.0)
@@ -86,6 +88,7 @@ def _probe(n_rows=16, pitch=20.0, xs=(0.0, 32.0)):
     return np.array([(x, r * pitch) for r in range(n_rows) for x in xs], float)
 
 
+@pytest.mark.slow
 def test_kriging_identity_at_zero_displacement_and_shift_of_a_smooth_field():
     pos = _probe()
     tabs = drift_tables(pos, max_um=40, step_um=0.5)
@@ -115,6 +118,7 @@ def test_correct_block_is_block_invariant():
     assert not np.array_equal(whole, x)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dy", [0.0, 8.0])
 def test_localize_centre_of_mass(dy):
     pos = _probe(8)
@@ -158,6 +162,7 @@ def test_localize_monopolar_recovers_a_point_source():
         localize(tr, 0, np.array([20]), np.array([peak]), nb, pos, method="grid")
 
 
+@pytest.mark.slow
 def test_localize_monopolar_follows_a_unit_moving_between_coarse_rows():
     """The demo's simulated neurons (offline.sim templates, not a 1/r source) on the 54-channel
     polytrode (rows 50 µm apart), moved 0..30 µm along depth, band-passed, noise sigma 1 at

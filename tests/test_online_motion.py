@@ -37,6 +37,8 @@ from offline import read_online_spikes
 from offline.online_match import causal_sort
 from offline.sort import RecordingSource, load_sort, settings_from_table, sort_recording
 
+pytestmark = pytest.mark.slow  # a drifting sort, then the online sorter following its motion
+
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 SORTER = ROOT / "oe_plugin" / "modules" / "online_sorter.py"
 PIPELINE = ROOT / "oe_plugin" / "modules" / "pipeline.py"

@@ -228,6 +228,7 @@ def test_module_in_host_simulator_equals_offline(session, tmp_path, blocks):
         assert len(e) > 10 and e["state"][0] and not e["state"][1]
 
 
+@pytest.mark.slow
 @needs_cc
 def test_module_in_native_runner_equals_offline(session, tmp_path):
     report = run_native(NativeJob(MODULE, RecordingSource(session["rec"]),

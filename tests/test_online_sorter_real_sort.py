@@ -19,6 +19,8 @@ from offline import read_online_spikes
 from offline.online_match import causal_sort
 from offline.sort import RecordingSource, load_sort, settings_from_table, sort_recording
 
+pytestmark = pytest.mark.slow  # a real offline sort loaded online
+
 C = 8
 
 

@@ -102,6 +102,7 @@ def test_upstream_in_host_simulator(setup, tmp_path):
     assert 4 in set(report.events["line"].tolist())
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(find_compiler() is None, reason="no C compiler for the native runner")
 def test_upstream_in_native_runner(setup, tmp_path):
     report = run_native(NativeJob(ROOT / "oe_plugin" / "modules" / "online_sorter.py",

@@ -117,6 +117,7 @@ def _same(a, b):
                                     for (ua, ta), (ub, tb) in zip(a, b, strict=True))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("k", [2, 3, 4])
 def test_overlaps_resolved_like_brute_force(k):
     resolved = 0
@@ -158,6 +159,7 @@ def test_rejected_overlap_leaves_the_data_unchanged():
     np.testing.assert_allclose(src, x, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_combinations_helper_is_exhaustive():
     b = np.array([1.0, 5.0, 2.0, 4.0])
     gram = np.eye(4)

@@ -177,6 +177,7 @@ def check_outputs(session, recording_dir):
     return spikes
 
 
+@pytest.mark.slow
 def test_pipeline_in_host_simulator(session, tmp_path):
     report = run_session(MODULE, RecordingSource(session["rec"]),
                          RandomBlocks(seed=2, max_size=4000, p_one=0.01),
@@ -195,6 +196,7 @@ def offline_sweeps_equal(session, recording_dir):
     return True
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(find_compiler() is None, reason="no C compiler for the native runner")
 def test_pipeline_in_native_runner(session, tmp_path):
     report = run_native(NativeJob(MODULE, RecordingSource(session["rec"]), 1024,
@@ -289,6 +291,7 @@ def one_experiment_tables(rows, bins, sweeps):
         col_frames=np.ones(sweeps, np.int64), sweep_counts=np.zeros((rows, sweeps), np.int64))
 
 
+@pytest.mark.slow
 def test_stats_file_is_always_readable_while_rewritten(tmp_path):
     """A reader polling the file while the writer rewrites it in place (whole, or in pieces over
     several calls, as the audio thread does for big tables) never gets a torn or mixed file:

@@ -48,6 +48,7 @@ def run_blocks(s, cuts, drain_every, advance):
     return np.concatenate(out), dec
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scheme=st.sampled_from(["serial", "parallel"]), faults=st.booleans(),
        block_sizes=st.lists(st.integers(1, 3000), min_size=1, max_size=40),
@@ -64,6 +65,7 @@ def test_block_invariance(scheme, faults, block_sizes, drain_every, advance):
     assert dec.n_overflow == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scheme", ["serial", "parallel"])
 def test_block_invariance_down_to_one_sample(scheme):
     """The extreme cut: a block per sample, each declared finished (advance_to), on a long
@@ -76,6 +78,7 @@ def test_block_invariance_down_to_one_sample(scheme):
     np.testing.assert_array_equal(got, reference)
 
 
+@pytest.mark.slow
 @settings(max_examples=20, deadline=None)
 @given(scheme=st.sampled_from(["serial", "parallel"]), faults=st.booleans(),
        seed=st.integers(0, 2**31 - 1))
@@ -100,6 +103,7 @@ event = st.tuples(st.integers(-5, 400), st.integers(-3, 300), st.sampled_from([0
                                                                                False, 2, None]))
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(scheme=st.sampled_from(["serial", "parallel"]), events=st.lists(event, max_size=300),
        backwards=st.booleans())
@@ -147,6 +151,7 @@ def two_sessions(settings_, pause_s, seed, drop=None):
                                           seed=seed))
 
 
+@pytest.mark.slow
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scheme=st.sampled_from(["serial", "parallel"]),
        pause_s=st.floats(0.012, 20.0), seed=st.integers(0, 2**16),

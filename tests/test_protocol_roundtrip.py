@@ -45,6 +45,7 @@ def assert_exact(session, frames):
     assert not (frames["flags"] & OUTSIDE_EXPERIMENT).any()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("settings, fs", [(SERIAL, 30000.0), (PARALLEL, 20000.0)],
                          ids=["serial-30kHz", "parallel-20kHz"])
 def test_clean_roundtrip_1e5_frames_exact(settings, fs):
@@ -76,6 +77,7 @@ def test_clean_roundtrip_variants(settings, fs):
     assert_exact(s, frames)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("settings, fs", [(SERIAL, 20000.0), (SERIAL, 40000.0),
                                           (PARALLEL, 30000.0)],
                          ids=["serial-20kHz", "serial-40kHz", "parallel-30kHz"])

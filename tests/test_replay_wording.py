@@ -1,5 +1,5 @@
 """The demo's replay and GUI-detector summaries say what their numbers count, and the numbers
-add up (issue 14): the host's summary counts the module's *TTL* events (a spike detector emits
+add up: the host's summary counts the module's *TTL* events (a spike detector emits
 none, while its spike file holds hundreds of spikes), and the comparison with the GUI's Spike
 Detector splits our detections into near + not near a GUI spike."""
 

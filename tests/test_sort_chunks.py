@@ -59,6 +59,7 @@ def _events(flat, chunk_s):
     return {k: np.concatenate([p[k] for p in parts]) for k in ("t", "c", "amplitude_uv")}
 
 
+@pytest.mark.slow
 def test_chunked_detection_equals_whole_file(flat):
     whole = _events(flat, 3.0)  # one chunk: the whole file
     assert len(whole["t"]) > 100
@@ -68,6 +69,7 @@ def test_chunked_detection_equals_whole_file(flat):
             assert np.array_equal(got[k], whole[k]), (chunk_s, k)
 
 
+@pytest.mark.slow
 def test_local_pool_and_dask_equal_serial(flat, tmp_path):
     settings = settings_from_table({"preprocess": {"chunk_s": 0.5},
                                     "sort": {"min_cluster_size": 10, "min_unit_spikes": 10}})
@@ -75,7 +77,8 @@ def test_local_pool_and_dask_equal_serial(flat, tmp_path):
     assert serial.n_units >= 3
     with LocalPoolExecutor(2) as pool:
         pooled = sort_recording(flat["source"], tmp_path / "pool", settings, flat["probe"], pool)
-    distributed = pytest.importorskip("distributed")
+    import distributed
+
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   host="127.0.0.1", dashboard_address=None) as cluster:
         with DaskExecutor(cluster.scheduler_address) as dask_ex:

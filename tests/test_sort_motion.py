@@ -15,6 +15,8 @@ from offline.cli import main as cli_main
 from offline.sort import RecordingSource, settings_from_table, sort_recording
 from offline.sort.pipeline import load_motion
 
+pytestmark = pytest.mark.slow  # sorts of drifting recordings
+
 FS = 30000.0
 ROWS = 12
 PERIOD_S = 40.0

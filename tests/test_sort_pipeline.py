@@ -20,6 +20,8 @@ from offline.sort.job import SortJob
 from offline.sort.phy import read_phy_folder
 from offline.sort.sortfile import SortFileError, save_sort
 
+pytestmark = pytest.mark.slow  # the offline sort end to end, several sorts
+
 FS = 30000.0
 N_CH = 8
 SNR = 8.0
@@ -134,19 +136,17 @@ def test_phy_folder_reads_back(session):
     assert own["templates"].shape == (session["result"].n_units, 54, N_CH)
     assert own["params"]["sample_rate"] == FS
     assert os.path.isfile(own["params"]["dat_path"])
-    try:
-        from phylib.io.model import load_model
-    except ImportError:
-        load_model = None
-    if load_model is not None:
-        model = load_model(phy / "params.py")
-        assert np.array_equal(model.spike_samples, times)
-        assert np.array_equal(model.spike_clusters, units)
-        assert model.n_channels == N_CH and model.n_templates == session["result"].n_units
-        # phylib reads the raw traces through dat_path
-        assert model.traces.shape == (session["result"].meta["n_samples"], N_CH)
-        model.close()
-    si = pytest.importorskip("spikeinterface.extractors")
+    # phylib and spikeinterface are in the test extra: plain imports, so neither path is skipped
+    import spikeinterface.extractors as si
+    from phylib.io.model import load_model
+
+    model = load_model(phy / "params.py")
+    assert np.array_equal(model.spike_samples, times)
+    assert np.array_equal(model.spike_clusters, units)
+    assert model.n_channels == N_CH and model.n_templates == session["result"].n_units
+    # phylib reads the raw traces through dat_path
+    assert model.traces.shape == (session["result"].meta["n_samples"], N_CH)
+    model.close()
     sorting = si.read_phy(phy)
     assert sorting.get_sampling_frequency() == FS
     assert len(sorting.unit_ids) == session["result"].n_units
@@ -190,7 +190,8 @@ def test_cli_sort_and_info(session, tmp_path, capsys):
 
 
 def test_nwb_units_export_round_trip(session, tmp_path):
-    pynwb = pytest.importorskip("pynwb")
+    import pynwb
+
     from offline.sort.nwb import export_nwb
 
     res = session["result"]

@@ -52,6 +52,7 @@ def assert_same_spikes(spikes, peaks):
     assert (spikes["unit"] == -1).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("blocks", [None, RandomBlocks(seed=3), 1])
 def test_real_recording_equals_offline_detection(tmp_path, offline_reference, blocks):
     source = RecordingSource(DATA, node=101)
@@ -135,6 +136,7 @@ def test_wrong_block_shape_is_reported_not_raised(capsys):
     assert "spike_detector" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_channel_count_changes_between_constructions(tmp_path):
     config = write_config(tmp_path, '[detect]\nprobe = "stereotrodes16"\n')
     run = lambda n: run_session(  # noqa: E731
@@ -176,6 +178,7 @@ def test_bad_settings_name_the_key(tmp_path, text, key):
     assert key in str(cause)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     find_compiler() is None, reason="no C compiler: the native runner cannot be built"
 )

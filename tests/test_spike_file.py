@@ -89,6 +89,7 @@ def test_round_trip_many_flushes(tmp_path, open_writer):
     np.testing.assert_array_equal(got, records)
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None)
 @given(sizes=st.lists(st.integers(0, 50), min_size=1, max_size=8).filter(any),
        capacity=st.integers(1, 40), n=st.integers(0, 300), seed=st.integers(0, 2**16))
@@ -449,6 +450,7 @@ class PyProcessor:
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (GILHOST_SRC / "build.sh").exists() or shutil.which("cc") is None,
                     reason="needs the reference gilhost (../shared/tools/gilhost) and a C compiler")
 def test_writer_runs_on_a_thread_without_the_gil(tmp_path):

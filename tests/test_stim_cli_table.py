@@ -1,6 +1,6 @@
 """``sweepstim validate`` names the rig config it used (or says it used the built-in
 defaults), and ``sweepstim run --dry-run --table`` prints the sweep table, one row per
-presented sweep (issue 14)."""
+presented sweep."""
 
 from __future__ import annotations
 

@@ -345,6 +345,7 @@ def test_display_without_vsync_is_refused(files, monkeypatch, capsys):
     assert not (tmp / "v").exists()
 
 
+@pytest.mark.slow
 def test_gui_that_cannot_record_refuses_before_the_first_refresh(files, gui, capsys):
     script, rig, tmp = files
     handler, port = gui
@@ -355,3 +356,56 @@ def test_gui_that_cannot_record_refuses_before_the_first_refresh(files, gui, cap
     assert "did not start recording" in capsys.readouterr().err
     assert handler.mode == "ACQUIRE"  # left as it was
     assert not (tmp / "n").exists()
+
+
+@pytest.mark.parametrize("fail_at", ["runner", "refresh",
+                                     pytest.param("oe", marks=pytest.mark.slow)])
+def test_run_closes_display_and_ttl_backend_on_every_exit(files, gui, monkeypatch, capsys,
+                                                          fail_at):
+    """A failure after the window opened (the runner cannot be built; the refresh check
+    refuses; the GUI cannot record) still closes the window and the TTL backend, once each."""
+    import stimulus.display
+    import stimulus.runner
+    import stimulus.timing
+    import stimulus.ttl.base
+
+    script, rig, tmp = files
+    handler, port = gui
+    closed = []
+
+    class Display(stimulus.display.Display):
+        def close(self):
+            closed.append("display")
+            super().close()
+
+    make_backend = stimulus.ttl.base.make_backend
+
+    def tracked_backend(spec, settings):
+        backend = make_backend(spec, settings)
+        close = backend.close
+        backend.close = lambda: (closed.append("ttl"), close())
+        return backend
+
+    monkeypatch.setattr(stimulus.display, "Display", Display)
+    monkeypatch.setattr(stimulus.ttl.base, "make_backend", tracked_backend)
+    args = ["run", str(script), "--config", str(rig), "--quiet", "--ttl", "virtual",
+            "--out", str(tmp / "x") + "/"]
+    if fail_at == "runner":
+        def broken_runner(*a, **k):
+            raise RuntimeError("runner broke")
+
+        monkeypatch.setattr(stimulus.runner, "Runner", broken_runner)
+        with pytest.raises(RuntimeError, match="runner broke"):
+            main(args + ["--offscreen"])
+    elif fail_at == "refresh":
+        monkeypatch.setattr(stimulus.timing, "measure_refresh",
+                            lambda flip, clock, n: (150.0, np.full(n, 1 / 150.0)))
+        assert main(args + ["--window"]) == 2
+        assert "refreshes at 150.000 Hz" in capsys.readouterr().err
+    else:
+        handler.can_record = False
+        assert main(args + ["--offscreen", "--oe-host", "127.0.0.1", "--oe-port",
+                            str(port)]) == 2
+        assert "did not start recording" in capsys.readouterr().err
+    assert sorted(closed) == ["display", "ttl"]
+    assert not (tmp / "x").exists()

@@ -60,6 +60,7 @@ def online_frames(recording_dir):
     return offline.read_online_sweeps(recording_dir)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["serial", "parallel"])
 @pytest.mark.parametrize("blocks", ["gui", "random"])
 def test_simulator_online_equals_offline(recordings, tmp_path, name, blocks):
@@ -86,6 +87,7 @@ def test_simulator_online_equals_offline(recordings, tmp_path, name, blocks):
     assert ev.size // 2 <= onsets.sum()
 
 
+@pytest.mark.slow
 def test_block_sizes_do_not_change_the_file(recordings, tmp_path):
     session_dir, config, _s = recordings["serial"]
     results = []
@@ -101,6 +103,7 @@ def test_block_sizes_do_not_change_the_file(recordings, tmp_path):
     assert results[0].size > 300
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(find_compiler() is None,
                     reason="no C compiler (cc/gcc/clang): the native runner cannot be built")
 @pytest.mark.parametrize("name", ["serial", "parallel"])
@@ -130,6 +133,7 @@ def test_bad_settings_fail_at_construction_naming_the_key(tmp_path):
         run_session(MODULE, src, config_path=config)
 
 
+@pytest.mark.slow
 def test_garbage_events_and_internal_errors_never_reach_the_host(tmp_path, capsys):
     rng = np.random.default_rng(1)
     ttl = [(int(i), int(ln), bool(st)) for i, ln, st in
@@ -165,6 +169,7 @@ def test_garbage_events_and_internal_errors_never_reach_the_host(tmp_path, capsy
     assert err.count("boom") <= 5
 
 
+@pytest.mark.slow
 def test_recording_window_inside_acquisition(recordings, tmp_path):
     """start/stop_recording mid-acquisition: the file holds the frames decoded while recording
     (the last one finished at the stop, by the audio thread), the same as the full decode."""

@@ -77,6 +77,7 @@ def test_decode_recording_equals_decoding_the_events(serial_recording):
     assert frames.size == s.codes.size
 
 
+@pytest.mark.slow
 def test_session_file_supplies_the_protocol_and_the_table(tmp_path):
     s = build(PARALLEL, FS, 800, seed=4)
     rec = tmp_path / "rec" / "experiment1" / "recording1"

@@ -2,7 +2,7 @@
 
 The runner (``native/runner.c``) embeds CPython like the plugin does: its main thread keeps the
 GIL for good and a second thread calls the module **without** the GIL (see the C file and
-``shared/notes/host-threading.md``). A plain ``@numba.njit`` call inside ``process()`` therefore
+``docs/host-threading.md``). A plain ``@numba.njit`` call inside ``process()`` therefore
 hangs here as it hangs the GUI, and a watchdog turns that into :class:`NativeRunnerError`
 (verdict ``"hang"``), where the pure-Python simulator notices nothing.
 

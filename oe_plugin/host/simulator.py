@@ -1,4 +1,5 @@
-"""A faithful pure-Python host of the Open Ephys Python Processor (DESIGN.md, Contract 1).
+"""A faithful pure-Python host of the Open Ephys Python Processor (docs/plugin.md,
+docs/host-threading.md).
 
 :class:`Host` builds ``PyProcessor(processor, int num_channels, float sample_rate)`` from a
 script loaded by stem (:func:`~oe_plugin.host.loader.load_module`) and then plays the GUI's part

@@ -2,7 +2,7 @@
 
 The Open Ephys Python Processor calls ``process()`` on its audio thread *without the GIL*. A
 numpy array passed into an ``@njit`` function is released through ``PyGILState_Ensure`` and
-hangs that thread (../shared/notes/host-threading.md). A ``@cfunc`` that receives raw pointers
+hangs that thread (docs/host-threading.md). A ``@cfunc`` that receives raw pointers
 and builds ``numba.carray`` views releases nothing through Python, so it is safe there.
 
 Every online kernel therefore gets one uniform C entry point::

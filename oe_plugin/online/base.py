@@ -1,7 +1,7 @@
 """What every sweepsort Python Processor module shares: settings lookup, the never-raise guard,
 and the acquisition/recording bookkeeping.
 
-The GUI's host (../shared/DESIGN.md, Contract 1) calls ``process()`` and the event handlers on
+The GUI's host (docs/host-threading.md) calls ``process()`` and the event handlers on
 its audio thread without the GIL; an exception escaping them stalls the data flow for good.
 :meth:`OnlineModule.report` is the one place errors go: it writes the first of each kind to
 stderr (the GUI logs it) and counts the rest, and never raises itself.

@@ -18,7 +18,7 @@ The concrete files: :mod:`oe_plugin.outputs.spike_file`, :mod:`oe_plugin.outputs
 the reader: :mod:`offline.record_files`.
 
 The writer runs on the GUI's audio thread, which executes Python without holding the GIL (see
-``notes/host-threading.md``): it starts no thread, takes no lock, calls no numba code, and does
+``docs/host-threading.md``): it starts no thread, takes no lock, calls no numba code, and does
 not allocate array memory per block. Records go into a buffer preallocated at construction;
 :meth:`RecordFileWriter.maybe_flush` writes the buffered bytes with one ``os.write`` on an
 ``O_APPEND`` descriptor once ``flush_every_samples`` have passed or the buffer is 3/4 full, so a

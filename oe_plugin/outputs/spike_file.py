@@ -15,7 +15,7 @@ Files are named ``<recording_dir>/sweepsort/online_spikes_<NNN>.bin`` with the n
 so several recordings into one folder never collide.
 
 The writer runs on the GUI's audio thread, which executes Python without holding the GIL (see
-``notes/host-threading.md``): it starts no thread, takes no lock, calls no numba code, and does
+``docs/host-threading.md``): it starts no thread, takes no lock, calls no numba code, and does
 not allocate array memory per block. Records go into a buffer preallocated at construction;
 :meth:`SpikeFileWriter.maybe_flush` writes the buffered bytes with one ``os.write`` on an
 ``O_APPEND`` descriptor once ``flush_every_s`` of samples have passed or the buffer is 3/4 full,

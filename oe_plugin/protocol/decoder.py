@@ -11,7 +11,7 @@ audio thread) and offline (a recording's TTL events)::
     dec.flush()                                    # end of stream: finish the pending frame
     consume(dec.take())
 
-Rules that make it safe on the audio thread (no GIL there, see notes/host-threading.md):
+Rules that make it safe on the audio thread (no GIL there, see docs/host-threading.md):
 plain Python only (no numba dispatcher, no locks, no logging, no threads); nothing raises —
 bad input is counted and flagged; results go into a buffer preallocated at construction
 (:attr:`frames`, ``n_ready`` records ready), and counters are plain attributes.

@@ -1,6 +1,6 @@
 """Write TTL events into an Open Ephys Binary recording exactly as the GUI's Record Node does.
 
-The GUI (``BinaryRecording.cpp``, GUI >= 0.6; notes/ecosystem.md §3.4) writes one row per line
+The GUI (``BinaryRecording.cpp``, GUI >= 0.6) writes one row per line
 edge into ``events/<processor folder>/TTL/``:
 
 - ``states.npy``        int16   ``(line + 1) * (+1 rising | -1 falling)`` — line 0-based inside

@@ -39,9 +39,11 @@ class SortJob:
                             self.drift)
 
     def fingerprint(self, *extra) -> str:
-        """A hash of the inputs, to tell whether a saved chunk result can be reused."""
+        """A hash of the inputs, to tell whether a saved chunk result can be reused (the
+        ``[quality]`` settings are left out: they act after the chunks, on the metrics)."""
         h = hashlib.sha256()
-        h.update(json.dumps(asdict(self.settings), sort_keys=True, default=str).encode())
+        chunk_settings = {k: v for k, v in asdict(self.settings).items() if k != "quality"}
+        h.update(json.dumps(chunk_settings, sort_keys=True, default=str).encode())
         h.update(json.dumps(self.source.identity(), sort_keys=True, default=str).encode())
         drift = () if self.drift is None else (
             self.drift.motion.time_s, self.drift.motion.depth_um,

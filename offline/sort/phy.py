@@ -6,9 +6,11 @@ Files: ``params.py`` (dat_path, n_channels_dat, dtype, offset, sample_rate, hp_f
 ``templates.npy`` (U, W, C) float32 µV, ``channel_map.npy`` (C,) int32,
 ``channel_positions.npy`` (C, 2) float64 µm, ``similar_templates.npy`` (U, U) float32 (cosine
 similarity), ``whitening_mat.npy`` / ``whitening_mat_inv.npy`` (C, C) identity (templates are
-in µV, not whitened), ``cluster_group.tsv`` (good / mua from the metrics) and
-``cluster_sweepsort.tsv`` (the metrics). Only accepted spikes (unit >= 0) are exported; cluster
-id = template index. When upsampled, templates are decimated back to the recording rate.
+in µV, not whitened), ``cluster_group.tsv`` (good / mua from the metrics, bounded by the sort's
+``[quality]`` settings: ``sort.json`` -> ``settings`` -> ``quality``, the defaults when it has
+none) and ``cluster_sweepsort.tsv`` (the metrics). Only accepted spikes (unit >= 0) are
+exported; cluster id = template index. When upsampled, templates are decimated back to the
+recording rate.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from oe_plugin.config import from_table
 from offline.sort.metrics import label
+from offline.sort.settings import QualitySettings
 from offline.sort.sortfile import SortResult, atomic_write, dense_templates
 
 
@@ -74,7 +78,9 @@ def export_phy(result: SortResult, folder, dat: dict | None = None) -> Path:
     _save(folder / "whitening_mat.npy", np.eye(n_channels, dtype=np.float64))
     _save(folder / "whitening_mat_inv.npy", np.eye(n_channels, dtype=np.float64))
     metrics = meta.get("metrics", [])
-    lines = ["cluster_id\tgroup"] + [f"{m['unit']}\t{label(m)}" for m in metrics]
+    quality = from_table(QualitySettings, (meta.get("settings") or {}).get("quality"),
+                         "sort.json settings.quality")
+    lines = ["cluster_id\tgroup"] + [f"{m['unit']}\t{label(m, quality)}" for m in metrics]
     atomic_write(folder / "cluster_group.tsv", ("\n".join(lines) + "\n").encode())
     cols = ["n_spikes", "firing_rate_hz", "snr", "isi_violation_ratio", "amplitude_cutoff",
             "presence_ratio", "peak_channel"]

@@ -343,7 +343,8 @@ def _assemble(matched, templates: TemplateSet, thresholds, job, rec, probe, g, p
     dense = dense_templates(tpl_uv[heads], chans[heads], len(noise), np.float32)
     sel = unit >= 0
     metrics = unit_metrics(spike_index[sel], unit[sel], amp_uv[sel], dense, noise,
-                           g.sample_rate_in_hz, duration)
+                           g.sample_rate_in_hz, duration,
+                           job.settings.quality.presence_bin_s)
     meta = {
         "recording_sample_rate_hz": g.sample_rate_in_hz,
         "sorting_sample_rate_hz": g.sample_rate_hz,

@@ -1,5 +1,5 @@
 """Settings of the offline sorter: TOML sections ``[preprocess]``, ``[detect]``, ``[sort]``,
-``[motion]``.
+``[motion]``, ``[quality]``.
 
 ``[detect]`` is :class:`oe_plugin.settings.DetectSettings` (the online detector's settings; its
 ``noise_*`` fields are not used offline, where the noise is estimated once, up front). Every
@@ -216,11 +216,38 @@ class MotionSettings:
 
 
 @dataclass(frozen=True)
+class QualitySettings:
+    """The quality metrics' parameters and the bounds of Phy's ``good`` label (``[quality]``):
+    a unit is ``good`` when all three bounds hold (a NaN metric fails its bound), else ``mua``
+    (:mod:`offline.sort.metrics` defines the metrics)."""
+
+    good_max_isi_violation_ratio: float = 0.5
+    """A good unit's ``isi_violation_ratio`` is below this (Hill et al.'s contamination)."""
+    good_min_snr: float = 5.0
+    """A good unit's ``snr`` (template peak / noise on its main channel) is at least this."""
+    good_min_presence_ratio: float = 0.9
+    """A good unit holds a spike in at least this fraction of the ``presence_bin_s`` bins."""
+    presence_bin_s: float = 60.0
+    """Time bin of ``presence_ratio`` (s; SpikeInterface's default), shortened to a tenth of the
+    recording when that is shorter."""
+
+    def check(self, section: str = "quality") -> None:
+        require(self.good_max_isi_violation_ratio >= 0,
+                f"{section}.good_max_isi_violation_ratio", "must be >= 0")
+        require(self.good_min_snr >= 0, f"{section}.good_min_snr", "must be >= 0")
+        require(0 <= self.good_min_presence_ratio <= 1, f"{section}.good_min_presence_ratio",
+                "must be in [0, 1]")
+        require(0 < self.presence_bin_s <= 3600, f"{section}.presence_bin_s",
+                "must be in (0, 3600] s")
+
+
+@dataclass(frozen=True)
 class AllSettings:
     preprocess: PreprocessSettings
     detect: DetectSettings
     sort: SortSettings
     motion: MotionSettings = MotionSettings()
+    quality: QualitySettings = QualitySettings()
 
 
 def default_detect() -> DetectSettings:
@@ -230,13 +257,14 @@ def default_detect() -> DetectSettings:
 
 def settings_from_table(table: dict | None) -> AllSettings:
     table = dict(table or {})
-    check_sections(table, ("preprocess", "detect", "sort", "motion", "filter"),
+    check_sections(table, ("preprocess", "detect", "sort", "motion", "quality", "filter"),
                    "sort settings")
     return AllSettings(
         from_table(PreprocessSettings, table.get("preprocess"), "preprocess"),
         from_table(DetectSettings, table.get("detect"), "detect"),
         from_table(SortSettings, table.get("sort"), "sort"),
         from_table(MotionSettings, table.get("motion"), "motion"),
+        from_table(QualitySettings, table.get("quality"), "quality"),
     )
 
 

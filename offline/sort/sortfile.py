@@ -4,7 +4,8 @@ Self-describing and safe: numeric arrays only (read back with ``allow_pickle=Fal
 JSON document with the format name and version, the software version, the input recording's
 identity, the rates, all settings, the per-unit metrics and the run's timings. Both files are
 written atomically (temporary file + rename), the JSON last: a sort folder whose ``sort.json``
-exists is complete.
+exists is complete. ``sort.json`` is strict JSON: a metric that is undefined for a unit (NaN, e.g.
+``amplitude_cutoff`` below 500 spikes) is stored as ``null`` and read back as NaN.
 
 Arrays (n = spikes, U = units, K = template rows, W = template samples):
 
@@ -127,6 +128,9 @@ def save_sort(folder, result: SortResult) -> Path:
         if np.asarray(v).dtype == object:
             raise SortFileError(f"array {k!r} has dtype object (not storable without pickle)")
     meta = dict(result.meta, format=FORMAT, format_version=FORMAT_VERSION)
+    if "metrics" in meta:
+        meta["metrics"] = [{k: None if isinstance(v, float) and v != v else v
+                            for k, v in m.items()} for m in meta["metrics"]]
     json_path = folder / "sort.json"
     if json_path.exists():
         json_path.unlink()  # incomplete until the new JSON lands
@@ -146,6 +150,9 @@ def load_sort(folder) -> SortResult:
         raise SortFileError(f"{json_path}: not valid JSON ({exc})") from None
     if meta.get("format") != FORMAT:
         raise SortFileError(f"{json_path}: not a {FORMAT} file")
+    if isinstance(meta.get("metrics"), list):  # null = a metric undefined for the unit (NaN)
+        meta["metrics"] = [{k: float("nan") if v is None else v for k, v in m.items()}
+                           if isinstance(m, dict) else m for m in meta["metrics"]]
     if int(meta.get("format_version", 0)) > FORMAT_VERSION:
         raise SortFileError(f"{json_path}: format version {meta['format_version']} is newer "
                             f"than this sweepsort reads ({FORMAT_VERSION})")
