@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from oe_plugin.config import SettingsError, from_table, require
+from oe_plugin.formats.session_file import read_session_file
 from oe_plugin.online.base import OnlineModule
 from oe_plugin.online.online_sorter import OnlineSorterModule
 from oe_plugin.online.stats import SIG_LEN, OnlineStats
@@ -176,8 +177,6 @@ class PipelineModule(OnlineModule):
 
     def _check_sessions(self, ss: StatsSettings) -> int:
         """Check the session files / folder the settings name; the longest sweep table."""
-        from offline.sweeps import read_session_file
-
         given = [("session_file", ss.session_file)] if ss.session_file else []
         given += [(f"session_files[{i}]", v) for i, v in enumerate(ss.session_files)]
         longest = 0
