@@ -18,8 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from oe_plugin.protocol.spec import SWEEP_NONE
 from stimulus.params import frames
-from stimulus.sweeptable import SWEEP_NONE, SweepTable
+from stimulus.sweeptable import SweepTable
 
 PRE, STIMULUS, POST_SWEEP, BLANK, POST = 0, 1, 2, 3, 4
 PHASE_NAMES = ("pre", "stimulus", "post_sweep", "blank", "post")

@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from oe_plugin.protocol.spec import SWEEP_NONE
 from stimulus.plan import STIMULUS, FramePlan, build_plan
 from stimulus.rig import RigSettings
 from stimulus.script import LoadedScript, Variable, load_script
 from stimulus.stimuli import KINDS
 from stimulus.stimuli.base import RenderContext, Stimulus
-from stimulus.sweeptable import SWEEP_NONE
 from stimulus.timing import FrameLog, FrameTimer
 from stimulus.ttl.base import TTLBackend
 from stimulus.ttl.encoding import CODE_END, CODE_START, FrameEncoder, ProtocolSettings

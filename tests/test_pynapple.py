@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from oe_plugin.protocol.spec import SWEEP_NONE
 from offline.analysis.adapters import SortData
 from offline.analysis.fits import von_mises_direction
 from offline.analysis.interop import to_intervalset, to_tsgroup
 from offline.analysis.model import Experiment, Sort
-from offline.analysis.presentations import SWEEP_NONE
 from offline.analysis.psth import spikes_in_windows
 from offline.analysis.tuning import compute_tuning
 

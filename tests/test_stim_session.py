@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 from oe_plugin.protocol import ERROR_MASK, ProtocolSettings, decode_events
+from oe_plugin.protocol.spec import SWEEP_NONE
 from oe_plugin.protocol.ttl_sim import SimSettings, sample_transitions
 from stimulus.cli import main
 from stimulus.oe_control import OEControl, OEControlError
 from stimulus.rig import load_rig
 from stimulus.runner import prepare
 from stimulus.session_file import load_session, paths_for, write_session
-from stimulus.sweeptable import SWEEP_NONE
 from stimulus.ttl.encoding import CODE_END, CODE_START
 from stimulus.ttl.file import read_transition_log
 

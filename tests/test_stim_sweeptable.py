@@ -11,9 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from oe_plugin.protocol.spec import SWEEP_NONE
 from stimulus.plan import BLANK, POST, POST_SWEEP, PRE, STIMULUS, build_plan
 from stimulus.script import Blanks, Runs, ScriptError, Variable
-from stimulus.sweeptable import SWEEP_NONE, build_table
+from stimulus.sweeptable import build_table
 
 
 def test_no_variables_one_condition():

@@ -7,13 +7,12 @@ import numpy as np
 import pytest
 
 from oe_plugin.protocol import ERROR_MASK, decode_events
-from oe_plugin.protocol.spec import GAP, ProtocolSettings
+from oe_plugin.protocol.spec import GAP, SWEEP_NONE, ProtocolSettings
 from oe_plugin.protocol.ttl_sim import SimSettings, sample_transitions
 from stimulus.plan import STIMULUS
 from stimulus.rig import RigSettings, ScreenSettings
 from stimulus.runner import Runner, prepare
 from stimulus.script import Experiment, LoadedScript, Runs, Variable
-from stimulus.sweeptable import SWEEP_NONE
 from stimulus.timing import FakeClock, FrameTimer, measure_refresh
 from stimulus.ttl.encoding import CODE_END, CODE_START
 from stimulus.ttl.virtual import VirtualBackend

@@ -31,7 +31,13 @@ from oe_plugin.kernels.candidates import candidates
 from oe_plugin.kernels.drift import DriftTables, bin_count, drift_tables, motion_bin_grid
 from oe_plugin.kernels.motion import Motion
 from oe_plugin.probe import Probe, ProbeError, load_probe, neighbour_lists
-from oe_plugin.settings import DetectSettings, FilterSettings
+from oe_plugin.settings import (
+    BAND_HIGH_HZ,
+    BAND_LOW_HZ,
+    BAND_ORDER,
+    DetectSettings,
+    FilterSettings,
+)
 
 ONLINE_PAIR_WINDOW_US = 500.0
 """Widest overlap search the online sorter uses (µs), whatever the sort used: a wider one delays
@@ -200,9 +206,9 @@ def load_sort_model(sort_dir, n_channels: int, sample_rate_hz: float, apply_moti
     try:
         detect = DetectSettings(**_known(DetectSettings, settings.get("detect")))
         detect.check("detect")
-        filt = FilterSettings(low_hz=float(prep.get("low_hz", 300.0)),
-                              high_hz=float(prep.get("high_hz", 6000.0)),
-                              order=int(prep.get("order", 2)))
+        filt = FilterSettings(low_hz=float(prep.get("low_hz", BAND_LOW_HZ)),
+                              high_hz=float(prep.get("high_hz", BAND_HIGH_HZ)),
+                              order=int(prep.get("order", BAND_ORDER)))
         filt.check("filter", sample_rate_hz)
         max_shift = int(sort_s.get("max_shift_samples", 2))
         amp_min = float(sort_s.get("amplitude_min", 0.5))

@@ -34,7 +34,6 @@ import numpy as np
 EXPERIMENT_START = 1 << 0
 EXPERIMENT_END = 1 << 1
 OUTSIDE_EXPERIMENT = 1 << 3
-SWEEP_NONE = 65535
 
 
 @dataclass

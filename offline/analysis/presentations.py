@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-SWEEP_NONE = 65535
+from oe_plugin.protocol.spec import SWEEP_NONE
 
 
 @dataclass

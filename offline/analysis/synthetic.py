@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from oe_plugin.waveforms import biphasic_spike
+
 FS = 30000.0
 REFRESH_HZ = 200.0
 FIRST_SAMPLE = 12345
@@ -183,7 +185,7 @@ def _write_sort(folder: Path, spikes, n_samples: int) -> None:
 
     w = 40
     t = np.arange(w) - 12
-    shape = -np.exp(-0.5 * (t / 2.0) ** 2) + 0.3 * np.exp(-0.5 * ((t - 8) / 4.0) ** 2)
+    shape = biphasic_spike(t, 2.0, 0.3, 8, 4.0)
     n_units = len(spikes)
     templates = np.zeros((n_units, N_CHANNELS, w), np.float32)
     for u in range(n_units):
