@@ -91,7 +91,6 @@ def test_session_file_supplies_the_protocol_and_the_table(tmp_path):
                                    "sweep_table": table, "ttl_protocol": PARALLEL.to_dict()}))
     info = read_session_file(session)
     assert info.protocol == PARALLEL and info.seed == 7
-    assert info.parameter_names == ["ori", "sf", "name"]
     frames = decode_recording(tmp_path / "rec", session=session)  # the protocol from the file
     params = frame_parameters(frames, info.sweep_table)
     shown = frames["sweep_index"]

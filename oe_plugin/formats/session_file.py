@@ -59,15 +59,6 @@ class StimulusSession:
     raw: dict = field(default_factory=dict, repr=False)
     path: Path | None = None
 
-    @property
-    def parameter_names(self) -> list[str]:
-        names: list[str] = []
-        for row in self.sweep_table:
-            for k in row:
-                if k not in names:
-                    names.append(k)
-        return names
-
 
 def paths_for(path: str | Path) -> tuple[Path, Path]:
     """(json path, npz path) for a session path given with or without the suffix."""

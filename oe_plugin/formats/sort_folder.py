@@ -71,9 +71,6 @@ class SortResult:
     def n_units(self) -> int:
         return int(self.arrays["templates_uv"].shape[0])
 
-    def spike_times_s(self) -> np.ndarray:
-        return self.arrays["spike_index"] / float(self.meta["recording_sample_rate_hz"])
-
 
 @dataclass(frozen=True)
 class MatchingTemplates:
