@@ -62,11 +62,11 @@ def causal_sort(traces_uv: np.ndarray, sample_rate_hz: float, model: SortModel |
     scaled = raw * inv[:, None]  # float32 x float32
     fset, dset = detection_settings(model, None, None)
     det = SpikeDetector(n_ch, sample_rate_hz, replace(fset, write_downstream=True), dset,
-                        model.neighbours, max_block=max(n, 1))
+                        model.neighbours, max_block=max(n, 1), noise_units=True)
     ev = det.process(scaled)  # filters ``scaled`` in place
     t_ev = ev["sample_index"]
     c_ev = ev["channel_index"].astype(np.int32)
-    amp_uv = ev["amplitude_uv"] * noise[c_ev]
+    amp_uv = ev["amplitude"] * noise[c_ev]  # noise units -> µV
     if model.n_units == 0:
         out = np.zeros(len(t_ev), SPIKE_DTYPE)
         out["sample_index"], out["channel_index"] = t_ev, c_ev

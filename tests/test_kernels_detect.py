@@ -96,7 +96,7 @@ def test_lockout_same_channel_keeps_the_larger_within_the_window():
     assert len(ev) == 1
     apart = _two_spikes(t0, 0, 200, t0 + 60, 0, 300)
     ev, _ = detect(apart, threshold_uv=100)
-    assert len(ev) == 2 and ev["amplitude_uv"][1] < ev["amplitude_uv"][0] < -100
+    assert len(ev) == 2 and ev["amplitude"][1] < ev["amplitude"][0] < -100
 
 
 def test_spatial_lockout_places_the_event_on_the_largest_channel():
@@ -139,7 +139,7 @@ def test_polarity():
     neg, _ = detect(x, threshold_uv=60, polarity="negative")
     pos, _ = detect(x, threshold_uv=60, polarity="positive")
     both, _ = detect(x, threshold_uv=60, polarity="both")
-    assert (neg["amplitude_uv"] < 0).all() and (pos["amplitude_uv"] > 0).all()
+    assert (neg["amplitude"] < 0).all() and (pos["amplitude"] > 0).all()
     assert 0 in neg["channel_index"] and 1 in pos["channel_index"]
     assert len(both) >= 2
 

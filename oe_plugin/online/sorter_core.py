@@ -42,12 +42,12 @@ def match_reach(model: SortModel) -> tuple[int, int]:
 
 def detection_settings(model: SortModel | None, filter_settings: FilterSettings | None,
                        detect_settings: DetectSettings | None):
-    """(filter, detect) the sorter runs: the sort's (fixed threshold in noise units) or given."""
+    """(filter, detect) the sorter runs: the sort's or the given. With a sort the detector runs on
+    traces in the sort's noise units (``SpikeDetector(..., noise_units=True)``: a fixed
+    ``threshold_mad``, as offline)."""
     if model is None:
         return filter_settings or FilterSettings(), detect_settings or DetectSettings()
-    det = replace(model.detect, threshold_uv=float(model.detect.threshold_mad),
-                  threshold_floor_uv=0.0)
-    return replace(model.filter, write_downstream=False), det
+    return replace(model.filter, write_downstream=False), model.detect
 
 
 class OnlineSorter:
@@ -64,7 +64,7 @@ class OnlineSorter:
         self.filter_settings, self.detect_settings = fset, dset
         det = self.detector = SpikeDetector(
             c, sample_rate_hz, replace(fset, write_downstream=False), dset, neighbours,
-            max_block=SUB)
+            max_block=SUB, noise_units=model is not None)
         det.params[D.P_SAMPLE_MAJOR] = 1.0
         self.scratch = np.zeros((SUB, c), np.float32)
         if model is not None:
