@@ -52,7 +52,7 @@ class FramePlan:
         return int(self.code.size)
 
     @property
-    def duration_sec(self) -> float:
+    def duration_s(self) -> float:
         return self.n_frames / self.refresh_hz
 
     def presentation_start(self) -> np.ndarray:

@@ -48,7 +48,7 @@ def build_meta(p: Prepared, sid: str, *, status: str, result: RunResult | None =
     dynamic = {k: (v.to_dict() if isinstance(v, Variable) else v)
                for k, v in p.validated.dynamic.items()}
     frames: dict = {"n_plan": p.plan.n_frames, "refresh_hz": p.plan.refresh_hz,
-                    "planned_duration_sec": p.plan.duration_sec}
+                    "planned_duration_s": p.plan.duration_s}
     if result is not None:
         log = result.log
         dropped = np.flatnonzero(log["dropped"])

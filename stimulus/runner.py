@@ -98,7 +98,7 @@ def summary(p: Prepared) -> str:
     return (f"{exp.stimulus}: {t.n_conditions} condition(s) [{dims}], {runs}: "
             f"{t.n_stimulus_sweeps} stimulus sweeps + {blanks}\n"
             f"{p.plan.n_frames} refreshes at {p.plan.refresh_hz:g} Hz = "
-            f"{format_duration(p.plan.duration_sec)} (pre {exp.preexp_sec:g} s, post "
+            f"{format_duration(p.plan.duration_s)} (pre {exp.preexp_sec:g} s, post "
             f"{exp.postexp_sec:g} s; plus {2 * p.protocol.marker_frames}+ marker refreshes)\n"
             f"seed {p.seed}; TTL {p.protocol.scheme} scheme (sweep indices up to "
             f"{p.protocol.max_sweep_index()})")

@@ -117,7 +117,7 @@ def test_headline_experiment_builds_instantly_with_its_duration():
     assert set(counts.values()) == {4}  # every condition once per run
     # 1152 sweeps x 4 s = 76.8 min of stimulus (the issue's ~77 min), + blanks and pre/post
     assert np.count_nonzero(plan.phase == STIMULUS) == 1152 * 800
-    assert plan.duration_sec == pytest.approx(1152 * 4 + 127 * 4 + 2)
+    assert plan.duration_s == pytest.approx(1152 * 4 + 127 * 4 + 2)
     assert took < 1.0
 
 

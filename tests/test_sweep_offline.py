@@ -159,3 +159,13 @@ def test_second_ttl_channel_and_folder_names(tmp_path):
     assert d.name == "TTL_1"
     np.testing.assert_array_equal(np.load(d / "states.npy"), [4, -4])
     np.testing.assert_array_equal(np.load(d / "full_words.npy"), [8, 0])
+
+
+def test_session_file_with_old_frames_names_still_reads(tmp_path):
+    """A session file written before the ``_sec`` -> ``_s`` rename: ``planned_duration_sec``
+    reads as ``planned_duration_s``."""
+    path = tmp_path / "old.session.json"
+    path.write_text(json.dumps({"sweep_table": [{"ori": 0.0}],
+                                "frames": {"n_plan": 10, "planned_duration_sec": 0.05}}))
+    frames = read_session_file(path).raw["frames"]
+    assert frames["planned_duration_s"] == 0.05 and "planned_duration_sec" not in frames

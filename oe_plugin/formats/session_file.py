@@ -9,7 +9,7 @@ parameters, the sweep table, the TTL protocol, a summary of the frame log) and
     {"sweep_table": [{"ori": 0, "sfreqCycDeg": 0.1, ...},    # row i = sweep index i
                      {"ori": 30, "sfreqCycDeg": 0.1, ...}, ...],
      "ttl_protocol": {... ProtocolSettings fields, "protocol_version": 1},   # optional
-     "seed": 1234,                                # optional: the seed the sweep order was
+     "seed": 1234,                                # optional: the random seed the order was
                                                   # shuffled with (same script + seed = same table)
      "frames": {"file": "NAME.frames.npz"}}       # optional: the frame log next to it
 
@@ -33,6 +33,10 @@ FORMAT = "sweepstim-session"
 FORMAT_VERSION = 1
 JSON_SUFFIX = ".session.json"
 NPZ_SUFFIX = ".frames.npz"
+
+
+OLD_FRAMES_KEYS = {"planned_duration_sec": "planned_duration_s"}
+"""Keys of ``frames`` renamed since; a file with the old name reads as if it had the new one."""
 
 
 class SessionFileError(ValueError):
@@ -70,8 +74,8 @@ def paths_for(path: str | Path) -> tuple[Path, Path]:
 
 
 def read_session_file(path) -> StimulusSession:
-    """Read the sweep table (and, if present, the TTL protocol, the seed and the frame log) of a
-    session file.
+    """Read the sweep table (and, if present, the TTL protocol, the random seed and the frame
+    log) of a session file; ``frames`` keys renamed since read under their new names.
 
     Raises FileNotFoundError, SessionFileError (bad JSON, no
     ``sweep_table``, a row that is not an object, more rows than the protocol can index, an
@@ -102,6 +106,10 @@ def read_session_file(path) -> StimulusSession:
     seed = raw.get("seed")
     frame_log = None
     frames_meta = raw.get("frames")
+    if isinstance(frames_meta, dict):
+        for old, new in OLD_FRAMES_KEYS.items():
+            if old in frames_meta and new not in frames_meta:
+                frames_meta[new] = frames_meta.pop(old)
     if isinstance(frames_meta, dict) and isinstance(frames_meta.get("file"), str):
         npz = path.with_name(Path(frames_meta["file"]).name)
         if npz.exists():
