@@ -21,8 +21,8 @@ from oe_plugin.host.session import run_session
 from oe_plugin.host.simulator import Host
 from oe_plugin.host.sources import RecordingSource
 from oe_plugin.kernels.bandpass import default_band_sos
-from oe_plugin.online.sort_model import SortModelError, load_sort_model
-from oe_plugin.online.sorter_core import OnlineSorter
+from oe_plugin.online.match_model import SortModelError, load_sort_model
+from oe_plugin.online.sorter_driver import OnlineSorter
 from oe_plugin.protocol.oe_binary_events import write_binary_recording
 from oe_plugin.settings import DetectSettings
 from offline import read_online_spikes
@@ -197,7 +197,7 @@ def test_overlap_budget_is_spent_alike_online_and_offline(session, monkeypatch):
     """The online overlap budget (rejected events tried as overlaps at a bounded rate) counts on
     event times: a budget that binds changes the labels, and the online sorter in random blocks
     still writes exactly the causal reference's spikes."""
-    import oe_plugin.online.sort_model as sort_model
+    import oe_plugin.online.match_model as sort_model
 
     model = load_sort_model(session["sort_dir"], C, FS)
     data = session["data"]

@@ -1,6 +1,8 @@
 """The detection state object: allocates every array the detection kernel needs, once.
 
-:class:`SpikeDetector` is the one driver-facing object over :func:`detect.detect_block`:
+:class:`SpikeDetector` is the one driver-facing object over the kernel
+:func:`oe_plugin.kernels.detect_kernel.detect_block` (this file holds its state, that one its
+code):
 
 - offline code calls :meth:`SpikeDetector.process` (the ``@njit`` way in, numpy arrays);
 - ``process()`` in a Python Processor module calls :meth:`SpikeDetector.process_online` (the
@@ -15,7 +17,7 @@ import math
 
 import numpy as np
 
-from oe_plugin.kernels import detect as K
+from oe_plugin.kernels import detect_kernel as K
 from oe_plugin.kernels._entry import ArgTable, entry_caller
 from oe_plugin.kernels.bandpass import FILTER_TILE, design_bandpass, make_filter_state
 from oe_plugin.kernels.noise import make_noise_state, reset_noise_state
