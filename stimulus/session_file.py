@@ -9,7 +9,7 @@ a JSON that exists always points at a complete NPZ); no pickle anywhere:
     session_id, created_utc, status ("completed" | "cancelled" | "failed" | "dry-run"), error,
     script {path, sha256, text}, seed,
     stimulus, static {...}, dynamic {name: value | {"values", "dim", "shuffle"}},
-    runs {n, reshuffle}, blanks {every, sec, shuffle} | null, preexp_sec, postexp_sec,
+    runs {n, reshuffle}, blanks {every, duration_s, shuffle} | null, preexp_s, postexp_s,
     sweep_table {n_conditions, conditions [ {param: value} per sweep index ],
                  dims [ {index, script_dim, names, n, shuffle} ], dim_index [[...]],
                  order [sweep index or 65535 per presented sweep], run [...]},

@@ -161,11 +161,24 @@ def test_second_ttl_channel_and_folder_names(tmp_path):
     np.testing.assert_array_equal(np.load(d / "full_words.npy"), [8, 0])
 
 
-def test_session_file_with_old_frames_names_still_reads(tmp_path):
-    """A session file written before the ``_sec`` -> ``_s`` rename: ``planned_duration_sec``
-    reads as ``planned_duration_s``."""
+def test_session_file_with_old_sec_names_still_reads(tmp_path):
+    """A session file written before the ``_sec`` -> ``_s`` rename reads under the new names:
+    ``preexp_sec``, ``blanks.sec``, ``frames.planned_duration_sec`` and the sweep parameters
+    ``sweep_sec`` / ``postsweep_sec`` in the conditions, ``static``, ``dynamic`` and ``dims``."""
     path = tmp_path / "old.session.json"
-    path.write_text(json.dumps({"sweep_table": [{"ori": 0.0}],
-                                "frames": {"n_plan": 10, "planned_duration_sec": 0.05}}))
-    frames = read_session_file(path).raw["frames"]
-    assert frames["planned_duration_s"] == 0.05 and "planned_duration_sec" not in frames
+    path.write_text(json.dumps({
+        "preexp_sec": 1.0, "postexp_sec": 0.5, "blanks": {"every": 3, "sec": 2.0},
+        "static": {"sweep_sec": 4.0}, "dynamic": {"ori": [0, 90], "postsweep_sec": 0.1},
+        "sweep_table": {"conditions": [{"ori": 0.0, "sweep_sec": 4.0, "postsweep_sec": 0.1}],
+                        "dims": [{"index": 0, "names": ["ori", "sweep_sec"]}]},
+        "frames": {"n_plan": 10, "planned_duration_sec": 0.05}}))
+    s = read_session_file(path)
+    assert s.sweep_table == [{"ori": 0.0, "sweep_s": 4.0, "postsweep_s": 0.1}]
+    raw = s.raw
+    assert (raw["preexp_s"], raw["postexp_s"], raw["blanks"]) == (1.0, 0.5,
+                                                                  {"every": 3, "duration_s": 2.0})
+    assert raw["static"] == {"sweep_s": 4.0} and list(raw["dynamic"]) == ["ori", "postsweep_s"]
+    assert raw["sweep_table"]["dims"][0]["names"] == ["ori", "sweep_s"]
+    assert raw["frames"]["planned_duration_s"] == 0.05 and "planned_duration_sec" not in raw[
+        "frames"]
+    assert "preexp_sec" not in raw

@@ -35,8 +35,13 @@ JSON_SUFFIX = ".session.json"
 NPZ_SUFFIX = ".frames.npz"
 
 
+OLD_TOP_KEYS = {"preexp_sec": "preexp_s", "postexp_sec": "postexp_s"}
 OLD_FRAMES_KEYS = {"planned_duration_sec": "planned_duration_s"}
-"""Keys of ``frames`` renamed since; a file with the old name reads as if it had the new one."""
+OLD_BLANKS_KEYS = {"sec": "duration_s"}
+OLD_PARAMS = {"sweep_sec": "sweep_s", "postsweep_sec": "postsweep_s"}
+"""Names renamed since (seconds are ``_s`` everywhere): top-level keys, keys of ``frames`` and
+``blanks``, and sweep parameters (in ``static``, ``dynamic``, the conditions and ``dims``); a
+file with the old names reads as if it had the new ones."""
 
 
 class SessionFileError(ValueError):
@@ -88,6 +93,7 @@ def read_session_file(path) -> StimulusSession:
         raise SessionFileError(f"{path}: not valid JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise SessionFileError(f"{path}: expected a JSON object at the top level")
+    _upgrade_names(raw)
     table = raw.get("sweep_table")
     if isinstance(table, dict) and "conditions" in table:
         table = table["conditions"]
@@ -106,10 +112,6 @@ def read_session_file(path) -> StimulusSession:
     seed = raw.get("seed")
     frame_log = None
     frames_meta = raw.get("frames")
-    if isinstance(frames_meta, dict):
-        for old, new in OLD_FRAMES_KEYS.items():
-            if old in frames_meta and new not in frames_meta:
-                frames_meta[new] = frames_meta.pop(old)
     if isinstance(frames_meta, dict) and isinstance(frames_meta.get("file"), str):
         npz = path.with_name(Path(frames_meta["file"]).name)
         if npz.exists():
@@ -120,3 +122,37 @@ def read_session_file(path) -> StimulusSession:
                 raise SessionFileError(f"{npz}: unreadable frame log ({exc})") from None
     return StimulusSession(table, protocol, int(seed) if isinstance(seed, int) else None,
                            frame_log, raw, path)
+
+
+def _renamed(d, names: dict):
+    """``d`` (a dict: keys renamed, order kept, a new key already there wins) or as it is."""
+    if not isinstance(d, dict) or not any(k in d for k in names):
+        return d
+    out = {}
+    for k, v in d.items():
+        new = names.get(k, k)
+        if new != k and new in d:
+            continue
+        out[new] = v
+    return out
+
+
+def _upgrade_names(raw: dict) -> None:
+    """Rename, in place, what a file written before the ``_sec`` -> ``_s`` rename calls by the
+    old names (:data:`OLD_PARAMS` and the others)."""
+    new = _renamed(raw, OLD_TOP_KEYS)
+    if new is not raw:
+        raw.clear()
+        raw.update(new)
+    for key, names in (("frames", OLD_FRAMES_KEYS), ("blanks", OLD_BLANKS_KEYS),
+                       ("static", OLD_PARAMS), ("dynamic", OLD_PARAMS)):
+        if key in raw:
+            raw[key] = _renamed(raw[key], names)
+    table = raw.get("sweep_table")
+    rows = table.get("conditions") if isinstance(table, dict) else table
+    if isinstance(rows, list):
+        rows[:] = [_renamed(r, OLD_PARAMS) for r in rows]
+    if isinstance(table, dict) and isinstance(table.get("dims"), list):
+        for dim in table["dims"]:
+            if isinstance(dim, dict) and isinstance(dim.get("names"), list):
+                dim["names"] = [OLD_PARAMS.get(n, n) for n in dim["names"]]

@@ -245,7 +245,7 @@ def find_session_files(root) -> list[Path]:
 def load_session(path) -> dict:
     """A session file -> dict: ``raw`` (the JSON), ``conditions``, ``order`` (or None),
     ``frame_log`` (dict of arrays or None), ``seed``, ``stimulus``, ``static``,
-    ``refresh_hz``, ``blank_sec``, ``protocol`` (ProtocolSettings or None)."""
+    ``refresh_hz``, ``blank_s``, ``protocol`` (ProtocolSettings or None)."""
     from offline.sweeps import read_session_file
 
     s = read_session_file(path)
@@ -261,7 +261,7 @@ def load_session(path) -> dict:
             "order": None if order is None else np.asarray(order, np.int64),
             "frame_log": s.frame_log, "seed": s.seed, "stimulus": raw.get("stimulus"),
             "static": raw.get("static") or {}, "refresh_hz": float(refresh or 200.0),
-            "blank_sec": float(blanks["sec"]) if isinstance(blanks, dict) else None,
+            "blank_s": float(blanks["duration_s"]) if isinstance(blanks, dict) else None,
             "protocol": s.protocol, "dims": (table or {}).get("dims") if isinstance(
                 table, dict) else None}
 

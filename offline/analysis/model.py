@@ -240,7 +240,7 @@ class Experiment:
             refresh_presentation=(np.where(np.isin(plan[2], (1, 3)), plan[0], -1)
                                   if use_plan else None),
             presentation_sweep=order if use_plan else None,
-            blank_sec=self.session.get("blank_sec"), display_lag_frames=display_lag_frames)
+            blank_s=self.session.get("blank_s"), display_lag_frames=display_lag_frames)
 
     def to_intervalset(self, display_lag_frames: float = 1.0):
         """The presentations as a ``pynapple.IntervalSet`` (s, recording clock; the spike

@@ -39,8 +39,8 @@ def _grating_table(seed: int):
     from stimulus.sweeptable import build_table
 
     dynamic = dict(ori_deg=Variable(list(range(0, 360, 30)), dim=0, shuffle=True),
-                   sf_cpd=0.1, tf_hz=2.0, contrast=1.0, sweep_sec=0.5, postsweep_sec=0.0)
-    blanks = Blanks(every=7, sec=0.5)
+                   sf_cpd=0.1, tf_hz=2.0, contrast=1.0, sweep_s=0.5, postsweep_s=0.0)
+    blanks = Blanks(every=7, duration_s=0.5)
     return build_table(dynamic, Runs(5, reshuffle=True), blanks, seed), "grating", {}, blanks
 
 
@@ -51,7 +51,7 @@ def _sparse_table(seed: int):
     dynamic = dict(xi=Variable(range(4), dim=0, shuffle=True),
                    yi=Variable(range(4), dim=1, shuffle=True),
                    spot_lum=Variable([0.0, 1.0], dim=2, shuffle=True),
-                   bg_lum=0.5, sweep_sec=0.05, postsweep_sec=0.0)
+                   bg_lum=0.5, sweep_s=0.05, postsweep_s=0.0)
     static = {"n_cells_x": 4, "n_cells_y": 4, "n_spots": 1}
     return build_table(dynamic, Runs(12, reshuffle=True), None, seed), "sparse_noise", static, \
         None
@@ -90,8 +90,8 @@ def make_recording(root, *, seed: int = 0, with_online: bool = True, n_units: in
     t0_us = 200_000.0
     for k, (name, maker) in enumerate((("drift", _grating_table), ("sparse", _sparse_table))):
         table, kind, static, blanks = maker(seed + k)
-        plan = build_plan(table, REFRESH_HZ, preexp_sec=0.2, postexp_sec=0.2,
-                          blank_sec=blanks.sec if blanks else 0.0)
+        plan = build_plan(table, REFRESH_HZ, preexp_s=0.2, postexp_s=0.2,
+                          blank_s=blanks.duration_s if blanks else 0.0)
         codes = session_codes(settings, plan.code)
         n_marker = settings.marker_frames
         enc = encode_session(settings, codes, t0_us=t0_us)
