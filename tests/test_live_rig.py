@@ -384,7 +384,7 @@ def test_kill_9_mid_recording_loses_at_most_half_a_second(session, tmp_path):  #
         [sys.executable, "-c", CHILD, str(MODULES / "pipeline.py"), str(session["config"]),
          str(session["rec"]), str(out), str(kill_at)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        cwd=str(tmp_path))
+        cwd=str(tmp_path), env=dict(os.environ, PYTHONPATH=str(ROOT)))  # this tree's packages
     try:
         line = proc.stdout.readline()
         assert line.startswith("READY"), line + proc.stderr.read()
