@@ -54,7 +54,7 @@ from oe_plugin.host.sources import SyntheticSource, spike_waveform
 from oe_plugin.kernels.bandpass import (
     FILTER_TILE,
     bandpass_block,
-    design_bandpass,
+    default_band_sos,
     load_rows,
     make_filter_state,
 )
@@ -317,7 +317,7 @@ def breakdown(args, source, probe: Probe) -> dict:
     }
     for det in variants.values():
         det.warm_up()
-    sos = design_bandpass(300.0, 6000.0, 2, FS)
+    sos = default_band_sos(FS)
     zi = make_filter_state(sos, n_channels)
     tile = np.zeros((256, n_channels), np.float32)
     ring = np.zeros((1024, n_channels), np.float32)
@@ -458,7 +458,7 @@ def bench_offline(args) -> dict:
     gt_t = spikes["sample_index"].astype(np.int64)
     gt_chan = gt_peak_chan[spikes["unit_index"]]
 
-    sos = design_bandpass(300.0, 6000.0, 2, fs)
+    sos = default_band_sos(fs)
     pre = np.empty_like(raw)
     for c0 in range(0, c, 8):  # causal, same SOS as both detectors use
         pre[:, c0 : c0 + 8] = scipy.signal.sosfilt(sos, raw[:, c0 : c0 + 8], axis=0)

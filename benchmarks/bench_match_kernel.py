@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from oe_plugin.waveforms import biphasic_spike
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -56,8 +58,8 @@ def scene(n_ch, n_units, seconds, seed=0):
     for u in range(n_units):
         rows = np.arange(peak[u] - 2, peak[u] + 3)
         chans[u] = rows
-        shape = (-np.exp(-0.5 * (t / rng.uniform(0.08, 0.2)) ** 2)
-                 + rng.uniform(0.2, 0.5) * np.exp(-0.5 * ((t - rng.uniform(0.3, 0.7)) / 0.2) ** 2))
+        shape = biphasic_spike(t, rng.uniform(0.08, 0.2), rng.uniform(0.2, 0.5),
+                               rng.uniform(0.3, 0.7), 0.2)
         shape /= -shape.min()
         decay = np.exp(-np.abs(rows - peak[u]) / rng.uniform(0.7, 1.5))
         tpl[u] = rng.uniform(6, 10) * decay[:, None] * shape

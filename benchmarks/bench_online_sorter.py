@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from oe_plugin.waveforms import biphasic_spike
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -47,7 +49,7 @@ MODULE = ROOT / "oe_plugin" / "modules" / "pipeline.py"
 
 def shape(w=54, pre=18):
     t = (np.arange(w) - pre) / FS * 1e3
-    s = -np.exp(-0.5 * (t / 0.12) ** 2) + 0.35 * np.exp(-0.5 * ((t - 0.45) / 0.2) ** 2)
+    s = biphasic_spike(t, 0.12)
     return (s / -s.min()).astype(np.float32)
 
 

@@ -132,8 +132,8 @@ def runner_loop(n: int) -> None:
             pass
 
     exp = Experiment(stimulus="blank", dynamic={"bg_lum": Variable([0.4, 0.6], dim=0),
-                                                "sweep_sec": 0.05},
-                     preexp_sec=0.0, postexp_sec=0.0)
+                                                "sweep_s": 0.05},
+                     preexp_s=0.0, postexp_s=0.0)
     exp.runs = type(exp.runs)(max(1, n // 20))
     p = prepare(LoadedScript("bench.py", "", exp), RigSettings(), seed=0)
     r = Runner(p, NoDisplay(), VirtualBackend(p.protocol), FakeClock(0.005), stimulus=NoStim())

@@ -211,31 +211,26 @@ def split_of(case: str, seed: int) -> str:
 
 
 def write_open_ephys_binary(rec, rec_dir: Path, dc=None) -> str:
-    """int16 continuous.dat + structure.oebin; returns the SHA-256 of continuous.dat."""
-    proc = "Acquisition_Board-100.Rhythm Data"
-    d = rec_dir / "continuous" / proc
-    d.mkdir(parents=True, exist_ok=True)
+    """int16 continuous.dat + structure.oebin (the project's one Binary writer, fed float64 µV
+    pieces of 300000 samples plus ``dc`` per channel); returns the SHA-256 of continuous.dat."""
+    from oe_plugin.protocol.oe_binary_events import write_binary_recording
+
     n = rec.get_num_samples()
-    h = hashlib.sha256()
-    with open(d / "continuous.dat", "wb") as f:
+
+    def pieces():
         for a in range(0, n, 300000):
             x = rec.get_traces(start_frame=a, end_frame=min(n, a + 300000)).astype(np.float64)
             if dc is not None:
                 x += dc[None, :]
-            b = np.round(x / BIT_VOLTS).clip(-32768, 32767).astype("<i2").tobytes()
-            h.update(b)
-            f.write(b)
-    sn = np.arange(n, dtype=np.int64)
-    np.save(d / "sample_numbers.npy", sn)
-    np.save(d / "timestamps.npy", sn / FS)
-    c = rec.get_num_channels()
-    oebin = {"GUI version": "0.6.7", "events": [], "spikes": [], "continuous": [{
-        "folder_name": proc + "/", "sample_rate": FS, "source_processor_name": "Acquisition Board",
-        "source_processor_id": 100, "stream_name": "Rhythm Data", "recorded_processor":
-        "Record Node", "recorded_processor_id": 101, "num_channels": c,
-        "channels": [{"channel_name": f"CH{i + 1}", "description": "", "identifier": "",
-                      "history": "", "bit_volts": BIT_VOLTS, "units": "uV"} for i in range(c)]}]}
-    (rec_dir / "structure.oebin").write_text(json.dumps(oebin, indent=2))
+            yield x.T
+
+    folder = write_binary_recording(rec_dir, sample_rate_hz=FS, n_samples=n,
+                                    n_channels=rec.get_num_channels(), data_uv=pieces(),
+                                    bit_volts=BIT_VOLTS)
+    h = hashlib.sha256()
+    with open(rec_dir / "continuous" / folder / "continuous.dat", "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            h.update(block)
     return h.hexdigest()
 
 

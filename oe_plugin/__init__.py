@@ -1,5 +1,18 @@
-"""sweepsort's Open Ephys Python Processor side: shared numba kernels, online modules, the
-host simulator and the sweep TTL protocol."""
+"""sweepsort's core and its Open Ephys Python Processor side.
+
+The core is what the online modules, the offline package and the stimulus driver all import:
+the numba kernels (:mod:`oe_plugin.kernels`), the sweep TTL protocol
+(:mod:`oe_plugin.protocol`), settings (:mod:`oe_plugin.config`, :mod:`oe_plugin.settings`),
+probe layouts (:mod:`oe_plugin.probe`) and the file formats the online and stimulus sides read
+(:mod:`oe_plugin.formats`: sort folders, stimulus session files). On it stand the online modules
+the GUI loads (:mod:`oe_plugin.modules`, :mod:`oe_plugin.online`, :mod:`oe_plugin.outputs`).
+
+The dependency runs one way: ``offline`` and ``stimulus`` import the core; nothing the GUI loads
+imports ``offline`` or ``stimulus``, so the GUI's embedded Python needs only numpy, scipy and
+numba (the ``gui`` extra; tests/test_gui_imports.py). The host simulator and replay
+(:mod:`oe_plugin.host`) are developer tools outside that rule: they may read recordings through
+``offline``.
+"""
 
 
 def __getattr__(name: str):

@@ -10,14 +10,21 @@ from dataclasses import dataclass
 
 from oe_plugin.config import choice, require
 
+BAND_LOW_HZ = 300.0
+BAND_HIGH_HZ = 6000.0
+BAND_ORDER = 2
+"""The default band-pass, online and offline: 300-6000 Hz, a 2nd-order Butterworth prototype
+(the Open Ephys GUI's Bandpass Filter defaults; :func:`oe_plugin.kernels.bandpass.design_bandpass`
+turns it into sections)."""
+
 
 @dataclass(frozen=True)
 class FilterSettings:
     """Causal Butterworth band-pass (the Open Ephys GUI's Bandpass Filter with order 2)."""
 
-    low_hz: float = 300.0
-    high_hz: float = 6000.0
-    order: int = 2
+    low_hz: float = BAND_LOW_HZ
+    high_hz: float = BAND_HIGH_HZ
+    order: int = BAND_ORDER
     enabled: bool = True
     write_downstream: bool = False
     """False: data passes downstream unchanged; True: replaced by the filtered signal."""

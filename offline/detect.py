@@ -24,8 +24,10 @@ from oe_plugin.kernels.detector import EVENT_DTYPE, SpikeDetector
 from oe_plugin.probe import Probe, load_probe, neighbour_lists
 from oe_plugin.settings import DetectSettings, FilterSettings
 
-PEAK_DTYPE = EVENT_DTYPE
-"""``sample_index`` int64 (0-based into the stream), ``channel_index`` int32, ``amplitude_uv``."""
+PEAK_DTYPE = np.dtype([(n, EVENT_DTYPE[n]) for n in ("sample_index", "channel_index")]
+                      + [("amplitude_uv", EVENT_DTYPE["amplitude"])])
+"""``sample_index`` int64 (0-based into the stream), ``channel_index`` int32, ``amplitude_uv``
+float32 (the detector's events on µV data, the same layout)."""
 
 DEFAULT_CHUNK_S = 1.0
 
@@ -76,8 +78,8 @@ def detect_recording(
             bar.update(stop - start)
     if bar is not None:
         bar.close()
-    peaks = np.concatenate(parts) if parts else np.zeros(0, dtype=PEAK_DTYPE)
-    return peaks, detector.stats
+    peaks = np.concatenate(parts) if parts else np.zeros(0, dtype=EVENT_DTYPE)
+    return peaks.view(PEAK_DTYPE), detector.stats  # µV data: the amplitude is in µV
 
 
 def _progress(total: int, enabled: bool):

@@ -1,7 +1,7 @@
 """The offline side of online/offline equivalence: causal filtering + the offline matcher.
 
 :func:`causal_sort` classifies a recording's spikes the way the online sorter
-(:mod:`oe_plugin.online.sorter_core`) does, but as the offline sorter's matching stage does it:
+(:mod:`oe_plugin.online.sorter_driver`) does, but as the offline sorter's matching stage does it:
 one detector run over the *whole* recording (the sort's noise scaling, the online **causal**
 band-pass, the sort's detection settings with its fixed noise-unit threshold), the filtered
 traces kept as one plain time-major array (zero-padded so that no window is cut at the ends),
@@ -33,8 +33,8 @@ import numpy as np
 from oe_plugin.kernels.detector import SpikeDetector
 from oe_plugin.kernels.drift import correct_block_binned
 from oe_plugin.kernels.match import NO_UNIT, match_events, match_tables
-from oe_plugin.online.sort_model import SortModel, load_sort_model, match_params
-from oe_plugin.online.sorter_core import SPIKE_DTYPE, detection_settings, match_reach
+from oe_plugin.online.match_model import SortModel, load_sort_model, match_params
+from oe_plugin.online.sorter_driver import SPIKE_DTYPE, detection_settings, match_reach
 
 
 def causal_sort(traces_uv: np.ndarray, sample_rate_hz: float, model: SortModel | str,
@@ -62,11 +62,11 @@ def causal_sort(traces_uv: np.ndarray, sample_rate_hz: float, model: SortModel |
     scaled = raw * inv[:, None]  # float32 x float32
     fset, dset = detection_settings(model, None, None)
     det = SpikeDetector(n_ch, sample_rate_hz, replace(fset, write_downstream=True), dset,
-                        model.neighbours, max_block=max(n, 1))
+                        model.neighbours, max_block=max(n, 1), noise_units=True)
     ev = det.process(scaled)  # filters ``scaled`` in place
     t_ev = ev["sample_index"]
     c_ev = ev["channel_index"].astype(np.int32)
-    amp_uv = ev["amplitude_uv"] * noise[c_ev]
+    amp_uv = ev["amplitude"] * noise[c_ev]  # noise units -> µV
     if model.n_units == 0:
         out = np.zeros(len(t_ev), SPIKE_DTYPE)
         out["sample_index"], out["channel_index"] = t_ev, c_ev
@@ -109,7 +109,7 @@ def sort_dir_of_module(module_path, config_path=None):
     from pathlib import Path
 
     from oe_plugin.config import from_table, load_toml
-    from oe_plugin.online.online_sorter import MatchSettings, resolve_sort_dir
+    from oe_plugin.online.sorter_module import MatchSettings, resolve_sort_dir
 
     module_path = Path(module_path)
     if config_path is None:
@@ -140,7 +140,7 @@ def motion_options_of_module(module_path, config_path=None) -> dict:
     from pathlib import Path
 
     from oe_plugin.config import from_table, load_toml
-    from oe_plugin.online.online_sorter import MatchSettings
+    from oe_plugin.online.sorter_module import MatchSettings
 
     module_path = Path(module_path)
     if config_path is None:

@@ -31,12 +31,6 @@ _KIND = record_files.RecordFileKind(
     warning=OnlineSweepFileWarning)
 
 
-def find_online_sweep_files(recording_dir) -> list[Path]:
-    """All ``online_sweeps_*.bin`` under ``recording_dir`` (recursive, sorted by path), or the
-    file itself if ``recording_dir`` is one."""
-    return record_files.find_record_files(recording_dir, SWEEP_FORMAT)
-
-
 def read_online_sweeps_meta(recording_dir) -> list[dict]:
     """The JSON header of every online sweep file under ``recording_dir``, each with ``path``,
     ``header_bytes``, ``n_records`` and, when the sidecar exists, ``stats``."""

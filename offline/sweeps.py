@@ -13,103 +13,24 @@ recorded TTL events in sample order; so on the same recording the online file
 The protocol settings come from, in order: the ``settings`` argument, the session file's
 ``ttl_protocol``, the header of an online sweep file in the recording folder, the defaults.
 
-The stimulus session file (JSON) — only what this module relies on (docs/ttl-protocol.md)::
-
-    {"sweep_table": [{"ori": 0, "sfreqCycDeg": 0.1, ...},    # row i = sweep index i
-                     {"ori": 30, "sfreqCycDeg": 0.1, ...}, ...],
-     "ttl_protocol": {... ProtocolSettings fields, "protocol_version": 2,    # optional
-                      "session_code": 11259375},  # the code sent in the START block (v2)
-     "seed": 1234,                                # optional, informative
-     "frames": {"file": "NAME.frames.npz"}}       # optional: the frame log next to it
-
-``sweep_table`` may also be an object holding that list as ``conditions`` (what ``sweepstim``
-writes). The frame log NPZ, if named and present, gives ``frame_number`` and ``code`` per flip
+The stimulus session file is read by :func:`oe_plugin.formats.session_file.read_session_file`
+(re-exported here with :class:`StimulusSession` and :class:`SessionFileError`); the frame log
+NPZ, if named and present, gives ``frame_number`` and ``code`` per flip
 (:func:`compare_with_frame_log`).
 """
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
+from oe_plugin.formats.session_file import (  # noqa: F401 - offline's names for the reader
+    SessionFileError,
+    StimulusSession,
+    read_session_file,
+)
 from oe_plugin.protocol import DECODED_DTYPE, ProtocolSettings, decode_events
-from oe_plugin.protocol.spec import MAX_SWEEP_INDEX
-
-
-class SessionFileError(ValueError):
-    """The stimulus session file is missing a key or has the wrong shape; the message says which."""
-
-
-@dataclass(frozen=True)
-class StimulusSession:
-    """What the sweep decoder needs from a stimulus session file.
-
-    sweep_table : list of dict, row ``i`` = the parameter values of sweep index ``i``.
-    protocol : the TTL protocol settings the stimulus used (None if the file does not say).
-    seed : the stimulus's random seed (None if absent).
-    frame_log : dict of arrays from the frame-log NPZ (``frame_number``, ``code``, ...), or
-        None when the file names none or it is missing.
-    raw : the whole parsed JSON.
-    """
-
-    sweep_table: list
-    protocol: ProtocolSettings | None = None
-    seed: int | None = None
-    frame_log: dict | None = field(default=None, repr=False)
-    raw: dict = field(default_factory=dict, repr=False)
-
-    @property
-    def parameter_names(self) -> list[str]:
-        names: list[str] = []
-        for row in self.sweep_table:
-            for k in row:
-                if k not in names:
-                    names.append(k)
-        return names
-
-
-def read_session_file(path) -> StimulusSession:
-    """Read the sweep table (and, if present, the TTL protocol and seed) of a session file.
-
-    Raises FileNotFoundError, SessionFileError (bad JSON, no ``sweep_table``, a row that is not
-    an object, more rows than the protocol can index), or SettingsError (bad ``ttl_protocol``).
-    """
-    path = Path(path)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise SessionFileError(f"{path}: not valid JSON: {exc}") from None
-    if not isinstance(raw, dict):
-        raise SessionFileError(f"{path}: expected a JSON object at the top level")
-    table = raw.get("sweep_table")
-    if isinstance(table, dict) and "conditions" in table:
-        table = table["conditions"]
-    if table is None:
-        raise SessionFileError(f"{path}: no 'sweep_table' (a list with one object of parameter "
-                               "values per sweep index)")
-    if not isinstance(table, list) or not all(isinstance(r, dict) for r in table):
-        raise SessionFileError(f"{path}: 'sweep_table' must be a list of objects "
-                               "(row i = the parameters of sweep index i)")
-    if len(table) > MAX_SWEEP_INDEX + 1:
-        raise SessionFileError(f"{path}: {len(table)} sweeps; the protocol indexes at most "
-                               f"{MAX_SWEEP_INDEX + 1}")
-    protocol = None
-    if raw.get("ttl_protocol") is not None:
-        protocol = ProtocolSettings.from_dict(raw["ttl_protocol"], "ttl_protocol")
-    seed = raw.get("seed")
-    frame_log = None
-    frames_meta = raw.get("frames")
-    if isinstance(frames_meta, dict) and isinstance(frames_meta.get("file"), str):
-        npz = path.with_name(Path(frames_meta["file"]).name)
-        if npz.exists():
-            with np.load(npz, allow_pickle=False) as z:
-                frame_log = {k: z[k] for k in z.files}
-    return StimulusSession(table, protocol, int(seed) if isinstance(seed, int) else None,
-                           frame_log, raw)
 
 
 def compare_with_frame_log(frames: np.ndarray, frame_log: dict) -> dict:

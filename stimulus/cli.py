@@ -157,7 +157,7 @@ def _refresh_clock(args, rig, p, display):
     if args.offscreen:
         return FakeClock(1.0 / scr.refresh_hz, t0=0.0), None
     display.clear(p.default_bg)
-    n = max(20, int(rig.timing.measure_sec * scr.refresh_hz))
+    n = max(20, int(rig.timing.measure_s * scr.refresh_hz))
     measured, _ = measure_refresh(lambda: (display.clear(p.default_bg), display.flip()),
                                   time.perf_counter, n)
     off = abs(measured / scr.refresh_hz - 1.0)
@@ -302,7 +302,7 @@ def cmd_run(args) -> int:
     log = result.log
     n = log["flip_time_s"].size
     took = float(log["flip_time_s"][-1] - log["flip_time_s"][0]) if n > 1 else 0.0
-    print(f"{status}: {n} refreshes in {took:.2f} s (planned {p.plan.duration_sec:.2f} s), "
+    print(f"{status}: {n} refreshes in {took:.2f} s (planned {p.plan.duration_s:.2f} s), "
           f"{result.n_dropped} dropped frame(s), {len(result.ttl_errors)} TTL error(s)")
     print(f"session file: {path}")
     return code

@@ -76,10 +76,6 @@ class Geometry:
         b = math.radians(max(ecc_deg - half, -89.999))
         return self.distance_cm * (math.tan(a) - math.tan(b)) * self.px_per_cm
 
-    def px_to_size(self, size_px: float) -> float:
-        """Inverse of :meth:`size_to_px` on the line of sight, deg."""
-        return 2.0 * math.degrees(math.atan(size_px / self.px_per_cm / 2.0 / self.distance_cm))
-
     def screen_deg(self) -> tuple[float, float]:
         """Full screen width and height in degrees (centred on the line of sight)."""
         return (2 * math.degrees(math.atan(self.width_cm / 2 / self.distance_cm)),
@@ -88,7 +84,3 @@ class Geometry:
     def nyquist_cpd(self, ecc_deg: float = 0.0) -> float:
         """Highest spatial frequency the pixels can show at ``ecc_deg``: 0.5 cycle/px, cyc/deg."""
         return 0.5 * self.px_per_deg_at(ecc_deg)
-
-    def speed_to_px_per_frame(self, speed_dps: float, refresh_hz: float) -> float:
-        """Speed in deg/s -> px per refresh (local scale at the centre)."""
-        return speed_dps * self.px_per_deg_at(0.0) / refresh_hz

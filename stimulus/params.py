@@ -1,7 +1,7 @@
 """Parameter declarations: each stimulus says which parameters it takes, their type and range.
 
 Names carry their unit (``sf_cpd`` cycles/deg, ``tf_hz``, ``speed_dps`` deg/s, ``size_deg``,
-``*_sec`` seconds, ``*_lum`` linear luminance 0..1 where 0 is black and 1 white after gamma
+``*_s`` seconds, ``*_lum`` linear luminance 0..1 where 0 is black and 1 white after gamma
 correction). :mod:`stimulus.validate` checks a script against these declarations before any
 window opens.
 """
@@ -65,8 +65,8 @@ class Param:
 
 
 COMMON = {
-    "sweep_sec": Param(float, 1.0, "stimulus duration of each sweep, s", 0.0, 3600.0),
-    "postsweep_sec": Param(float, 0.0, "background after each sweep, s", 0.0, 3600.0),
+    "sweep_s": Param(float, 1.0, "stimulus duration of each sweep, s", 0.0, 3600.0),
+    "postsweep_s": Param(float, 0.0, "background after each sweep, s", 0.0, 3600.0),
     "bg_lum": Param(float, 0.5, "background luminance, 0..1", 0.0, 1.0),
     "x_deg": Param(float, 0.0, "stimulus centre right of the screen centre, deg", -89.0, 89.0),
     "y_deg": Param(float, 0.0, "stimulus centre above the screen centre, deg", -89.0, 89.0),

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from oe_plugin.protocol.spec import SWEEP_NONE
 from stimulus.params import frames
-from stimulus.sweeptable import SWEEP_NONE, SweepTable
+from stimulus.sweeptable import SweepTable
 
 PRE, STIMULUS, POST_SWEEP, BLANK, POST = 0, 1, 2, 3, 4
 PHASE_NAMES = ("pre", "stimulus", "post_sweep", "blank", "post")
@@ -51,7 +52,7 @@ class FramePlan:
         return int(self.code.size)
 
     @property
-    def duration_sec(self) -> float:
+    def duration_s(self) -> float:
         return self.n_frames / self.refresh_hz
 
     def presentation_start(self) -> np.ndarray:
@@ -61,21 +62,21 @@ class FramePlan:
         return starts
 
 
-def build_plan(table: SweepTable, refresh_hz: float, *, preexp_sec: float, postexp_sec: float,
-               blank_sec: float = 0.0) -> FramePlan:
+def build_plan(table: SweepTable, refresh_hz: float, *, preexp_s: float, postexp_s: float,
+               blank_s: float = 0.0) -> FramePlan:
     """Lay out every refresh of the experiment (see the module docstring)."""
     order = table.order.astype(np.int64)
     n_pres = order.size
     sweep_n = np.zeros(n_pres, np.int64)
     post_n = np.zeros(n_pres, np.int64)
-    cond_sweep = np.array([frames(c["sweep_sec"], refresh_hz) for c in table.conditions])
-    cond_post = np.array([frames(c["postsweep_sec"], refresh_hz) for c in table.conditions])
+    cond_sweep = np.array([frames(c["sweep_s"], refresh_hz) for c in table.conditions])
+    cond_post = np.array([frames(c["postsweep_s"], refresh_hz) for c in table.conditions])
     is_blank = order == SWEEP_NONE
     sweep_n[~is_blank] = cond_sweep[order[~is_blank]]
     post_n[~is_blank] = cond_post[order[~is_blank]]
-    sweep_n[is_blank] = frames(blank_sec, refresh_hz)
-    n_pre = frames(preexp_sec, refresh_hz)
-    n_post = frames(postexp_sec, refresh_hz)
+    sweep_n[is_blank] = frames(blank_s, refresh_hz)
+    n_pre = frames(preexp_s, refresh_hz)
+    n_post = frames(postexp_s, refresh_hz)
 
     # segments: pre, then (sweep, post) per presentation, then post
     seg_len = np.concatenate([[n_pre], np.column_stack([sweep_n, post_n]).ravel(), [n_post]])

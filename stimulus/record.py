@@ -49,7 +49,7 @@ def build_meta(p: Prepared, sid: str, *, status: str, result: RunResult | None =
     dynamic = {k: (v.to_dict() if isinstance(v, Variable) else v)
                for k, v in p.validated.dynamic.items()}
     frames: dict = {"n_plan": p.plan.n_frames, "refresh_hz": p.plan.refresh_hz,
-                    "planned_duration_sec": p.plan.duration_sec}
+                    "planned_duration_s": p.plan.duration_s}
     if result is not None:
         log = result.log
         dropped = np.flatnonzero(log["dropped"])
@@ -71,8 +71,8 @@ def build_meta(p: Prepared, sid: str, *, status: str, result: RunResult | None =
         "dynamic": dynamic,
         "runs": dataclasses.asdict(exp.runs),
         "blanks": dataclasses.asdict(exp.blanks) if exp.blanks else None,
-        "preexp_sec": exp.preexp_sec,
-        "postexp_sec": exp.postexp_sec,
+        "preexp_s": exp.preexp_s,
+        "postexp_s": exp.postexp_s,
         "sweep_table": {"n_conditions": t.n_conditions, "conditions": list(t.conditions),
                         **t.structure(), "order": t.order.tolist(), "run": t.run.tolist()},
         "rig": {"screen": dataclasses.asdict(p.rig.screen),

@@ -73,8 +73,9 @@ class TimingSettings:
     refresh_tolerance: float = 0.005
     """Refuse to start when the measured refresh differs from the configured by more than
     this fraction (``--allow-refresh-mismatch`` only warns)."""
-    measure_sec: float = 1.0
-    """How long the refresh rate is measured before the experiment, s."""
+    measure_s: float = 1.0
+    """How long the refresh rate is measured before the experiment, s (``measure_sec`` in rig
+    configs written before sweepsort named seconds ``_s`` is read as this)."""
     photodiode: bool = True
     """Draw a patch in a corner that alternates black/white every refresh."""
     photodiode_size_px: int = 40
@@ -88,8 +89,8 @@ class TimingSettings:
                 f"must be 1.05..3 periods, got {self.drop_threshold}")
         require(0 < self.refresh_tolerance <= 0.2, f"{section}.refresh_tolerance",
                 f"must be in (0, 0.2], got {self.refresh_tolerance}")
-        require(0.1 <= self.measure_sec <= 30, f"{section}.measure_sec",
-                f"must be 0.1..30 s, got {self.measure_sec}")
+        require(0.1 <= self.measure_s <= 30, f"{section}.measure_s",
+                f"must be 0.1..30 s, got {self.measure_s}")
         require(4 <= self.photodiode_size_px <= 1000, f"{section}.photodiode_size_px",
                 f"must be 4..1000 px, got {self.photodiode_size_px}")
 
@@ -112,6 +113,23 @@ class RigSettings:
         return dataclasses.replace(self, screen=screen, protocol=protocol)
 
 
+OLD_TIMING_KEYS = {"measure_sec": "measure_s"}
+"""Keys of [timing] renamed since; an old config still reads."""
+
+
+def _renamed(table: dict | None, old_keys: dict, section: str) -> dict:
+    """``table`` with old key names replaced by the new ones (both given: an error)."""
+    out = dict(table or {})
+    for old, new in old_keys.items():
+        if old in out:
+            if new in out:
+                from oe_plugin.config import SettingsError
+
+                raise SettingsError(f"{section}.{old}: the old name of {section}.{new}; give one")
+            out[new] = out.pop(old)
+    return out
+
+
 def find_config(explicit: str | os.PathLike | None = None) -> Path | None:
     """The rig config in use: ``explicit``, ``$SWEEPSTIM_CONFIG``, or the user default."""
     if explicit:
@@ -129,7 +147,8 @@ def load_rig(path: str | os.PathLike | None = None) -> RigSettings:
     table = load_toml(path) if path is not None else {}
     check_sections(table, SECTIONS, where=str(path) if path else "rig config")
     screen = from_table(ScreenSettings, table.get("screen"), "screen")
-    timing = from_table(TimingSettings, table.get("timing"), "timing")
+    timing = from_table(TimingSettings, _renamed(table.get("timing"), OLD_TIMING_KEYS, "timing"),
+                        "timing")
     proto_table = dict(table.get("protocol") or {})
     if "refresh_hz" in proto_table:
         from oe_plugin.config import SettingsError

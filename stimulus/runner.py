@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from oe_plugin.protocol.spec import SWEEP_NONE
 from stimulus.plan import STIMULUS, FramePlan, build_plan
 from stimulus.rig import RigSettings
 from stimulus.script import LoadedScript, Variable, load_script
 from stimulus.stimuli import KINDS
 from stimulus.stimuli.base import RenderContext, Stimulus
-from stimulus.sweeptable import SWEEP_NONE
 from stimulus.timing import FrameLog, FrameTimer
 from stimulus.ttl.base import TTLBackend
 from stimulus.ttl.encoding import CODE_END, FrameEncoder, ProtocolSettings, start_block
@@ -75,9 +75,9 @@ def prepare(script, rig: RigSettings, seed: int | None = None,
     protocol = dataclasses.replace(rig.protocol, refresh_hz=refresh)
     ctx = RenderContext(screen.geometry(), refresh, screen.gamma, int(seed))
     validated = check_or_raise(loaded, ctx, protocol, seed)
-    blank_sec = exp.blanks.sec if exp.blanks is not None else 0.0
-    plan = build_plan(validated.table, refresh, preexp_sec=exp.preexp_sec,
-                      postexp_sec=exp.postexp_sec, blank_sec=blank_sec)
+    blank_s = exp.blanks.duration_s if exp.blanks is not None else 0.0
+    plan = build_plan(validated.table, refresh, preexp_s=exp.preexp_s,
+                      postexp_s=exp.postexp_s, blank_s=blank_s)
     return Prepared(loaded, validated, plan, int(seed), rig, protocol, ctx)
 
 
@@ -95,12 +95,13 @@ def summary(p: Prepared) -> str:
     dims = " x ".join(
         f"{'+'.join(d.names)} {d.n}{' (shuffled)' if d.shuffle else ''}" for d in t.dims) or "-"
     runs = f"{exp.runs.n} run(s){' reshuffled' if exp.runs.reshuffle else ''}"
-    blanks = (f"{t.n_blanks} blank(s) of {exp.blanks.sec:g} s" if exp.blanks else "no blanks")
+    blanks = (f"{t.n_blanks} blank(s) of {exp.blanks.duration_s:g} s" if exp.blanks
+              else "no blanks")
     return (f"{exp.stimulus}: {t.n_conditions} condition(s) [{dims}], {runs}: "
             f"{t.n_stimulus_sweeps} stimulus sweeps + {blanks}\n"
             f"{p.plan.n_frames} refreshes at {p.plan.refresh_hz:g} Hz = "
-            f"{format_duration(p.plan.duration_sec)} (pre {exp.preexp_sec:g} s, post "
-            f"{exp.postexp_sec:g} s; plus {2 * p.protocol.marker_frames}+ marker refreshes)\n"
+            f"{format_duration(p.plan.duration_s)} (pre {exp.preexp_s:g} s, post "
+            f"{exp.postexp_s:g} s; plus {2 * p.protocol.marker_frames}+ marker refreshes)\n"
             f"seed {p.seed}; TTL {p.protocol.scheme} scheme (sweep indices up to "
             f"{p.protocol.max_sweep_index()})")
 
@@ -124,8 +125,8 @@ def sweep_table_rows(p: Prepared) -> list[dict]:
     """One row per presented sweep, in presentation order: ``n`` (presentation), ``run``,
     ``sweep`` (the sweep index sent on the TTL lines, ``None`` for a blank), the values of the
     table's varied parameters (``None`` for a blank), ``frames`` (stimulus refreshes),
-    ``post_frames`` (post-sweep background refreshes), ``sec`` (both, in seconds) and
-    ``start_sec`` (first refresh, from the plan's first refresh; the TTL START markers come
+    ``post_frames`` (post-sweep background refreshes), ``duration_s`` (both, in seconds) and
+    ``start_s`` (first refresh, from the plan's first refresh; the TTL START markers come
     before it)."""
     t, plan = p.table, p.plan
     names = [name for d in t.dims for name in d.names]
@@ -139,8 +140,8 @@ def sweep_table_rows(p: Prepared) -> list[dict]:
         rows.append({"n": i, "run": int(t.run[i]), "sweep": None if blank else int(code),
                      **{name: None if blank else cond[name] for name in names},
                      "frames": n_frames, "post_frames": n_post,
-                     "sec": (n_frames + n_post) / hz,
-                     "start_sec": float(starts[i]) / hz if i < starts.size else math.nan})
+                     "duration_s": (n_frames + n_post) / hz,
+                     "start_s": float(starts[i]) / hz if i < starts.size else math.nan})
     return rows
 
 
@@ -148,7 +149,7 @@ def format_sweep_table(p: Prepared) -> str:
     """:func:`sweep_table_rows` as aligned text columns (``sweepstim run --dry-run --table``)."""
     rows = sweep_table_rows(p)
     names = [name for d in p.table.dims for name in d.names]
-    header = ["#", "run", "sweep", *names, "frames", "post_frames", "sec", "start_s"]
+    header = ["#", "run", "sweep", *names, "frames", "post_frames", "duration_s", "start_s"]
 
     def cell(v) -> str:
         if v is None:
@@ -159,7 +160,7 @@ def format_sweep_table(p: Prepared) -> str:
 
     body = [[str(r["n"]), str(r["run"]), "blank" if r["sweep"] is None else str(r["sweep"]),
              *[cell(r[name]) for name in names], str(r["frames"]), str(r["post_frames"]),
-             f"{r['sec']:.3f}", f"{r['start_sec']:.3f}"] for r in rows]
+             f"{r['duration_s']:.3f}", f"{r['start_s']:.3f}"] for r in rows]
     widths = [max(len(h), *(len(b[k]) for b in body)) if body else len(h)
               for k, h in enumerate(header)]
     lines = ["  ".join(v.rjust(w) for v, w in zip(line, widths, strict=True))

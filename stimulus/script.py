@@ -13,10 +13,10 @@ lab's headline experiment)::
             ori_deg=Variable(range(0, 360, 30), dim=0, shuffle=True),
             sf_cpd=Variable([0.05, 0.1, 0.2, 0.4, 0.8, 1.6], dim=1, shuffle=True),
             tf_hz=Variable([0.5, 1, 2, 5], dim=2, shuffle=True),
-            diameter_deg=20.0, contrast=1.0, sweep_sec=4.0,
+            diameter_deg=20.0, contrast=1.0, sweep_s=4.0,
         ),
         runs=Runs(4, reshuffle=True),
-        blanks=Blanks(every=10, sec=4.0),
+        blanks=Blanks(every=10, duration_s=4.0),
     )
 
 *Static* parameters hold for the whole experiment (a mask shape, a movie file, a grid size);
@@ -31,7 +31,7 @@ import ast
 import hashlib
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -109,18 +109,22 @@ class Blanks:
 
     ``every=T``: every T-th sweep is a blank (T-1 stimulus sweeps, then a blank; T >= 2).
     ``shuffle=True``: the same number of blanks at random positions instead.
-    ``sec``: duration of one blank sweep, s.
+    ``duration_s``: duration of one blank sweep, s (``sec=``, its old name, still works).
     """
 
     every: int = 10
-    sec: float = 1.0
+    duration_s: float = 1.0
     shuffle: bool = False
+    sec: InitVar[float | None] = None
 
-    def __post_init__(self):
+    def __post_init__(self, sec):
+        if sec is not None:
+            object.__setattr__(self, "duration_s", sec)
         if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 2:
             raise ScriptError(f"Blanks(every) must be an integer >= 2, got {self.every!r}")
-        if not _is_number(self.sec) or not self.sec > 0 or not math.isfinite(self.sec):
-            raise ScriptError(f"Blanks(sec) must be a positive number of seconds, got {self.sec!r}")
+        d = self.duration_s
+        if not _is_number(d) or not d > 0 or not math.isfinite(d):
+            raise ScriptError(f"Blanks(duration_s) must be a positive number of seconds, got {d!r}")
 
 
 @dataclass
@@ -134,11 +138,14 @@ class Experiment:
     static : dict
         Experiment-wide parameters (name -> value).
     dynamic : dict
-        Per-sweep parameters (name -> value or :class:`Variable`); ``sweep_sec`` and
-        ``postsweep_sec`` are dynamic parameters too.
+        Per-sweep parameters (name -> value or :class:`Variable`); ``sweep_s`` and
+        ``postsweep_s`` are dynamic parameters too.
     runs, blanks : Runs, Blanks or None
-    preexp_sec, postexp_sec : float
-        Background shown before the first and after the last sweep, s.
+    preexp_s, postexp_s : float
+        Background shown before the first and after the last sweep, s. Scripts written before
+        the ``_sec`` -> ``_s`` rename still run: ``preexp_sec``/``postexp_sec`` here and the
+        parameters ``sweep_sec``/``postsweep_sec`` are read under their new names
+        (:data:`OLD_NAMES`).
     seed : int or None
         Fixed seed; the command line's ``--seed`` overrides it; if neither, one is drawn from
         the OS and recorded in the session file.
@@ -149,9 +156,38 @@ class Experiment:
     dynamic: dict = field(default_factory=dict)
     runs: Runs = field(default_factory=Runs)
     blanks: Blanks | None = None
-    preexp_sec: float = 1.0
-    postexp_sec: float = 1.0
+    preexp_s: float = 1.0
+    postexp_s: float = 1.0
     seed: int | None = None
+    preexp_sec: InitVar[float | None] = None
+    postexp_sec: InitVar[float | None] = None
+
+    def __post_init__(self, preexp_sec, postexp_sec):
+        if preexp_sec is not None:
+            self.preexp_s = preexp_sec
+        if postexp_sec is not None:
+            self.postexp_s = postexp_sec
+        self.static = renamed_params(self.static)
+        self.dynamic = renamed_params(self.dynamic)
+
+
+OLD_NAMES = {"sweep_sec": "sweep_s", "postsweep_sec": "postsweep_s"}
+"""Sweep parameters renamed since (old name -> new); an old script or session file reads under
+the new names."""
+
+
+def renamed_params(params) -> dict:
+    """``params`` (name -> value) with old names (:data:`OLD_NAMES`) replaced, order kept; a
+    name given twice (old and new) is a :class:`ScriptError`."""
+    if not isinstance(params, dict):
+        return params
+    out = {}
+    for k, v in params.items():
+        new = OLD_NAMES.get(k, k)
+        if new in out or (new != k and new in params):
+            raise ScriptError(f"{k!r} is the old name of {new!r}: give one")
+        out[new] = v
+    return out
 
 
 @dataclass(frozen=True)

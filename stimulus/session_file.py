@@ -9,7 +9,7 @@ a JSON that exists always points at a complete NPZ); no pickle anywhere:
     session_id, created_utc, status ("completed" | "cancelled" | "failed" | "dry-run"), error,
     script {path, sha256, text}, seed,
     stimulus, static {...}, dynamic {name: value | {"values", "dim", "shuffle"}},
-    runs {n, reshuffle}, blanks {every, sec, shuffle} | null, preexp_sec, postexp_sec,
+    runs {n, reshuffle}, blanks {every, duration_s, shuffle} | null, preexp_s, postexp_s,
     sweep_table {n_conditions, conditions [ {param: value} per sweep index ],
                  dims [ {index, script_dim, names, n, shuffle} ], dim_index [[...]],
                  order [sweep index or 65535 per presented sweep], run [...]},
@@ -45,10 +45,13 @@ from pathlib import Path
 
 import numpy as np
 
-FORMAT = "sweepstim-session"
-FORMAT_VERSION = 1
-JSON_SUFFIX = ".session.json"
-NPZ_SUFFIX = ".frames.npz"
+from oe_plugin.formats.session_file import (  # noqa: F401 - the format's names, for the writer
+    FORMAT,
+    FORMAT_VERSION,
+    JSON_SUFFIX,
+    NPZ_SUFFIX,
+    paths_for,
+)
 
 
 @dataclass
@@ -61,15 +64,6 @@ class Session:
 
     def condition(self, sweep_index: int) -> dict:
         return self.meta["sweep_table"]["conditions"][sweep_index]
-
-
-def paths_for(path: str | Path) -> tuple[Path, Path]:
-    """(json path, npz path) for a session path given with or without the suffix."""
-    path = Path(path)
-    name = path.name
-    stem = name[: -len(JSON_SUFFIX)] if name.endswith(JSON_SUFFIX) else (
-        name[: -len(".json")] if name.endswith(".json") else name)
-    return path.with_name(stem + JSON_SUFFIX), path.with_name(stem + NPZ_SUFFIX)
 
 
 def _jsonable(obj):

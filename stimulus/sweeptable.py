@@ -30,10 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from oe_plugin.protocol.spec import SWEEP_NONE
 from stimulus.script import Blanks, Runs, ScriptError, Variable
-
-SWEEP_NONE = 65535
-"""The code for 'no sweep' (blanks, pre/post-experiment, post-sweep background)."""
 
 
 @dataclass(frozen=True)

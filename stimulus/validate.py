@@ -82,7 +82,7 @@ def validate(loaded: LoadedScript, ctx: RenderContext, protocol: ProtocolSetting
         add("stimulus", f"unknown stimulus {exp.stimulus!r}{_suggest(str(exp.stimulus), KINDS)};"
                         f" known: {', '.join(KINDS)}")
         return out
-    for key in ("preexp_sec", "postexp_sec"):
+    for key in ("preexp_s", "postexp_s"):
         msg = _check_number(getattr(exp, key), 0.0, "seconds")
         if msg:
             add(key, msg)
@@ -129,9 +129,9 @@ def validate(loaded: LoadedScript, ctx: RenderContext, protocol: ProtocolSetting
             values[name] = vals
     for name, p in dyn_params.items():
         values.setdefault(name, [p.default])
-    sweeps = values.get("sweep_sec", [])
+    sweeps = values.get("sweep_s", [])
     if cls.KIND != "blank" and sweeps and min(sweeps) <= 0:
-        add("dynamic.sweep_sec", "every sweep needs a duration > 0 s", "sweep_sec")
+        add("dynamic.sweep_s", "every sweep needs a duration > 0 s", "sweep_s")
 
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         add("seed", f"must be a non-negative integer, got {seed!r}")

@@ -10,13 +10,14 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal
 
+from oe_plugin.kernels.bandpass import default_band_sos
+from oe_plugin.waveforms import biphasic_spike
+
 
 def spike_shape(sample_rate_hz: float) -> tuple[np.ndarray, int]:
     """Unit-trough biphasic waveform (~1.6 ms) and the index of its trough."""
     t_ms = np.arange(-0.6, 1.0, 1e3 / sample_rate_hz)
-    trough = -np.exp(-0.5 * (t_ms / 0.12) ** 2)
-    after = 0.35 * np.exp(-0.5 * ((t_ms - 0.45) / 0.2) ** 2)
-    shape = trough + after
+    shape = biphasic_spike(t_ms, 0.12)
     shape /= -shape.min()
     return shape.astype(np.float32), int(np.argmin(shape))
 
@@ -47,7 +48,7 @@ def make_recording(
     rng = np.random.default_rng(seed)
     n = int(duration_s * sample_rate_hz)
     white = rng.standard_normal((n_channels, n))
-    sos = signal.butter(2, [300, 6000], "bandpass", fs=sample_rate_hz, output="sos")
+    sos = default_band_sos(sample_rate_hz)
     band = signal.sosfilt(sos, white, axis=1)
     data = white * (noise_uv / band[:, n // 10 :].std())
     shape, trough = spike_shape(sample_rate_hz)

@@ -75,7 +75,7 @@ def test_experiments_from_decoded_ttls_and_session_files(made):
     # the same presentations from the codes alone (no frame plan)
     alone = build_presentations(drift.refreshes["sample_number"], drift.refreshes["sweep_index"],
                                 sample_rate_hz=drift.sample_rate_hz, refresh_hz=syn.REFRESH_HZ,
-                                conditions=drift.conditions, blank_sec=0.5)
+                                conditions=drift.conditions, blank_s=0.5)
     np.testing.assert_array_equal(alone.sweep_index, pres.sweep_index)
     np.testing.assert_allclose(alone.onset_s, pres.onset_s)
 
@@ -220,11 +220,11 @@ experiment = Experiment(
     stimulus="grating",
     dynamic=dict(ori_deg=Variable([0, 45, 90], dim=0, shuffle=True),
                  sf_cpd=Variable([0.1, 0.2], dim=1, shuffle=True),
-                 sweep_sec=0.03, postsweep_sec=0.01),
+                 sweep_s=0.03, postsweep_s=0.01),
     runs=Runs(2, reshuffle=True),
-    blanks=Blanks(every=4, sec=0.02),
-    preexp_sec=0.02,
-    postexp_sec=0.02,
+    blanks=Blanks(every=4, duration_s=0.02),
+    preexp_s=0.02,
+    postexp_s=0.02,
 )
 """
 
@@ -264,7 +264,7 @@ def test_a_session_file_written_by_sweepstim_run(tmp_path):
     np.testing.assert_allclose(pres.duration_s[~stim], 0.02, atol=1e-3)
     alone = build_presentations(e.refreshes["sample_number"], e.refreshes["sweep_index"],
                                 sample_rate_hz=e.sample_rate_hz, refresh_hz=e.refresh_hz,
-                                conditions=e.conditions, blank_sec=e.session["blank_sec"])
+                                conditions=e.conditions, blank_s=e.session["blank_s"])
     np.testing.assert_array_equal(alone.sweep_index, pres.sweep_index)
     np.testing.assert_allclose(alone.onset_s, pres.onset_s)
     np.testing.assert_allclose(alone.offset_s, pres.offset_s)

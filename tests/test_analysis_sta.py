@@ -45,9 +45,9 @@ def test_msequence_sta_recovers_the_filter():
     rng = np.random.default_rng(0)
     static = dict(order=12, n_cells_x=8, n_cells_y=8, refreshes_per_frame=2)
     n_el = 2**12 - 1
-    table = build_table(dict(frame_i=0, sweep_sec=n_el * 2 / R, postsweep_sec=0.0), Runs(4),
+    table = build_table(dict(frame_i=0, sweep_s=n_el * 2 / R, postsweep_s=0.0), Runs(4),
                         None, seed=3)
-    plan = build_plan(table, R, preexp_sec=0.1, postexp_sec=0.1)
+    plan = build_plan(table, R, preexp_s=0.1, postexp_s=0.1)
     samples = refresh_samples(plan.n_frames)
     kw = dict(seed=3, refresh_sample=samples, refresh_sweep=plan.code, sample_rate_hz=FS,
               refresh_hz=R)
@@ -94,9 +94,9 @@ def test_sparse_noise_sta_recovers_the_filter():
     dynamic = dict(xi=Variable(range(8), dim=0, shuffle=True),
                    yi=Variable(range(8), dim=1, shuffle=True),
                    spot_lum=Variable([0.0, 1.0], dim=2, shuffle=True),
-                   bg_lum=0.5, sweep_sec=0.05, postsweep_sec=0.0)
+                   bg_lum=0.5, sweep_s=0.05, postsweep_s=0.0)
     table = build_table(dynamic, Runs(20, reshuffle=True), None, seed=5)
-    plan = build_plan(table, R, preexp_sec=0.1, postexp_sec=0.1)
+    plan = build_plan(table, R, preexp_s=0.1, postexp_s=0.1)
     movie = build_movie("sparse_noise", static, list(table.conditions), seed=5,
                         refresh_sample=refresh_samples(plan.n_frames), refresh_sweep=plan.code,
                         sample_rate_hz=FS, refresh_hz=R)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from oe_plugin.waveforms import biphasic_spike
 from offline.sort.burst_merge import burst_timing, burst_units, scaled_copy
 from offline.sort.settings import SortSettings
 
@@ -16,7 +17,7 @@ W = 40
 
 def _shape(width_ms=0.12, lag=0.0):
     t = (np.arange(W) - 12) / FS * 1e3 - lag
-    s = -np.exp(-0.5 * (t / width_ms) ** 2) + 0.35 * np.exp(-0.5 * ((t - 0.45) / 0.2) ** 2)
+    s = biphasic_spike(t, width_ms)
     return s / -s.min()
 
 

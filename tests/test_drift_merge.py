@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from oe_plugin.waveforms import biphasic_spike
 from offline.sort.drift_merge import coincidences, drift_groups, profile_overlap, shape_distance
 from offline.sort.settings import SortSettings
 
@@ -18,7 +19,7 @@ S = SortSettings()
 def _template(depth_rows, width_ms=0.12, peak=100.0):
     """(C, W) template: a biphasic spike centred on (fractional) row ``depth_rows``."""
     t = (np.arange(W) - 12) / FS * 1e3
-    shape = -np.exp(-0.5 * (t / width_ms) ** 2) + 0.35 * np.exp(-0.5 * ((t - 0.45) / 0.2) ** 2)
+    shape = biphasic_spike(t, width_ms)
     rows = np.exp(-np.abs(np.arange(C) - depth_rows) / 1.2)
     return peak * rows[:, None] * shape[None, :]
 

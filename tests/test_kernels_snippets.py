@@ -49,4 +49,4 @@ def test_snippets_of_detected_events_peak_at_the_event_sample():
     ok = extract_snippets(filtered, 0, ev["sample_index"], ev["channel_index"], *nb, 15, 30, out)
     assert ok.all()
     assert (out[:, 0, :].argmin(axis=1) == 15).all()
-    np.testing.assert_array_equal(out[:, 0, 15], ev["amplitude_uv"])
+    np.testing.assert_array_equal(out[:, 0, 15], ev["amplitude"])

@@ -12,6 +12,7 @@ from oe_plugin.kernels.match import (
     match_events,
     match_tables,
 )
+from oe_plugin.waveforms import biphasic_spike
 
 PRE, WIDTH, N_CH = 10, 30, 6
 
@@ -19,7 +20,7 @@ PRE, WIDTH, N_CH = 10, 30, 6
 def _templates():
     """Two units: unit 0 on channels 0-2, unit 1 on channels 2-4 (K = 3 rows each)."""
     w = np.arange(WIDTH) - PRE
-    shape = -np.exp(-0.5 * (w / 2.0) ** 2) + 0.3 * np.exp(-0.5 * ((w - 6) / 3.0) ** 2)
+    shape = biphasic_spike(w, 2.0, 0.3, 6, 3.0)
     t = np.zeros((2, 3, WIDTH), dtype=np.float32)
     t[0] = np.array([1.0, 0.6, 0.3])[:, None] * shape * 12
     t[1] = np.array([0.4, 1.0, 0.5])[:, None] * shape[::-1] * 10  # a different waveform
@@ -116,7 +117,7 @@ def _pair_scene(seed, gap):
     rng = np.random.default_rng(seed)
     tpl, chans = _templates()
     w = np.arange(WIDTH) - PRE
-    shape = -np.exp(-0.5 * (w / 2.0) ** 2) + 0.3 * np.exp(-0.5 * ((w - 6) / 3.0) ** 2)
+    shape = biphasic_spike(w, 2.0, 0.3, 6, 3.0)
     tpl[0] = np.array([0.3, 0.6, 1.0])[:, None] * shape * 10  # both peak on channel 2
     tpl[1] = np.array([1.0, 0.6, 0.3])[:, None] * shape[::-1] * 9
     x = rng.standard_normal((4000, N_CH)).astype(np.float32)
@@ -268,8 +269,8 @@ def test_fast_search_finds_the_brute_force_winner():
     for u in range(n_units):
         peak = rng.integers(0, n_ch - 4)
         chans[u] = np.arange(peak, peak + 4)
-        shape = (-np.exp(-0.5 * (w / rng.uniform(1.5, 3.5)) ** 2)
-                 + rng.uniform(0.2, 0.5) * np.exp(-0.5 * ((w - rng.uniform(4, 9)) / 3.0) ** 2))
+        shape = biphasic_spike(w, rng.uniform(1.5, 3.5), rng.uniform(0.2, 0.5),
+                               rng.uniform(4, 9), 3.0)
         tpl[u] = (rng.uniform(5, 12) * rng.dirichlet(np.ones(4))[:, None] * 3 * shape)
     chans[3, 2] = -1  # an unused row
     cand_ptr, cand_idx = candidates(tpl, chans, n_ch)

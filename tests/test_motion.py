@@ -171,15 +171,16 @@ def test_localize_monopolar_follows_a_unit_moving_between_coarse_rows():
     compression that hid two thirds of the demo's drift)."""
     from scipy import signal
 
+    from oe_plugin.kernels.bandpass import default_band_sos
     from oe_plugin.probe import load_probe, neighbour_lists
-    from offline.sim.extracellular import band_sos, make_templates
+    from offline.sim.extracellular import make_templates
 
     probe = load_probe("polytrode54", 54)
     pos = probe.positions_um
     nb = neighbour_lists(probe, 75.0)
     shifts = np.arange(0.0, 31.0, 1.0)
     rng = np.random.default_rng(5)
-    sos = band_sos(30000.0)
+    sos = default_band_sos(30000.0)
     fit = {"monopolar": [], "com": []}
     for trial in range(8):
         npos = np.array([[rng.uniform(-30, 30), rng.uniform(200, 650), rng.uniform(5, 40)]])

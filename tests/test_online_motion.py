@@ -29,8 +29,8 @@ from oe_plugin.kernels.drift import (
     motion_bin_grid,
 )
 from oe_plugin.kernels.motion import Motion
-from oe_plugin.online.sort_model import SortModelError, load_sort_model
-from oe_plugin.online.sorter_core import OnlineSorter
+from oe_plugin.online.match_model import SortModelError, load_sort_model
+from oe_plugin.online.sorter_driver import OnlineSorter
 from oe_plugin.probe import Probe
 from oe_plugin.protocol.oe_binary_events import write_binary_recording
 from offline import read_online_spikes
@@ -179,7 +179,7 @@ def test_model_carries_the_sorts_motion(drifting):
     with pytest.raises(SortModelError, match="motion_start_s"):
         load_sort_model(drifting["sort_dir"], C, FS, motion_start_s=-1.0)
     from oe_plugin.config import SettingsError, from_table
-    from oe_plugin.online.online_sorter import MatchSettings
+    from oe_plugin.online.sorter_module import MatchSettings
 
     with pytest.raises(SettingsError, match="match.motion_start_s"):
         from_table(MatchSettings, {"motion_start_s": -2.0}, "match").check("match")

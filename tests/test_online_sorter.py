@@ -20,8 +20,9 @@ from oe_plugin.host.native import NativeJob, find_compiler, run_native
 from oe_plugin.host.session import run_session
 from oe_plugin.host.simulator import Host
 from oe_plugin.host.sources import RecordingSource
-from oe_plugin.online.sort_model import SortModelError, load_sort_model
-from oe_plugin.online.sorter_core import OnlineSorter
+from oe_plugin.kernels.bandpass import default_band_sos
+from oe_plugin.online.match_model import SortModelError, load_sort_model
+from oe_plugin.online.sorter_driver import OnlineSorter
 from oe_plugin.protocol.oe_binary_events import write_binary_recording
 from oe_plugin.settings import DetectSettings
 from offline import read_online_spikes
@@ -49,7 +50,7 @@ def write_sort_folder(folder, data, truth, pos, threshold=3.0, pair_window_us=50
     """A sort folder in the format ``sweepsort sort`` writes, with *causal* templates (means of
     the causally filtered data at the true spike times, three channels per unit)."""
     n_ch = data.shape[0]
-    sos = signal.butter(2, [300, 6000], "bandpass", fs=FS, output="sos")
+    sos = default_band_sos(FS)
     filt = signal.sosfilt(sos, data, axis=1).astype(np.float32)
     noise = (np.median(np.abs(filt), axis=1) / 0.6745).astype(np.float32)
     tpl = np.zeros((n_ch, 3, PRE + POST), np.float32)
@@ -196,7 +197,7 @@ def test_overlap_budget_is_spent_alike_online_and_offline(session, monkeypatch):
     """The online overlap budget (rejected events tried as overlaps at a bounded rate) counts on
     event times: a budget that binds changes the labels, and the online sorter in random blocks
     still writes exactly the causal reference's spikes."""
-    import oe_plugin.online.sort_model as sort_model
+    import oe_plugin.online.match_model as sort_model
 
     model = load_sort_model(session["sort_dir"], C, FS)
     data = session["data"]

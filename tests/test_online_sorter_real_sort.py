@@ -12,7 +12,7 @@ from test_online_sorter import FS, MODULE, assert_same, synthetic_session
 from oe_plugin.host.blocks import RandomBlocks
 from oe_plugin.host.session import run_session
 from oe_plugin.host.sources import RecordingSource as HostSource
-from oe_plugin.online.sort_model import load_sort_model
+from oe_plugin.online.match_model import load_sort_model
 from oe_plugin.probe import Probe
 from oe_plugin.protocol.oe_binary_events import write_binary_recording
 from offline import read_online_spikes

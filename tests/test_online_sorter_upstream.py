@@ -14,8 +14,8 @@ from oe_plugin.host.blocks import RandomBlocks
 from oe_plugin.host.native import NativeJob, find_compiler, run_native
 from oe_plugin.host.session import run_session
 from oe_plugin.host.sources import SyntheticSource, spike_waveform
-from oe_plugin.online.sort_model import load_sort_model
-from oe_plugin.online.sorter_core import UpstreamClassifier
+from oe_plugin.online.match_model import load_sort_model
+from oe_plugin.online.sorter_driver import UpstreamClassifier
 from oe_plugin.settings import DetectSettings
 from offline import read_online_spikes
 from offline.sort.sortfile import SortResult, save_sort

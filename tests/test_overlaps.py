@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from oe_plugin.kernels.match import make_params, match_events, match_tables
+from oe_plugin.waveforms import biphasic_spike
 
 PRE, WIDTH, N_CH, WINDOW = 8, 24, 6, 12
 
@@ -18,10 +19,10 @@ def _templates():
     """Four units with distinct waveforms and overlapping footprints on a 6-channel line."""
     w = np.arange(WIDTH) - PRE
     shapes = [
-        -np.exp(-0.5 * (w / 1.5) ** 2) + 0.35 * np.exp(-0.5 * ((w - 5) / 2.5) ** 2),
-        -np.exp(-0.5 * (w / 3.0) ** 2) + 0.2 * np.exp(-0.5 * ((w - 8) / 3.0) ** 2),
-        -np.exp(-0.5 * ((w + 1) / 2.0) ** 2) + 0.6 * np.exp(-0.5 * ((w - 3) / 1.5) ** 2),
-        0.5 * np.exp(-0.5 * ((w + 2) / 1.5) ** 2) - np.exp(-0.5 * ((w - 1) / 1.8) ** 2),
+        biphasic_spike(w, 1.5, 0.35, 5, 2.5),
+        biphasic_spike(w, 3.0, 0.2, 8, 3.0),
+        biphasic_spike(w, 2.0, 0.6, 3, 1.5, trough_at=-1),
+        biphasic_spike(w, 1.8, 0.5, -2, 1.5, trough_at=1),
     ]
     chans = np.array([[0, 1, 2, 3], [1, 2, 3, 4], [2, 3, 4, 5], [0, 2, 3, 5]], np.int32)
     gains = np.array([[1.0, 0.7, 0.4, 0.2], [0.5, 1.0, 0.6, 0.3], [0.3, 0.6, 1.0, 0.7],

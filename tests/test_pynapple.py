@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from oe_plugin.protocol.spec import SWEEP_NONE
 from offline.analysis.adapters import SortData
 from offline.analysis.fits import von_mises_direction
 from offline.analysis.interop import to_intervalset, to_tsgroup
 from offline.analysis.model import Experiment, Sort
-from offline.analysis.presentations import SWEEP_NONE
 from offline.analysis.psth import spikes_in_windows
 from offline.analysis.tuning import compute_tuning
 
@@ -52,8 +52,8 @@ def make_experiment(seed: int = 0, jitter: bool = False, n_runs: int = 6,
     ``jitter``), presentations of SWEEP_FRAMES refreshes, a blank after every 5th sweep.
     ``edge_spikes``: unit 7 also fires exactly on every presentation's edges."""
     rng = np.random.default_rng(seed)
-    conditions = [dict(ori_deg=float(d), contrast=1.0, sweep_sec=SWEEP_FRAMES / REFRESH_HZ,
-                       postsweep_sec=0.0) for d in DIRS]
+    conditions = [dict(ori_deg=float(d), contrast=1.0, sweep_s=SWEEP_FRAMES / REFRESH_HZ,
+                       postsweep_s=0.0) for d in DIRS]
     order = []
     for _ in range(n_runs):
         for k, c in enumerate(rng.permutation(len(DIRS))):
@@ -70,7 +70,7 @@ def make_experiment(seed: int = 0, jitter: bool = False, n_runs: int = 6,
     refreshes["frame_number"] = np.arange(n)
     refreshes["sweep_index"] = codes
     session = {"path": Path("synthetic.session.json"), "conditions": conditions,
-               "refresh_hz": REFRESH_HZ, "blank_sec": SWEEP_FRAMES / REFRESH_HZ,
+               "refresh_hz": REFRESH_HZ, "blank_s": SWEEP_FRAMES / REFRESH_HZ,
                "stimulus": "grating"}
     exp = Experiment(None, 0, session, refreshes, FS)
 
@@ -210,7 +210,7 @@ def test_intervalset_metadata_is_the_sweep_table(nap):
     np.testing.assert_array_equal(ori[order != SWEEP_NONE], DIRS[order[order != SWEEP_NONE]])
     assert np.isnan(ori[order == SWEEP_NONE]).all()
     assert set(iset.metadata_columns) >= {"sweep_index", "blank", "ori_deg", "contrast",
-                                          "sweep_sec", "postsweep_sec"}
+                                          "sweep_s", "postsweep_s"}
     # edges: half a sample early, durations kept (touching presentations lose 1 us)
     np.testing.assert_allclose(iset.start, pres.onset_s - 0.5 / FS, atol=1e-9)
     np.testing.assert_allclose(iset.end - iset.start, pres.duration_s, atol=2e-6)

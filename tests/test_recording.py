@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -11,6 +10,8 @@ import pytest
 from open_ephys.analysis import Session
 from paths import EXAMPLE_DATA
 
+from oe_plugin.protocol import oe_binary_events as oe_binary
+from oe_plugin.protocol.ttl_sim import TTL_EVENT_DTYPE
 from offline.recording import (
     TTL_DTYPE,
     RecordingError,
@@ -121,42 +122,22 @@ def one_recording_session(tmp_path: Path, data_uv: np.ndarray) -> tuple[Path, Pa
 def write_binary_recording(rec_dir: Path, data_uv: np.ndarray, first_sample: int, ttl,
                            fs=30000.0, stream="Rhythm Data", extra_stream=False,
                            full_words=True):
-    """Write an Open Ephys Binary recording folder (GUI 0.6 layout) holding ``data_uv``
-    (channels, samples) and TTL rows ``(sample_number, line0, state, word)``."""
-    proc = f"Acquisition_Board-100.{stream}"
-    streams = [(proc, stream, data_uv)]
-    if extra_stream:
-        streams.append(("Acquisition_Board-100.ADC", "ADC", data_uv[:2] * 0.5))
-    cont = []
-    for folder, name, data in streams:
-        d = rec_dir / "continuous" / folder
-        d.mkdir(parents=True)
-        np.round(data.T / BIT_VOLTS).astype("<i2").tofile(d / "continuous.dat")
-        sn = first_sample + np.arange(data.shape[1], dtype=np.int64)
-        np.save(d / "sample_numbers.npy", sn)
-        np.save(d / "timestamps.npy", sn / fs)
-        cont.append({"folder_name": folder + "/", "sample_rate": fs,
-                     "source_processor_name": "Acquisition Board", "source_processor_id": 100,
-                     "stream_name": name, "recorded_processor": "Record Node",
-                     "recorded_processor_id": 102, "num_channels": int(data.shape[0]),
-                     "channels": [{"channel_name": f"CH{i + 1}", "description": "",
-                                   "identifier": "", "history": "", "bit_volts": BIT_VOLTS,
-                                   "units": "uV"} for i in range(data.shape[0])]})
-    ev_dir = rec_dir / "events" / proc / "TTL"
-    ev_dir.mkdir(parents=True)
+    """Write an Open Ephys Binary recording folder (GUI 0.6 layout, Record Node 102) holding
+    ``data_uv`` (channels, samples) and TTL rows ``(sample_number, line0, state, word)`` stored
+    as given (the project's writer, :mod:`oe_plugin.protocol.oe_binary_events`)."""
+    streams = [(stream, data_uv)] + ([("ADC", data_uv[:2] * 0.5)] if extra_stream else [])
+    folder = None
+    for name, data in streams:
+        f = oe_binary.write_binary_recording(rec_dir, sample_rate_hz=fs, data_uv=data,
+                                             first_sample_number=first_sample,
+                                             stream_name=name, bit_volts=BIT_VOLTS,
+                                             recorded_processor_id=102)
+        folder = folder or f
     ttl = np.array(ttl, dtype=np.int64).reshape(-1, 4)
-    np.save(ev_dir / "sample_numbers.npy", ttl[:, 0])
-    np.save(ev_dir / "states.npy", ((ttl[:, 1] + 1) * np.where(ttl[:, 2] > 0, 1, -1))
-            .astype(np.int16))
-    np.save(ev_dir / "timestamps.npy", ttl[:, 0] / fs)
-    if full_words:
-        np.save(ev_dir / "full_words.npy", ttl[:, 3].astype(np.uint64))
-    events = [{"folder_name": f"{proc}/TTL/", "channel_name": "TTL Input",
-               "description": "", "identifier": "", "sample_rate": fs, "type": "int16",
-               "source_processor": "Acquisition Board", "stream_name": stream,
-               "initial_state": 0}]
-    (rec_dir / "structure.oebin").write_text(json.dumps(
-        {"GUI version": "0.6.7", "continuous": cont, "events": events, "spikes": []}, indent=2))
+    events = np.zeros(len(ttl), TTL_EVENT_DTYPE)
+    events["sample_number"], events["line"], events["state"] = ttl[:, 0], ttl[:, 1], ttl[:, 2]
+    oe_binary.write_ttl_events(rec_dir, events, sample_rate_hz=fs, folder=folder,
+                               stream_name=stream, with_full_words=full_words, words=ttl[:, 3])
 
 
 @pytest.fixture

@@ -16,10 +16,10 @@ from stimulus.script import Blanks, Experiment, Runs, Variable
 experiment = Experiment(
     stimulus="grating",
     dynamic=dict(ori_deg=Variable([0, 90], dim=0), sf_cpd=Variable([0.1, 0.2], dim=1),
-                 sweep_sec=0.5, postsweep_sec=0.1),
+                 sweep_s=0.5, postsweep_s=0.1),
     runs=Runs(2),
-    blanks=Blanks(every=3, sec=0.25),
-    preexp_sec=1.0,
+    blanks=Blanks(every=3, duration_s=0.25),
+    preexp_s=1.0,
 )
 """
 
@@ -58,7 +58,7 @@ def test_dry_run_table_has_one_row_per_presented_sweep(script, capsys):
     lines = out.splitlines()
     head = next(i for i, line in enumerate(lines) if line.split()[:3] == ["#", "run", "sweep"])
     assert lines[head].split() == ["#", "run", "sweep", "ori_deg", "sf_cpd", "frames",
-                                   "post_frames", "sec", "start_s"]
+                                   "post_frames", "duration_s", "start_s"]
     rows = [line.split() for line in lines[head + 1:]]
     # 2 runs x 4 conditions, a blank after every 2 stimulus sweeps: 11 presented sweeps
     assert len(rows) == 11
@@ -79,7 +79,7 @@ def test_table_rows_as_data(script):
     rows = sweep_table_rows(p)
     assert len(rows) == p.table.order.size
     assert rows[1] == {"n": 1, "run": 0, "sweep": 1, "ori_deg": 0, "sf_cpd": 0.2, "frames": 100,
-                       "post_frames": 20, "sec": 0.6, "start_sec": 1.6}
+                       "post_frames": 20, "duration_s": 0.6, "start_s": 1.6}
 
 
 def test_table_needs_dry_run(script, capsys):

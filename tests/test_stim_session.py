@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 from oe_plugin.protocol import ERROR_MASK, ProtocolSettings, decode_events
+from oe_plugin.protocol.spec import SWEEP_NONE
 from oe_plugin.protocol.ttl_sim import SimSettings, sample_transitions
 from stimulus.cli import main
 from stimulus.oe_control import OEControl, OEControlError
 from stimulus.rig import load_rig
 from stimulus.runner import prepare
 from stimulus.session_file import load_session, paths_for, write_session
-from stimulus.sweeptable import SWEEP_NONE
 from stimulus.ttl.encoding import CODE_END, CODE_START
 from stimulus.ttl.file import read_transition_log
 
@@ -32,13 +32,13 @@ experiment = Experiment(
         ori_deg=Variable([0, 45, 90], dim=0, shuffle=True),
         sf_cpd=Variable([0.1, 0.2], dim=1, shuffle=True),
         tf_hz=2.0,
-        sweep_sec=0.03,
-        postsweep_sec=0.01,
+        sweep_s=0.03,
+        postsweep_s=0.01,
     ),
     runs=Runs(2, reshuffle=True),
-    blanks=Blanks(every=4, sec=0.02),
-    preexp_sec=0.02,
-    postexp_sec=0.02,
+    blanks=Blanks(every=4, duration_s=0.02),
+    preexp_s=0.02,
+    postexp_s=0.02,
 )
 """
 
@@ -283,8 +283,8 @@ def test_every_stimulus_runs_offscreen(tmp_path, kind, static, dynamic):
     script = tmp_path / f"{kind}.py"
     script.write_text("from stimulus.script import Experiment, Runs, Variable\n"
                       f"experiment = Experiment(stimulus={kind!r}, static={static!r},\n"
-                      f"    dynamic=dict({dynamic}, sweep_sec=0.02),\n"
-                      "    runs=Runs(2, reshuffle=True), preexp_sec=0.01, postexp_sec=0.01)\n")
+                      f"    dynamic=dict({dynamic}, sweep_s=0.02),\n"
+                      "    runs=Runs(2, reshuffle=True), preexp_s=0.01, postexp_s=0.01)\n")
     rig = tmp_path / "rig.toml"
     rig.write_text(RIG)
     assert main(["run", str(script), "--config", str(rig), "--offscreen", "--quiet",
@@ -306,7 +306,7 @@ def test_keys_pause_and_cancel_through_the_window(tmp_path):
 
     script = tmp_path / "b.py"
     script.write_text("from stimulus.script import Experiment\n"
-                      "experiment = Experiment(stimulus='blank', dynamic={'sweep_sec': 10.0})\n")
+                      "experiment = Experiment(stimulus='blank', dynamic={'sweep_s': 10.0})\n")
     rig_path = tmp_path / "rig.toml"
     rig_path.write_text(RIG)
     p = prepare(script, load_rig(rig_path), seed=0)

@@ -11,14 +11,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from oe_plugin.protocol.spec import SWEEP_NONE
 from stimulus.plan import BLANK, POST, POST_SWEEP, PRE, STIMULUS, build_plan
 from stimulus.script import Blanks, Runs, ScriptError, Variable
-from stimulus.sweeptable import SWEEP_NONE, build_table
+from stimulus.sweeptable import build_table
 
 
 def test_no_variables_one_condition():
-    t = build_table({"sweep_sec": 2.0, "x_deg": 1.0})
-    assert t.n_conditions == 1 and t.conditions == ({"sweep_sec": 2.0, "x_deg": 1.0},)
+    t = build_table({"sweep_s": 2.0, "x_deg": 1.0})
+    assert t.n_conditions == 1 and t.conditions == ({"sweep_s": 2.0, "x_deg": 1.0},)
     assert t.order.tolist() == [0]
 
 
@@ -83,7 +84,7 @@ def test_runs_repeat_or_reshuffle():
 
 
 def test_blank_every_t_th_sweep():
-    t = build_table({"a": Variable(range(288), dim=0)}, blanks=Blanks(every=20, sec=2.0))
+    t = build_table({"a": Variable(range(288), dim=0)}, blanks=Blanks(every=20, duration_s=2.0))
     pos = np.flatnonzero(t.order == SWEEP_NONE)
     # the seed's rule: T-1 stimulus sweeps then a blank -> 15 blanks at 19, 39, 59, ...
     assert pos.tolist() == [19 + 20 * k for k in range(15)]
@@ -105,10 +106,10 @@ def test_headline_experiment_builds_instantly_with_its_duration():
     dyn = {"ori_deg": Variable(range(0, 360, 30), dim=0, shuffle=True),
            "sf_cpd": Variable([0.05, 0.1, 0.2, 0.4, 0.8, 1.6], dim=1, shuffle=True),
            "tf_hz": Variable([0.5, 1, 2, 5], dim=2, shuffle=True),
-           "sweep_sec": 4.0, "postsweep_sec": 0.0}
+           "sweep_s": 4.0, "postsweep_s": 0.0}
     t0 = time.perf_counter()
-    t = build_table(dyn, Runs(4, reshuffle=True), Blanks(every=10, sec=4.0), seed=1)
-    plan = build_plan(t, 200.0, preexp_sec=1.0, postexp_sec=1.0, blank_sec=4.0)
+    t = build_table(dyn, Runs(4, reshuffle=True), Blanks(every=10, duration_s=4.0), seed=1)
+    plan = build_plan(t, 200.0, preexp_s=1.0, postexp_s=1.0, blank_s=4.0)
     took = time.perf_counter() - t0
     assert t.n_conditions == 288 and t.n_stimulus_sweeps == 1152
     assert t.n_blanks == len(range(9, 1152, 9)) == 127
@@ -116,15 +117,15 @@ def test_headline_experiment_builds_instantly_with_its_duration():
     assert set(counts.values()) == {4}  # every condition once per run
     # 1152 sweeps x 4 s = 76.8 min of stimulus (the issue's ~77 min), + blanks and pre/post
     assert np.count_nonzero(plan.phase == STIMULUS) == 1152 * 800
-    assert plan.duration_sec == pytest.approx(1152 * 4 + 127 * 4 + 2)
+    assert plan.duration_s == pytest.approx(1152 * 4 + 127 * 4 + 2)
     assert took < 1.0
 
 
 def test_plan_layout_and_codes():
-    dyn = {"a": Variable([0, 1], dim=0), "sweep_sec": Variable([0.02, 0.01], dim=0),
-           "postsweep_sec": 0.005}
-    t = build_table(dyn, Runs(2), Blanks(every=3, sec=0.01))
-    plan = build_plan(t, 200.0, preexp_sec=0.01, postexp_sec=0.015, blank_sec=0.01)
+    dyn = {"a": Variable([0, 1], dim=0), "sweep_s": Variable([0.02, 0.01], dim=0),
+           "postsweep_s": 0.005}
+    t = build_table(dyn, Runs(2), Blanks(every=3, duration_s=0.01))
+    plan = build_plan(t, 200.0, preexp_s=0.01, postexp_s=0.015, blank_s=0.01)
     # order: 0, 1, blank, 0, 1
     assert t.order.tolist() == [0, 1, SWEEP_NONE, 0, 1]
     want_phase = ([PRE] * 2 + [STIMULUS] * 4 + [POST_SWEEP] + [STIMULUS] * 2 + [POST_SWEEP]

@@ -7,13 +7,12 @@ import numpy as np
 import pytest
 
 from oe_plugin.protocol import ERROR_MASK, decode_events
-from oe_plugin.protocol.spec import GAP, ProtocolSettings
+from oe_plugin.protocol.spec import GAP, SWEEP_NONE, ProtocolSettings
 from oe_plugin.protocol.ttl_sim import SimSettings, sample_transitions
 from stimulus.plan import STIMULUS
 from stimulus.rig import RigSettings, ScreenSettings
 from stimulus.runner import Runner, prepare
 from stimulus.script import Experiment, LoadedScript, Runs, Variable
-from stimulus.sweeptable import SWEEP_NONE
 from stimulus.timing import FakeClock, FrameTimer, measure_refresh
 from stimulus.ttl.encoding import CODE_END, CODE_START
 from stimulus.ttl.virtual import VirtualBackend
@@ -66,9 +65,9 @@ def loaded(exp: Experiment) -> LoadedScript:
 
 
 def blank_experiment(**kw):
-    dyn = {"bg_lum": Variable([0.2, 0.8], dim=0), "sweep_sec": 0.02, "postsweep_sec": 0.01}
-    return Experiment(stimulus="blank", dynamic=dyn, runs=Runs(2), preexp_sec=0.01,
-                      postexp_sec=0.01, **kw)
+    dyn = {"bg_lum": Variable([0.2, 0.8], dim=0), "sweep_s": 0.02, "postsweep_s": 0.01}
+    return Experiment(stimulus="blank", dynamic=dyn, runs=Runs(2), preexp_s=0.01,
+                      postexp_s=0.01, **kw)
 
 
 def rig(**screen):
@@ -155,8 +154,8 @@ def test_decoded_sweeps_match_the_table_for_a_parallel_rig():
                              index_lines=tuple(range(3, 11)), counter_lines=(11, 12))
     exp = Experiment(stimulus="blank", dynamic={"bg_lum": Variable([0.1, 0.2, 0.3], dim=0,
                                                                    shuffle=True),
-                                                "sweep_sec": 0.015},
-                     runs=Runs(3, reshuffle=True), preexp_sec=0.0, postexp_sec=0.0)
+                                                "sweep_s": 0.015},
+                     runs=Runs(3, reshuffle=True), preexp_s=0.0, postexp_s=0.0)
     p = prepare(loaded(exp), RigSettings(screen=ScreenSettings(width_px=64, height_px=48),
                                          protocol=proto), seed=9)
     backend = VirtualBackend(p.protocol)
@@ -172,8 +171,8 @@ def test_decoded_sweeps_match_the_table_for_a_parallel_rig():
 
 def test_stimulus_gets_each_sweep_and_every_frame():
     exp = Experiment(stimulus="blank", dynamic={"bg_lum": Variable([0.2, 0.4], dim=0),
-                                                "sweep_sec": 0.02}, preexp_sec=0.0,
-                     postexp_sec=0.0)
+                                                "sweep_s": 0.02}, preexp_s=0.0,
+                     postexp_s=0.0)
     p, r, res, backend, stim = run(exp)
     assert [s[0]["bg_lum"] for s in stim.sweeps] == [0.2, 0.4]
     assert [s[1] for s in stim.sweeps] == [4, 4]

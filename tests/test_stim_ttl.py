@@ -315,7 +315,7 @@ def test_nidaq_without_the_package_refuses(monkeypatch):
 def test_failing_backend_stops_the_run_before_any_window(tmp_path, capsys):
     script = tmp_path / "s.py"
     script.write_text("from stimulus.script import Experiment\n"
-                      "experiment = Experiment(stimulus='blank', dynamic={'sweep_sec': 1.0})\n")
+                      "experiment = Experiment(stimulus='blank', dynamic={'sweep_s': 1.0})\n")
     out = tmp_path / "out"
     code = main(["run", str(script), "--ttl", "serial:/dev/does-not-exist-42", "--offscreen",
                  "--out", str(out) + "/"])

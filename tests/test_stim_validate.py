@@ -31,7 +31,7 @@ def problems(tmp_path, body, protocol=SERIAL, ctx=CTX):
 
 def test_valid_script_passes(tmp_path):
     assert problems(tmp_path, """
-        experiment = Experiment(stimulus="grating", dynamic=dict(sf_cpd=0.2, sweep_sec=1.0))
+        experiment = Experiment(stimulus="grating", dynamic=dict(sf_cpd=0.2, sweep_s=1.0))
     """) == []
 
 
@@ -41,7 +41,7 @@ def test_unknown_parameter_did_you_mean_with_line(tmp_path):
             stimulus="grating",
             dynamic=dict(
                 sf_cdp=Variable([0.1, 0.2]),
-                sweep_sec=1.0,
+                sweep_s=1.0,
             ),
         )
     """)
@@ -68,14 +68,14 @@ def test_wrong_types_and_ranges(tmp_path):
                                 static=dict(mask="hexagon"),
                                 dynamic=dict(ori_deg="vertical",
                                              contrast=Variable([0.5, 1.5]),
-                                             sweep_sec=0.0))
+                                             sweep_s=0.0))
     """)
     msgs = {p.key: p.message for p in ps}
     assert "'hexagon' is not one of" in msgs["static.mask"]
     assert "expected a number" in msgs["dynamic.ori_deg"]
     assert "must be <= 1" in msgs["dynamic.contrast"] and "(in Variable)" in msgs[
         "dynamic.contrast"]
-    assert "duration > 0" in msgs["dynamic.sweep_sec"]
+    assert "duration > 0" in msgs["dynamic.sweep_s"]
 
 
 def test_mismatched_lengths_in_a_dimension(tmp_path):
@@ -171,3 +171,18 @@ def test_example_scripts_validate():
     for path in examples:
         loaded = load_script(path)
         assert validate(loaded, CTX, SERIAL).problems == [], path.name
+
+
+def test_old_sec_names_in_a_script_still_work():
+    """A script from before the ``_sec`` -> ``_s`` rename: ``preexp_sec``, ``Blanks(sec=)`` and
+    the parameters ``sweep_sec`` / ``postsweep_sec`` are read under their new names; both names
+    at once is an error."""
+    from stimulus.script import Blanks, Experiment, ScriptError, Variable
+
+    exp = Experiment("grating", static={"sweep_sec": 0.5},
+                     dynamic={"ori_deg": Variable([0, 90]), "postsweep_sec": 0.1},
+                     blanks=Blanks(every=3, sec=2.0), preexp_sec=2.0, postexp_sec=0.25)
+    assert (exp.preexp_s, exp.postexp_s, exp.blanks.duration_s) == (2.0, 0.25, 2.0)
+    assert exp.static == {"sweep_s": 0.5} and list(exp.dynamic) == ["ori_deg", "postsweep_s"]
+    with pytest.raises(ScriptError, match="old name of 'sweep_s'"):
+        Experiment("grating", static={"sweep_sec": 0.5, "sweep_s": 0.5})

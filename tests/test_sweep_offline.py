@@ -92,7 +92,6 @@ def test_session_file_supplies_the_protocol_and_the_table(tmp_path):
                                    "sweep_table": table, "ttl_protocol": PARALLEL.to_dict()}))
     info = read_session_file(session)
     assert info.protocol == PARALLEL and info.seed == 7
-    assert info.parameter_names == ["ori", "sf", "name"]
     frames = decode_recording(tmp_path / "rec", session=session)  # the protocol from the file
     params = frame_parameters(frames, info.sweep_table)
     shown = frames["sweep_index"]
@@ -161,3 +160,26 @@ def test_second_ttl_channel_and_folder_names(tmp_path):
     assert d.name == "TTL_1"
     np.testing.assert_array_equal(np.load(d / "states.npy"), [4, -4])
     np.testing.assert_array_equal(np.load(d / "full_words.npy"), [8, 0])
+
+
+def test_session_file_with_old_sec_names_still_reads(tmp_path):
+    """A session file written before the ``_sec`` -> ``_s`` rename reads under the new names:
+    ``preexp_sec``, ``blanks.sec``, ``frames.planned_duration_sec`` and the sweep parameters
+    ``sweep_sec`` / ``postsweep_sec`` in the conditions, ``static``, ``dynamic`` and ``dims``."""
+    path = tmp_path / "old.session.json"
+    path.write_text(json.dumps({
+        "preexp_sec": 1.0, "postexp_sec": 0.5, "blanks": {"every": 3, "sec": 2.0},
+        "static": {"sweep_sec": 4.0}, "dynamic": {"ori": [0, 90], "postsweep_sec": 0.1},
+        "sweep_table": {"conditions": [{"ori": 0.0, "sweep_sec": 4.0, "postsweep_sec": 0.1}],
+                        "dims": [{"index": 0, "names": ["ori", "sweep_sec"]}]},
+        "frames": {"n_plan": 10, "planned_duration_sec": 0.05}}))
+    s = read_session_file(path)
+    assert s.sweep_table == [{"ori": 0.0, "sweep_s": 4.0, "postsweep_s": 0.1}]
+    raw = s.raw
+    assert (raw["preexp_s"], raw["postexp_s"], raw["blanks"]) == (1.0, 0.5,
+                                                                  {"every": 3, "duration_s": 2.0})
+    assert raw["static"] == {"sweep_s": 4.0} and list(raw["dynamic"]) == ["ori", "postsweep_s"]
+    assert raw["sweep_table"]["dims"][0]["names"] == ["ori", "sweep_s"]
+    assert raw["frames"]["planned_duration_s"] == 0.05 and "planned_duration_sec" not in raw[
+        "frames"]
+    assert "preexp_sec" not in raw

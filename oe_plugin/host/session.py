@@ -75,14 +75,6 @@ class SessionReport:
     def latency_max_ms(self) -> float:
         return float(self.latencies_ms.max()) if self.latencies_ms.size else np.nan
 
-    @property
-    def realtime_fraction_p99(self) -> float:
-        """p99 latency over the mean block duration (1.0 = just keeps up)."""
-        blocks = self.block_sizes[self.block_sizes > 0]
-        if not blocks.size:
-            return np.nan
-        return self.latency_p99_ms / (blocks.mean() / self.sample_rate_hz * 1e3)
-
     def summary(self) -> str:
         """One line. "Emitted" counts the module's TTL events (``add_event``), not the spikes
         it writes to its own files; "delivered" counts what the host handed to ``process()``

@@ -17,6 +17,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from oe_plugin.waveforms import biphasic_spike
+
 from .simulator import EVENT_DTYPE, SpikeEvent
 
 SYNTH_CHUNK_SAMPLES = 1 << 14
@@ -41,9 +43,7 @@ def spike_waveform(sample_rate_hz: float) -> tuple[np.ndarray, int]:
     n_pre = int(round(SPIKE_PRE_MS * 1e-3 * sample_rate_hz))
     n_post = int(round(SPIKE_POST_MS * 1e-3 * sample_rate_hz))
     t_ms = (np.arange(-n_pre, n_post + 1) / sample_rate_hz) * 1e3
-    trough = np.exp(-((t_ms / 0.12) ** 2))
-    rebound = 0.35 * np.exp(-(((t_ms - 0.45) / 0.25) ** 2))
-    wave = rebound - trough
+    wave = biphasic_spike(t_ms, 0.12 / np.sqrt(2.0), 0.35, 0.45, 0.25 / np.sqrt(2.0))
     return (wave / -wave[n_pre]).astype(np.float32), n_pre
 
 

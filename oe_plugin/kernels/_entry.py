@@ -140,13 +140,6 @@ class ArgTable:
         for d in range(len(shape)):
             self.shapes[base + d] = shape[d]
 
-    def set_raw(self, k, address, shape):
-        """Point argument ``k`` at raw memory ``address`` with the given ``shape`` tuple."""
-        self.addresses[k] = address
-        base = MAX_DIMS * k
-        for d in range(len(shape)):
-            self.shapes[base + d] = shape[d]
-
     def call(self, caller):
         """Call a :func:`entry_caller` function with these tables; returns its int64 result."""
         return caller(self._addr_ptr, self._shape_ptr)

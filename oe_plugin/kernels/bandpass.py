@@ -24,6 +24,7 @@ from oe_plugin.kernels._entry import (
     arg_f64_3d,
     cfunc_entry,
 )
+from oe_plugin.settings import BAND_HIGH_HZ, BAND_LOW_HZ, BAND_ORDER
 
 INPUT_LIMIT_UV = 1e9
 """Samples beyond ±1 kV are clipped before filtering; NaN/inf become 0 (never reach the state)."""
@@ -44,6 +45,12 @@ def design_bandpass(low_hz: float, high_hz: float, order: int, sample_rate_hz: f
         raise ValueError(f"order {order} must be between 1 and 8")
     sos = signal.butter(order, [low_hz, high_hz], btype="bandpass", fs=sample_rate_hz, output="sos")
     return np.ascontiguousarray(sos, dtype=np.float64)
+
+
+def default_band_sos(sample_rate_hz: float) -> np.ndarray:
+    """:func:`design_bandpass` of the default band (:data:`oe_plugin.settings.BAND_LOW_HZ` ..
+    ``BAND_HIGH_HZ``, order ``BAND_ORDER``): (BAND_ORDER, 6) float64."""
+    return design_bandpass(BAND_LOW_HZ, BAND_HIGH_HZ, BAND_ORDER, sample_rate_hz)
 
 
 def make_filter_state(sos: np.ndarray, n_channels: int) -> np.ndarray:

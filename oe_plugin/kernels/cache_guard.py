@@ -3,9 +3,9 @@
 numba caches a compiled function next to its source (``__pycache__/*.nbi`` / ``*.nbc``) and
 reuses it as long as *that function's own file* is unchanged: the machine code of the functions
 it calls from other files is baked in and never re-checked (numba/numba#8396, not merged).
-After ``git pull`` in a checkout, a changed ``bandpass.py`` would leave ``detect.py``'s cached
-``detect_block`` running the old filter code, fix or no fix. Installing with pip rewrites every
-file, which invalidates everything; a checkout does not.
+After ``git pull`` in a checkout, a changed ``bandpass.py`` would leave ``detect_kernel.py``'s
+cached ``detect_block`` running the old filter code, fix or no fix. Installing with pip rewrites
+every file, which invalidates everything; a checkout does not.
 
 :func:`check` hashes the sources of the packages whose cached functions call across files
 (``oe_plugin/kernels``, ``oe_plugin/online``) and, when the digest differs from the one stamped

@@ -1,6 +1,8 @@
 """The detection state object: allocates every array the detection kernel needs, once.
 
-:class:`SpikeDetector` is the one driver-facing object over :func:`detect.detect_block`:
+:class:`SpikeDetector` is the one driver-facing object over the kernel
+:func:`oe_plugin.kernels.detect_kernel.detect_block` (this file holds its state, that one its
+code):
 
 - offline code calls :meth:`SpikeDetector.process` (the ``@njit`` way in, numpy arrays);
 - ``process()`` in a Python Processor module calls :meth:`SpikeDetector.process_online` (the
@@ -15,7 +17,7 @@ import math
 
 import numpy as np
 
-from oe_plugin.kernels import detect as K
+from oe_plugin.kernels import detect_kernel as K
 from oe_plugin.kernels._entry import ArgTable, entry_caller
 from oe_plugin.kernels.bandpass import FILTER_TILE, design_bandpass, make_filter_state
 from oe_plugin.kernels.noise import make_noise_state, reset_noise_state
@@ -25,8 +27,10 @@ POLARITY_CODES = {"negative": -1.0, "positive": 1.0, "both": 0.0}
 METHOD_CODES = {"bipolar": K.METHOD_BIPOLAR, "multiphasic": K.METHOD_MULTIPHASIC}
 
 EVENT_DTYPE = np.dtype(
-    [("sample_index", np.int64), ("channel_index", np.int32), ("amplitude_uv", np.float32)]
+    [("sample_index", np.int64), ("channel_index", np.int32), ("amplitude", np.float32)]
 )
+"""A detection: ``amplitude`` is the signed filtered peak in the input's units — µV, or noise
+units for a detector built with ``noise_units=True``."""
 
 
 def self_only_neighbours(n_channels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -49,6 +53,10 @@ class SpikeDetector:
         (self included), e.g. from :func:`oe_plugin.probe.neighbour_lists`; ``None`` = self only.
     max_block : largest block expected; bigger blocks are still handled (the output buffer grows,
         which allocates once, off the usual hot path).
+    noise_units : the blocks come already divided by each channel's noise (the sorter's traces):
+        the threshold is then fixed at ``threshold_mad`` of those units (no floor, no running
+        noise rule) and event amplitudes are in noise units. False: µV, ``threshold_uv`` /
+        ``threshold_floor_uv`` / the MAD rule as the settings say.
     """
 
     def __init__(
@@ -59,6 +67,7 @@ class SpikeDetector:
         detect_settings: DetectSettings | None = None,
         neighbours: tuple[np.ndarray, np.ndarray] | None = None,
         max_block: int = 8192,
+        noise_units: bool = False,
     ):
         if n_channels < 1:
             raise ValueError(f"n_channels must be >= 1, got {n_channels}")
@@ -97,8 +106,11 @@ class SpikeDetector:
         params[K.P_METHOD] = METHOD_CODES[ds.method]
         params[K.P_POLARITY] = POLARITY_CODES[ds.polarity]
         params[K.P_THRESHOLD_MAD] = ds.threshold_mad
-        params[K.P_THRESHOLD_UV] = ds.threshold_uv
-        params[K.P_FLOOR_UV] = ds.threshold_floor_uv
+        self.noise_units = bool(noise_units)
+        self.fixed_threshold = float(ds.threshold_mad if noise_units else ds.threshold_uv)
+        """The fixed threshold in the input's units (0: the running MAD rule)."""
+        params[K.P_THRESHOLD_FIXED] = self.fixed_threshold
+        params[K.P_THRESHOLD_FLOOR] = 0.0 if noise_units else ds.threshold_floor_uv
         params[K.P_LOCKOUT] = self.lockout_samples
         params[K.P_PHASE_WINDOW] = self.phase_window_samples
         params[K.P_PHASE2_FRACTION] = ds.phase2_fraction
@@ -183,7 +195,7 @@ class SpikeDetector:
         )
         self.counters[...] = 0
         self.counters[K.C_HORIZON] = -1
-        fixed = self.detect_settings.threshold_uv
+        fixed = self.fixed_threshold
         self.thr_uv[...] = fixed if fixed > 0 else np.inf
 
     # -- the two ways in -------------------------------------------------------------------
@@ -232,7 +244,7 @@ class SpikeDetector:
         ev = np.empty(n, dtype=EVENT_DTYPE)
         ev["sample_index"] = self.out_t[:n]
         ev["channel_index"] = self.out_c[:n]
-        ev["amplitude_uv"] = self.out_a[:n]
+        ev["amplitude"] = self.out_a[:n]
         return ev
 
     def _check(self, block: np.ndarray) -> np.ndarray:

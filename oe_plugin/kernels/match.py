@@ -52,7 +52,7 @@ none, ``src`` is restored (up to float32 rounding) and the event stays rejected.
 events pay for it.
 
 **Effort and budget** (the offline sorter's defaults first; the online sorter's in
-:func:`oe_plugin.online.sort_model.match_params`): ``P_REFIT_ROUNDS`` coordinate-descent rounds
+:func:`oe_plugin.online.match_model.match_params`): ``P_REFIT_ROUNDS`` coordinate-descent rounds
 in step 3 (3), ``P_OVERLAP_ROUNDS`` cycles of steps 1-3 (0: ``2 N``), ``P_PURSUIT_STEP`` the
 shift step of step 1's ±L search (1; step 2's polish then refines ±S). ``P_OVERLAP_RATE`` > 0
 bounds how many rejected events are tried at all: one try is earned every ``1 / rate`` samples

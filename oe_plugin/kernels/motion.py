@@ -50,29 +50,10 @@ class Motion:
     def rigid(self) -> bool:
         return self.displacement_um.shape[1] == 1
 
-    def at(self, time_s, depth_um) -> np.ndarray:
-        """Displacement (µm) at each (time, depth) pair, linear between bins, held at the ends."""
-        t = np.atleast_1d(np.asarray(time_s, np.float64))
-        d = np.atleast_1d(np.asarray(depth_um, np.float64))
-        t, d = np.broadcast_arrays(t, d)
-        per_t = np.empty((t.size, len(self.depth_um)))
-        for b in range(len(self.depth_um)):
-            per_t[:, b] = np.interp(t.ravel(), self.time_s, self.displacement_um[:, b])
-        if self.rigid:
-            return per_t[:, 0].reshape(t.shape)
-        out = np.empty(t.size)
-        for k in range(t.size):
-            out[k] = np.interp(d.ravel()[k], self.depth_um, per_t[k])
-        return out.reshape(t.shape)
-
     def range_um(self) -> float:
         """Largest peak-to-peak displacement of any depth window."""
         dsp = self.displacement_um
         return float((dsp.max(axis=0) - dsp.min(axis=0)).max()) if dsp.size else 0.0
-
-
-def zero_motion(duration_s: float) -> Motion:
-    return Motion(np.array([0.0, max(duration_s, 0.0)]), np.array([0.0]), np.zeros((2, 1)))
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)

@@ -10,7 +10,7 @@ recording (sort it with ``[preprocess] filter = "causal"``). Classified spikes g
 
 import oe_pyprocessor  # noqa: F401  - the GUI's embedded module; must be imported at top level
 
-from oe_plugin.online.online_sorter import OnlineSorterModule
+from oe_plugin.online.sorter_module import OnlineSorterModule
 
 
 class PyProcessor(OnlineSorterModule):

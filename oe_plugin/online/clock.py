@@ -76,11 +76,6 @@ class SampleClock:
         """Absolute sample number just after the last block begun."""
         return self.count + self.offset
 
-    @property
-    def uncertainty(self) -> int | None:
-        """``hi - lo`` of the offset's bounds (None: no event yet; 0: exact)."""
-        return None if self.lo is None else self.hi - self.lo
-
     def describe(self) -> dict:
         return {"sample_offset": self.offset, "offset_bounds": [self.lo, self.hi],
                 "rebases": self.rebases, "jumps": self.jumps}

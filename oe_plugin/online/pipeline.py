@@ -4,7 +4,7 @@ The GUI allows one Python Processor per signal chain, so ``oe_plugin/modules/pip
 every online stage in one ``PyProcessor``, configured by one TOML with a section per stage, each
 of which can be switched off (``enabled = false``):
 
-- ``[filter]``, ``[detect]``, ``[match]`` — :class:`~oe_plugin.online.online_sorter.
+- ``[filter]``, ``[detect]``, ``[match]`` — :class:`~oe_plugin.online.sorter_module.
   OnlineSorterModule` (detect + classify against a sort folder; classified spikes to the
   crash-safe spike file; per-unit TTL). ``[detect] enabled = false`` switches detection and
   matching off; ``[match] enabled = false`` keeps detection only (unit -1);
@@ -40,8 +40,9 @@ from pathlib import Path
 import numpy as np
 
 from oe_plugin.config import SettingsError, from_table, require
+from oe_plugin.formats.session_file import read_session_file
 from oe_plugin.online.base import OnlineModule
-from oe_plugin.online.online_sorter import OnlineSorterModule
+from oe_plugin.online.sorter_module import OnlineSorterModule
 from oe_plugin.online.stats import SIG_LEN, OnlineStats
 from oe_plugin.online.sweep_decoder import SweepDecoderModule
 from oe_plugin.outputs.stats_file import StatsFileWriter, stats_path
@@ -177,8 +178,6 @@ class PipelineModule(OnlineModule):
 
     def _check_sessions(self, ss: StatsSettings) -> int:
         """Check the session files / folder the settings name; the longest sweep table."""
-        from offline.sweeps import read_session_file
-
         given = [("session_file", ss.session_file)] if ss.session_file else []
         given += [(f"session_files[{i}]", v) for i, v in enumerate(ss.session_files)]
         longest = 0

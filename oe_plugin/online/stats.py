@@ -370,15 +370,6 @@ class OnlineStats:
             done += m
         self._check_limits()
 
-    def add_frame(self, sample_number: int, sweep_index: int, flags: int = 0) -> None:
-        """One decoded refresh (tests, tools; the pipeline hands whole batches to
-        :meth:`add_frames`)."""
-        self._fr_s[0], self._fr_w[0], self._fr_f[0] = sample_number, sweep_index, flags
-        tab = self._ftable
-        tab.shapes[0] = tab.shapes[3] = tab.shapes[6] = 1
-        tab.call(_FRAMES_CALLER)
-        self._check_limits()
-
     def _check_limits(self) -> None:
         st = self.state
         if st[FOLDED] and not self._noted_fold:

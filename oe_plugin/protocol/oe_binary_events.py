@@ -12,8 +12,10 @@ edge into ``events/<processor folder>/TTL/``:
   on by default);
 
 and lists the channel in ``structure.oebin`` under ``"events"``. :func:`write_ttl_events` does
-that for an existing recording folder; :func:`write_binary_recording` also writes a minimal
-continuous stream (tests, demos, replaying a simulated session through the host simulator).
+that for an existing recording folder; :func:`write_binary_recording` writes a continuous stream
+(in memory or streamed in pieces) and, optionally, its events: the project's one Binary writer
+(tests, the simulator's recordings, the sorting benchmark's cases, replaying a simulated session
+through the host simulator).
 ``offline.recording.open_recording(...).ttl_events()`` reads these files back (0-based lines,
 ``full_words`` included); open-ephys-python-tools reads everything but ``full_words``.
 """
@@ -58,7 +60,8 @@ def write_ttl_events(recording_dir, events: np.ndarray, *, sample_rate_hz: float
                      folder: str, source_processor: str = "Acquisition Board",
                      stream_name: str | None = None, channel_name: str = "TTL Input",
                      ttl_folder: str = "TTL", initial_word: int = 0,
-                     with_full_words: bool = True) -> Path:
+                     with_full_words: bool = True,
+                     words: np.ndarray | None = None) -> Path:
     """Write ``events`` (TTL_EVENT_DTYPE, in the order the GUI received them) as one TTL event
     channel of ``recording_dir`` and register it in its ``structure.oebin`` (created if missing).
 
@@ -69,6 +72,8 @@ def write_ttl_events(recording_dir, events: np.ndarray, *, sample_rate_hz: float
     sample_rate_hz : the parent stream's rate (timestamps = sample_number / rate).
     folder : processor folder, e.g. ``processor_folder("Acquisition Board", 100, "Rhythm Data")``.
     ttl_folder : ``TTL`` for the first TTL channel of the stream, ``TTL_1`` for the second...
+    words : (n,) the ``full_words.npy`` to store as given (a reader's test case); None: the
+        word after each event, from ``initial_word`` (:func:`full_words`).
 
     Returns
     -------
@@ -87,10 +92,10 @@ def write_ttl_events(recording_dir, events: np.ndarray, *, sample_rate_hz: float
     np.save(d / "sample_numbers.npy", sample_numbers)
     np.save(d / "timestamps.npy", sample_numbers / float(sample_rate_hz))
     if with_full_words:
-        np.save(d / "full_words.npy", full_words(ev, initial_word))
+        np.save(d / "full_words.npy", full_words(ev, initial_word) if words is None
+                else np.asarray(words).astype(np.uint64))
     oebin_path = rec / "structure.oebin"
-    oebin = (json.loads(oebin_path.read_text()) if oebin_path.exists()
-             else {"GUI version": GUI_VERSION, "continuous": [], "events": [], "spikes": []})
+    oebin = _read_oebin(oebin_path)
     entry = {"folder_name": f"{folder}/{ttl_folder}/", "channel_name": channel_name,
              "description": "Digital inputs (sweepsort TTL writer)",
              "identifier": "sweepsort.ttl", "sample_rate": float(sample_rate_hz),
@@ -103,41 +108,73 @@ def write_ttl_events(recording_dir, events: np.ndarray, *, sample_rate_hz: float
     return d
 
 
-def write_binary_recording(recording_dir, *, sample_rate_hz: float, n_samples: int,
+CHUNK_SAMPLES = 300_000
+"""Samples per piece when an array is written (bounds the int16 copy's memory)."""
+
+
+def write_binary_recording(recording_dir, *, sample_rate_hz: float, n_samples: int | None = None,
                            first_sample_number: int = 0, n_channels: int = 4,
-                           data_uv: np.ndarray | None = None, events: np.ndarray | None = None,
+                           data_uv=None, events: np.ndarray | None = None,
                            source_processor: str = "Acquisition Board",
                            source_processor_id: int = 100, stream_name: str = "Rhythm Data",
-                           bit_volts: float = 0.195) -> str:
-    """Write a minimal Open Ephys Binary ``recording<N>`` folder: one continuous stream
-    (``data_uv`` float (n_channels, n_samples) µV, zeros if None) and, optionally, its TTL
-    events. Returns the stream's processor folder name. Readable by open-ephys-python-tools,
-    neo/spikeinterface and :func:`offline.recording.open_recording`."""
+                           bit_volts: float = 0.195, recorded_processor_id: int = 101) -> str:
+    """Write one continuous stream of an Open Ephys Binary ``recording<N>`` folder, as the GUI's
+    Record Node lays it out, and optionally its TTL events; further calls with another
+    ``stream_name`` add streams to the same folder. The one Binary writer of the project (tests,
+    the simulator, the benchmarks). Returns the stream's processor folder name. Readable by
+    open-ephys-python-tools, neo/spikeinterface and :func:`offline.recording.open_recording`.
+
+    Parameters
+    ----------
+    data_uv : None (``n_samples`` zeros on ``n_channels``); a float array (C, N) µV; or an
+        iterable of float (C, n) µV pieces in time order (streamed to disk: a long recording
+        never sits in memory; ``n_channels`` must be given). Samples are rounded in the data's
+        own dtype to int16 counts of ``bit_volts`` µV and clipped to the int16 range.
+    n_samples : with pieces, the total they hold (checked); else taken from the array.
+    """
     rec = Path(recording_dir)
     folder = processor_folder(source_processor, source_processor_id, stream_name)
     d = rec / "continuous" / folder
     d.mkdir(parents=True, exist_ok=True)
     if data_uv is None:
-        raw = np.zeros((int(n_samples), int(n_channels)), "<i2")
-    else:
-        data_uv = np.asarray(data_uv)
+        if n_samples is None:
+            raise ValueError("write_binary_recording: give n_samples or data_uv")
+        pieces = iter(())
+        zeros = (int(n_samples), int(n_channels))
+    elif isinstance(data_uv, np.ndarray):
         n_channels, n_samples = data_uv.shape
-        raw = np.clip(np.round(data_uv.T / bit_volts), -32768, 32767).astype("<i2")
-    raw.tofile(d / "continuous.dat")
-    sn = int(first_sample_number) + np.arange(int(n_samples), dtype=np.int64)
+        pieces = (data_uv[:, a:a + CHUNK_SAMPLES] for a in range(0, n_samples, CHUNK_SAMPLES))
+        zeros = None
+    else:
+        pieces, zeros = iter(data_uv), None
+    written = 0
+    with open(d / "continuous.dat", "wb") as f:
+        if zeros is not None:
+            np.zeros(zeros, "<i2").tofile(f)
+            written = zeros[0]
+        for x in pieces:
+            if x.shape[0] != n_channels:
+                raise ValueError(f"write_binary_recording: a piece has {x.shape[0]} channels, "
+                                 f"the stream {n_channels}")
+            np.clip(np.round(x.T / bit_volts), -32768, 32767).astype("<i2").tofile(f)
+            written += x.shape[1]
+    if n_samples is not None and written != int(n_samples):
+        raise ValueError(f"write_binary_recording: wrote {written} samples, n_samples says "
+                         f"{n_samples}")
+    sn = int(first_sample_number) + np.arange(written, dtype=np.int64)
     np.save(d / "sample_numbers.npy", sn)
     np.save(d / "timestamps.npy", sn / float(sample_rate_hz))
     cont = {"folder_name": folder + "/", "sample_rate": float(sample_rate_hz),
             "source_processor_name": source_processor,
             "source_processor_id": int(source_processor_id), "stream_name": stream_name,
-            "recorded_processor": "Record Node", "recorded_processor_id": 101,
+            "recorded_processor": "Record Node",
+            "recorded_processor_id": int(recorded_processor_id),
             "num_channels": int(n_channels),
             "channels": [{"channel_name": f"CH{i + 1}", "description": "", "identifier": "",
                           "history": "", "bit_volts": float(bit_volts), "units": "uV"}
                          for i in range(int(n_channels))]}
     oebin_path = rec / "structure.oebin"
-    oebin = (json.loads(oebin_path.read_text()) if oebin_path.exists()
-             else {"GUI version": GUI_VERSION, "continuous": [], "events": [], "spikes": []})
+    oebin = _read_oebin(oebin_path)
     oebin["continuous"] = [c for c in oebin.get("continuous", [])
                            if c.get("folder_name") != cont["folder_name"]] + [cont]
     _atomic_write_text(oebin_path, json.dumps(oebin, indent=2))
@@ -145,6 +182,13 @@ def write_binary_recording(recording_dir, *, sample_rate_hz: float, n_samples: i
         write_ttl_events(rec, events, sample_rate_hz=sample_rate_hz, folder=folder,
                          source_processor=source_processor, stream_name=stream_name)
     return folder
+
+
+def _read_oebin(path: Path) -> dict:
+    """``structure.oebin`` as written so far, or a new one."""
+    if path.exists():
+        return json.loads(path.read_text())
+    return {"GUI version": GUI_VERSION, "events": [], "spikes": [], "continuous": []}
 
 
 def _atomic_write_text(path: Path, text: str) -> None:

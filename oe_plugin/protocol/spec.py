@@ -315,11 +315,6 @@ def crc8(payload: int, n_bits: int = SERIAL_PAYLOAD_BITS, init: int = CRC8_INIT)
     return crc
 
 
-def parity_odd_bit(value: int) -> int:
-    """The bit that makes the count of ones in ``value`` plus that bit odd."""
-    return 1 - (bin(value).count("1") & 1)
-
-
 def serial_word_bits(code16: int, counter: int) -> int:
     """The 29 serial bits (bit i = i-th bit on the wire) for a 16-bit code and frame number."""
     payload = (code16 & 0xFFFF) | ((counter % (1 << SERIAL_COUNTER_BITS)) << SERIAL_CODE_BITS)
@@ -333,10 +328,6 @@ def crc_wire(crc: int) -> int:
 
 
 _REVERSE8 = [int(f"{i:08b}"[::-1], 2) for i in range(256)]
-
-
-def samples_per_us(sample_rate_hz: float) -> float:
-    return sample_rate_hz / 1e6
 
 
 def skew_samples(settings: ProtocolSettings, sample_rate_hz: float) -> int:

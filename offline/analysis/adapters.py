@@ -34,7 +34,6 @@ import numpy as np
 EXPERIMENT_START = 1 << 0
 EXPERIMENT_END = 1 << 1
 OUTSIDE_EXPERIMENT = 1 << 3
-SWEEP_NONE = 65535
 
 
 @dataclass
@@ -246,7 +245,7 @@ def find_session_files(root) -> list[Path]:
 def load_session(path) -> dict:
     """A session file -> dict: ``raw`` (the JSON), ``conditions``, ``order`` (or None),
     ``frame_log`` (dict of arrays or None), ``seed``, ``stimulus``, ``static``,
-    ``refresh_hz``, ``blank_sec``, ``protocol`` (ProtocolSettings or None), ``session_code``
+    ``refresh_hz``, ``blank_s``, ``protocol`` (ProtocolSettings or None), ``session_code``
     (the 24-bit code it sent on the TTL lines, or None: an older session file)."""
     from offline.sweeps import read_session_file, session_code_of
 
@@ -263,7 +262,7 @@ def load_session(path) -> dict:
             "order": None if order is None else np.asarray(order, np.int64),
             "frame_log": s.frame_log, "seed": s.seed, "stimulus": raw.get("stimulus"),
             "static": raw.get("static") or {}, "refresh_hz": float(refresh or 200.0),
-            "blank_sec": float(blanks["sec"]) if isinstance(blanks, dict) else None,
+            "blank_s": float(blanks["duration_s"]) if isinstance(blanks, dict) else None,
             "protocol": s.protocol, "dims": (table or {}).get("dims") if isinstance(
                 table, dict) else None, "session_code": session_code_of(raw)}
 

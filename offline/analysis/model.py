@@ -49,7 +49,7 @@ def _cached(method):
 
 
 class SpikeTrain:
-    """``times_s``, ``n_spikes`` and ``mean_rate_hz`` of anything with ``spike_samples`` (int64)
+    """``times_s``, ``n_spikes`` and ``span_rate_hz`` of anything with ``spike_samples`` (int64)
     and ``sample_rate_hz`` (a :class:`Neuron`, a report worker's unit input)."""
 
     spike_samples: np.ndarray
@@ -64,8 +64,9 @@ class SpikeTrain:
         return int(self.spike_samples.size)
 
     @property
-    def mean_rate_hz(self) -> float:
-        """Spikes over the span from the first to the last spike (Hz)."""
+    def span_rate_hz(self) -> float:
+        """Spikes over the span from the first to the last spike (Hz) — not the sort's
+        ``firing_rate_hz`` metric, which divides by the whole recording's duration."""
         t = self.times_s
         return float(t.size / (t[-1] - t[0])) if t.size > 1 else 0.0
 
@@ -98,7 +99,7 @@ class Neuron(SpikeTrain):
 
     def __repr__(self) -> str:
         return (f"<Neuron {self.id} of {self.sort.name}: {self.n_spikes} spikes, "
-                f"{self.mean_rate_hz:.2f} Hz, channel {self.channel}>")
+                f"{self.span_rate_hz:.2f} Hz, channel {self.channel}>")
 
     # analyses (cached by settings) -------------------------------------------------------
     @_cached
@@ -242,7 +243,7 @@ class Experiment:
             refresh_presentation=(np.where(np.isin(plan[2], (1, 3)), plan[0], -1)
                                   if use_plan else None),
             presentation_sweep=order if use_plan else None,
-            blank_sec=self.session.get("blank_sec"), display_lag_frames=display_lag_frames)
+            blank_s=self.session.get("blank_s"), display_lag_frames=display_lag_frames)
 
     def to_intervalset(self, display_lag_frames: float = 1.0):
         """The presentations as a ``pynapple.IntervalSet`` (s, recording clock; the spike

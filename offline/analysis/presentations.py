@@ -12,9 +12,9 @@ Two ways to cut refreshes into presentations:
 - **with the frame plan** (``presentation`` per refresh, from the stimulus session's frame log
   joined on frame number): exact, even for back-to-back repeats of one condition;
 - **from the codes alone**: runs of equal sweep index, split into pieces of the condition's
-  ``sweep_sec`` when a run is longer (a shuffle can put one condition twice in a row); runs of
-  "no sweep" between stimulus sweeps, after the condition's ``postsweep_sec``, are blank
-  sweeps of ``blank_sec`` when the session has blanks.
+  ``sweep_s`` when a run is longer (a shuffle can put one condition twice in a row); runs of
+  "no sweep" between stimulus sweeps, after the condition's ``postsweep_s``, are blank
+  sweeps of ``blank_s`` when the session has blanks.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-SWEEP_NONE = 65535
+from oe_plugin.protocol.spec import SWEEP_NONE
 
 
 @dataclass
@@ -95,7 +95,7 @@ def _param_columns(sweep_index: np.ndarray, conditions: list[dict]) -> dict:
 def build_presentations(refresh_sample, refresh_sweep, *, sample_rate_hz: float,
                         refresh_hz: float, conditions: list[dict],
                         refresh_presentation=None, presentation_sweep=None,
-                        blank_sec: float | None = None, display_lag_frames: float = 1.0
+                        blank_s: float | None = None, display_lag_frames: float = 1.0
                         ) -> Presentations:
     """Cut an experiment's refreshes into presentations.
 
@@ -104,12 +104,12 @@ def build_presentations(refresh_sample, refresh_sweep, *, sample_rate_hz: float,
     refresh_sample : int64 (n_refresh,) — TTL sample number of each refresh, increasing.
     refresh_sweep : int (n_refresh,) — sweep index shown (65535: none).
     sample_rate_hz, refresh_hz : the recording's and the display's rates.
-    conditions : list of dict — the sweep table (row i = sweep index i); ``sweep_sec`` and
-        ``postsweep_sec`` in a row are used when cutting from codes alone.
+    conditions : list of dict — the sweep table (row i = sweep index i); ``sweep_s`` and
+        ``postsweep_s`` in a row are used when cutting from codes alone.
     refresh_presentation : int (n_refresh,), optional — index into the presentation order
         (-1: no presentation, or a post-sweep refresh), from the frame plan. With it,
         ``presentation_sweep`` (the order: sweep index or 65535 per presentation) is required.
-    blank_sec : duration of a blank sweep (None: the session has no blanks).
+    blank_s : duration of a blank sweep (None: the session has no blanks).
     display_lag_frames : refreshes between a refresh's TTL edge and its image on the screen.
     """
     samples = np.asarray(refresh_sample, np.int64)
@@ -124,7 +124,7 @@ def build_presentations(refresh_sample, refresh_sweep, *, sample_rate_hz: float,
         ends = np.flatnonzero(valid & (np.diff(pres, append=-2) != 0))
         sweep = order[pres[starts]]
     else:
-        starts, ends, sweep = _cut_codes(codes, refresh_hz, conditions, blank_sec)
+        starts, ends, sweep = _cut_codes(codes, refresh_hz, conditions, blank_s)
     onset = samples[starts] / sample_rate_hz + lag_s
     offset = samples[ends] / sample_rate_hz + period + lag_s
     return Presentations(onset, offset, sweep, _param_columns(sweep, conditions),
@@ -135,7 +135,7 @@ def _frames(sec, refresh_hz) -> int:
     return max(1, int(round(float(sec) * refresh_hz))) if sec else 0
 
 
-def _cut_codes(codes, refresh_hz, conditions, blank_sec):
+def _cut_codes(codes, refresh_hz, conditions, blank_s):
     n = codes.size
     if n == 0:
         z = np.zeros(0, np.int64)
@@ -147,11 +147,11 @@ def _cut_codes(codes, refresh_hz, conditions, blank_sec):
     is_stim = (run_code >= 0) & (run_code < len(conditions))
     first_stim = np.flatnonzero(is_stim)
     starts, ends, sweep = [], [], []
-    blank_frames = _frames(blank_sec, refresh_hz) if blank_sec else 0
+    blank_frames = _frames(blank_s, refresh_hz) if blank_s else 0
     for r in range(run_start.size):
         s, e, c = int(run_start[r]), int(run_end[r]), int(run_code[r])
         if is_stim[r]:
-            want = _frames(conditions[c].get("sweep_sec"), refresh_hz)
+            want = _frames(conditions[c].get("sweep_s"), refresh_hz)
             length = e - s + 1
             if want and length >= 1.5 * want:
                 for k in range(s, e + 1, want):
@@ -165,7 +165,7 @@ def _cut_codes(codes, refresh_hz, conditions, blank_sec):
         elif (c == SWEEP_NONE and blank_frames and first_stim.size
               and first_stim[0] < r < first_stim[-1]):
             prev = int(run_code[r - 1])
-            post = _frames(conditions[prev].get("postsweep_sec"), refresh_hz) \
+            post = _frames(conditions[prev].get("postsweep_s"), refresh_hz) \
                 if 0 <= prev < len(conditions) else 0
             k = s + post
             while k + blank_frames <= e + 1 + blank_frames // 2:

@@ -84,7 +84,7 @@ def _rates_plot(neurons, ax=None):
     """Horizontal bars sorted by rate (fastest on top), a readable label per unit at 100 units
     (the figure grows with the number of units; labels thin out past 150)."""
     ids = list(neurons)
-    rates = np.array([neurons[u].mean_rate_hz for u in ids], np.float64)
+    rates = np.array([neurons[u].span_rate_hz for u in ids], np.float64)
     order = np.argsort(-rates, kind="stable")
     n = len(ids)
     h = min(0.11 * n + 0.9, 16.0)
@@ -274,7 +274,7 @@ def unit_stats(u: _UnitInput) -> list[tuple[str, str]]:
     the sort's ``firing_rate_hz`` metric (spikes / recording duration) when it has one, else
     spikes / span of the spikes."""
     rate = u.metrics.get("firing_rate_hz")
-    rate = float(rate) if isinstance(rate, (int, float)) else u.mean_rate_hz
+    rate = float(rate) if isinstance(rate, (int, float)) else u.span_rate_hz
     out = [("spikes", f"{u.n_spikes}"), ("rate", f"{rate:.2f} Hz"), ("channel", f"{u.channel}")]
     for k, v in u.metrics.items():
         if k in _HEADER_SKIP:

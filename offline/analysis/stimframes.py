@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SWEEP_NONE = 65535
 STA_KINDS = ("sparse_noise", "msequence")
 
 

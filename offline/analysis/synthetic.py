@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from oe_plugin.waveforms import biphasic_spike
+
 FS = 30000.0
 REFRESH_HZ = 200.0
 FIRST_SAMPLE = 12345
@@ -37,8 +39,8 @@ def _grating_table(seed: int):
     from stimulus.sweeptable import build_table
 
     dynamic = dict(ori_deg=Variable(list(range(0, 360, 30)), dim=0, shuffle=True),
-                   sf_cpd=0.1, tf_hz=2.0, contrast=1.0, sweep_sec=0.5, postsweep_sec=0.0)
-    blanks = Blanks(every=7, sec=0.5)
+                   sf_cpd=0.1, tf_hz=2.0, contrast=1.0, sweep_s=0.5, postsweep_s=0.0)
+    blanks = Blanks(every=7, duration_s=0.5)
     return build_table(dynamic, Runs(5, reshuffle=True), blanks, seed), "grating", {}, blanks
 
 
@@ -49,7 +51,7 @@ def _sparse_table(seed: int):
     dynamic = dict(xi=Variable(range(4), dim=0, shuffle=True),
                    yi=Variable(range(4), dim=1, shuffle=True),
                    spot_lum=Variable([0.0, 1.0], dim=2, shuffle=True),
-                   bg_lum=0.5, sweep_sec=0.05, postsweep_sec=0.0)
+                   bg_lum=0.5, sweep_s=0.05, postsweep_s=0.0)
     static = {"n_cells_x": 4, "n_cells_y": 4, "n_spots": 1}
     return build_table(dynamic, Runs(12, reshuffle=True), None, seed), "sparse_noise", static, \
         None
@@ -89,8 +91,8 @@ def make_recording(root, *, seed: int = 0, with_online: bool = True, n_units: in
     t0_us = 200_000.0
     for k, (name, maker) in enumerate((("drift", _grating_table), ("sparse", _sparse_table))):
         table, kind, static, blanks = maker(seed + k)
-        plan = build_plan(table, REFRESH_HZ, preexp_sec=0.2, postexp_sec=0.2,
-                          blank_sec=blanks.sec if blanks else 0.0)
+        plan = build_plan(table, REFRESH_HZ, preexp_s=0.2, postexp_s=0.2,
+                          blank_s=blanks.duration_s if blanks else 0.0)
         code = code_from_session_id(name)
         codes = session_codes(settings, plan.code, session_code=code)
         n_start = len(start_block(settings, code))  # START markers + session-code chunks
@@ -186,7 +188,7 @@ def _write_sort(folder: Path, spikes, n_samples: int) -> None:
 
     w = 40
     t = np.arange(w) - 12
-    shape = -np.exp(-0.5 * (t / 2.0) ** 2) + 0.3 * np.exp(-0.5 * ((t - 8) / 4.0) ** 2)
+    shape = biphasic_spike(t, 2.0, 0.3, 8, 4.0)
     n_units = len(spikes)
     templates = np.zeros((n_units, N_CHANNELS, w), np.float32)
     for u in range(n_units):

@@ -88,37 +88,10 @@ class Built:
     timings_s: dict
 
 
-def _write_continuous(rec_dir: Path, n_channels: int, n_samples: int, fs: float,
-                      first: int, chunks) -> str:
-    """Stream float µV chunks into an Open Ephys Binary continuous stream (as the GUI lays it
-    out; the same oebin entry as ``oe_binary_events.write_binary_recording``)."""
-    from oe_plugin.protocol.oe_binary_events import GUI_VERSION, processor_folder
-
-    folder = processor_folder(SOURCE_PROCESSOR, SOURCE_ID, STREAM)
-    d = rec_dir / "continuous" / folder
-    d.mkdir(parents=True, exist_ok=True)
-    with open(d / "continuous.dat", "wb") as f:
-        for x in chunks:
-            np.clip(np.round(x.T / BIT_VOLTS), -32768, 32767).astype("<i2").tofile(f)
-    sn = first + np.arange(n_samples, dtype=np.int64)
-    np.save(d / "sample_numbers.npy", sn)
-    np.save(d / "timestamps.npy", sn / fs)
-    cont = {"folder_name": folder + "/", "sample_rate": fs,
-            "source_processor_name": SOURCE_PROCESSOR, "source_processor_id": SOURCE_ID,
-            "stream_name": STREAM, "recorded_processor": "Record Node",
-            "recorded_processor_id": 101, "num_channels": n_channels,
-            "channels": [{"channel_name": f"CH{i + 1}", "description": "", "identifier": "",
-                          "history": "", "bit_volts": BIT_VOLTS, "units": "uV"}
-                         for i in range(n_channels)]}
-    oebin = {"GUI version": GUI_VERSION, "continuous": [cont], "events": [], "spikes": []}
-    (rec_dir / "structure.oebin").write_text(json.dumps(oebin, indent=2))
-    return folder
-
-
 def build_experiment(out_dir, cfg: SimConfig = SimConfig(), log=print) -> Built:
     from oe_plugin.probe import load_probe
     from oe_plugin.protocol.encoder import TRANSITION_DTYPE
-    from oe_plugin.protocol.oe_binary_events import write_ttl_events
+    from oe_plugin.protocol.oe_binary_events import write_binary_recording, write_ttl_events
     from oe_plugin.protocol.ttl_sim import SimSettings, random_line_delays, sample_transitions
 
     timings: dict[str, float] = {}
@@ -214,8 +187,12 @@ def build_experiment(out_dir, cfg: SimConfig = SimConfig(), log=print) -> Built:
             yield x
 
     rec_dir.mkdir(parents=True, exist_ok=True)
-    folder = _write_continuous(rec_dir, probe.n_channels, n_samples, fs,
-                               cfg.first_sample_number, chunks())
+    folder = write_binary_recording(rec_dir, sample_rate_hz=fs, n_samples=n_samples,
+                                    first_sample_number=cfg.first_sample_number,
+                                    n_channels=probe.n_channels, data_uv=chunks(),
+                                    source_processor=SOURCE_PROCESSOR,
+                                    source_processor_id=SOURCE_ID, stream_name=STREAM,
+                                    bit_volts=BIT_VOLTS)
     timings["voltage"] = time.perf_counter() - t2
 
     # 5. the TTL lines: the encoder's transitions on the recording clock, sampled

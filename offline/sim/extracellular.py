@@ -30,13 +30,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal
 
+from oe_plugin.kernels.bandpass import default_band_sos
+from oe_plugin.waveforms import biphasic_spike
+
 TEMPLATE_PRE_MS = 0.7
 TEMPLATE_POST_MS = 1.5
-
-
-def band_sos(fs: float) -> np.ndarray:
-    """The 300–6000 Hz 2nd-order Butterworth band-pass the sorter and detector use."""
-    return signal.butter(2, [300.0, 6000.0], "bandpass", fs=fs, output="sos")
 
 
 @dataclass
@@ -97,16 +95,8 @@ def filtered_noise_sigma(model_kwargs: dict, seconds: float = 2.0) -> np.ndarray
     m = NoiseModel(**model_kwargs)
     n = int(seconds * m.sample_rate_hz)
     x = m.chunk(0, n)
-    y = signal.sosfilt(band_sos(m.sample_rate_hz), x, axis=1)[:, n // 4:]
+    y = signal.sosfilt(default_band_sos(m.sample_rate_hz), x, axis=1)[:, n // 4:]
     return np.median(np.abs(y), axis=1) / 0.6745
-
-
-def _waveform(t_ms: np.ndarray, width_ms: float, rebound: float, rebound_ms: float
-              ) -> np.ndarray:
-    trough = -np.exp(-0.5 * (t_ms / width_ms) ** 2)
-    after = rebound * np.exp(-0.5 * ((t_ms - rebound_ms) / (2.2 * width_ms)) ** 2)
-    pre = 0.12 * np.exp(-0.5 * ((t_ms + 2.0 * width_ms) / width_ms) ** 2)
-    return trough + after + pre
 
 
 def make_templates(neuron_pos_um: np.ndarray, contact_pos_um: np.ndarray, fs: float,
@@ -127,7 +117,7 @@ def make_templates(neuron_pos_um: np.ndarray, contact_pos_um: np.ndarray, fs: fl
     u = len(neuron_pos_um)
     c = len(contact_pos_um)
     out = np.zeros((len(shifts), u, c, t_ms.size), np.float32)
-    sos = band_sos(fs)
+    sos = default_band_sos(fs)
     realised = np.zeros(u)
     pad = np.zeros((c, 300))
     for i in range(u):
@@ -142,8 +132,9 @@ def make_templates(neuron_pos_um: np.ndarray, contact_pos_um: np.ndarray, fs: fl
                     continue
                 widen = 1.0 + d[ch] / 150.0
                 delay = d[ch] / 400.0  # ms at 0.4 m/s
-                out[k, i, ch] = scale[ch] * _waveform(t_ms - delay, width * widen, rebound,
-                                                      rebound_ms * widen)
+                out[k, i, ch] = scale[ch] * biphasic_spike(
+                    t_ms - delay, width * widen, rebound, rebound_ms * widen,
+                    2.2 * (width * widen), pre_amp=0.12)
         k0 = int(np.argmin(np.abs(shifts)))
         filt = signal.sosfilt(sos, np.concatenate([pad, out[k0, i], pad], axis=1), axis=1)
         trough = -filt.min(axis=1)

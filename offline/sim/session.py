@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from oe_plugin.protocol.spec import MAX_SWEEP_INDEX
+
 SCRIPTS_DIR = Path(__file__).resolve().parent / "scripts"
 
 #: A small offscreen window on a large, near screen (60 x 45 cm at 40 cm: ±37° x ±29°), so the
@@ -35,7 +37,6 @@ fullscreen = false
 priority = false
 """
 
-CODE_FIRST_RESERVED = 65533  # END 65533, START 65534, NONE 65535
 
 
 @dataclass

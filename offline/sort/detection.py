@@ -11,8 +11,6 @@ run over the whole file would; peaks in the context belong to the neighbouring c
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 
 from oe_plugin.kernels.detector import SpikeDetector
@@ -23,10 +21,9 @@ from offline.sort.job import SortJob, window_samples
 
 
 def make_detector(job: SortJob, n_channels: int, sample_rate_hz: float, max_block: int):
-    det = job.settings.detect
-    fixed = replace(det, threshold_uv=float(det.threshold_mad), threshold_floor_uv=0.0)
-    return SpikeDetector(n_channels, sample_rate_hz, FilterSettings(enabled=False), fixed,
-                         job.lock_nb, max_block=max_block)
+    return SpikeDetector(n_channels, sample_rate_hz, FilterSettings(enabled=False),
+                         job.settings.detect, job.lock_nb, max_block=max_block,
+                         noise_units=True)
 
 
 def detection_context(detector: SpikeDetector) -> int:
@@ -63,7 +60,7 @@ def detect_chunk(job: SortJob, index: int) -> dict:
     t = ev["sample_index"] + lo
     keep = (t >= start) & (t < stop)
     t, c = t[keep], ev["channel_index"][keep].astype(np.int32)
-    amp_uv = ev["amplitude_uv"][keep] * job.noise_uv[c]
+    amp_uv = ev["amplitude"][keep] * job.noise_uv[c]  # noise units -> µV
     rng = np.random.default_rng([job.settings.sort.seed, index])
     n_pick = min(len(t), job.settings.sort.events_per_chunk)
     pick = np.sort(rng.choice(len(t), n_pick, replace=False)) if n_pick else np.zeros(0, int)

@@ -11,7 +11,6 @@ sort; ``sort.json`` is written last.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -418,7 +417,3 @@ def _version() -> str:
     from oe_plugin import __version__
 
     return __version__
-
-
-def clear_work(out_dir) -> None:
-    shutil.rmtree(Path(out_dir) / "work", ignore_errors=True)

@@ -39,7 +39,12 @@ from oe_plugin.kernels.drift import DriftTables, correct_block, drift_tables
 from oe_plugin.kernels.motion import Motion
 from oe_plugin.kernels.noise import MAD_TO_SIGMA
 from oe_plugin.kernels.reference import median_reference
-from oe_plugin.kernels.resample import mux_delays, resample_block, sinc_kernels
+from oe_plugin.kernels.resample import (
+    mux_delays,
+    output_length,
+    resample_block,
+    sinc_kernels,
+)
 from offline.sort.settings import PreprocessSettings
 
 
@@ -186,7 +191,7 @@ class Preprocessor:
             pad_hi = h - (first_in + x.shape[1] - stop_in)
             if pad_lo or pad_hi:
                 x = np.pad(x, ((0, 0), (pad_lo, pad_hi)))
-            out = np.empty((x.shape[0], (stop_in - start_in) * f), np.float32)
+            out = np.empty((x.shape[0], output_length(x.shape[1], self.kernels)), np.float32)
             resample_block(x, self.kernels, out)
             x = out
             x = x[:, start - start_in * f : start - start_in * f + (stop - start)]

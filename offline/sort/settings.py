@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 
 from oe_plugin.config import check_sections, choice, from_table, load_toml, require
-from oe_plugin.settings import DetectSettings
+from oe_plugin.settings import BAND_HIGH_HZ, BAND_LOW_HZ, BAND_ORDER, DetectSettings
 
 
 @dataclass(frozen=True)
@@ -22,9 +22,9 @@ class PreprocessSettings:
     filter: str = choice("zero-phase", "causal", default="zero-phase")
     """zero-phase: forward + backward pass of the causal kernel (no phase shift, spikes keep
     their shape); causal: the online filter alone (mirrors the online path's waveforms)."""
-    low_hz: float = 300.0
-    high_hz: float = 6000.0
-    order: int = 2
+    low_hz: float = BAND_LOW_HZ
+    high_hz: float = BAND_HIGH_HZ
+    order: int = BAND_ORDER
     common_reference: str = choice("none", "median", default="none")
     upsample_factor: int = 1
     """Sinc interpolation factor (the seed: 2); 1 = none (delay correction still applies)."""
@@ -248,11 +248,6 @@ class AllSettings:
     sort: SortSettings
     motion: MotionSettings = MotionSettings()
     quality: QualitySettings = QualitySettings()
-
-
-def default_detect() -> DetectSettings:
-    """Offline defaults: the online detector's, with a 4.5 x noise threshold on the fixed noise."""
-    return DetectSettings()
 
 
 def settings_from_table(table: dict | None) -> AllSettings:

@@ -1,15 +1,5 @@
-"""The sort file: ``sort.npz`` (arrays, no pickle) + ``sort.json`` (everything else).
+"""Writing the sort file: ``sort.npz`` (arrays, no pickle) + ``sort.json`` (everything else).
 
-Self-describing and safe: numeric arrays only (read back with ``allow_pickle=False``), and a
-JSON document with the format name and version, the software version, the input recording's
-identity, the rates, all settings, the per-unit metrics and the run's timings. Both files are
-written atomically (temporary file + rename), the JSON last: a sort folder whose ``sort.json``
-exists is complete. ``sort.json`` is strict JSON: a metric that is undefined for a unit (NaN, e.g.
-``amplitude_cutoff`` below 500 spikes) is stored as ``null`` and read back as NaN.
-
-Arrays (n = spikes, U = units, K = template rows, W = template samples):
-
-================================  =====================================================
 spike_index                       (n,) int64 recording sample index (0-based in the stream)
 spike_index_sorting               (n,) int64 sample index at the sorting rate (upsampled)
 spike_unit                        (n,) int32 unit, -1 = unsorted (no template accepted it)
@@ -29,6 +19,11 @@ extra_template_unit               (E,) int32 the unit each belongs to (a burstin
 noise_uv                          (C,) float32 per-channel noise used for scaling
 channel_positions_um              (C, 2) float64
 ================================  =====================================================
+=======
+The format and its reader live in the core, :mod:`oe_plugin.formats.sort_folder` (the online
+sorter reads sort folders without importing ``offline``); this module writes it — both files
+atomically (temporary file + rename), the JSON last, so that a sort folder whose ``sort.json``
+exists is complete — and re-exports the reader's names for the offline package.
 """
 
 from __future__ import annotations
@@ -37,40 +32,18 @@ import io
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-FORMAT = "sweepsort-sort"
-FORMAT_VERSION = 1
-ARRAYS = ("spike_index", "spike_index_sorting", "spike_unit", "spike_amplitude",
-          "spike_amplitude_uv", "spike_error", "spike_channel", "templates_uv",
-          "template_channels", "template_peak_channel", "template_threshold", "noise_uv",
-          "channel_positions_um")
-
-
-class SortFileError(ValueError):
-    """A sort folder is missing, incomplete or not a sweepsort sort."""
-
-
-@dataclass
-class SortResult:
-    arrays: dict
-    meta: dict = field(default_factory=dict)
-
-    def __getattr__(self, name):
-        try:
-            return self.__dict__["arrays"][name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    @property
-    def n_units(self) -> int:
-        return int(self.arrays["templates_uv"].shape[0])
-
-    def spike_times_s(self) -> np.ndarray:
-        return self.arrays["spike_index"] / float(self.meta["recording_sample_rate_hz"])
+from oe_plugin.formats.sort_folder import (  # noqa: F401 - the offline package's names for them
+    ARRAYS,
+    FORMAT,
+    FORMAT_VERSION,
+    SortFileError,
+    SortResult,
+    load_sort,
+)
 
 
 def dense_templates(waveforms: np.ndarray, channels: np.ndarray, n_channels: int,
@@ -137,34 +110,6 @@ def save_sort(folder, result: SortResult) -> Path:
     atomic_write(folder / "sort.npz", npz_bytes(result.arrays))
     atomic_write(json_path, json.dumps(meta, indent=2, default=_plain).encode())
     return json_path
-
-
-def load_sort(folder) -> SortResult:
-    folder = Path(folder)
-    json_path, npz_path = folder / "sort.json", folder / "sort.npz"
-    if not json_path.is_file() or not npz_path.is_file():
-        raise SortFileError(f"{folder}: not a complete sort folder (sort.json + sort.npz)")
-    try:
-        meta = json.loads(json_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise SortFileError(f"{json_path}: not valid JSON ({exc})") from None
-    if meta.get("format") != FORMAT:
-        raise SortFileError(f"{json_path}: not a {FORMAT} file")
-    if isinstance(meta.get("metrics"), list):  # null = a metric undefined for the unit (NaN)
-        meta["metrics"] = [{k: float("nan") if v is None else v for k, v in m.items()}
-                           if isinstance(m, dict) else m for m in meta["metrics"]]
-    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
-        raise SortFileError(f"{json_path}: format version {meta['format_version']} is newer "
-                            f"than this sweepsort reads ({FORMAT_VERSION})")
-    try:
-        with np.load(npz_path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (ValueError, OSError) as exc:
-        raise SortFileError(f"{npz_path}: unreadable ({exc})") from None
-    missing = [k for k in ARRAYS if k not in arrays]
-    if missing:
-        raise SortFileError(f"{npz_path}: missing arrays {', '.join(missing)}")
-    return SortResult(arrays, meta)
 
 
 def _plain(obj):

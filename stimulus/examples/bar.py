@@ -11,8 +11,8 @@ experiment = Experiment(
         length_deg=10.0,
         width_deg=1.0,
         bg_lum=0.5,
-        sweep_sec=2.5,
-        postsweep_sec=0.5,
+        sweep_s=2.5,
+        postsweep_s=0.5,
     ),
     runs=Runs(10, reshuffle=True),
 )

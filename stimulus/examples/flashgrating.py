@@ -14,9 +14,9 @@ experiment = Experiment(
         phase0_rad=Variable([0, math.pi / 2, math.pi, 3 * math.pi / 2], dim=2, shuffle=True),
         tf_hz=0.0,
         sigma_deg=4.0,
-        sweep_sec=0.025,
+        sweep_s=0.025,
     ),
     runs=Runs(10, reshuffle=True),
-    preexp_sec=1.0,
-    postexp_sec=1.0,
+    preexp_s=1.0,
+    postexp_s=1.0,
 )

@@ -14,7 +14,7 @@ experiment = Experiment(
     dynamic=dict(
         frame_i=Variable([0, CLIP_FRAMES, 2 * CLIP_FRAMES], dim=0, shuffle=True),
         width_deg=30.0,
-        sweep_sec=2.0,
+        sweep_s=2.0,
     ),
     runs=Runs(3, reshuffle=True),
 )

@@ -13,8 +13,8 @@ experiment = Experiment(
         frame_i=0,
         width_deg=32.0,
         height_deg=32.0,
-        sweep_sec=(2**ORDER - 1) * REFRESHES / 200.0,
+        sweep_s=(2**ORDER - 1) * REFRESHES / 200.0,
     ),
-    preexp_sec=1.0,
-    postexp_sec=1.0,
+    preexp_s=1.0,
+    postexp_s=1.0,
 )

@@ -11,7 +11,7 @@ experiment = Experiment(
         spot_lum=Variable([0.0, 1.0], dim=2, shuffle=True),
         width_deg=40.0,
         height_deg=40.0,
-        sweep_sec=0.1,
+        sweep_s=0.1,
     ),
     runs=Runs(5, reshuffle=True),
 )

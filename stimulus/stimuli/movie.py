@@ -101,7 +101,7 @@ class Movie(Stimulus):
         n = stack.shape[0]
         rpf = static.get("refreshes_per_frame", 1)
         last = max(values.get("frame_i", [0]))
-        need = max(frames(s, ctx.refresh_hz) for s in values.get("sweep_sec", [1.0]))
+        need = max(frames(s, ctx.refresh_hz) for s in values.get("sweep_s", [1.0]))
         last_shown = last + max(need - 1, 0) // rpf
         if last_shown >= n:
             return [("frame_i", f"the sweeps reach movie frame {last_shown} but the movie has "

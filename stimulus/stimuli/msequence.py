@@ -10,7 +10,7 @@ cross-correlation gives every cell's kernel at once. Bit 1 shows ``bright_lum``,
 ``dark_lum``.
 
 Sequence position: ``t = frame_i + frame_in_sweep // refreshes_per_frame``. Use either one
-long sweep (``frame_i = 0``, ``sweep_sec = L * refreshes_per_frame / R``) or dimstim's way:
+long sweep (``frame_i = 0``, ``sweep_s = L * refreshes_per_frame / R``) or dimstim's way:
 ``frame_i`` a Variable over ``range(L)`` with one sweep per element (then the TTL sweep index is
 the sequence position).
 """

@@ -12,7 +12,7 @@ cells. Cell (``xi``, ``yi``) counts from the bottom-left cell (0, 0), ``xi`` rig
   dark) are drawn from ``numpy.random.default_rng([seed, 0x5A5E, k])`` — the experiment seed,
   so :func:`pattern` rebuilds any sweep's frame offline.
 
-Each sweep lasts ``sweep_sec`` (one refresh and up): that is the per-frame duration.
+Each sweep lasts ``sweep_s`` (one refresh and up): that is the per-frame duration.
 """
 
 from __future__ import annotations

@@ -12,9 +12,9 @@ experiment = Experiment(
         spot_lum=Variable([0.0, 1.0], dim=2, shuffle=True),
         width_deg=40.0,
         height_deg=40.0,
-        sweep_sec=0.1,
+        sweep_s=0.1,
     ),
     runs=Runs(1),
-    preexp_sec=0.3,
-    postexp_sec=0.3,
+    preexp_s=0.3,
+    postexp_s=0.3,
 )

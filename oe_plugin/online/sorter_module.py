@@ -2,7 +2,7 @@
 
 The logic behind ``oe_plugin/modules/online_sorter.py``: load a sort folder written by
 ``sweepsort sort`` (``[match] sort_dir``), then per block — through one GIL-free C entry
-(:class:`~oe_plugin.online.sorter_core.OnlineSorter`) — scale to the sort's noise units, band-pass
+(:class:`~oe_plugin.online.sorter_driver.OnlineSorter`) — scale to the sort's noise units, band-pass
 causally, detect with the sort's detection settings and classify every event with the offline
 sorter's matching kernel (:func:`oe_plugin.kernels.match.match_events`, peeling and overlap pairs
 included). Classified spikes (``unit`` filled in, -1 = no template accepted it) go to the
@@ -12,12 +12,12 @@ spike of the unit, low after the next block without one.
 
 When the sort corrected probe motion, each block's raw samples are first drift-corrected with
 the sort's stored estimate (``[match] apply_motion``, ``motion_time``; the
-:class:`~oe_plugin.online.sort_model.DriftStage` inside the same C entry).
+:class:`~oe_plugin.online.match_model.DriftStage` inside the same C entry).
 
 A spike is reported once its matching window is complete — ``decision_delay`` plus about one
 template length (~2 ms) after its peak — so its record and TTL come from a later block.
 
-A missing or malformed sort folder is a :class:`~oe_plugin.online.sort_model.SortModelError` in
+A missing or malformed sort folder is a :class:`~oe_plugin.online.match_model.SortModelError` in
 the constructor, naming the folder and the problem (the GUI shows it and disables the module).
 """
 
@@ -30,8 +30,8 @@ import numpy as np
 
 from oe_plugin.config import from_table, require
 from oe_plugin.online.base import OnlineModule
-from oe_plugin.online.sort_model import SortModelError, load_sort_model
-from oe_plugin.online.sorter_core import OnlineSorter, UpstreamClassifier
+from oe_plugin.online.match_model import SortModelError, load_sort_model
+from oe_plugin.online.sorter_driver import OnlineSorter, UpstreamClassifier
 from oe_plugin.outputs.spike_file import SpikeFileWriter
 from oe_plugin.probe import load_probe, neighbour_lists
 from oe_plugin.settings import DetectSettings, FilterSettings

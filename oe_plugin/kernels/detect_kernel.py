@@ -61,8 +61,8 @@ METHOD_MULTIPHASIC = 1
 P_METHOD = 0
 P_POLARITY = 1  # -1 negative, +1 positive, 0 both
 P_THRESHOLD_MAD = 2
-P_THRESHOLD_UV = 3  # > 0: fixed threshold, overrides the MAD rule
-P_FLOOR_UV = 4
+P_THRESHOLD_FIXED = 3  # > 0: fixed threshold in the input's units, overrides the MAD rule
+P_THRESHOLD_FLOOR = 4  # lowest threshold the MAD rule may give, input units
 P_LOCKOUT = 5  # samples
 P_PHASE_WINDOW = 6  # samples
 P_PHASE2_FRACTION = 7
@@ -87,13 +87,13 @@ N_COUNTERS = 7
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
 def _threshold(noise, params):
-    fixed = params[P_THRESHOLD_UV]
+    fixed = params[P_THRESHOLD_FIXED]
     if fixed > 0:
         return fixed
     if noise <= 0:
         return np.inf
     thr = params[P_THRESHOLD_MAD] * noise
-    floor = params[P_FLOOR_UV]
+    floor = params[P_THRESHOLD_FLOOR]
     return thr if thr > floor else floor
 
 

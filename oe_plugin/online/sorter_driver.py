@@ -1,11 +1,17 @@
-"""The online sorter's state object: every array :func:`online_sort.sort_block` needs, once.
+"""The online sorter's driver: every array the kernel
+:func:`oe_plugin.kernels.sort_kernel.sort_block` needs, allocated once, and both ways in.
+
+The online sorter's files: ``modules/online_sorter.py`` (what the GUI loads) ->
+``online/sorter_module.py`` (the module: settings, files, TTLs) -> ``online/sorter_driver.py``
+(this: state and calls) -> ``kernels/sort_kernel.py`` (the numba code), with
+``online/match_model.py`` (what it takes from a sort folder).
 
 :class:`OnlineSorter` is to detection + matching what
 :class:`~oe_plugin.kernels.detector.SpikeDetector` is to detection: ``process()`` is the
 ``@njit`` way in (tests, offline), ``process_online()`` the ``@cfunc`` way in (the GUI's
 GIL-less audio thread; no allocation unless a block is larger than any before).
 
-Without a :class:`~oe_plugin.online.sort_model.SortModel` it is a detector on µV (unit -1 for
+Without a :class:`~oe_plugin.online.match_model.SortModel` it is a detector on µV (unit -1 for
 every spike); with one, raw µV are scaled by the sort's noise, detected with the sort's
 detection settings and fixed threshold (``threshold_mad`` noise units, as offline), and every
 event is matched against the sort's templates. When the model has a drift stage
@@ -21,12 +27,12 @@ from dataclasses import replace
 
 import numpy as np
 
-from oe_plugin.kernels import detect as D
-from oe_plugin.kernels import online_sort as K
+from oe_plugin.kernels import detect_kernel as D
+from oe_plugin.kernels import sort_kernel as K
 from oe_plugin.kernels._entry import ArgTable, entry_caller
 from oe_plugin.kernels.detector import SpikeDetector
 from oe_plugin.kernels.match import P_MASK, make_params, match_tables, reset_overlap_budget
-from oe_plugin.online.sort_model import SortModel, match_params
+from oe_plugin.online.match_model import SortModel, match_params
 from oe_plugin.settings import DetectSettings, FilterSettings
 
 SUB = 256
@@ -42,12 +48,12 @@ def match_reach(model: SortModel) -> tuple[int, int]:
 
 def detection_settings(model: SortModel | None, filter_settings: FilterSettings | None,
                        detect_settings: DetectSettings | None):
-    """(filter, detect) the sorter runs: the sort's (fixed threshold in noise units) or given."""
+    """(filter, detect) the sorter runs: the sort's or the given. With a sort the detector runs on
+    traces in the sort's noise units (``SpikeDetector(..., noise_units=True)``: a fixed
+    ``threshold_mad``, as offline)."""
     if model is None:
         return filter_settings or FilterSettings(), detect_settings or DetectSettings()
-    det = replace(model.detect, threshold_uv=float(model.detect.threshold_mad),
-                  threshold_floor_uv=0.0)
-    return replace(model.filter, write_downstream=False), det
+    return replace(model.filter, write_downstream=False), model.detect
 
 
 class OnlineSorter:
@@ -64,7 +70,7 @@ class OnlineSorter:
         self.filter_settings, self.detect_settings = fset, dset
         det = self.detector = SpikeDetector(
             c, sample_rate_hz, replace(fset, write_downstream=False), dset, neighbours,
-            max_block=SUB)
+            max_block=SUB, noise_units=model is not None)
         det.params[D.P_SAMPLE_MAJOR] = 1.0
         self.scratch = np.zeros((SUB, c), np.float32)
         if model is not None:
@@ -250,7 +256,7 @@ class UpstreamClassifier:
     def __init__(self, model: SortModel, n_channels: int, pre_samples: int, n_samples: int,
                  capacity: int = 4096):
         from oe_plugin.kernels.match import match_entry
-        from oe_plugin.online.sort_model import SortModelError
+        from oe_plugin.online.match_model import SortModelError
 
         self.n_channels = int(n_channels)
         self.pre_samples, self.n_samples = int(pre_samples), int(n_samples)

@@ -1,11 +1,12 @@
 """What the online sorter takes from a sort folder written by ``sweepsort sort``.
 
-:func:`load_sort_model` reads ``sort.json`` + ``sort.npz`` (:mod:`offline.sort.sortfile`) and
-turns them into the matching kernel's layout: templates back in **noise units** (µV / the sort's
-per-channel noise, the units the sort's acceptance thresholds are in), their channel rows, the
-thresholds, the candidate lists per peak channel (:func:`oe_plugin.kernels.candidates.candidates`,
-the offline sorter's rule), the matching parameters (window, shifts, amplitude range,
-overlap-pair window) and the detection settings the sort was made with.
+:func:`load_sort_model` reads ``sort.json`` + ``sort.npz`` (:mod:`oe_plugin.formats.sort_folder`)
+and turns them into the matching kernel's layout: templates back in **noise units** (µV / the
+sort's per-channel noise, the units the sort's acceptance thresholds are in), their channel rows,
+the thresholds, the candidate lists per peak channel
+(:func:`oe_plugin.kernels.candidates.candidates`, the offline sorter's rule), the matching
+parameters (window, shifts, amplitude range, overlap-pair window) and the detection settings the
+sort was made with.
 
 When the sort corrected probe motion (``sort.json`` ``motion.applied``), the model also carries
 a :class:`DriftStage`: the stored estimate (``motion_time_s``, ``motion_depth_um``,
@@ -25,11 +26,18 @@ from pathlib import Path
 
 import numpy as np
 
+from oe_plugin.formats.sort_folder import SortFileError, load_sort, matching_templates
 from oe_plugin.kernels.candidates import candidates
 from oe_plugin.kernels.drift import DriftTables, bin_count, drift_tables, motion_bin_grid
 from oe_plugin.kernels.motion import Motion
 from oe_plugin.probe import Probe, ProbeError, load_probe, neighbour_lists
-from oe_plugin.settings import DetectSettings, FilterSettings
+from oe_plugin.settings import (
+    BAND_HIGH_HZ,
+    BAND_LOW_HZ,
+    BAND_ORDER,
+    DetectSettings,
+    FilterSettings,
+)
 
 ONLINE_PAIR_WINDOW_US = 500.0
 """Widest overlap search the online sorter uses (µs), whatever the sort used: a wider one delays
@@ -151,8 +159,6 @@ def load_sort_model(sort_dir, n_channels: int, sample_rate_hz: float, apply_moti
     with ``apply_motion`` and a sort that corrected motion, its :class:`DriftStage`
     (``motion_time``: see :data:`MOTION_TIMES`; ``motion_start_s``: with "stream", the time in
     the sorted recording where the stream's first sample lies, rounded to interpolation bins)."""
-    from offline.sort.sortfile import SortFileError, load_sort
-
     if not str(sort_dir).strip():
         raise SortModelError("[match] sort_dir is empty: name the folder 'sweepsort sort' wrote")
     folder = Path(sort_dir).expanduser()
@@ -165,41 +171,18 @@ def load_sort_model(sort_dir, n_channels: int, sample_rate_hz: float, apply_moti
     meta, arr = res.meta, res.arrays
     where = f"sort folder {folder}"
     try:
-        tpl_uv = np.asarray(arr["templates_uv"], np.float32)
-        chans = np.asarray(arr["template_channels"], np.int32)
-        thr = np.asarray(arr["template_threshold"], np.float32)
-        extra = None
-        if "extra_templates_uv" in arr and len(arr["extra_templates_uv"]):
-            extra = (np.asarray(arr["extra_templates_uv"], np.float32),
-                     np.asarray(arr["extra_template_channels"], np.int32),
-                     np.asarray(arr["extra_template_threshold"], np.float32),
-                     np.asarray(arr["extra_template_unit"], np.int32))
+        matching = matching_templates(arr, where)
         noise = np.asarray(arr["noise_uv"], np.float32)
         pre = int(meta["template_pre_samples"])
         fs_rec = float(meta["recording_sample_rate_hz"])
         factor = int(meta.get("upsample_factor", 1))
         settings = meta.get("settings") or {}
+    except SortFileError as exc:
+        raise SortModelError(str(exc)) from None
     except (KeyError, TypeError, ValueError) as exc:
         raise SortModelError(f"{where}: sort.json lacks {exc}") from None
-    n_units = int(tpl_uv.shape[0]) if tpl_uv.ndim == 3 else 0
-    tpl_unit = np.arange(n_units, dtype=np.int32)
-    if extra is not None:  # a unit's further templates (a bursting cell's scaled copies)
-        e_uv, e_chans, e_thr, e_unit = extra
-        if (tpl_uv.ndim != 3 or e_uv.shape[1:] != tpl_uv.shape[1:]
-                or e_chans.shape != e_uv.shape[:2] or e_thr.shape != e_uv.shape[:1]
-                or e_unit.shape != e_uv.shape[:1] or e_unit.min() < 0
-                or e_unit.max() >= n_units):
-            raise SortModelError(f"{where}: extra templates disagree with the units "
-                                 f"(extra_templates_uv {e_uv.shape}, extra_template_channels "
-                                 f"{e_chans.shape}, extra_template_unit {e_unit.shape}, "
-                                 f"{n_units} units)")
-        tpl_uv = np.concatenate([tpl_uv, e_uv])
-        chans = np.concatenate([chans, e_chans])
-        thr = np.concatenate([thr, e_thr])
-        tpl_unit = np.concatenate([tpl_unit, e_unit])
-    if tpl_uv.ndim != 3 or chans.shape != tpl_uv.shape[:2] or thr.shape != tpl_uv.shape[:1]:
-        raise SortModelError(f"{where}: template arrays disagree (templates_uv {tpl_uv.shape}, "
-                             f"template_channels {chans.shape}, template_threshold {thr.shape})")
+    tpl_uv, chans, thr = matching.templates_uv, matching.channels, matching.threshold
+    tpl_unit = matching.unit
     if noise.shape != (n_channels,):
         raise SortModelError(f"{where}: sorted {noise.shape[0] if noise.ndim else '?'} channels, "
                              f"the stream has {n_channels}")
@@ -223,9 +206,9 @@ def load_sort_model(sort_dir, n_channels: int, sample_rate_hz: float, apply_moti
     try:
         detect = DetectSettings(**_known(DetectSettings, settings.get("detect")))
         detect.check("detect")
-        filt = FilterSettings(low_hz=float(prep.get("low_hz", 300.0)),
-                              high_hz=float(prep.get("high_hz", 6000.0)),
-                              order=int(prep.get("order", 2)))
+        filt = FilterSettings(low_hz=float(prep.get("low_hz", BAND_LOW_HZ)),
+                              high_hz=float(prep.get("high_hz", BAND_HIGH_HZ)),
+                              order=int(prep.get("order", BAND_ORDER)))
         filt.check("filter", sample_rate_hz)
         max_shift = int(sort_s.get("max_shift_samples", 2))
         amp_min = float(sort_s.get("amplitude_min", 0.5))

@@ -1,7 +1,7 @@
 """Online sorting of one block: scale -> detect -> keep a filtered ring -> match ready events.
 
 One kernel, :func:`sort_block`, drives two shared kernels over a block of raw samples:
-:func:`oe_plugin.kernels.detect.detect_block` (band-pass, threshold, lockout) and
+:func:`oe_plugin.kernels.detect_kernel.detect_block` (band-pass, threshold, lockout) and
 :func:`oe_plugin.kernels.match.match_events` (the offline sorter's template matching). It adds no
 signal processing of its own, only the bookkeeping that makes the stream look like one array:
 
@@ -37,7 +37,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from oe_plugin.kernels import detect as D
+from oe_plugin.kernels import detect_kernel as D
 from oe_plugin.kernels import drift as DR
 from oe_plugin.kernels import match as M
 from oe_plugin.kernels._entry import (
