@@ -138,7 +138,7 @@ def refresh_stimulus(s: StimSession) -> RefreshStimulus:
     out = RefreshStimulus(fr["flip_time_s"].astype(np.float64), np.zeros(n, np.int8),
                           z.copy(), z.copy(), z.copy(), z.copy(), z.copy(), z.copy(), z.copy(),
                           z.copy(), z.copy())
-    shown = np.flatnonzero((code < CODE_FIRST_RESERVED) & (plan_index >= 0))  # not chunks
+    shown = np.flatnonzero((code <= MAX_SWEEP_INDEX) & (plan_index >= 0))  # not chunks
     refresh_hz = s.refresh_hz
     for k in shown:
         c = conds[int(code[k])]
