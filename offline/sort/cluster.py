@@ -12,11 +12,11 @@ whose amplitude ratio differs only on some channels). Each cluster is therefore 
 **bimodal split** (:func:`split_bimodal`, as ISO-SPLIT does it): 2-means, projection onto the
 line through the two centres, split when the smoothed histogram of that projection has a trough
 below ``split_trough`` of the smaller of its two modes; recursively. Each test runs in the
-cluster's **own** principal components (``split_pca_components`` of them, taken within the
-group's first ``split_space_components``): the group's leading components describe how its
-*big* units differ, and two similar units inside one cluster differ along directions they
-barely weigh (on the dense64 tuning seed 1, three units within 25 µm of each other stayed one
-cluster in the group's 6 components and come apart in the cluster's own). A unit split in two
+cluster's **own** principal components (``split_pca_components`` of them, from its members'
+snippets): the group's leading components describe how its *big* units differ, and two similar
+units inside one cluster differ along directions those barely weigh (dense64 tuning seed 1: a
+cluster holding three units within 25 µm of each other splits in its own 10 components, not in
+the group's 6, nor in its own 10 taken within the group's first 30). A unit split in two
 this way (its peak jitters between samples) gives two near-identical means, which
 :func:`offline.sort.templates.merge_dense` joins again.
 
@@ -75,8 +75,7 @@ def cluster_snippets(snippets, snippet_c, snip_nb, settings, rng) -> list[Cluste
             continue
         rows = int(nb_ptr[ch + 1] - nb_ptr[ch])
         x = snippets[idx, :rows, :].reshape(len(idx), -1).astype(np.float64)
-        space = pca_features(x, max(settings.pca_components, settings.split_space_components))
-        feats = space[:, : settings.pca_components]
+        feats = pca_features(x, settings.pca_components)
         labels = HDBSCAN(
             min_cluster_size=settings.min_cluster_size,
             min_samples=min(settings.min_samples, settings.min_cluster_size),
@@ -88,7 +87,7 @@ def cluster_snippets(snippets, snippet_c, snip_nb, settings, rng) -> list[Cluste
                 continue
             members = np.flatnonzero(labels == lab)
             local = settings.split_pca_components
-            for part in split_bimodal(space if local else feats, members, settings.min_cluster_size,
+            for part in split_bimodal(x if local else feats, members, settings.min_cluster_size,
                                       settings.split_trough, rng,
                                       local_components=local):
                 clusters.append(Cluster(int(ch), idx[part]))

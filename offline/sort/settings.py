@@ -82,11 +82,8 @@ class SortSettings:
     """A cluster splits where the histogram of its 2-means projection dips below this fraction
     of the smaller mode (0 = no bimodal split)."""
     split_pca_components: int = 10
-    """Each split test runs in the tested cluster's own top principal components, this many
-    (0 = in the group's first ``pca_components``, as HDBSCAN saw them)."""
-    split_space_components: int = 30
-    """...taken within the peak-channel group's first this many components (the PCA of the
-    group's snippets is computed once, to this many)."""
+    """Each split test runs in the tested cluster's own top principal components (of its
+    members' snippets), this many (0 = in the group's ``pca_components``, as HDBSCAN saw them)."""
     merge_distance: float = 0.1
     """Templates closer than this (squared difference / smaller energy, best shift) merge."""
     min_unit_spikes: int = 25
@@ -159,8 +156,6 @@ class SortSettings:
         require(1 <= self.pca_components <= 50, f"{section}.pca_components", "must be 1..50")
         require(0 <= self.split_pca_components <= 50, f"{section}.split_pca_components",
                 "must be 0..50")
-        require(1 <= self.split_space_components <= 100, f"{section}.split_space_components",
-                "must be 1..100")
         require(self.min_cluster_size >= 2, f"{section}.min_cluster_size", "must be >= 2")
         require(self.min_samples >= 1, f"{section}.min_samples", "must be >= 1")
         require(0 <= self.split_trough < 1, f"{section}.split_trough", "must be in [0, 1)")
