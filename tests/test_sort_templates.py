@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
-from offline.sort.cluster import split_bimodal
+from offline.sort.cluster import cluster_snippets, split_bimodal
+from offline.sort.settings import SortSettings
 from offline.sort.templates import TemplateSet, rebuild_templates
 
 
@@ -21,6 +24,44 @@ def test_bimodal_cluster_splits_and_unimodal_does_not():
     small = min(parts, key=len)
     assert (small >= 400).mean() > 0.97  # the right members
     assert len(split_bimodal(two, np.arange(600), 25, 0.0, rng)) == 1  # 0 = off
+
+
+def _group_with_hidden_pair(rng):
+    """One peak channel's snippets (n, 1, 60): six big units far apart along e0..e5 and one
+    cloud holding two small units (at 3 e6) that differ only along e7, by +-2 noise SDs: the
+    seven clouds' means take the group's first six components."""
+    d = 60
+    big = [np.eye(d)[i] * 12.0 for i in range(6)]
+    parts, truth = [], []
+    for i, m in enumerate(big):
+        parts.append(rng.standard_normal((250, d)) + m)
+        truth += [i] * 250
+    for sign, label in ((1.0, 6), (-1.0, 7)):
+        parts.append(rng.standard_normal((250, d)) + 3.0 * np.eye(d)[6] + sign * 2.0 * np.eye(d)[7])
+        truth += [label] * 250
+    x = np.concatenate(parts).astype(np.float32)
+    return x[:, None, :], np.asarray(truth)
+
+
+def test_split_in_the_clusters_own_components_finds_a_pair_the_group_hides():
+    rng = np.random.default_rng(3)
+    snippets, truth = _group_with_hidden_pair(rng)
+    snippet_c = np.zeros(len(truth), np.int32)
+    snip_nb = (np.array([0, 1], np.int32), np.array([0], np.int32))
+
+    def pair_split(local):
+        s = replace(SortSettings(), split_pca_components=local)
+        clusters = cluster_snippets(snippets, snippet_c, snip_nb, s, np.random.default_rng(0))
+        of_pair = [cl for cl in clusters if np.isin(truth[cl.members], (6, 7)).mean() > 0.9]
+        return [np.bincount(truth[cl.members], minlength=8)[6:] for cl in of_pair]
+
+    # in the group's 6 components the pair is one cloud (its difference is the 8th direction)
+    assert len(pair_split(0)) == 1
+    # in the cluster's own components it is two, each (almost) one unit
+    parts = pair_split(10)
+    assert len(parts) == 2
+    for counts in parts:
+        assert counts.max() >= 0.9 * counts.sum() and counts.sum() >= 200
 
 
 def test_rebuild_covers_the_whole_footprint_and_keeps_thin_templates():
