@@ -110,25 +110,34 @@ def split_bimodal(feats, members, min_size, trough, rng, depth=3,
     if norm <= 0:
         return [members]
     proj = (x - centres[0]) @ (axis / norm)  # centre 0 at 0, centre 1 at norm
-    lo, hi = np.percentile(proj, [1, 99])
-    if hi - lo <= 0:
+    cut = bimodal_cut(proj, norm, trough)
+    if cut is None:
         return [members]
-    bins = int(np.clip(np.sqrt(len(proj)), 15, 60))
-    hist, edges = np.histogram(proj, bins=bins, range=(lo, hi))
-    h = gaussian_filter1d(hist.astype(np.float64), 1.0)
-    a, b = np.searchsorted(edges, [0.0, norm]) - 1
-    a, b = int(np.clip(a, 0, bins - 1)), int(np.clip(b, 0, bins - 1))
-    if b - a < 2:
-        return [members]
-    m = a + int(np.argmin(h[a : b + 1]))
-    if h[m] >= trough * min(h[: m + 1].max(), h[m:].max()):
-        return [members]
-    cut = 0.5 * (edges[m] + edges[m + 1])
     left, right = members[proj < cut], members[proj >= cut]
     if len(left) < min_size or len(right) < min_size:
         return [members]
     return (split_bimodal(feats, left, min_size, trough, rng, depth - 1, local_components)
             + split_bimodal(feats, right, min_size, trough, rng, depth - 1, local_components))
+
+
+def bimodal_cut(proj, far, trough) -> float | None:
+    """Where to cut a 1-d projection whose two centres sit at 0 and ``far`` > 0: the lowest
+    point of its smoothed histogram between them, when it is below ``trough`` x the smaller of
+    the modes on either side; None when the projection is unimodal there."""
+    lo, hi = np.percentile(proj, [1, 99])
+    if hi - lo <= 0:
+        return None
+    bins = int(np.clip(np.sqrt(len(proj)), 15, 60))
+    hist, edges = np.histogram(proj, bins=bins, range=(lo, hi))
+    h = gaussian_filter1d(hist.astype(np.float64), 1.0)
+    a, b = np.searchsorted(edges, [0.0, far]) - 1
+    a, b = int(np.clip(a, 0, bins - 1)), int(np.clip(b, 0, bins - 1))
+    if b - a < 2:
+        return None
+    m = a + int(np.argmin(h[a : b + 1]))
+    if h[m] >= trough * min(h[: m + 1].max(), h[m:].max()):
+        return None
+    return float(0.5 * (edges[m] + edges[m + 1]))
 
 
 def _two_means(x, iterations=20) -> np.ndarray:

@@ -81,6 +81,10 @@ class SortSettings:
     split_trough: float = 0.5
     """A cluster splits where the histogram of its 2-means projection dips below this fraction
     of the smaller mode (0 = no bimodal split)."""
+    merge_test_trough: float = 0.1
+    """Two templates closer than ``merge_distance`` stay apart when their clusters' snippets
+    form two modes between the two means (this trough criterion, as ``split_trough``; 0 = merge
+    on the distance alone)."""
     split_pca_components: int = 10
     """Each split test runs in the tested cluster's own top principal components (of its
     members' snippets), this many (0 = in the group's ``pca_components``, as HDBSCAN saw them)."""
@@ -154,6 +158,8 @@ class SortSettings:
         require(self.max_events_per_channel >= 10, f"{section}.max_events_per_channel",
                 "must be >= 10")
         require(1 <= self.pca_components <= 50, f"{section}.pca_components", "must be 1..50")
+        require(0 <= self.merge_test_trough < 1, f"{section}.merge_test_trough",
+                "must be in [0, 1)")
         require(0 <= self.split_pca_components <= 50, f"{section}.split_pca_components",
                 "must be 0..50")
         require(self.min_cluster_size >= 2, f"{section}.min_cluster_size", "must be >= 2")
