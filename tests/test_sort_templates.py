@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
-from offline.sort.cluster import split_bimodal
+from offline.sort.cluster import cluster_snippets, split_bimodal
+from offline.sort.settings import SortSettings
 from offline.sort.templates import TemplateSet, rebuild_templates
 
 
@@ -21,6 +24,44 @@ def test_bimodal_cluster_splits_and_unimodal_does_not():
     small = min(parts, key=len)
     assert (small >= 400).mean() > 0.97  # the right members
     assert len(split_bimodal(two, np.arange(600), 25, 0.0, rng)) == 1  # 0 = off
+
+
+def _group_with_hidden_pair(rng):
+    """One peak channel's snippets (n, 1, 60): six big units far apart along e0..e5 and one
+    cloud holding two small units (at 3 e6) that differ only along e7, by +-2 noise SDs: the
+    seven clouds' means take the group's first six components."""
+    d = 60
+    big = [np.eye(d)[i] * 12.0 for i in range(6)]
+    parts, truth = [], []
+    for i, m in enumerate(big):
+        parts.append(rng.standard_normal((250, d)) + m)
+        truth += [i] * 250
+    for sign, label in ((1.0, 6), (-1.0, 7)):
+        parts.append(rng.standard_normal((250, d)) + 3.0 * np.eye(d)[6] + sign * 2.0 * np.eye(d)[7])
+        truth += [label] * 250
+    x = np.concatenate(parts).astype(np.float32)
+    return x[:, None, :], np.asarray(truth)
+
+
+def test_split_in_the_clusters_own_components_finds_a_pair_the_group_hides():
+    rng = np.random.default_rng(3)
+    snippets, truth = _group_with_hidden_pair(rng)
+    snippet_c = np.zeros(len(truth), np.int32)
+    snip_nb = (np.array([0, 1], np.int32), np.array([0], np.int32))
+
+    def pair_split(local):
+        s = replace(SortSettings(), split_pca_components=local)
+        clusters = cluster_snippets(snippets, snippet_c, snip_nb, s, np.random.default_rng(0))
+        of_pair = [cl for cl in clusters if np.isin(truth[cl.members], (6, 7)).mean() > 0.9]
+        return [np.bincount(truth[cl.members], minlength=8)[6:] for cl in of_pair]
+
+    # in the group's 6 components the pair is one cloud (its difference is the 8th direction)
+    assert len(pair_split(0)) == 1
+    # in the cluster's own components it is two, each (almost) one unit
+    parts = pair_split(10)
+    assert len(parts) == 2
+    for counts in parts:
+        assert counts.max() >= 0.9 * counts.sum() and counts.sum() >= 200
 
 
 def test_rebuild_covers_the_whole_footprint_and_keeps_thin_templates():
@@ -63,3 +104,48 @@ def test_rebuild_keeps_a_template_whose_matches_were_something_else():
                             row_min=1.5, merge_distance=0.2, max_shift=2)
     assert out.channels[0][out.channels[0] >= 0].tolist() == [3, 4]
     assert np.allclose(out.waveforms[0, :2], t0[0])
+
+
+def test_merge_test_keeps_two_units_with_near_identical_means_apart():
+    """Two units at one place, one 12 % larger (template distance 0.014 < merge_distance 0.1):
+    their spikes form two clouds, so the merge test keeps them apart; two clusters of one
+    unit are still merged, and without the test (trough 0) the two units are merged too."""
+    from offline.sort.cluster import Cluster
+    from offline.sort.templates import build_templates
+
+    rng = np.random.default_rng(5)
+    w = 30
+    t = np.arange(w)
+    shape = -np.exp(-0.5 * ((t - 10) / 2.0) ** 2) + 0.4 * np.exp(-0.5 * ((t - 16) / 3.0) ** 2)
+    rows = np.array([1.0, 0.6, 0.3])[:, None] * shape[None, :] * 20.0  # (3, w)
+    n = 300
+    a = rows[None] + rng.standard_normal((n, 3, w))
+    b = 1.12 * rows[None] + rng.standard_normal((n, 3, w))
+    snippets = np.concatenate([a, b]).astype(np.float32)
+    snip_nb = (np.array([0, 3, 6, 9], np.int32), np.array([0, 1, 2] * 3, np.int32))
+    halves = [Cluster(0, np.arange(0, 150)), Cluster(0, np.arange(150, 300))]  # unit a, twice
+    unit_b = [Cluster(0, np.arange(300, 600))]
+
+    def n_templates(clusters, trough):
+        return build_templates(clusters, snippets, snip_nb, 3, 10, 0.1, 2, trough).n_units
+
+    assert n_templates(halves + unit_b, 0.1) == 2  # a's halves merged, b kept apart
+    assert n_templates(halves + unit_b, 0.0) == 1  # the distance alone merges all three
+    assert n_templates(halves, 0.1) == 1
+
+
+def test_pairs_kept_apart_are_never_merged_again():
+    """merge_dense's ``apart`` (what the merge test decided, carried by TemplateSet.apart into
+    the rebuild's merge): identical templates stay two; a third one merged into either stays
+    apart from the other."""
+    from offline.sort.templates import merge_dense
+
+    dense = np.zeros((3, 2, 20))
+    dense[:, 0, 8] = -10.0
+    known = np.ones((3, 2), bool)
+    counts = np.array([10, 10, 10])
+    apart = np.zeros((3, 3), bool)
+    assert len(merge_dense(dense, known, counts, 0.1, 2)[0]) == 1
+    apart[0, 1] = apart[1, 0] = True
+    left, _, _, still = merge_dense(dense, known, counts, 0.1, 2, apart=apart)
+    assert len(left) == 2 and still[0, 1] and still[1, 0]

@@ -9,9 +9,16 @@ on two adjacent peak channels gives two clusters; :mod:`offline.sort.templates` 
 
 HDBSCAN keeps two units together when their clouds touch (e.g. a small unit and a larger one
 whose amplitude ratio differs only on some channels). Each cluster is therefore tested for a
-**bimodal split** (:func:`split_bimodal`, as ISO-SPLIT does it): 2-means in the PCA features,
-projection onto the line through the two centres, split when the smoothed histogram of that
-projection has a trough below ``split_trough`` of the smaller of its two modes; recursively.
+**bimodal split** (:func:`split_bimodal`, as ISO-SPLIT does it): 2-means, projection onto the
+line through the two centres, split when the smoothed histogram of that projection has a trough
+below ``split_trough`` of the smaller of its two modes; recursively. Each test runs in the
+cluster's **own** principal components (``split_pca_components`` of them, from its members'
+snippets): the group's leading components describe how its *big* units differ, and two similar
+units inside one cluster differ along directions those barely weigh (dense64 tuning seed 1: a
+cluster holding three units within 25 µm of each other splits in its own 10 components, not in
+the group's 6, nor in its own 10 taken within the group's first 30). A unit split in two
+this way (its peak jitters between samples) gives two near-identical means, which
+:func:`offline.sort.templates.merge_dense` joins again.
 
 The input is the *random, temporally unbiased* subsample drawn per chunk by the detection
 task (the seed insisted on random sampling: the first minutes are not the whole recording).
@@ -79,42 +86,58 @@ def cluster_snippets(snippets, snippet_c, snip_nb, settings, rng) -> list[Cluste
             if lab < 0:
                 continue
             members = np.flatnonzero(labels == lab)
-            for part in split_bimodal(feats, members, settings.min_cluster_size,
-                                      settings.split_trough, rng):
+            local = settings.split_pca_components
+            for part in split_bimodal(x if local else feats, members, settings.min_cluster_size,
+                                      settings.split_trough, rng,
+                                      local_components=local):
                 clusters.append(Cluster(int(ch), idx[part]))
     return clusters
 
 
-def split_bimodal(feats, members, min_size, trough, rng, depth=3) -> list[np.ndarray]:
-    """``members`` (indices into ``feats``) split into unimodal parts (see the module doc)."""
+def split_bimodal(feats, members, min_size, trough, rng, depth=3,
+                  local_components=0) -> list[np.ndarray]:
+    """``members`` (indices into ``feats`` (n, d)) split into unimodal parts (see the module
+    doc). ``local_components`` > 0: each test (at every depth) runs in the top principal
+    components of the members being tested, not in ``feats`` as given."""
     if trough <= 0 or depth == 0 or len(members) < 2 * min_size:
         return [members]
     x = feats[members]
+    if local_components > 0:
+        x = pca_features(x, local_components)
     centres = _two_means(x)
     axis = centres[1] - centres[0]
     norm = np.linalg.norm(axis)
     if norm <= 0:
         return [members]
     proj = (x - centres[0]) @ (axis / norm)  # centre 0 at 0, centre 1 at norm
-    lo, hi = np.percentile(proj, [1, 99])
-    if hi - lo <= 0:
+    cut = bimodal_cut(proj, norm, trough)
+    if cut is None:
         return [members]
-    bins = int(np.clip(np.sqrt(len(proj)), 15, 60))
-    hist, edges = np.histogram(proj, bins=bins, range=(lo, hi))
-    h = gaussian_filter1d(hist.astype(np.float64), 1.0)
-    a, b = np.searchsorted(edges, [0.0, norm]) - 1
-    a, b = int(np.clip(a, 0, bins - 1)), int(np.clip(b, 0, bins - 1))
-    if b - a < 2:
-        return [members]
-    m = a + int(np.argmin(h[a : b + 1]))
-    if h[m] >= trough * min(h[: m + 1].max(), h[m:].max()):
-        return [members]
-    cut = 0.5 * (edges[m] + edges[m + 1])
     left, right = members[proj < cut], members[proj >= cut]
     if len(left) < min_size or len(right) < min_size:
         return [members]
-    return (split_bimodal(feats, left, min_size, trough, rng, depth - 1)
-            + split_bimodal(feats, right, min_size, trough, rng, depth - 1))
+    return (split_bimodal(feats, left, min_size, trough, rng, depth - 1, local_components)
+            + split_bimodal(feats, right, min_size, trough, rng, depth - 1, local_components))
+
+
+def bimodal_cut(proj, far, trough) -> float | None:
+    """Where to cut a 1-d projection whose two centres sit at 0 and ``far`` > 0: the lowest
+    point of its smoothed histogram between them, when it is below ``trough`` x the smaller of
+    the modes on either side; None when the projection is unimodal there."""
+    lo, hi = np.percentile(proj, [1, 99])
+    if hi - lo <= 0:
+        return None
+    bins = int(np.clip(np.sqrt(len(proj)), 15, 60))
+    hist, edges = np.histogram(proj, bins=bins, range=(lo, hi))
+    h = gaussian_filter1d(hist.astype(np.float64), 1.0)
+    a, b = np.searchsorted(edges, [0.0, far]) - 1
+    a, b = int(np.clip(a, 0, bins - 1)), int(np.clip(b, 0, bins - 1))
+    if b - a < 2:
+        return None
+    m = a + int(np.argmin(h[a : b + 1]))
+    if h[m] >= trough * min(h[: m + 1].max(), h[m:].max()):
+        return None
+    return float(0.5 * (edges[m] + edges[m + 1]))
 
 
 def _two_means(x, iterations=20) -> np.ndarray:

@@ -66,7 +66,8 @@ def match_chunk(job: SortJob, index: int, templates: TemplateSet, thresholds: np
            else np.asarray(thresholds, np.float32))
     params = make_params(pre, s.max_shift_samples, s.amplitude_min, s.amplitude_max,
                          mask=-1, row_offset=lo, subtract=not calibrate,
-                         pair_window=pair, max_spikes=s.max_overlap_spikes)
+                         pair_window=pair, max_spikes=s.max_overlap_spikes,
+                         refit_rounds=s.overlap_refit_rounds, overlap_rounds=s.overlap_cycles)
     extra = max(1, s.max_overlap_spikes - 1)  # extra spikes per event the outputs hold
     norms, tpl_rows, work, iwork = match_tables(templates.waveforms, cand_ptr,
                                                  prep.n_channels, params)

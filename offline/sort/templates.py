@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from oe_plugin.kernels.candidates import MIN_FRACTION, candidates
-from offline.sort.cluster import Cluster
+from offline.sort.cluster import Cluster, bimodal_cut
 from offline.sort.sortfile import dense_templates
 
 
@@ -24,6 +24,7 @@ class TemplateSet:
     peak_channel: np.ndarray  # (U,) int32
     n_members: np.ndarray  # (U,) int64 cluster size it was built from
     pre: int
+    apart: np.ndarray | None = None  # (U, U) bool: pairs a merge test kept apart (never merged)
 
     @property
     def n_units(self) -> int:
@@ -44,8 +45,14 @@ class TemplateSet:
 
 
 def build_templates(clusters: list[Cluster], snippets, snip_nb, n_channels, pre,
-                    merge_distance, max_shift) -> TemplateSet:
-    """Mean waveform per cluster, then merge near-identical ones (see :func:`merge_dense`)."""
+                    merge_distance, max_shift, split_trough: float = 0.0) -> TemplateSet:
+    """Mean waveform per cluster, then merge near-identical ones (see :func:`merge_dense`).
+
+    ``split_trough`` > 0: two templates closer than ``merge_distance`` are still kept apart
+    when their clusters' snippets, projected on the line between the two means, form two modes
+    (:func:`offline.sort.cluster.bimodal_cut`, the split test's criterion): two units at one
+    place whose waveforms differ by ~10 % in size are near-identical *means*, but their spikes
+    form two clouds; a unit split in two by peak jitter forms one."""
     nb_ptr, nb_idx = snip_nb
     k_max = int(np.diff(nb_ptr).max())
     width = snippets.shape[2]
@@ -57,8 +64,56 @@ def build_templates(clusters: list[Cluster], snippets, snip_nb, n_channels, pre,
         dense[i, rows] = snippets[cl.members, : len(rows)].mean(axis=0)
         known[i, rows] = True
         counts[i] = len(cl.members)
-    dense, known, counts = merge_dense(dense, known, counts, merge_distance, max_shift)
-    return _to_rows(dense, known, counts, k_max, pre)
+    separable = None
+    if split_trough > 0:
+        def separable(group_u, group_v, shift):
+            return _two_clouds(clusters, snippets, snip_nb, group_u, group_v, shift,
+                               split_trough)
+    dense, known, counts, apart = merge_dense(dense, known, counts, merge_distance, max_shift,
+                                              separable=separable)
+    return _to_rows(dense, known, counts, k_max, pre, apart)
+
+
+MERGE_TEST_MAX = 1000  # snippets per side in the merge test (a random-free, even subsample)
+
+
+def _two_clouds(clusters, snippets, snip_nb, group_u, group_v, shift, trough) -> bool:
+    """Whether the snippets of clusters ``group_u`` and ``group_v`` (indices into ``clusters``)
+    form two modes along the line between their means, on the channels every one of those
+    clusters' neighbourhoods holds (``group_v``'s aligned by ``shift`` samples, as in
+    :func:`template_distance`)."""
+    nb_ptr, nb_idx = snip_nb
+    hoods = [nb_idx[nb_ptr[clusters[i].channel]:nb_ptr[clusters[i].channel + 1]].tolist()
+             for i in (*group_u, *group_v)]
+    common = sorted(set(hoods[0]).intersection(*hoods[1:]))
+    if not common:
+        return False
+
+    def side(group, hood_of):
+        parts = []
+        for i in group:
+            rows = [hood_of[i].index(ch) for ch in common]
+            parts.append(snippets[clusters[i].members][:, rows, :])
+        x = np.concatenate(parts).astype(np.float64)
+        step = max(1, len(x) // MERGE_TEST_MAX)
+        return x[::step]
+
+    hood_of = dict(zip((*group_u, *group_v), hoods, strict=True))
+    xu, xv = side(group_u, hood_of), side(group_v, hood_of)
+    if shift:
+        ys = np.zeros_like(xv)
+        if shift > 0:
+            ys[:, :, : -shift] = xv[:, :, shift:]
+        else:
+            ys[:, :, -shift:] = xv[:, :, :shift]
+        xv = ys
+    mu, mv = xu.mean(axis=0), xv.mean(axis=0)
+    axis = (mv - mu).ravel()
+    far = float(np.linalg.norm(axis))
+    if far <= 0:
+        return False
+    proj = (np.concatenate([xu, xv]).reshape(len(xu) + len(xv), -1) - mu.ravel()) @ (axis / far)
+    return bimodal_cut(proj, far, trough) is not None
 
 
 def template_distance(a, b, ka, kb, max_shift):
@@ -84,18 +139,26 @@ def template_distance(a, b, ka, kb, max_shift):
     return best, best_s
 
 
-def merge_dense(dense, known, counts, merge_distance, max_shift):
+def merge_dense(dense, known, counts, merge_distance, max_shift, separable=None, apart=None):
     """Merge templates whose peak channels are known to each other and whose distance is below
     ``merge_distance``; repeated until nothing merges. The merged waveform is the count-weighted
-    mean (per channel, over the templates that know it), the second aligned to the first."""
+    mean (per channel, over the templates that know it), the second aligned to the first.
+
+    ``apart`` (n, n) bool: pairs never merged (and a merged template is kept apart from what
+    either part was). ``separable(group_u, group_v, shift)``, given the input indices each side
+    holds, may refuse a merge (the pair is then kept apart). Returns ``(dense, known, counts,
+    apart)`` of the templates left."""
     dense, known, counts = dense.copy(), known.copy(), counts.copy()
-    alive = list(range(len(dense)))
+    n = len(dense)
+    apart = np.zeros((n, n), bool) if apart is None else np.asarray(apart, bool).copy()
+    groups = {u: [u] for u in range(n)}
+    alive = list(range(n))
 
     def peak(u):
         return int(np.argmax(np.abs(dense[u]).max(axis=1)))
 
     def distance(u, v):
-        if not (known[v, peak(u)] and known[u, peak(v)]):
+        if apart[u, v] or not (known[v, peak(u)] and known[u, peak(v)]):
             return np.inf, 0
         return template_distance(dense[u], dense[v], known[u], known[v], max_shift)
 
@@ -104,6 +167,10 @@ def merge_dense(dense, known, counts, merge_distance, max_shift):
         (u, v), (d, s) = min(pairs.items(), key=lambda kv: kv[1][0])
         if d >= merge_distance:
             break
+        if separable is not None and separable(groups[u], groups[v], s):
+            apart[u, v] = apart[v, u] = True
+            pairs[(u, v)] = (np.inf, 0)
+            continue
         shifted = np.zeros_like(dense[v])
         w = dense.shape[2]
         if s >= 0:
@@ -116,15 +183,18 @@ def merge_dense(dense, known, counts, merge_distance, max_shift):
         dense[u] = (dense[u] * wu + shifted * wv) / total
         known[u] |= known[v]
         counts[u] += counts[v]
+        apart[u] |= apart[v]
+        apart[:, u] |= apart[:, v]
+        groups[u] += groups.pop(v)
         alive.remove(v)
         pairs = {k: val for k, val in pairs.items() if v not in k and u not in k}
         for x in alive:
             if x != u:
                 pairs[(min(u, x), max(u, x))] = distance(min(u, x), max(u, x))
-    return dense[alive], known[alive], counts[alive]
+    return dense[alive], known[alive], counts[alive], apart[np.ix_(alive, alive)]
 
 
-def _to_rows(dense, known, counts, k_max, pre) -> TemplateSet:
+def _to_rows(dense, known, counts, k_max, pre, apart=None) -> TemplateSet:
     u_n, _, width = dense.shape
     waveforms = np.zeros((u_n, k_max, width), np.float32)
     channels = np.full((u_n, k_max), -1, np.int32)
@@ -138,7 +208,8 @@ def _to_rows(dense, known, counts, k_max, pre) -> TemplateSet:
         peak_channel[u] = int(np.argmax(np.abs(dense[u]).max(axis=1)))
     order = np.lexsort((-counts, peak_channel))  # by peak channel, then size
     return TemplateSet(waveforms[order], channels[order], peak_channel[order],
-                       counts[order].astype(np.int64), int(pre))
+                       counts[order].astype(np.int64), int(pre),
+                       None if apart is None else apart[np.ix_(order, order)])
 
 
 def rebuild_templates(templates: TemplateSet, wide_rows, sums, counts, n_channels,
@@ -170,8 +241,10 @@ def rebuild_templates(templates: TemplateSet, wide_rows, sums, counts, n_channel
             ok = templates.channels[u] >= 0
             dense[u, templates.channels[u][ok]] = templates.waveforms[u][ok]
             known[u, templates.channels[u][ok]] = True
-    dense, known, n = merge_dense(dense, known, n, merge_distance, max_shift)
-    return _to_rows(dense, known, n, max(k2, templates.waveforms.shape[1]), templates.pre)
+    dense, known, n, apart = merge_dense(dense, known, n, merge_distance, max_shift,
+                                         apart=templates.apart)
+    return _to_rows(dense, known, n, max(k2, templates.waveforms.shape[1]), templates.pre,
+                    apart)
 
 
 def _change(templates: TemplateSet, u, rows, mean) -> float:
