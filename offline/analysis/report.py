@@ -104,8 +104,10 @@ def _rates_plot(neurons, ax=None):
 
 def _lean(obj):
     """Fewer ticks (their objects and labels are most of a small figure's drawing time): at
-    most 5 major ticks on linear axes that choose their own, no minor ticks."""
-    from matplotlib.ticker import MaxNLocator, NullLocator
+    most 5 major ticks on linear axes that choose their own, no minor ticks, plain-text labels
+    on log axes (mathtext is slow to lay out); titles at a fixed height above the axes (not
+    moved above top tick labels, which the report's figures do not have)."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator, NullLocator
 
     from offline.analysis._plot import figure_of
 
@@ -116,6 +118,10 @@ def _lean(obj):
             if axis.get_scale() == "linear" and type(axis.get_major_locator()).__name__ in (
                     "AutoLocator", "MaxNLocator"):
                 axis.set_major_locator(MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10]))
+            elif axis.get_scale() == "log":  # "0.1", "10" in plain text, not mathtext 10^n
+                axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+        ax.title.set_y(1.0)  # a fixed title position: no tick-label bounding boxes to measure
+        ax._autotitlepos = False
     return obj
 
 
