@@ -1,25 +1,5 @@
 """Writing the sort file: ``sort.npz`` (arrays, no pickle) + ``sort.json`` (everything else).
 
-spike_index                       (n,) int64 recording sample index (0-based in the stream)
-spike_index_sorting               (n,) int64 sample index at the sorting rate (upsampled)
-spike_unit                        (n,) int32 unit, -1 = unsorted (no template accepted it)
-spike_amplitude                   (n,) float32 fitted template scale (1 = template size)
-spike_amplitude_uv                (n,) float32 peak µV (scale x template peak)
-spike_error                       (n,) float32 match error (noise variances per sample)
-spike_channel                     (n,) int32 detection peak channel
-templates_uv                      (U, K, W) float32 µV waveforms, rows = template_channels
-template_channels                 (U, K) int32, -1 unused
-template_peak_channel             (U,) int32
-template_threshold                (U,) float32 acceptance threshold on the error
-extra_templates_uv                (E, K, W) float32 µV, a unit's further matching templates
-extra_template_channels           (E, K) int32 (optional; absent or E = 0: one per unit)
-extra_template_threshold          (E,) float32
-extra_template_unit               (E,) int32 the unit each belongs to (a bursting cell's
-                                  scaled copies, :mod:`offline.sort.burst_merge`)
-noise_uv                          (C,) float32 per-channel noise used for scaling
-channel_positions_um              (C, 2) float64
-================================  =====================================================
-=======
 The format and its reader live in the core, :mod:`oe_plugin.formats.sort_folder` (the online
 sorter reads sort folders without importing ``offline``); this module writes it — both files
 atomically (temporary file + rename), the JSON last, so that a sort folder whose ``sort.json``
