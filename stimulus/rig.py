@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from oe_plugin.config import check_sections, choice, from_table, load_toml, require
+from oe_plugin.formats.atomic import atomic_write
 from oe_plugin.protocol.spec import ProtocolSettings
 from stimulus.geometry import Geometry
 
@@ -196,6 +197,4 @@ def update_section(path: str | os.PathLike, section: str, values: dict) -> None:
         end -= 1
     lines[end:end] = insert
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, "\n".join(lines) + "\n")

@@ -39,12 +39,12 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from oe_plugin.formats.atomic import atomic_write
 from oe_plugin.formats.session_file import (  # noqa: F401 - the format's names, for the writer
     FORMAT,
     FORMAT_VERSION,
@@ -78,15 +78,6 @@ def _jsonable(obj):
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def write_session(path: str | Path, meta: dict, frames: dict[str, np.ndarray]) -> Path:
     """Write ``meta`` (JSON-ready, numpy scalars allowed) and ``frames`` atomically.
 
@@ -96,14 +87,14 @@ def write_session(path: str | Path, meta: dict, frames: dict[str, np.ndarray]) -
     json_path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     np.savez_compressed(buf, **{k: np.asarray(v) for k, v in frames.items()})
-    _atomic_write(npz_path, buf.getvalue())
+    atomic_write(npz_path, buf.getvalue())
     meta = dict(meta)
     meta["format"] = FORMAT
     meta["format_version"] = FORMAT_VERSION
     meta.setdefault("frames", {})
     meta["frames"] = {**meta["frames"], "file": npz_path.name}
     text = json.dumps(meta, indent=1, default=_jsonable, allow_nan=False)
-    _atomic_write(json_path, text.encode("utf-8"))
+    atomic_write(json_path, text.encode("utf-8"))
     return json_path
 
 

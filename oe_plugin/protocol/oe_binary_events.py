@@ -23,11 +23,11 @@ through the host simulator).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from oe_plugin.formats.atomic import atomic_write
 from oe_plugin.protocol.ttl_sim import TTL_EVENT_DTYPE
 
 GUI_VERSION = "0.6.7"
@@ -104,7 +104,7 @@ def write_ttl_events(recording_dir, events: np.ndarray, *, sample_rate_hz: float
              else folder.split(".", 1)[-1], "initial_state": int(initial_word)}
     oebin["events"] = [e for e in oebin.get("events", []) if e.get("folder_name")
                        != entry["folder_name"]] + [entry]
-    _atomic_write_text(oebin_path, json.dumps(oebin, indent=2))
+    atomic_write(oebin_path, json.dumps(oebin, indent=2))
     return d
 
 
@@ -177,7 +177,7 @@ def write_binary_recording(recording_dir, *, sample_rate_hz: float, n_samples: i
     oebin = _read_oebin(oebin_path)
     oebin["continuous"] = [c for c in oebin.get("continuous", [])
                            if c.get("folder_name") != cont["folder_name"]] + [cont]
-    _atomic_write_text(oebin_path, json.dumps(oebin, indent=2))
+    atomic_write(oebin_path, json.dumps(oebin, indent=2))
     if events is not None:
         write_ttl_events(rec, events, sample_rate_hz=sample_rate_hz, folder=folder,
                          source_processor=source_processor, stream_name=stream_name)
@@ -189,12 +189,6 @@ def _read_oebin(path: Path) -> dict:
     if path.exists():
         return json.loads(path.read_text())
     return {"GUI version": GUI_VERSION, "events": [], "spikes": [], "continuous": []}
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 __all__ = ["TTL_EVENT_DTYPE", "full_words", "processor_folder", "write_binary_recording",

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from oe_plugin.formats.atomic import atomic_write, umask_mode  # noqa: F401 - re-exported
 from oe_plugin.formats.sort_folder import (  # noqa: F401 - the offline package's names for them
     ARRAYS,
     FORMAT,
@@ -38,31 +37,6 @@ def dense_templates(waveforms: np.ndarray, channels: np.ndarray, n_channels: int
             if 0 <= ch < n_channels:
                 out[u, ch] = waveforms[u, k]
     return out
-
-
-def umask_mode(mode: int = 0o666) -> int:
-    """``mode`` filtered by this process's umask: what ``open()`` would give a new file."""
-    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
-    os.umask(mask)
-    return mode & ~mask
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename. The file gets the mode
-    a plain ``open()`` would give it (0o666 & ~umask), not mkstemp's 0o600."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fchmod(f.fileno(), umask_mode())
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def npz_bytes(arrays: dict) -> bytes:
