@@ -13,13 +13,12 @@ Output: a structured array :data:`PEAK_DTYPE` (``sample_index`` 0-based into the
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
+from oe_plugin.formats.atomic import atomic_write
 from oe_plugin.kernels.detector import EVENT_DTYPE, SpikeDetector
 from oe_plugin.probe import Probe, load_probe, neighbour_lists
 from oe_plugin.settings import DetectSettings, FilterSettings
@@ -94,9 +93,9 @@ def save_peaks(out_dir, peaks: np.ndarray, info: dict) -> Path:
     """Write ``out_dir/peaks.npy`` and ``out_dir/peaks.json`` atomically (temp file + rename)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out / "peaks.npy", lambda f: np.save(f, peaks, allow_pickle=False))
+    atomic_write(out / "peaks.npy", lambda f: np.save(f, peaks, allow_pickle=False))
     text = json.dumps(info, indent=2, default=_json_default)
-    _atomic_write(out / "peaks.json", lambda f: f.write(text.encode()))
+    atomic_write(out / "peaks.json", lambda f: f.write(text.encode()))
     return out / "peaks.npy"
 
 
@@ -122,23 +121,6 @@ def describe_run(recording, filter_settings, detect_settings, probe, stats) -> d
             "amplitude_uv": "signed filtered peak amplitude, microvolts",
         },
     }
-
-
-def _atomic_write(path: Path, write) -> None:
-    from offline.sort.sortfile import umask_mode
-
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fchmod(f.fileno(), umask_mode())  # mkstemp's 0o600 -> what open() would give
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _json_default(obj):

@@ -23,16 +23,21 @@ def umask_mode(mode: int = 0o666) -> int:
     return mode & ~mask
 
 
-def atomic_write(path, data: bytes | str) -> None:
-    """Write ``data`` (bytes, or text written as UTF-8) to ``path`` through a temporary file and
-    a rename; on any error the temporary file is removed and ``path`` is left as it was."""
+def atomic_write(path, data) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename: bytes, text (written as
+    UTF-8), or a callable ``data(f)`` that writes into the open binary file (e.g. ``np.save``:
+    a large array is streamed, not copied into memory first). On any error the temporary file
+    is removed and ``path`` is left as it was."""
     path = Path(path)
     if isinstance(data, str):
         data = data.encode("utf-8")
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            if callable(data):
+                data(f)
+            else:
+                f.write(data)
             f.flush()
             os.fchmod(f.fileno(), umask_mode())
             os.fsync(f.fileno())
