@@ -45,10 +45,10 @@ class TemplateSet:
 
 
 def build_templates(clusters: list[Cluster], snippets, snip_nb, n_channels, pre,
-                    merge_distance, max_shift, split_trough: float = 0.0) -> TemplateSet:
+                    merge_distance, max_shift, merge_test_trough: float = 0.0) -> TemplateSet:
     """Mean waveform per cluster, then merge near-identical ones (see :func:`merge_dense`).
 
-    ``split_trough`` > 0: two templates closer than ``merge_distance`` are still kept apart
+    ``merge_test_trough`` > 0: two templates closer than ``merge_distance`` are still kept apart
     when their clusters' snippets, projected on the line between the two means, form two modes
     (:func:`offline.sort.cluster.bimodal_cut`, the split test's criterion): two units at one
     place whose waveforms differ by ~10 % in size are near-identical *means*, but their spikes
@@ -65,10 +65,10 @@ def build_templates(clusters: list[Cluster], snippets, snip_nb, n_channels, pre,
         known[i, rows] = True
         counts[i] = len(cl.members)
     separable = None
-    if split_trough > 0:
+    if merge_test_trough > 0:
         def separable(group_u, group_v, shift):
             return _two_clouds(clusters, snippets, snip_nb, group_u, group_v, shift,
-                               split_trough)
+                               merge_test_trough)
     dense, known, counts, apart = merge_dense(dense, known, counts, merge_distance, max_shift,
                                               separable=separable)
     return _to_rows(dense, known, counts, k_max, pre, apart)
