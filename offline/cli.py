@@ -565,9 +565,11 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)  # --help exits here, before any heavy import
     from oe_plugin.config import SettingsError
     from oe_plugin.probe import ProbeError
+    from offline import interrupt
     from offline.recording import RecordingError
     from offline.sort.sortfile import SortFileError
 
+    previous = interrupt.install()
     try:
         code = args.func(args)
     except (SettingsError, ProbeError, RecordingError, SortFileError, FileNotFoundError) as exc:
@@ -577,6 +579,8 @@ def main(argv=None) -> int:
         resume = "; re-run the same command to resume" if args.command == "sort" else ""
         print(f"sweepsort {args.command}: interrupted{resume}", file=sys.stderr)
         return 130
+    finally:
+        interrupt.restore(previous)
     if argv is None and args.command in _FAST_EXIT:
         _fast_exit(code)
     return code

@@ -20,6 +20,7 @@ from threadpoolctl import threadpool_limits
 
 from oe_plugin.kernels.motion import Motion, estimate_motion
 from oe_plugin.probe import Probe, load_probe, neighbour_lists
+from offline import interrupt
 from offline.sort.burst_merge import burst_units, units_of_groups
 from offline.sort.cluster import cluster_snippets
 from offline.sort.detection import detect_chunk
@@ -75,6 +76,7 @@ class _Work:
 
 
 def _run_chunks(executor, work, stage, key, fn, arg_lists, indices, progress, desc, log=None):
+    interrupt.check()
     results = {}
     todo = []
     for i, args in zip(indices, arg_lists, strict=True):
@@ -90,8 +92,10 @@ def _run_chunks(executor, work, stage, key, fn, arg_lists, indices, progress, de
         i = todo[k][0]
         work.save(stage, i, key, r)
         results[i] = r
+        interrupt.check()  # a Ctrl-C that landed in a __del__ was swallowed: raise it here
 
     executor.run(fn, [a for _, a in todo], on_result, desc=desc, progress=progress)
+    interrupt.check()
     return [results[i] for i in indices]
 
 
