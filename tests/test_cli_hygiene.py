@@ -147,6 +147,8 @@ def test_a_ctrl_c_swallowed_by_a_del_is_raised_at_the_next_check(capsys):
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.05)  # the Python-level handler runs here, inside __del__
 
+    # a test run started as a background job has SIGINT ignored, and install() keeps it so
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
     previous = interrupt.install()
     try:
         try:
@@ -159,4 +161,5 @@ def test_a_ctrl_c_swallowed_by_a_del_is_raised_at_the_next_check(capsys):
         assert "Exception ignored" not in capsys.readouterr().err
     finally:
         interrupt.restore(previous)
+        signal.signal(signal.SIGINT, outer)
     interrupt.check()  # restore() forgets it: nothing is raised any more
