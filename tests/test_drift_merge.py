@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from oe_plugin.waveforms import biphasic_spike
-from offline.sort.drift_merge import coincidences, drift_groups, profile_overlap, shape_distance
+from offline.sort.drift_merge import (
+    coincidences,
+    drift_groups,
+    profile_overlap,
+    shape_distance,
+    split_groups,
+)
 from offline.sort.settings import SortSettings
 
 FS = 30000.0
@@ -99,3 +105,29 @@ def test_settings_validate_the_drift_join():
         SortSettings(drift_merge_max_overlap=1.5).check()
     with pytest.raises(ValueError, match="drift_merge_max_distance"):
         SortSettings(drift_merge_max_distance=-1).check()
+
+
+def _split(templates, trains):
+    t = np.concatenate(trains)
+    unit = np.concatenate([np.full(len(x), u, np.int32) for u, x in enumerate(trains)])
+    order = np.argsort(t, kind="stable")
+    return split_groups(t[order], unit[order], np.stack(templates), np.zeros((len(templates), 2)),
+                        FS, DURATION_S, S.merge_distance).tolist()
+
+
+def test_one_cell_in_two_templates_is_joined_two_cells_are_not():
+    """The merge test's partner (split_groups): one refractory cell whose spikes went to two
+    near-identical templates at random is joined; two independent cells with the same
+    templates are not (their spikes coincide at chance), nor two cells too sparse to tell."""
+    rng = np.random.default_rng(5)
+    tpls = [_template(2.0, peak=120.0), _template(2.0, peak=105.0)]
+    assert shape_distance(tpls[0], tpls[1]) < S.merge_distance
+    cell = _train(rng, 0, 120, rate_hz=15.0)
+    half = rng.random(len(cell)) < 0.5
+    assert _split(tpls, [cell[half], cell[~half]]) == [0, 0]
+    assert _split(tpls, [_train(rng, 0, 120, 15.0), _train(rng, 0, 120, 15.0)]) == [0, 1]
+    # 0.5 Hz each: chance gives ~0.1 coincidence, so no evidence either way: kept apart
+    assert _split(tpls, [_train(rng, 0, 120, 0.5), _train(rng, 0, 120, 0.5)]) == [0, 1]
+    # different shapes are never joined, however refractory
+    other = [_template(2.0, peak=120.0), _template(2.0, width_ms=0.3, peak=120.0)]
+    assert _split(other, [cell[half], cell[~half]]) == [0, 1]

@@ -79,8 +79,8 @@ def test_motion_estimated_and_stored(drifting):
     # drift-split units are joined only where the sort corrected motion
     assert off.meta["unit_joins"]["drift"] == 0
     joined = res.meta["unit_joins"]["drift"]
-    assert res.n_units + joined + res.meta["unit_joins"]["burst"] == (
-        res.n_units + len(res.arrays["extra_templates_uv"]))
+    assert res.n_units + joined + res.meta["unit_joins"]["burst"] + (
+        res.meta["unit_joins"]["split"]) == res.n_units + len(res.arrays["extra_templates_uv"])
 
 
 def test_correction_keeps_units_whole(drifting):

@@ -24,7 +24,7 @@ from offline import interrupt
 from offline.sort.burst_merge import burst_units, units_of_groups
 from offline.sort.cluster import cluster_snippets
 from offline.sort.detection import detect_chunk
-from offline.sort.drift_merge import drift_groups
+from offline.sort.drift_merge import drift_groups, split_groups
 from offline.sort.executor import Executor
 from offline.sort.job import SortJob, window_samples
 from offline.sort.matching import match_chunk
@@ -305,7 +305,7 @@ def _assemble(matched, templates: TemplateSet, thresholds, job, rec, probe, g, p
     if s.burst_merge:
         unit_of, heads = burst_units(spike_index, unit, tpl_uv, chans, peak_ch, len(noise),
                                      g.sample_rate_in_hz, duration, s.burst_max_residual)
-    joins = {"burst": int(len(keep) - len(heads)), "drift": 0}
+    joins = {"burst": int(len(keep) - len(heads)), "drift": 0, "split": 0}
     if motion_applied and s.drift_merge and len(heads) > 1:
         dense_heads = dense_templates(tpl_uv[heads], chans[heads], len(noise))
         group = drift_groups(spike_index, np.where(unit >= 0, unit_of[np.maximum(unit, 0)], -1),
@@ -316,6 +316,16 @@ def _assemble(matched, templates: TemplateSet, thresholds, job, rec, probe, g, p
         n_before = len(heads)
         unit_of, heads = units_of_groups(group[unit_of], counts)
         joins["drift"] = int(n_before - len(heads))
+    # one cell the merge test kept in two templates: joined when its spikes never coincide
+    if s.merge_test_trough > 0 and s.split_join and len(heads) > 1:
+        dense_heads = dense_templates(tpl_uv[heads], chans[heads], len(noise))
+        group = split_groups(spike_index, np.where(unit >= 0, unit_of[np.maximum(unit, 0)], -1),
+                             dense_heads, np.asarray(probe.positions_um)[peak_ch[heads]],
+                             g.sample_rate_in_hz, duration, s.merge_distance)
+        counts = np.bincount(unit[unit >= 0], minlength=len(keep))
+        n_before = len(heads)
+        unit_of, heads = units_of_groups(group[unit_of], counts)
+        joins["split"] = int(n_before - len(heads))
     extra = np.setdiff1d(np.arange(len(keep)), heads)
     if len(keep):
         unit = np.where(unit >= 0, unit_of[np.maximum(unit, 0)], -1).astype(np.int32)

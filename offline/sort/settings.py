@@ -81,13 +81,16 @@ class SortSettings:
     split_trough: float = 0.5
     """A cluster splits where the histogram of its 2-means projection dips below this fraction
     of the smaller mode (0 = no bimodal split)."""
-    merge_test_trough: float = 0.0
+    merge_test_trough: float = 0.1
     """> 0: two templates closer than ``merge_distance`` stay apart when their clusters'
     snippets form two modes between the two means (the dip below this fraction of the smaller
-    mode, as ``split_trough``); 0 (default) = merge on the distance alone. At 0.1 it separated
-    two same-site units of the dense64 tuning seed 2 (58 -> 59 well-detected) but also kept
-    apart clusters of single units elsewhere: burst32 22 -> 21, nonrigid64 34 -> 33 and 36 ->
-    35 on the tuning seeds, so it is off by default."""
+    mode, as ``split_trough``); 0 = merge on the distance alone. It separates two cells at one
+    site (dense64 tuning seed 2: 147 and 109 µV units 4 µm apart), and also the two modes of
+    one cell, which ``split_join`` joins again after matching."""
+    split_join: bool = True
+    """With the merge test: after matching, join units whose templates are closer than
+    ``merge_distance`` and whose spikes almost never fall within 1 ms of each other (one cell;
+    :func:`offline.sort.drift_merge.split_groups`)."""
     split_pca_components: int = 10
     """Each split test runs in the tested cluster's own top principal components (of its
     members' snippets), this many (0 = in the group's ``pca_components``, as HDBSCAN saw them)."""
