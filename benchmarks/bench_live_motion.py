@@ -178,8 +178,10 @@ def _cli(args: list[str], log: Path) -> tuple[float, str]:
     return wall, p.stdout
 
 
-def case_label(kind: str, channels: int, seed: int, minutes: float) -> str:
-    return f"{kind}{channels}-s{seed}-{minutes:g}min"
+def case_label(kind: str, channels: int, seed: int, minutes: float,
+               zigzag_period_s: float = 600.0) -> str:
+    period = f"-p{zigzag_period_s:g}s" if kind == "zigzag" else ""
+    return f"{kind}{channels}{period}-s{seed}-{minutes:g}min"
 
 
 def generate(kind: str, seed: int, minutes: float, channels: int, sort_min: float,
@@ -340,7 +342,7 @@ def tables(db: dict, labels: list[str] | None = None) -> str:
                    f"{s.get('motion_range_um')} µm; {s.get('wall_s')} s wall.\n")
         arms = [a for a in ARMS if a in rows]
         head = "| window (min) | probe vs sort end (µm) | GT spikes | " + " | ".join(
-            f"{ARM_TITLES[a]}: well detected (ratio)" for a in arms)
+            f"{ARM_TITLES[a]}: well detected (ratio; mean accuracy)" for a in arms)
         if "on" not in rows:
             head += " | tracking on"
         out.append(head + " |")
@@ -351,7 +353,8 @@ def tables(db: dict, labels: list[str] | None = None) -> str:
             for a in arms:
                 wa, ra = rows[a]["windows"][i], rows[a]["ratios"][i]
                 cells.append(f"{wa['well_detected']}/{wa['gt_units']} "
-                             f"({'–' if ra is None else f'{ra:.2f}'})")
+                             f"({'–' if ra is None else f'{ra:.2f}'}; acc "
+                             f"{wa['accuracy']:.2f})")
             if "on" not in rows:
                 cells.append("pending")
             lo, hi = w.get("drift_vs_sort_end_um") or (None, None)
@@ -372,8 +375,10 @@ def tables(db: dict, labels: list[str] | None = None) -> str:
                        f"{'–' if lo is None else f'{lo:.2f}'} | "
                        f"{'yes' if r['target_met'] else 'no'} |")
         gen = c.get("generate_wall_s")
-        out.append(f"\nGenerate + write: {gen} s; sort: {s.get('wall_s')} s "
-                   f"(load {c.get('generate_load', [[None]])[0][0]} at the start).")
+        out.append(f"\nGenerate + write: {gen} s (load "
+                   f"{c.get('generate_load', [[None]])[0][0]} at the start); sort: "
+                   f"{s.get('wall_s')} s (load {s.get('load', [[None]])[0][0]}, "
+                   f"{s.get('jobs')} job).")
         verdict = ("tracking on: " + ("MET" if rows["on"]["target_met"] else "NOT MET")
                    if "on" in rows else "tracking on: pending (not run)")
         out.append(f"Issue 16's target (tracking on, no window below 90 % of the first): "
@@ -415,7 +420,8 @@ def main(argv=None) -> int:
     lib = bench_sorting.versions()
     labels = []
     for kind in kinds:
-        label = case_label(kind, args.channels, args.seed, args.minutes)
+        label = case_label(kind, args.channels, args.seed, args.minutes,
+                           args.zigzag_period_s)
         labels.append(label)
         folder = Path(args.workdir) / label
         print(f"{label}: generating {args.minutes:g} min x {args.channels} ch -> {folder}",
