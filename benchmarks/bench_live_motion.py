@@ -195,8 +195,12 @@ def generate(kind: str, seed: int, minutes: float, channels: int, sort_min: floa
     meta_path = folder / "meta.json"
     if meta_path.is_file():
         meta = json.loads(meta_path.read_text())
-        if all(json.dumps(meta.get(k)) == json.dumps(json.loads(json.dumps(v)))
-               for k, v in want.items()):
+        sizes = {"sort_session": meta.get("n_sort", -1),
+                 "online_session": meta.get("n_samples", 0) - meta.get("n_sort", 0)}
+        whole = all(sum(f.stat().st_size for f in (folder / name).rglob("continuous.dat"))
+                    == n * channels * 2 for name, n in sizes.items())
+        if whole and all(json.dumps(meta.get(k)) == json.dumps(json.loads(json.dumps(v)))
+                         for k, v in want.items()):
             meta["reused"] = True
             return meta
     shutil.rmtree(folder, ignore_errors=True)
@@ -386,6 +390,35 @@ def tables(db: dict, labels: list[str] | None = None) -> str:
     return "\n".join(out)
 
 
+def run_case(kind: str, label: str, folder: Path, arms: list[str], args, results: Path,
+             lib: dict) -> None:
+    """Generate, sort and replay every arm of one case; rows merged into ``results``."""
+    print(f"{label}: generating {args.minutes:g} min x {args.channels} ch -> {folder}",
+          flush=True)
+    meta = generate(kind, args.seed, args.minutes, args.channels, args.sort_min,
+                    args.zigzag_period_s, folder)
+    print(f"  {'reused' if meta.get('reused') else 'written'}: {meta['gt_spikes']} GT "
+          f"spikes, {meta.get('generate_wall_s')} s", flush=True)
+    s = sort(folder, args.jobs)
+    ref = s["self_score"]
+    print(f"  sort of the first {args.sort_min:g} min: {s['units']} units, "
+          f"{ref['well_detected']}/{ref['gt_units']} well detected there; motion "
+          f"{s['motion_mode']} applied={s['motion_applied']} range {s['motion_range_um']} "
+          f"µm; {s['wall_s']} s", flush=True)
+    case_meta = {label: {k: meta[k] for k in (
+        "kind", "seed", "params", "sort_min", "n_samples", "n_sort", "channels",
+        "gt_spikes", "dat_sha256", "generate_wall_s", "generate_load")} | {"sort": s}}
+    for arm in arms:
+        r = replay_arm(folder, arm, args.window_min)
+        row = {"label": label, "case": kind, "channels": args.channels, "seed": args.seed,
+               "minutes": args.minutes, "window_min": args.window_min, **r,
+               "date": time.strftime("%Y-%m-%d %H:%M"), "versions": lib}
+        counts = ", ".join(str(w["well_detected"]) for w in r["windows"])
+        print(f"  {arm}: per window {counts} (ratios {r['ratios']}); replay "
+              f"{r['replay_wall_s']} s, process() {r['process_ms']}", flush=True)
+        merge(results, [row], case_meta)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--minutes", type=float, default=30.0, help="recording length (min)")
@@ -424,30 +457,14 @@ def main(argv=None) -> int:
                            args.zigzag_period_s)
         labels.append(label)
         folder = Path(args.workdir) / label
-        print(f"{label}: generating {args.minutes:g} min x {args.channels} ch -> {folder}",
-              flush=True)
-        meta = generate(kind, args.seed, args.minutes, args.channels, args.sort_min,
-                        args.zigzag_period_s, folder)
-        print(f"  {'reused' if meta.get('reused') else 'written'}: {meta['gt_spikes']} GT "
-              f"spikes, {meta.get('generate_wall_s')} s", flush=True)
-        s = sort(folder, args.jobs)
-        ref = s["self_score"]
-        print(f"  sort of the first {args.sort_min:g} min: {s['units']} units, "
-              f"{ref['well_detected']}/{ref['gt_units']} well detected there; motion "
-              f"{s['motion_mode']} applied={s['motion_applied']} range {s['motion_range_um']} "
-              f"µm; {s['wall_s']} s", flush=True)
-        case_meta = {label: {k: meta[k] for k in (
-            "kind", "seed", "params", "sort_min", "n_samples", "n_sort", "channels",
-            "gt_spikes", "dat_sha256", "generate_wall_s", "generate_load")} | {"sort": s}}
-        for arm in arms:
-            r = replay_arm(folder, arm, args.window_min)
-            row = {"label": label, "case": kind, "channels": args.channels, "seed": args.seed,
-                   "minutes": args.minutes, "window_min": args.window_min, **r,
-                   "date": time.strftime("%Y-%m-%d %H:%M"), "versions": lib}
-            counts = ", ".join(str(w["well_detected"]) for w in r["windows"])
-            print(f"  {arm}: per window {counts} (ratios {r['ratios']}); replay "
-                  f"{r['replay_wall_s']} s, process() {r['process_ms']}", flush=True)
-            merge(results, [row], case_meta)
+        try:
+            run_case(kind, label, folder, arms, args, results, lib)
+        except BaseException:
+            if not args.keep:  # the recordings go (GBs); the logs and settings stay
+                for big in ("sort_session", "online_session", "online"):
+                    shutil.rmtree(folder / big, ignore_errors=True)
+                print(f"{label}: failed; its logs are in {folder}", file=sys.stderr)
+            raise
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)
     print(tables(json.loads(results.read_text()), labels))
