@@ -29,7 +29,7 @@ count. Results are merged into ``benchmarks/results/live_motion.json`` (one row 
 window length and arm; a re-run replaces its own rows), and printed as markdown tables.
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_live_motion.py --minutes 6 --window-min 2 \\
-        --arms off,end                                   # smoke: ~6 min per case here
+        --arms off,end                                   # smoke: ~2 min per case here
     PYTHONPATH=. .venv/bin/python benchmarks/bench_live_motion.py --arms off,end   # 30 min
     PYTHONPATH=. .venv/bin/python benchmarks/bench_live_motion.py --table          # print only
 
