@@ -239,17 +239,31 @@ def ks4_stage(out: Path, err: str) -> str:
 
 
 def score(folder: Path, spikes: Path) -> dict:
+    import spikeinterface.core as si
+
+    z = np.load(spikes)
+    return score_trains(si.load(folder / "gt_sorting"), z["times"], z["units"])
+
+
+WELL_DETECTED = 0.8  # accuracy at or above which a ground-truth unit counts as well detected
+
+
+def score_trains(gt, times: np.ndarray, units: np.ndarray, unit_ids=None) -> dict:
+    """A sorter's spikes (sample indices ``times``, labels ``units``) against the ground-truth
+    sorting ``gt``: SpikeInterface's ``compare_sorter_to_ground_truth`` (exhaustive ground
+    truth, its default match score and tolerance). ``unit_ids``: the sorter's units (default:
+    the labels present), so that a unit without spikes is still one of them."""
     import spikeinterface.comparison as sc
     import spikeinterface.core as si
 
-    gt = si.load(folder / "gt_sorting")
-    z = np.load(spikes)
-    tested = si.NumpySorting.from_samples_and_labels([z["times"]], [z["units"]], cases.FS)
+    kw = {} if unit_ids is None else {"unit_ids": np.asarray(unit_ids)}
+    tested = si.NumpySorting.from_samples_and_labels([np.asarray(times, np.int64)],
+                                                     [np.asarray(units)], cases.FS, **kw)
     cmp = sc.compare_sorter_to_ground_truth(gt, tested, exhaustive_gt=True)
     perf = cmp.get_performance()
     return {"gt_units": int(len(perf)),
-            "well_detected": int((perf["accuracy"] >= 0.8).sum()),
-            "units_found": int(len(np.unique(z["units"]))),
+            "well_detected": int((perf["accuracy"] >= WELL_DETECTED).sum()),
+            "units_found": int(len(np.unique(units))),
             "accuracy": round(float(perf["accuracy"].mean()), 4),
             "precision": round(float(perf["precision"].mean()), 4),
             "recall": round(float(perf["recall"].mean()), 4),

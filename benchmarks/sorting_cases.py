@@ -136,13 +136,33 @@ def displacement_data(spec, duration: float, unit_locations: np.ndarray, n_units
     return unit_disp, vec, np.ones((n_units, 1)), fs_d, steps
 
 
-def build(case: str, seed: int):
-    """(recording in µV without DC, ground-truth sorting, probe, DC offsets µV, extra info)."""
+def long_case(kind: str, minutes: float, channels: int = 64,
+              zigzag_period_s: float = 600.0) -> dict:
+    """Parameters of a long drifting case (``bench_live_motion.py``, issue 16): the units, rates
+    and noise of ``zigzag64`` / ``mono64`` on a 2-column probe of ``channels`` contacts (one unit
+    per 2 contacts, as there), ``minutes`` long. ``kind`` "zigzag": rigid triangle between
+    +-20 µm from t = 20 s with period ``zigzag_period_s``; "mono": rigid linear 50 µm from
+    t = 0 to the end."""
+    if channels < 4 or channels % 2:
+        raise ValueError(f"channels must be even and >= 4, got {channels}")
+    base = {"zigzag": "zigzag64", "mono": "mono64"}[kind]
+    drift = (("zigzag", 40.0, 20.0, float(zigzag_period_s), None) if kind == "zigzag"
+             else ("ramp", 50.0, 0.0, None, None))
+    return dict(CASES[base], probe=(2, channels // 2, 32.0, 20.0, None),
+                duration=float(minutes) * 60.0, units=channels // 2, drift=drift)
+
+
+def build(case: str, seed: int, params: dict | None = None):
+    """(recording in µV without DC, ground-truth sorting, probe, DC offsets µV, extra info).
+
+    ``params``: the case's parameters when it is not in ``CASES`` (e.g. :func:`long_case`);
+    ``case`` still names it (its random streams derive from the name and the seed). The
+    recording is lazy: nothing is generated until traces are read."""
     import spikeinterface.core as si
     from spikeinterface.core.generate import generate_unit_locations
     from spikeinterface.generation import generate_drifting_recording
 
-    p = CASES[case]
+    p = CASES[case] if params is None else params
     rng = np.random.default_rng([seed, zlib.crc32(case.encode())])
     sub = [int(s) for s in rng.integers(0, 2**31 - 1, 2)]  # locations; templates + noise
     dur, n_units = p["duration"], p["units"]
