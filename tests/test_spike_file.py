@@ -129,20 +129,21 @@ def test_append_takes_only_n(tmp_path, open_writer):
 
 
 def test_flush_interval_and_three_quarter_rule(open_writer):
+    rb = spike_file.RECORD_BYTES
     w = open_writer(capacity_records=8, flush_every_s=0.5)  # 15000 samples
     assert w.flush_every_samples == 15000
     w.maybe_flush(0)
     w.append(np.arange(2), np.zeros(2), np.zeros(2), None, 2)
     assert w.maybe_flush(14999) and _body_bytes(w) == 0  # not due yet
-    assert w.maybe_flush(15000) and _body_bytes(w) == 2 * spike_file.RECORD_BYTES
+    assert w.maybe_flush(15000) and _body_bytes(w) == 2 * rb
     w.append(np.arange(5), np.zeros(5), np.zeros(5), None, 5)
-    assert w.maybe_flush(15001) and _body_bytes(w) == 2 * spike_file.RECORD_BYTES  # 5 < 6 = 3/4 of 8
+    assert w.maybe_flush(15001) and _body_bytes(w) == 2 * rb  # 5 < 6 = 3/4 of 8
     w.append(np.arange(1), np.zeros(1), np.zeros(1), None, 1)
-    assert w.maybe_flush(15002) and _body_bytes(w) == 8 * spike_file.RECORD_BYTES  # 6 >= 3/4: flushed early
+    assert w.maybe_flush(15002) and _body_bytes(w) == 8 * rb  # 6 >= 3/4: flushed early
     # overflow inside append: flushed at once, nothing dropped
     w.append(np.arange(20), np.zeros(20), np.zeros(20), None, 20)
-    assert w.n_dropped == 0 and _body_bytes(w) >= 24 * spike_file.RECORD_BYTES
-    assert w.close() and _body_bytes(w) == 28 * spike_file.RECORD_BYTES
+    assert w.n_dropped == 0 and _body_bytes(w) >= 24 * rb
+    assert w.close() and _body_bytes(w) == 28 * rb
 
 
 def test_header_and_meta(tmp_path, open_writer):

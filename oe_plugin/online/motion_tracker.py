@@ -63,7 +63,7 @@ class TrackSettings:
     every_s: float = 1.0
     max_step_um: float = 10.0
     max_um: float = 60.0
-    min_corr: float = 0.2
+    min_corr: float = 0.3
     smoothing: float = 0.5
     reference_s: float = 60.0
     min_peaks: int = 100

@@ -91,7 +91,7 @@ class MatchSettings:
     track_max_um: float = 60.0
     """Largest displacement followed (µm, from the sort's reference position); the drift
     tables are built to it, estimates beyond it are rejected."""
-    track_min_corr: float = 0.2
+    track_min_corr: float = 0.3
     """Registrations weaker than this correlation (0..1) are rejected."""
     track_smoothing: float = 0.5
     """Weight of a new estimate (exponential smoothing; 1: none)."""
