@@ -69,18 +69,11 @@ def fill_raster(bin_index, depth_index, class_index, weight, raster):
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
-def best_lag(ri, rj, max_lag, cc):
-    """(lag, correlation): the depth lag (bins, sub-bin by a parabola through the best three)
-    with ``ri(d) ~ rj(d - lag)``, ``|lag| <= max_lag``, and the correlation there.
-
-    ri, rj : (A, D) rasters (centred, unit-norm for a correlation in [-1, 1]); cc : float64
-    scratch of >= 2 max_lag + 1 (left holding the correlation per lag). Allocates nothing:
-    :func:`pairwise_shifts` (offline) and the online tracker
-    (:mod:`oe_plugin.kernels.motion_track`) share it.
-    """
+def lag_correlations(ri, rj, max_lag, li0, li1, cc):
+    """``cc[li] = sum ri(d) rj(d - lag)`` for ``lag = li - max_lag``, ``li0 <= li < li1`` (a part
+    of :func:`best_lag`'s work: the online tracker spreads it over blocks)."""
     n_a, n_d = ri.shape
-    n_lag = 2 * max_lag + 1
-    for li in range(n_lag):
+    for li in range(li0, li1):
         lag = li - max_lag
         acc = 0.0
         d0 = max(0, lag)
@@ -89,6 +82,13 @@ def best_lag(ri, rj, max_lag, cc):
             for d in range(d0, d1):
                 acc += ri[a, d] * rj[a, d - lag]
         cc[li] = acc
+
+
+@numba.njit(cache=True, error_model="numpy", nogil=True)
+def best_of(cc, max_lag):
+    """(lag, correlation) of the best of ``cc[:2 max_lag + 1]``, sub-bin by a parabola through
+    the best three."""
+    n_lag = 2 * max_lag + 1
     best = 0
     for li in range(1, n_lag):
         if cc[li] > cc[best]:
@@ -100,6 +100,21 @@ def best_lag(ri, rj, max_lag, cc):
             frac = 0.5 * (cc[best - 1] - cc[best + 1]) / den
             frac = min(0.5, max(-0.5, frac))
     return best - max_lag + frac, cc[best]
+
+
+@numba.njit(cache=True, error_model="numpy", nogil=True)
+def best_lag(ri, rj, max_lag, cc):
+    """(lag, correlation): the depth lag (bins, sub-bin by a parabola through the best three)
+    with ``ri(d) ~ rj(d - lag)``, ``|lag| <= max_lag``, and the correlation there.
+
+    ri, rj : (A, D) rasters (centred, unit-norm for a correlation in [-1, 1]); cc : float64
+    scratch of >= 2 max_lag + 1 (left holding the correlation per lag). Allocates nothing:
+    :func:`pairwise_shifts` (offline) and the online tracker
+    (:mod:`oe_plugin.kernels.motion_track`, in parts: :func:`lag_correlations`,
+    :func:`best_of`) share it.
+    """
+    lag_correlations(ri, rj, max_lag, 0, 2 * max_lag + 1, cc)
+    return best_of(cc, max_lag)
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)

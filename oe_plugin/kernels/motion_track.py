@@ -71,6 +71,9 @@ TS_MIN_PEAKS = 13
 TS_ALPHA = 14  # exponential smoothing weight of a new estimate (1: none)
 TS_MAX_LAG = 15  # lag search ±bins
 TS_LOC_WIDTH = 16  # widest localization neighbour list
+TS_PEAK_RATE = 17  # peaks localized per sample at most (token bucket on stream time)
+TS_PEAK_BURST = 18  # ... and at most this many in a row
+TS_LAG_CHUNK = 19  # lags correlated per piece
 # ... and state
 TS_NEXT_N = 20  # next update boundary (stream sample)
 TS_CUR_START = 21  # sample where the live row began
@@ -94,6 +97,9 @@ TS_PEAKS = 38  # peaks pushed since reset
 TS_WIN_PEAKS = 39  # peaks in the frozen window
 TS_PIECE_DONE = 40  # a piece ran in this sort_block call (reset per call)
 TS_LAST_REASON = 41  # 1 corr, 2 jump, 3 range of the latest rejection
+TS_TOKENS = 42  # the localization budget's tokens
+TS_TOKENS_T = 43  # stream sample of the last budget update
+TS_PEAKS_OVER = 44  # events not localized (over the budget)
 N_TSTATE = 48
 
 REASONS = {1: "weak registration (correlation below track_min_corr)",
@@ -141,9 +147,21 @@ def used_displacement(tstate, chd, t, c):
 @numba.njit(cache=True, error_model="numpy", nogil=True)
 def push_peak(tstate, mring, mmask, t, c, loc_ptr, loc_idx, positions_um, loc_work, chd,
               pk_t, pk_v):
-    """Localize the event (t, c) on the match ring and push (t, probe-frame depth, amplitude)."""
+    """Localize the event (t, c) on the match ring and push (t, probe-frame depth, amplitude).
+    At most ``TS_PEAK_RATE`` events per sample are localized (a token bucket of
+    ``TS_PEAK_BURST`` counted on the events' stream times, so any blocks give the same choice);
+    the rest only counted."""
     if tstate[TS_ON] == 0.0 or c < 0 or c >= positions_um.shape[0]:
         return
+    dt = t - tstate[TS_TOKENS_T]
+    if dt > 0:
+        tstate[TS_TOKENS] = min(tstate[TS_PEAK_BURST], tstate[TS_TOKENS]
+                                + dt * tstate[TS_PEAK_RATE])
+        tstate[TS_TOKENS_T] = t
+    if tstate[TS_TOKENS] < 1.0:
+        tstate[TS_PEAKS_OVER] += 1.0
+        return
+    tstate[TS_TOKENS] -= 1.0
     w = np.int64(tstate[TS_LOC_WIDTH])
     if loc_work.shape[0] < 3 * w + 5 + WORK_SIZE or loc_ptr.shape[0] != positions_um.shape[0] + 1:
         return
@@ -201,19 +219,27 @@ def _fill(tstate, pk_t, pk_v, cls_edges, rast):
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
-def _register(tstate, rast, ref, win_g, cc, w, pval):
-    """Pieces 1..: registration of the smoothed raster weighted by ``win_g[w]`` against
-    ``ref[w]`` (row 0 rigid) -> pval[PV_EST/PV_CORR] (w - 1 for depth windows; rigid kept in
-    tstate)."""
+def _register_part(tstate, rast, ref, win_g, cc, w, q, n_chunks):
+    """Part ``q`` of ``n_chunks`` of registration ``w``: the smoothed raster weighted by
+    ``win_g[w]`` (prepared into rast[2] at part 0) against ``ref[w]`` (row 0 rigid), over a
+    chunk of lags. The last part returns (estimate µm, correlation); the others (nan, nan)."""
     tmp = rast[2]
-    src = rast[0]
-    n_a, n_d = tmp.shape
-    for a in range(n_a):
-        for d in range(n_d):
-            tmp[a, d] = src[a, d] * win_g[w, d]
-    MO.normalise_raster(tmp)
+    if q == 0:
+        src = rast[0]
+        n_a, n_d = tmp.shape
+        for a in range(n_a):
+            for d in range(n_d):
+                tmp[a, d] = src[a, d] * win_g[w, d]
+        MO.normalise_raster(tmp)
     max_lag = np.int64(tstate[TS_MAX_LAG])
-    lag, corr = MO.best_lag(tmp, ref[w], max_lag, cc)
+    n_lag = 2 * max_lag + 1
+    chunk = max(np.int64(tstate[TS_LAG_CHUNK]), np.int64(1))
+    li0 = min(q * chunk, n_lag)
+    li1 = n_lag if q >= n_chunks - 1 else min((q + 1) * chunk, n_lag)
+    MO.lag_correlations(tmp, ref[w], max_lag, li0, li1, cc)
+    if q < n_chunks - 1:
+        return np.nan, np.nan
+    lag, corr = MO.best_of(cc, max_lag)
     est = lag * tstate[TS_BIN_UM]
     if abs(lag) >= max_lag:
         est = np.inf  # the search's edge: treat as outside the range
@@ -261,7 +287,9 @@ def _decide(tstate, pval, n_win):
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
 def _piece(tstate, pk_t, pk_v, cls_edges, rast, ref, win_g, skern, cc, pval):
-    """One bounded piece of the frozen window's estimate (see the module docstring)."""
+    """One bounded piece of the frozen window's estimate (see the module docstring): phase 0
+    the raster; phase 1 + r n_chunks + q part q of registration r (r = 0 rigid, then each
+    depth window of a non-rigid sort); the last part decides."""
     phase = np.int64(tstate[TS_PHASE])
     if phase < 0:
         return
@@ -276,34 +304,57 @@ def _piece(tstate, pk_t, pk_v, cls_edges, rast, ref, win_g, skern, cc, pval):
         MO.smooth_depth(rast[1], skern, rast[0])
         tstate[TS_PHASE] = 1.0
         return
-    if phase == 1:
-        est, corr = _register(tstate, rast, ref, win_g, cc, 0, pval)
-        tstate[TS_LAST_EST_UM] = est
-        tstate[TS_LAST_CORR] = corr
-    else:
-        est, corr = _register(tstate, rast, ref, win_g, cc, phase - 1, pval)
-        pval[PV_EST, phase - 2] = est
-        pval[PV_CORR, phase - 2] = corr
-    if phase >= n_reg:
-        _decide(tstate, pval, n_win)
-        tstate[TS_PHASE] = -1.0
-    else:
-        tstate[TS_PHASE] = phase + 1.0
+    n_lag = 2 * np.int64(tstate[TS_MAX_LAG]) + 1
+    chunk = max(np.int64(tstate[TS_LAG_CHUNK]), np.int64(1))
+    n_chunks = (n_lag + chunk - 1) // chunk
+    r = (phase - 1) // n_chunks
+    q = (phase - 1) % n_chunks
+    est, corr = _register_part(tstate, rast, ref, win_g, cc, r, q, n_chunks)
+    if q == n_chunks - 1:
+        if r == 0:
+            tstate[TS_LAST_EST_UM] = est
+            tstate[TS_LAST_CORR] = corr
+        else:
+            pval[PV_EST, r - 1] = est
+            pval[PV_CORR, r - 1] = corr
+        if r >= n_reg - 1:
+            _decide(tstate, pval, n_win)
+            tstate[TS_PHASE] = -1.0
+            return
+    tstate[TS_PHASE] = phase + 1.0
+
+
+@numba.njit(cache=True, error_model="numpy", nogil=True)
+def live_taps(bin_grid, d_index, d_weight, l_index, l_weight):
+    """Copy each channel's kriging taps of its live row ``bin_grid[0]`` into the compact
+    (C, 1, K) ``l_index`` / ``l_weight`` (what the correction reads every block: a few KiB
+    instead of rows scattered over the full tables)."""
+    n_c = min(bin_grid.shape[1], d_index.shape[0], l_index.shape[0])
+    n_g = d_index.shape[1]
+    n_k = min(d_index.shape[2], l_index.shape[2])
+    for c in range(n_c):
+        g = min(max(bin_grid[0, c], 0), n_g - 1)
+        for k in range(n_k):
+            l_index[c, 0, k] = d_index[c, g, k]
+            l_weight[c, 0, k] = d_weight[c, g, k]
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
 def _apply(tstate, pval, ch_map, ch_frac, n_grid, bin_grid, chd, hist, boundary):
-    """At a boundary: the pending estimate becomes the live row; the history gets its row."""
+    """At a boundary: the pending estimate becomes the live row; the history gets its row.
+    Returns True when the live row changed."""
     n_win = pval.shape[1]
     n_ch = chd.shape[1]
     for c in range(n_ch):
         chd[1, c] = chd[0, c]
+    changed = False
     if tstate[TS_PENDING] != 0.0:
         for w in range(n_win):
             pval[PV_GOOD, w] = pval[PV_NEXT, w]
         tstate[TS_PENDING] = 0.0
         grid_row(pval[PV_GOOD], ch_map, ch_frac, tstate[TS_GRID0_UM], tstate[TS_GRID_STEP_UM],
                  n_grid, bin_grid[0], chd[0])
+        changed = True
     tstate[TS_CUR_START] = boundary
     k = np.int64(tstate[TS_HIST_N])
     if k < hist.shape[0]:
@@ -312,11 +363,12 @@ def _apply(tstate, pval, ch_map, ch_frac, n_grid, bin_grid, chd, hist, boundary)
         tstate[TS_HIST_N] = k + 1.0
     else:
         tstate[TS_HIST_LOST] += 1.0
+    return changed
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
 def track_step(tstate, n0, pk_t, pk_v, cls_edges, rast, ref, win_g, skern, cc, pval, ch_map,
-               ch_frac, n_grid, bin_grid, chd, hist):
+               ch_frac, bin_grid, chd, hist, d_index, d_weight, l_index, l_weight):
     """Called before the sub-chunk that starts at stream sample ``n0``: at a boundary
     (``n0 >= TS_NEXT_N``) finish + apply the pending estimate and freeze the next window;
     otherwise run one piece if none ran in this ``sort_block`` call. Returns the next boundary
@@ -326,7 +378,8 @@ def track_step(tstate, n0, pk_t, pk_v, cls_edges, rast, ref, win_g, skern, cc, p
     if n0 >= nxt:
         while tstate[TS_PHASE] >= 0.0:
             _piece(tstate, pk_t, pk_v, cls_edges, rast, ref, win_g, skern, cc, pval)
-        _apply(tstate, pval, ch_map, ch_frac, n_grid, bin_grid, chd, hist, nxt)
+        if _apply(tstate, pval, ch_map, ch_frac, d_index.shape[1], bin_grid, chd, hist, nxt):
+            live_taps(bin_grid, d_index, d_weight, l_index, l_weight)
         tstate[TS_WIN_END] = nxt - tstate[TS_LAG_N]
         tstate[TS_PHASE] = 0.0 if tstate[TS_WIN_END] > 0 else -1.0
         nxt += every

@@ -162,7 +162,7 @@ def sort_block(data, noise, inv_noise, scratch,
                o_shift, o_amp, o_err, o_ok, o_unit2, o_shift2, o_amp2, o_err2, out_t, out_c,
                out_a, out_u, sparams, scount, dbuf, bin_grid, d_index, d_weight, out_d, tstate,
                pk_t, pk_v, positions, loc_ptr, loc_idx, loc_work, cls_edges, rast, ref, win_g,
-               skern, cc, pval, ch_map, ch_frac, chd, hist):
+               skern, cc, pval, ch_map, ch_frac, chd, hist, l_index, l_weight, l_grid):
     """Process one block ``data`` (C, N) float32 µV; returns the records written to ``out_*``.
 
     The detector state (``sos`` .. ``det_counters``) is :class:`SpikeDetector`'s, with
@@ -173,7 +173,9 @@ def sort_block(data, noise, inv_noise, scratch,
     channel at its event time (NaN: no drift stage).
     Motion tracking (``tstate[TS_ON] = 1``, with ``bin_grid`` one live row): ``tstate`` ..
     ``hist`` are :mod:`oe_plugin.kernels.motion_track`'s state (see
-    :class:`oe_plugin.online.motion_tracker.Tracker`); sub-chunks end at its update samples.
+    :class:`oe_plugin.online.motion_tracker.Tracker`); sub-chunks end at its update samples;
+    the correction then reads the live row's taps from ``l_index`` / ``l_weight`` (C, 1, K)
+    through ``l_grid`` (1, C) zeros.
     """
     n_ch = data.shape[0]
     n = data.shape[1]
@@ -190,18 +192,21 @@ def sort_block(data, noise, inv_noise, scratch,
         return 0
     tracking = drift and matching and tstate[TR.TS_ON] != 0.0 and bin_grid.shape[0] == 1
     tstate[TR.TS_PIECE_DONE] = 0.0
-    n_grid = d_index.shape[1]
+    c_index, c_weight, c_grid = d_index, d_weight, bin_grid
+    if tracking and l_index.shape[0] == n_ch and l_grid.shape[1] == n_ch:
+        c_index, c_weight, c_grid = l_index, l_weight, l_grid
     pos = 0
     while pos < n:
         m = min(sub, n - pos)
         n0 = det_counters[D.C_PROCESSED]
         if tracking:
             nxt = TR.track_step(tstate, n0, pk_t, pk_v, cls_edges, rast, ref, win_g, skern, cc,
-                                pval, ch_map, ch_frac, n_grid, bin_grid, chd, hist)
+                                pval, ch_map, ch_frac, bin_grid, chd, hist, d_index, d_weight,
+                                l_index, l_weight)
             if nxt > n0:
                 m = min(m, nxt - n0)
         if drift:
-            DR.correct_columns(data, pos, dbuf, 0, m, n0, bin_n, bin_grid, d_index, d_weight)
+            DR.correct_columns(data, pos, dbuf, 0, m, n0, bin_n, c_grid, c_index, c_weight)
             columns_to_rows(dbuf, 0, m, inv_noise, True, scratch, 0, -1)
         else:
             columns_to_rows(data, pos, m, inv_noise, True, scratch, 0, -1)
@@ -335,6 +340,9 @@ def _sort_entry(addresses, shapes):
         arg_f64_1d(addresses, shapes, 78),
         arg_f64_2d(addresses, shapes, 79),
         arg_f64_2d(addresses, shapes, 80),
+        DR.arg_i32_3d(addresses, shapes, 81),
+        DR.arg_f32_3d(addresses, shapes, 82),
+        arg_i32_2d(addresses, shapes, 83),
     )
 
 

@@ -15,6 +15,9 @@ one kernel serves offline and online and so that the result does not depend on t
   estimate accumulates (no chain of relative shifts). Non-rigid sorts: each of the sort's depth
   windows (same Gaussian windows as offline) registered too, each falling back to the rigid
   change when its own registration is weak.
+- **Cost.** Localizing an event (the monopolar fit) costs ~2 µs; at most
+  ``track_max_peaks_per_s`` events are localized (a token bucket on the events' stream times,
+  block invariant), plenty for a raster, so a burst of activity does not add to the block.
 - **Timing.** An update every ``track_every_s`` of stream samples, from the peaks of the last
   ``track_window_s`` that ended ``lag_n`` samples (~20 ms) before; computed in bounded pieces,
   one per ``process()`` call, applied at the next update sample. The estimate therefore
@@ -52,6 +55,7 @@ from oe_plugin.kernels.motion import (
 SMOOTH_UM = 3.0  # depth smoothing of the rasters (the offline estimator's default)
 AMPLITUDE_CLASSES = 3
 PEAK_RATE_HZ_PER_CHANNEL = 60.0  # peak ring sizing: window + two updates at this rate
+LAG_PIECE_MACS = 100_000  # multiply-adds of one registration piece (~50 µs)
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,7 @@ class TrackSettings:
     smoothing: float = 0.5
     reference_s: float = 60.0
     min_peaks: int = 100
+    max_peaks_per_s: float = 500.0
     history_s: float = 6 * 3600.0
 
 
@@ -242,6 +247,9 @@ class Tracker:
             self.ch_frac = np.zeros(1, np.float64)
             self.chd = np.zeros((2, 1), np.float64)
             self.hist = np.zeros((1, 1), np.float64)
+            self.l_index = np.zeros((1, 1, 1), np.int32)
+            self.l_weight = np.zeros((1, 1, 1), np.float32)
+            self.l_grid = np.zeros((1, 1), np.int32)
             return
         s = tm.settings
         fs = self.sample_rate_hz
@@ -262,8 +270,12 @@ class Tracker:
         ts[TR.TS_MIN_PEAKS] = s.min_peaks
         ts[TR.TS_ALPHA] = s.smoothing
         ts[TR.TS_MAX_LAG] = int(math.ceil(s.max_um / tm.bin_um))
+        n_a = tm.ref.shape[1]
+        ts[TR.TS_LAG_CHUNK] = max(1, int(LAG_PIECE_MACS // max(n_a * tm.n_depth, 1)))
         width = neighbour_width(tm.loc_nb[0])
         ts[TR.TS_LOC_WIDTH] = width
+        ts[TR.TS_PEAK_RATE] = s.max_peaks_per_s / fs
+        ts[TR.TS_PEAK_BURST] = max(1.0, s.max_peaks_per_s * 0.05)  # 50 ms worth
         cap = int(min(max(4096, (s.window_s + 2 * s.every_s) * c * PEAK_RATE_HZ_PER_CHANNEL),
                       1 << 21))
         self.pk_t = np.zeros(cap, np.int64)
@@ -287,6 +299,11 @@ class Tracker:
         self.chd = np.zeros((2, c), np.float64)
         n_hist = int(math.ceil(s.history_s / s.every_s)) + 2
         self.hist = np.zeros((n_hist, n_w), np.float64)
+        n_k = tables.index.shape[2]
+        self.l_index = np.zeros((c, 1, n_k), np.int32)
+        self.l_weight = np.zeros((c, 1, n_k), np.float32)
+        self.l_grid = np.zeros((1, c), np.int32)
+        self._channels = np.arange(c)
         self._initial_row = np.zeros(c, np.int32)
         self._initial_um = np.zeros(c, np.float64)
         g = tables.displacement_um
@@ -301,11 +318,13 @@ class Tracker:
     def arrays(self) -> tuple:
         return (self.tstate, self.pk_t, self.pk_v, self.positions, self.loc_ptr, self.loc_idx,
                 self.loc_work, self.cls_edges, self.rast, self.ref, self.win_g, self.skern,
-                self.cc, self.pval, self.ch_map, self.ch_frac, self.chd, self.hist)
+                self.cc, self.pval, self.ch_map, self.ch_frac, self.chd, self.hist,
+                self.l_index, self.l_weight, self.l_grid)
 
     def reset(self, bin_grid: np.ndarray) -> None:
         """Back to the start of an acquisition: the sort's end value live (``bin_grid``'s one
-        row), empty peak ring, history row 0 = that value."""
+        row), empty peak ring, history row 0 = that value. Plain numpy (no numba call: it runs
+        in ``start_acquisition``, on whatever thread the host uses)."""
         if not self.on:
             return
         ts = self.tstate
@@ -322,7 +341,12 @@ class Tracker:
         self.hist[...] = 0.0
         self.hist[0] = self.model.initial_um
         ts[TR.TS_HIST_N] = 1.0
+        ts[TR.TS_TOKENS] = ts[TR.TS_PEAK_BURST]
         bin_grid[0] = self._initial_row
+        # the live taps in numpy (as TR.live_taps): reset() may run on a thread without the GIL
+        # (start_acquisition), where no numba dispatcher may be called
+        self.l_index[:, 0, :] = self.tables.index[self._channels, self._initial_row]
+        self.l_weight[:, 0, :] = self.tables.weight[self._channels, self._initial_row]
         self.chd[0] = self._initial_um
         self.chd[1] = self._initial_um
         self.rast[...] = 0.0
@@ -374,6 +398,7 @@ class Tracker:
                 "motion_rejected_range": int(ts[TR.TS_REJ_RANGE]),
                 "motion_skipped_few_peaks": int(ts[TR.TS_SKIPPED]),
                 "motion_peaks": int(ts[TR.TS_PEAKS]),
+                "motion_peaks_over_budget": int(ts[TR.TS_PEAKS_OVER]),
                 "motion_last_corr": float(ts[TR.TS_LAST_CORR]),
                 "motion_um": [float(v) for v in self.pval[TR.PV_GOOD]],
                 "motion_history_lost": int(ts[TR.TS_HIST_LOST])}

@@ -99,6 +99,9 @@ class MatchSettings:
     """The reference: the sort's peaks of its last this many seconds (0: all)."""
     track_min_peaks: int = 100
     """Windows with fewer peaks are skipped (the value held, counted)."""
+    track_max_peaks_per_s: float = 500.0
+    """At most this many classified events per second are localized for the estimate (the
+    localization's cost on the audio thread; the rest are classified as usual)."""
 
     def track_settings(self):
         """The :class:`~oe_plugin.online.motion_tracker.TrackSettings` (None: tracking off)."""
@@ -110,7 +113,8 @@ class MatchSettings:
                              max_step_um=self.track_max_step_um, max_um=self.track_max_um,
                              min_corr=self.track_min_corr, smoothing=self.track_smoothing,
                              reference_s=self.track_reference_s,
-                             min_peaks=self.track_min_peaks)
+                             min_peaks=self.track_min_peaks,
+                             max_peaks_per_s=self.track_max_peaks_per_s)
 
     def check(self, section: str = "match") -> None:
         require(len(self.ttl_units) == len(self.ttl_lines), f"{section}.ttl_lines",
@@ -144,6 +148,8 @@ class MatchSettings:
                 f"must be >= 0 s, got {self.track_reference_s}")
         require(1 <= self.track_min_peaks <= 1_000_000, f"{section}.track_min_peaks",
                 f"must be 1..1000000, got {self.track_min_peaks}")
+        require(10 <= self.track_max_peaks_per_s <= 1e6, f"{section}.track_max_peaks_per_s",
+                f"must be in [10, 1e6], got {self.track_max_peaks_per_s}")
         if self.track_motion:
             require(self.apply_motion, f"{section}.track_motion",
                     "needs apply_motion = true (tracking corrects the channels)")
