@@ -166,6 +166,34 @@ def test_block_invariant_and_equal_to_causal_sort_given_its_motion(live, core, s
 
 
 @pytest.mark.slow
+def test_non_rigid_windows_follow_and_stay_equivalent(live, core, tmp_path):
+    """The same sort with its motion stored as three depth windows (a non-rigid estimate of a
+    rigid drift): every window follows the probe like the rigid tracker, the channels'
+    displacements interpolate between them, and the causal reference given the (K, 3) history
+    is identical for random blocks."""
+    from offline.online_match import causal_sort
+    from offline.sort import load_sort
+
+    res = load_sort(live["sort_dir"])
+    arrays = dict(res.arrays)
+    arrays["motion_depth_um"] = np.array([50.0, 110.0, 170.0])
+    arrays["motion_um"] = np.repeat(arrays["motion_um"][:, :1], 3, axis=1)
+    nr = tmp_path / "nonrigid.sort"
+    nr.mkdir()
+    (nr / "sort.json").write_text((live["sort_dir"] / "sort.json").read_text())
+    np.savez(nr / "sort.npz", **arrays)
+    got = _run_core(dict(live, sort_dir=nr), "process_online", seed=3)
+    h = got["history"]
+    assert h.shape[1] == 3 and got["sorter"].stats["motion_updates"] > 30
+    late = np.arange(len(h)) >= SORT_S + 10
+    rigid = core["history"][:, 0]
+    for w in range(3):
+        assert np.sqrt(np.mean((h[late, w] - rigid[late]) ** 2)) < 3.0, (w, h[late, w])
+    ref = _sorted(causal_sort(live["played"], FS, got["model"], motion_history_um=h))
+    _same(got["spikes"], ref)
+
+
+@pytest.mark.slow
 def test_a_sudden_jump_is_rejected_reported_once_and_sorting_goes_on(live, core):
     """The probe jumps 60 µm (3 contact rows) at 40 s: the estimate is rejected, reported once,
     the last good value held to the end, and spikes keep being classified."""
