@@ -288,27 +288,33 @@ def _decide(tstate, pval, n_win):
 @numba.njit(cache=True, error_model="numpy", nogil=True)
 def _piece(tstate, pk_t, pk_v, cls_edges, rast, ref, win_g, skern, cc, pval):
     """One bounded piece of the frozen window's estimate (see the module docstring): phase 0
-    the raster; phase 1 + r n_chunks + q part q of registration r (r = 0 rigid, then each
-    depth window of a non-rigid sort); the last part decides."""
+    the raster; phases 1..A its depth smoothing, one amplitude class each; phase
+    1 + A + r n_chunks + q part q of registration r (r = 0 rigid, then each depth window of a
+    non-rigid sort); the last part decides."""
     phase = np.int64(tstate[TS_PHASE])
     if phase < 0:
         return
     n_win = pval.shape[1]
     n_reg = 1 if n_win == 1 else 1 + n_win  # rigid, then each depth window
+    n_a = rast.shape[1]
     if phase == 0:
         n = _fill(tstate, pk_t, pk_v, cls_edges, rast)
         if n < tstate[TS_MIN_PEAKS]:
             tstate[TS_SKIPPED] += 1.0
             tstate[TS_PHASE] = -1.0
             return
-        MO.smooth_depth(rast[1], skern, rast[0])
         tstate[TS_PHASE] = 1.0
+        return
+    if phase <= n_a:  # depth smoothing, one amplitude class per piece
+        a = phase - 1
+        MO.smooth_depth(rast[1, a:a + 1], skern, rast[0, a:a + 1])
+        tstate[TS_PHASE] = phase + 1.0
         return
     n_lag = 2 * np.int64(tstate[TS_MAX_LAG]) + 1
     chunk = max(np.int64(tstate[TS_LAG_CHUNK]), np.int64(1))
     n_chunks = (n_lag + chunk - 1) // chunk
-    r = (phase - 1) // n_chunks
-    q = (phase - 1) % n_chunks
+    r = (phase - 1 - n_a) // n_chunks
+    q = (phase - 1 - n_a) % n_chunks
     est, corr = _register_part(tstate, rast, ref, win_g, cc, r, q, n_chunks)
     if q == n_chunks - 1:
         if r == 0:

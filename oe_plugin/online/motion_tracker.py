@@ -15,7 +15,7 @@ one kernel serves offline and online and so that the result does not depend on t
   estimate accumulates (no chain of relative shifts). Non-rigid sorts: each of the sort's depth
   windows (same Gaussian windows as offline) registered too, each falling back to the rigid
   change when its own registration is weak.
-- **Cost.** Localizing an event (the monopolar fit) costs ~2 µs; at most
+- **Cost.** Localizing an event (the monopolar fit) costs ~2.5 µs; at most
   ``track_max_peaks_per_s`` events are localized (a token bucket on the events' stream times,
   block invariant), plenty for a raster, so a burst of activity does not add to the block.
 - **Timing.** An update every ``track_every_s`` of stream samples, from the peaks of the last
@@ -54,8 +54,7 @@ from oe_plugin.kernels.motion import (
 
 SMOOTH_UM = 3.0  # depth smoothing of the rasters (the offline estimator's default)
 AMPLITUDE_CLASSES = 3
-PEAK_RATE_HZ_PER_CHANNEL = 60.0  # peak ring sizing: window + two updates at this rate
-LAG_PIECE_MACS = 100_000  # multiply-adds of one registration piece (~50 µs)
+LAG_PIECE_MACS = 50_000  # multiply-adds of one registration piece (~25-50 µs)
 
 
 @dataclass(frozen=True)
@@ -71,7 +70,7 @@ class TrackSettings:
     smoothing: float = 0.5
     reference_s: float = 60.0
     min_peaks: int = 100
-    max_peaks_per_s: float = 500.0
+    max_peaks_per_s: float = 250.0
     history_s: float = 6 * 3600.0
 
 
@@ -276,8 +275,9 @@ class Tracker:
         ts[TR.TS_LOC_WIDTH] = width
         ts[TR.TS_PEAK_RATE] = s.max_peaks_per_s / fs
         ts[TR.TS_PEAK_BURST] = max(1.0, s.max_peaks_per_s * 0.05)  # 50 ms worth
-        cap = int(min(max(4096, (s.window_s + 2 * s.every_s) * c * PEAK_RATE_HZ_PER_CHANNEL),
-                      1 << 21))
+        # the budget bounds the pushes: a window plus three updates' worth always fits
+        cap = int(math.ceil((s.window_s + 3 * s.every_s) * s.max_peaks_per_s
+                            + ts[TR.TS_PEAK_BURST])) + 64
         self.pk_t = np.zeros(cap, np.int64)
         self.pk_v = np.zeros((cap, 2), np.float32)
         self.positions = np.ascontiguousarray(tm.positions_um, np.float64)

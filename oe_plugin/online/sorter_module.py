@@ -99,7 +99,7 @@ class MatchSettings:
     """The reference: the sort's peaks of its last this many seconds (0: all)."""
     track_min_peaks: int = 100
     """Windows with fewer peaks are skipped (the value held, counted)."""
-    track_max_peaks_per_s: float = 500.0
+    track_max_peaks_per_s: float = 250.0
     """At most this many classified events per second are localized for the estimate (the
     localization's cost on the audio thread; the rest are classified as usual)."""
 
