@@ -235,8 +235,11 @@ def test_pair_rejected_leaves_src_unchanged_and_cfunc_agrees():
         assert np.array_equal(a, b)
 
 
-def _brute_force(x, t, c, tpl, chans, cand_ptr, cand_idx, pre, max_shift, amp_min, amp_max):
-    """match_one by definition, in float64 numpy: every candidate at every shift."""
+def _brute_force(x, t, c, tpl, chans, cand_ptr, cand_idx, pre, max_shift, amp_min, amp_max,
+                 prior=0.0):
+    """match_one by definition, in float64 numpy: every candidate at every shift; with
+    ``prior`` l, the scale minimises ``|x - a T|^2 + l |T|^2 (a - 1)^2`` and the winner has the
+    largest explained energy minus that penalty."""
     best = (0.0, -1, 0, 0.0, np.inf)
     for q in range(cand_ptr[c], cand_ptr[c + 1]):
         u = cand_idx[q]
@@ -247,17 +250,20 @@ def _brute_force(x, t, c, tpl, chans, cand_ptr, cand_idx, pre, max_shift, amp_mi
             dot = float((win * t_u).sum())
             if dot <= 0:
                 continue
-            a = min(max(dot / n2, amp_min), amp_max)
-            gain = 2 * a * dot - a * a * n2
+            a = min(max((dot + prior * n2) / (n2 + prior * n2), amp_min), amp_max)
+            fit = 2 * a * dot - a * a * n2
+            gain = fit - prior * n2 * (a - 1) ** 2
             if gain > best[0]:
-                best = (gain, u, s, a, (float((win ** 2).sum()) - gain) / win.size)
+                best = (gain, u, s, a, (float((win ** 2).sum()) - fit) / win.size)
     return best
 
 
 @pytest.mark.slow
-def test_fast_search_finds_the_brute_force_winner():
+@pytest.mark.parametrize("prior", [0.0, 1.0])
+def test_fast_search_finds_the_brute_force_winner(prior):
     """The gathered, padded float32 search picks the unit and shift of fitting every candidate
-    at every shift in float64, on many random events over 12 units with distinct waveforms."""
+    at every shift in float64, on many random events over 12 units with distinct waveforms;
+    with and without the amplitude prior (scale pulled toward 1)."""
     from oe_plugin.kernels.candidates import candidates
     from oe_plugin.kernels.match import match_one
 
@@ -283,13 +289,13 @@ def test_fast_search_finds_the_brute_force_winner():
         ev.append((t + rng.integers(-2, 3), int(chans[u][np.argmax(np.abs(tpl[u]).max(1))])))
     n_found = 0
     for mask, src in ((-1, x), (8191, np.vstack([x, np.zeros((8192 - len(x), n_ch), np.float32)]))):
-        params = make_params(pre, 3, 0.7, 1.4, mask=mask, pair_window=5)
+        params = make_params(pre, 3, 0.7, 1.4, mask=mask, pair_window=5, amp_prior=prior)
         norms, rows_tbl, work, iwork = match_tables(tpl, cand_ptr, n_ch, params)
         for t, c in ev:
             got = match_one(src, t, c, tpl, chans, norms, rows_tbl, cand_ptr, cand_idx, params,
                             work, iwork)
             gain, u, s, a, err = _brute_force(x, t, c, tpl, chans, cand_ptr, cand_idx, pre, 3,
-                                              0.7, 1.4)
+                                              0.7, 1.4, prior)
             assert (got[0], got[1]) == (u, s)
             n_found += u >= 0
             if u >= 0:
@@ -323,3 +329,59 @@ def test_stale_slot_flags_in_the_scratch_change_nothing():
     match_events(*stale)
     for a, b in zip(outs, stale_outs, strict=True):
         assert np.array_equal(a, b)
+
+
+def test_amplitude_prior_keeps_a_big_template_off_a_smaller_neighbours_spike():
+    """A small unit's spike (its own template a little off, as a template estimated among
+    overlaps is) next to a big unit with nearly its shape: with a free scale the big template
+    at the range's floor explains it best; with the prior (scale pulled toward 1, which the
+    big one would have to leave far behind) the spike goes to its own unit, at scale ~1."""
+    from oe_plugin.kernels.match import match_one
+
+    w = np.arange(WIDTH) - PRE
+    shape = biphasic_spike(w, 2.0, 0.3, 6, 3.0)
+    big = np.array([1.0, 0.7, 0.4])[:, None] * shape * 20
+    true_small = 0.66 * big
+    small_tpl = true_small + np.array([0.0, 0.0, 1.0])[:, None] * shape * 3.0  # a bit off
+    tpl = np.ascontiguousarray(np.stack([big, small_tpl]), np.float32)
+    chans = np.array([[0, 1, 2], [0, 1, 2]], np.int32)
+    cand_ptr = np.array([0, 2, 2, 2, 2, 2, 2], np.int32)
+    cand_idx = np.array([0, 1], np.int32)
+    x = np.zeros((200, N_CH), np.float32)
+    x[100 - PRE:100 - PRE + WIDTH, :3] += true_small.T.astype(np.float32)
+    got = {}
+    for prior in (0.0, 1.0):
+        params = make_params(PRE, 2, 0.75, 1.33, amp_prior=prior)
+        norms, rows_tbl, work, iwork = match_tables(tpl, cand_ptr, N_CH, params)
+        got[prior] = match_one(x, 100, 0, tpl, chans, norms, rows_tbl, cand_ptr, cand_idx,
+                               params, work, iwork)
+    assert got[0.0][0] == 0 and abs(got[0.0][2] - 0.75) < 1e-6  # the big one, at the floor
+    assert got[1.0][0] == 1 and abs(got[1.0][2] - 1.0) < 0.1
+
+
+def test_partial_overlap_keeps_the_verified_spike():
+    """A pair whose second spike no template fits within its threshold (its unit's template is
+    off): without ``partial`` the whole overlap is rejected; with it the first unit's spike is
+    kept (its error measured with the second fit removed), and only the second is put back."""
+    x, tpl, chans = _pair_scene(3, 6)
+    # unit 1's spike in the data gets an extra component its template does not have
+    w = np.arange(WIDTH) - PRE
+    x[2006 - PRE:2006 - PRE + WIDTH, 3] += (6 * biphasic_spike(w - 3, 2.0, 0.3, 6, 3.0)
+                                            ).astype(np.float32)
+    thr = np.array([2.0, 1.3], np.float32)
+    ev_t, ev_c = np.array([2000], np.int64), np.array([2], np.int32)
+    src = x.copy()
+    args, (unit, shift, amp, err, ok) = _run(src, ev_t, ev_c, tpl, chans,
+                                             make_params(PRE, 2, pair_window=12), thr)
+    assert match_events(*args) == 0 and ok[0] == 0
+    assert np.allclose(src, x, atol=1e-4)
+    src = x.copy()
+    args, (unit, shift, amp, err, ok) = _run(src, ev_t, ev_c, tpl, chans,
+                                             make_params(PRE, 2, pair_window=12, partial=True),
+                                             thr)
+    assert match_events(*args) == 1 and ok[0] == 1
+    assert (int(unit[0]), int(ev_t[0] + shift[0])) == (0, 2000) and abs(amp[0] - 1) < 0.15
+    # unit 0's spike is gone from the data, unit 1's (and its extra part) is back
+    rest = x.copy()
+    rest[2000 - PRE:2000 - PRE + WIDTH, chans[0]] -= amp[0] * tpl[0].T
+    assert np.allclose(src, rest, atol=1e-3)

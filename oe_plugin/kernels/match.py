@@ -104,14 +104,18 @@ P_OVERLAP_ROUNDS = 10  # pursue -> verify -> refit -> drop-worst cycles (0: 2 x 
 P_PURSUIT_STEP = 11  # shift step of a pursuit pick's +-L search (polish then refines +-S)
 P_OVERLAP_RATE = 12  # overlap attempts earned per stream sample (0: every rejected event tries)
 P_OVERLAP_BURST = 13  # most attempts saved up (the budget's capacity)
-N_PARAMS = 14
+P_PARTIAL = 14  # 1: an overlap keeps its verified spikes, the others' fits count as explained
+P_AMP_PRIOR = 15  # l >= 0: a fit pays l |T|^2 (a - 1)^2 for a scale away from 1
+P_AMP_STRICT = 16  # 1: a template whose best scale lies outside [amp_min, amp_max] does not fit
+N_PARAMS = 17
 
 NO_UNIT = -1
 
 
 def make_params(pre, max_shift, amp_min=0.5, amp_max=2.0, mask=-1, row_offset=0, subtract=True,
                 pair_window=0, max_spikes=2, refit_rounds=3, overlap_rounds=0,
-                pursuit_step=1, overlap_rate=0.0, overlap_burst=0.0):
+                pursuit_step=1, overlap_rate=0.0, overlap_burst=0.0, partial=False,
+                amp_prior=0.0, amp_strict=False):
     """The ``params`` array of :func:`match_events` (``pair_window`` 0: no overlap resolution;
     ``max_spikes``: most spikes an overlap resolves into, at most :data:`MAX_SPIKES`)."""
     params = np.zeros(N_PARAMS, dtype=np.float64)
@@ -129,6 +133,9 @@ def make_params(pre, max_shift, amp_min=0.5, amp_max=2.0, mask=-1, row_offset=0,
     params[P_PURSUIT_STEP] = max(1, int(pursuit_step))
     params[P_OVERLAP_RATE] = max(0.0, float(overlap_rate))
     params[P_OVERLAP_BURST] = max(0.0, float(overlap_burst))
+    params[P_PARTIAL] = 1.0 if partial else 0.0
+    params[P_AMP_PRIOR] = max(0.0, float(amp_prior))
+    params[P_AMP_STRICT] = 1.0 if amp_strict else 0.0
     return params
 
 
@@ -334,7 +341,7 @@ def _energy(x, n):
 
 @numba.njit(cache=True, error_model="numpy")
 def _search(src, mask, first, s_lo, s_hi, templates, tpl_rows, tpl_chan, tpl_norm2, n_cand,
-            amp_min, amp_max, work, iwork, step=1):
+            amp_min, amp_max, work, iwork, step=1, prior=0.0, strict=False):
     """The candidate (listed in ``iwork[2C : 2C + n_cand]``) and shift ``s`` in ``[s_lo, s_hi]``
     (window row 0 at ``first + s``) that explain most of the window: returns ``(gain, q, shift,
     amplitude, error)`` with ``q`` the winner's index in the list, -1 when no fit has a positive
@@ -421,12 +428,15 @@ def _search(src, mask, first, s_lo, s_hi, templates, tpl_rows, tpl_chan, tpl_nor
             dot = work[o_d + q * n_sh + j]
             if dot <= 0.0:
                 continue
-            a = dot / n2
+            w = prior * n2
+            a = (dot + w) / (n2 + w)
+            if strict and (a < amp_min or a > amp_max):
+                continue
             if a < amp_min:
                 a = amp_min
             if a > amp_max:
                 a = amp_max
-            gain = 2.0 * a * dot - a * a * n2
+            gain = 2.0 * a * dot - a * a * n2 - w * (a - 1.0) * (a - 1.0)
             if gain > best_gain:
                 best_gain = gain
                 best_q = q
@@ -443,7 +453,9 @@ def _search(src, mask, first, s_lo, s_hi, templates, tpl_rows, tpl_chan, tpl_nor
                 x = fx[(iwork[ch] - 1) * xs + best_j * step:]
                 xx += _energy(x, width)
                 n_rows += 1
-        best_err = max(xx - best_gain, 0.0) / (n_rows * width)
+        dot = work[o_d + best_q * n_sh + best_j]
+        fit = 2.0 * best_a * dot - best_a * best_a * np.float64(tpl_norm2[u])
+        best_err = max(xx - fit, 0.0) / (n_rows * width)
     for i in range(n_slot):
         iwork[iwork[n_ch + i]] = 0
     return best_gain, best_q, s_lo + best_j * step, best_a, best_err
@@ -507,7 +519,8 @@ def match_one(src, t, c, templates, tpl_chan, tpl_norm2, tpl_rows, cand_ptr, can
         return NO_UNIT, 0, 0.0, np.inf
     gain, q, s, a, err = _search(src, mask, first, -max_shift, max_shift, templates, tpl_rows,
                                  tpl_chan, tpl_norm2, n_cand, params[P_AMP_MIN],
-                                 params[P_AMP_MAX], work, iwork)
+                                 params[P_AMP_MAX], work, iwork, 1, params[P_AMP_PRIOR],
+                            params[P_AMP_STRICT] != 0.0)
     if q < 0:
         return NO_UNIT, 0, 0.0, np.inf
     return iwork[2 * n_ch + q], s, a, err
@@ -564,12 +577,12 @@ def _union_candidates(u1, tpl_chan, cand_ptr, cand_idx, n_templates, iwork, n_ch
 
 @numba.njit(cache=True, error_model="numpy")
 def _fit_one(src, mask, t, u, s_lo, s_hi, templates, tpl_rows, tpl_chan, tpl_norm2, amp_min,
-             amp_max, row_offset, pre, work, iwork):
+             amp_max, row_offset, pre, work, iwork, prior=0.0, strict=False):
     """Template ``u`` alone at ``t + s``, ``s`` in ``[s_lo, s_hi]``: (gain, shift, a, error)."""
     n_ch = src.shape[1]
     iwork[2 * n_ch] = u
     g, q, s, a, e = _search(src, mask, t - row_offset - pre, s_lo, s_hi, templates, tpl_rows,
-                            tpl_chan, tpl_norm2, 1, amp_min, amp_max, work, iwork)
+                            tpl_chan, tpl_norm2, 1, amp_min, amp_max, work, iwork, 1, prior, strict)
     if q < 0:
         return 0.0, 0, 0.0, np.inf
     return g, s, a, e
@@ -602,7 +615,8 @@ def _pursue(src, n, n_max, t1, u1, window, templates, tpl_chan, tpl_norm2, tpl_r
             break
         gain, q, s, a, _ = _search(src, mask, t1 - row_offset - pre, -window, window, templates,
                                    tpl_rows, tpl_chan, tpl_norm2, n_cand, params[P_AMP_MIN],
-                                   params[P_AMP_MAX], work, iwork, step)
+                                   params[P_AMP_MAX], work, iwork, step, params[P_AMP_PRIOR],
+                            params[P_AMP_STRICT] != 0.0)
         if q < 0 or gain < 0.25 * np.float64(tpl_norm2[iwork[2 * n_ch + q]]):
             break
         u = iwork[2 * n_ch + q]
@@ -626,7 +640,8 @@ def _polish(src, n, max_shift, templates, tpl_chan, tpl_norm2, tpl_rows, params,
         subtract_fit(src, ti, u, -a, templates, tpl_chan, params)
         g, r, b, _ = _fit_one(src, mask, ti, u, -max_shift, max_shift, templates, tpl_rows,
                               tpl_chan, tpl_norm2, params[P_AMP_MIN], params[P_AMP_MAX],
-                              row_offset, pre, work, iwork)
+                              row_offset, pre, work, iwork, params[P_AMP_PRIOR],
+                            params[P_AMP_STRICT] != 0.0)
         if g > 0.0:
             ti, a = ti + r, b
         subtract_fit(src, ti, u, a, templates, tpl_chan, params)
@@ -649,7 +664,9 @@ def _worst_spike(src, n, thresholds, templates, tpl_chan, tpl_norm2, tpl_rows, p
         u, ti, a = _spike(work, i)
         subtract_fit(src, ti, u, -a, templates, tpl_chan, params)
         g, _, _, e = _fit_one(src, mask, ti, u, 0, 0, templates, tpl_rows, tpl_chan, tpl_norm2,
-                              params[P_AMP_MIN], params[P_AMP_MAX], row_offset, pre, work, iwork)
+                              params[P_AMP_MIN], params[P_AMP_MAX], row_offset, pre, work, iwork,
+                              params[P_AMP_PRIOR],
+                            params[P_AMP_STRICT] != 0.0)
         subtract_fit(src, ti, u, a, templates, tpl_chan, params)
         work[_SPIKES + 5 * i + 3] = e
         ratio = e / thresholds[u] if thresholds[u] > 0 else np.inf
@@ -698,7 +715,9 @@ def _refit_overlap(src, n, t1, u1, window, max_shift, templates, tpl_chan, tpl_n
             if n_cand > 0:
                 g, q, r, b, _ = _search(src, mask, t1 - row_offset - pre, -window, window,
                                         templates, tpl_rows, tpl_chan, tpl_norm2, n_cand,
-                                        params[P_AMP_MIN], params[P_AMP_MAX], work, iwork)
+                                        params[P_AMP_MIN], params[P_AMP_MAX], work, iwork, 1,
+                                        params[P_AMP_PRIOR],
+                            params[P_AMP_STRICT] != 0.0)
                 if q >= 0:
                     u, ti, a = iwork[2 * n_ch + q], t1 + r, b
             subtract_fit(src, ti, u, a, templates, tpl_chan, params)
@@ -739,7 +758,8 @@ def resolve_overlap(src, t, c, u1, s1, a1, templates, tpl_chan, tpl_norm2, tpl_r
     rounds = np.int64(params[P_OVERLAP_ROUNDS])
     if rounds <= 0:
         rounds = 2 * n_max
-    for _ in range(rounds):
+    partial = params[P_PARTIAL] != 0.0
+    for r in range(rounds):
         n = _pursue(src, n, n_max, t1, u1, window, templates, tpl_chan, tpl_norm2, tpl_rows,
                     cand_ptr, cand_idx, params, work, iwork, cap)
         _polish(src, n, max_shift, templates, tpl_chan, tpl_norm2, tpl_rows, params, work,
@@ -747,6 +767,8 @@ def resolve_overlap(src, t, c, u1, s1, a1, templates, tpl_chan, tpl_norm2, tpl_r
         if _worst_spike(src, n, thresholds, templates, tpl_chan, tpl_norm2, tpl_rows, params,
                         work, iwork) < 0:
             break
+        if partial and r == rounds - 1:
+            break  # the last round's full explanation goes to the partial check below
         _refit_overlap(src, n, t1, u1, window, max_shift, templates, tpl_chan, tpl_norm2,
                        tpl_rows, cand_ptr, cand_idx, params, work, iwork, cap)
         # the worst one is put back; the others are refitted and verified again
@@ -754,8 +776,23 @@ def resolve_overlap(src, t, c, u1, s1, a1, templates, tpl_chan, tpl_norm2, tpl_r
                            work, iwork) or _n_kept(work, n) == 0:
             break
     # whatever the rounds left: only verified spikes are kept
-    while _n_kept(work, n) > 0 and _drop_worst(src, n, thresholds, templates, tpl_chan,
-                                               tpl_norm2, tpl_rows, params, work, iwork):
+    if partial:
+        # partial: a failing spike stays subtracted while the others are verified (what it
+        # explains is not held against them), then it alone is put back for a later pass
+        while _n_kept(work, n) > 0:
+            worst = _worst_spike(src, n, thresholds, templates, tpl_chan, tpl_norm2, tpl_rows,
+                                 params, work, iwork)
+            if worst < 0:
+                break
+            work[_SPIKES + 5 * worst + 4] = -1.0
+        for i in range(n):
+            if work[_SPIKES + 5 * i + 4] < 0:
+                u, ti, a = _spike(work, i)
+                subtract_fit(src, ti, u, -a, templates, tpl_chan, params)
+                work[_SPIKES + 5 * i + 4] = 0.0
+    while (not partial and _n_kept(work, n) > 0
+           and _drop_worst(src, n, thresholds, templates, tpl_chan, tpl_norm2, tpl_rows, params,
+                           work, iwork)):
         pass
     # compact the kept spikes to the front of the list
     k = 0

@@ -117,6 +117,9 @@ class SortModel:
     motion_applied: bool = False  # the sort corrected motion (whether or not drift is used here)
     track: TrackModel | None = None  # live motion tracking ([match] track_motion), when possible
     track_note: str = ""  # why tracking was asked for and is off (empty: not asked, or on)
+    overlap_partial: bool = False  # the sort's [sort] overlap_partial (an overlap keeps its
+    # verified spikes); off for sorts made before it existed
+    amplitude_prior: float = 0.0  # the sort's [sort] amplitude_prior (0 before it existed)
     unit_lut: np.ndarray | None = None
     """(T + 1,) int32: the unit of each template, then -1 (so that ``unit_lut[t]`` labels a
     match of template ``t`` and ``unit_lut[-1]`` an unsorted event). None: template = unit."""
@@ -148,7 +151,8 @@ def match_params(model: SortModel, mask: int = -1, row_offset: int = 0) -> np.nd
                        pair_window=model.pair_window, refit_rounds=ONLINE_REFIT_ROUNDS,
                        overlap_rounds=ONLINE_OVERLAP_ROUNDS, pursuit_step=ONLINE_PURSUIT_STEP,
                        overlap_rate=ONLINE_OVERLAP_PER_S / model.sample_rate_hz,
-                       overlap_burst=ONLINE_OVERLAP_BURST)
+                       overlap_burst=ONLINE_OVERLAP_BURST, partial=model.overlap_partial,
+                       amp_prior=model.amplitude_prior)
 
 
 def _known(cls, table: dict) -> dict:
@@ -226,6 +230,10 @@ def load_sort_model(sort_dir, n_channels: int, sample_rate_hz: float, apply_moti
         # the offline default searches overlaps over ±1.5 ms; online the search (and so the
         # decision delay and a rejected event's cost) stays within ±ONLINE_PAIR_WINDOW_US
         pair_us = min(float(sort_s.get("pair_window_us", 0.0)), ONLINE_PAIR_WINDOW_US)
+        partial = sort_s.get("overlap_partial", False) is True
+        amp_prior = float(sort_s.get("amplitude_prior", 0.0))
+        if not (0.0 <= amp_prior < 1e6):
+            raise ValueError(f"amplitude_prior {amp_prior}")
     except (TypeError, ValueError) as exc:
         raise SortModelError(f"{where}: settings in sort.json unusable: {exc}") from None
     scale = np.where(np.isfinite(noise) & (noise > 0), noise, 0).astype(np.float32)
@@ -264,7 +272,8 @@ def load_sort_model(sort_dir, n_channels: int, sample_rate_hz: float, apply_moti
         neighbours=neighbour_lists(probe, detect.lockout_radius_um),
         preprocess_filter=str(prep.get("filter", "zero-phase")), drift=drift,
         unit_lut=np.append(tpl_unit, np.int32(-1)).astype(np.int32),
-        motion_applied=applied, track=tm, track_note=note)
+        motion_applied=applied, track=tm, track_note=note, overlap_partial=partial,
+        amplitude_prior=amp_prior)
 
 
 def _track_model(where: str, motion_meta: dict, arr: dict, probe: Probe, detect: DetectSettings,

@@ -5,7 +5,9 @@ later spikes fall outside the matching scale range (``amplitude_min``) and clust
 a template of their own: a near-exact **scaled copy** of the first one, on the same peak channel.
 Two templates are joined into one unit when all of these hold:
 
-* same peak channel, and the larger is a scaled copy of the smaller: ``X ≈ s Y`` with ``s`` in
+* the same peak channel, or each reaches ``PEAK_SHARE`` of its peak on the other's peak channel
+  (a cell between two contacts: its smaller copy's peak may flip to the neighbour), and the
+  larger is a scaled copy of the smaller: ``X ≈ s Y`` with ``s`` in
   ``[SCALE_MIN, SCALE_MAX]`` and ``|X - s Y|^2 / |X|^2 <= burst_max_residual``, on the smaller
   one's channels (a smaller copy keeps fewer rows above the template row threshold);
 * both have at least ``MIN_SPIKES`` spikes;
@@ -33,6 +35,7 @@ BURST_ISI_MS = (2.0, 20.0)
 BURST_EXCESS = 3.0
 REFRACTORY_MS = 1.0
 REFRACTORY_SLACK = 0.002
+PEAK_SHARE = 0.9
 
 
 def scaled_copy(big: np.ndarray, small: np.ndarray) -> tuple[float, float]:
@@ -91,11 +94,19 @@ def burst_units(t: np.ndarray, unit: np.ndarray, waveforms: np.ndarray, channels
     if n_t > 1 and max_residual > 0:
         dense = dense_templates(np.asarray(waveforms, np.float64), channels, n_channels)
         trains = [np.sort(t[unit == u]).astype(np.int64) for u in range(n_t)]
+        size = np.abs(dense).max(axis=2)  # (T, C) peak per channel
+        top = size.max(axis=1)
+
+        def same_site(x, y):
+            return peak_channel[x] == peak_channel[y] or (
+                size[x, peak_channel[y]] >= PEAK_SHARE * top[x]
+                and size[y, peak_channel[x]] >= PEAK_SHARE * top[y])
+
         for x in range(n_t):
             if len(trains[x]) < MIN_SPIKES:
                 continue
             for y in range(n_t):
-                if x == y or peak_channel[x] != peak_channel[y] or len(trains[y]) < MIN_SPIKES:
+                if x == y or not same_site(x, y) or len(trains[y]) < MIN_SPIKES:
                     continue
                 # on the smaller one's channels: its far rows fall under the row threshold
                 rows = np.abs(dense[y]).max(axis=1) > 0

@@ -67,7 +67,8 @@ def match_chunk(job: SortJob, index: int, templates: TemplateSet, thresholds: np
     params = make_params(pre, s.max_shift_samples, s.amplitude_min, s.amplitude_max,
                          mask=-1, row_offset=lo, subtract=not calibrate,
                          pair_window=pair, max_spikes=s.max_overlap_spikes,
-                         refit_rounds=s.overlap_refit_rounds, overlap_rounds=s.overlap_cycles)
+                         refit_rounds=s.overlap_refit_rounds, overlap_rounds=s.overlap_cycles,
+                         partial=s.overlap_partial, amp_prior=s.amplitude_prior)
     extra = max(1, s.max_overlap_spikes - 1)  # extra spikes per event the outputs hold
     norms, tpl_rows, work, iwork = match_tables(templates.waveforms, cand_ptr,
                                                  prep.n_channels, params)
