@@ -20,10 +20,18 @@ The online sorter (:func:`oe_plugin.kernels.sort_kernel.sort_block`) calls two t
     ``U_k - window_n - lag_n <= t < U_k - lag_n``. ``lag_n`` is longer than any event waits to
     be classified, so every peak of the window is in the ring by then, whatever the blocks.
   * between boundaries, at most **one piece** of that estimate per ``sort_block`` call: (0)
-    the depth raster of the window's peaks (:func:`oe_plugin.kernels.motion.fill_raster`, depth
-    smoothed as offline), (1) its rigid registration against the reference raster, (2..W) one
-    depth window's registration each (non-rigid sorts), each by the offline correlation core
-    (:func:`oe_plugin.kernels.motion.best_lag`). The last piece decides.
+    the depth raster of the window's peaks (the binning of
+    :func:`oe_plugin.kernels.motion.fill_raster`), (1..A) its depth smoothing as offline, one
+    amplitude class per piece, then its rigid registration against the reference raster and
+    (non-rigid sorts) one per depth window, each by the offline correlation core
+    (:func:`oe_plugin.kernels.motion.best_lag`, here in parts of ``TS_LAG_CHUNK`` lags,
+    ~50 k multiply-adds each: :func:`~oe_plugin.kernels.motion.lag_correlations`, then
+    :func:`~oe_plugin.kernels.motion.best_of`), so that no block pays for a whole registration
+    of a long probe. The last part decides.
+
+  Events are localized within a budget (``TS_PEAK_RATE`` per sample, a token bucket counted on
+  their stream times: block invariant); the correction reads the live row's kriging taps from a
+  compact copy (:func:`live_taps`) rewritten at each applied update.
 
 The reference raster is the sort's own peaks (the last ``track_reference_s`` of the sort, moved
 to its reference frame by its motion estimate), so that a registration gives the **absolute**
