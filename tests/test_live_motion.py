@@ -286,23 +286,29 @@ def test_adversarial_blocks_never_raise_while_tracking(live):
 
 @needs_cc
 @pytest.mark.slow
-def test_native_runner_gives_the_same_outputs(live, tmp_path):
+@pytest.mark.parametrize("module, config", [(SORTER, "sorter"), (PIPELINE, "pipeline")])
+def test_native_runner_gives_the_same_outputs(live, tmp_path, module, config):
     """GIL-free native runner (process() on a second thread without the GIL) vs the in-process
-    simulator, different random blocks: the same spike files, displacements included."""
+    simulator, different random blocks: the same spike files, displacements included (and for
+    the pipeline, the same motion in the statistics file)."""
     from offline import read_online_spikes
 
     a, b = tmp_path / "native", tmp_path / "sim"
-    report = run_native(NativeJob(SORTER, HostSource(live["rec"]),
+    report = run_native(NativeJob(module, HostSource(live["rec"]),
                                   RandomBlocks(seed=9, max_size=3000),
-                                  config_path=live["configs"]["sorter"], recording_dir=a,
+                                  config_path=live["configs"][config], recording_dir=a,
                                   hang_timeout_s=60.0, timeout_s=600.0))
     assert report.runner == "native"
-    run_session(SORTER, HostSource(live["rec"]), RandomBlocks(seed=2, max_size=5000),
-                recording_dir=b, config_path=live["configs"]["sorter"])
+    run_session(module, HostSource(live["rec"]), RandomBlocks(seed=2, max_size=5000),
+                recording_dir=b, config_path=live["configs"][config])
     x, y = read_online_spikes(a), read_online_spikes(b)
     assert len(x) > 1000 and np.ptp(x["displacement_um"]) > 10
     for f in x.dtype.names:
         np.testing.assert_array_equal(x[f], y[f], err_msg=f)
+    if module == PIPELINE:
+        mx, my = SF.read_stats(a)[0]["motion_um"], SF.read_stats(b)[0]["motion_um"]
+        assert mx.shape == (60, 1)
+        np.testing.assert_array_equal(mx, my)
 
 
 @pytest.mark.slow
