@@ -263,14 +263,17 @@ def test_replay_compare_offline_uses_the_recorded_motion(live, tmp_path, capsys)
 
 
 @pytest.mark.slow
-def test_adversarial_blocks_never_raise_while_tracking(live):
+@pytest.mark.parametrize("module, config", [(SORTER, "sorter"), (PIPELINE, "pipeline")])
+def test_adversarial_blocks_never_raise_while_tracking(live, tmp_path, module, config):
     from oe_plugin.host.session import config_env
     from oe_plugin.host.simulator import Host
 
-    with config_env(live["configs"]["sorter"]):
-        mod = Host(SORTER, C, FS).instance
-    assert mod.sorter.tracker.on
+    with config_env(live["configs"][config]):
+        mod = Host(module, C, FS).instance
+    core = mod.sorter if module == SORTER else mod.sorter.sorter
+    assert core.tracker.on
     mod.start_acquisition()
+    mod.start_recording(str(tmp_path / "rec"))
     rng = np.random.default_rng(0)
     played = live["played"]
     for block in (np.zeros((C, 0), np.float32), np.full((C, 50), np.nan, np.float32),
@@ -279,9 +282,11 @@ def test_adversarial_blocks_never_raise_while_tracking(live):
                   rng.normal(0, 1e4, (C, 40000)).astype(np.float32),
                   np.ascontiguousarray(played[:, :90000])):
         mod.process(block)  # an exception here fails the test (the host would stall)
-    st = mod.sorter.stats
+    mod.stop_recording()
+    mod.stop_acquisition()
+    st = core.stats
     assert st["motion_updates"] + st["motion_rejected"] + st["motion_skipped_few_peaks"] > 0
-    assert np.isfinite(mod.sorter.tracker.history_um).all()
+    assert np.isfinite(core.tracker.history_um).all()
 
 
 @needs_cc
