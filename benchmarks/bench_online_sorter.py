@@ -2,7 +2,7 @@
 online statistics, per 1024-sample block at 30 kHz.
 
     .venv/bin/python benchmarks/bench_online_sorter.py [--seconds 20] [--rate-hz 10] [--motion]
-        [--cases 64x50,64x200,384x50,384x200]
+        [--track] [--cases 64x50,64x200,384x50,384x200]
 
 Cases: 64 and 384 channels x 50 and 200 templates (5 channels each, on a linear probe at 25 µm),
 noise 10 µV RMS with every unit firing at ``--rate-hz`` (default 10 Hz: 2000 spikes/s for 200
@@ -15,7 +15,10 @@ its minimum over the passes — on a shared, loaded machine this removes most of
 other processes (report it as such). ``--motion``: the sort folder also carries an applied
 rigid motion estimate (a ±3 µm zigzag, 2 s bins, kriging sigma 20 µm, 1 s interpolation bins),
 so every block is drift-corrected (8 kriging taps per channel) before filtering — the online
-sorter's drift stage.
+sorter's drift stage. ``--track``: as ``--motion``, plus live motion tracking
+(``[match] track_motion = true``, default track settings; the sort folder also carries a peak
+raster of the units at their depths as the reference): every classified event is localized, and
+every second the tracker's estimate is computed in pieces (one per process() call) and applied.
 "stats-write max ms" is the costliest single process()-call share of the statistics file
 (pack + os.write + os.replace, or one piece of a spread write).
 """
@@ -53,21 +56,30 @@ def shape(w=54, pre=18):
     return (s / -s.min()).astype(np.float32)
 
 
-def motion_arrays(seconds: float) -> tuple[dict, dict]:
+def motion_arrays(seconds: float, peak_depth_um=None, peak_amp=None,
+                  rng=None) -> tuple[dict, dict]:
     """(sort.npz arrays, sort.json ``motion`` entry) of an applied rigid ±3 µm zigzag (the
     synthetic data do not drift: a small displacement keeps the spikes, hence the matching
-    work, as without correction; the correction costs the same at any displacement)."""
+    work, as without correction; the correction costs the same at any displacement). With
+    ``peak_depth_um`` / ``peak_amp`` (per unit), a peak raster of 60 s of their spikes too."""
     t = np.arange(1.0, seconds, 2.0)
     disp = 3.0 * (2 / np.pi) * np.arcsin(np.sin(2 * np.pi * t / 20.0))
     arrays = {"motion_time_s": t, "motion_depth_um": np.array([0.0]),
               "motion_um": disp[:, None].astype(np.float32)}
+    if peak_depth_um is not None:
+        unit = rng.integers(0, len(peak_depth_um), 20000)
+        arrays.update(peak_time_s=np.sort(rng.uniform(0, seconds, 20000)).astype(np.float32),
+                      peak_depth_um=(peak_depth_um[unit] + rng.normal(0, 2, 20000)).astype(
+                          np.float32),
+                      peak_amplitude=(peak_amp[unit] * rng.uniform(0.8, 1.2, 20000)).astype(
+                          np.float32))
     meta = {"mode": "rigid", "applied": True, "range_um": float(np.ptp(disp)),
             "settings": {"kriging_sigma_um": 20.0, "interp_bin_s": 1.0, "bin_s": 2.0}}
     return arrays, meta
 
 
 def make_case(folder: Path, n_ch: int, n_units: int, seconds: float, seed=0,
-              rate_hz: float = 10.0, motion: bool = False):
+              rate_hz: float = 10.0, motion: bool = False, track: bool = False):
     rng = np.random.default_rng(seed)
     w, pre = 54, 18
     base = shape(w, pre)
@@ -85,7 +97,9 @@ def make_case(folder: Path, n_ch: int, n_units: int, seconds: float, seed=0,
         ("spike_index", np.int64), ("spike_index_sorting", np.int64), ("spike_unit", np.int32),
         ("spike_amplitude", np.float32), ("spike_amplitude_uv", np.float32),
         ("spike_error", np.float32), ("spike_channel", np.int32))}
-    m_arrays, m_meta = motion_arrays(seconds) if motion else ({}, {"applied": False})
+    m_arrays, m_meta = ((motion_arrays(seconds, pos[peak, 1], amp, rng) if track
+                         else motion_arrays(seconds)) if motion or track
+                        else ({}, {"applied": False}))
     save_sort(folder, SortResult(dict(
         empty, templates_uv=tpl * 10.0, template_channels=chans, template_peak_channel=peak,
         template_threshold=np.full(n_units, 3.0, np.float32), noise_uv=noise,
@@ -118,20 +132,25 @@ def ttl_schedule(n_samples):
     return [(int(t * FS / 1e6) + 100, int(line), bool(level)) for t, line, level in tr.tolist()]
 
 
-def run_case(n_ch, n_units, seconds, rate_hz=10.0, motion=False, repeat=1):
+def run_case(n_ch, n_units, seconds, rate_hz=10.0, motion=False, repeat=1, track=False):
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        data = make_case(tmp / "sort", n_ch, n_units, seconds, rate_hz=rate_hz, motion=motion)
+        data = make_case(tmp / "sort", n_ch, n_units, seconds, rate_hz=rate_hz, motion=motion,
+                         track=track)
         cfg = tmp / "pipeline.toml"
-        cfg.write_text(f'[match]\nsort_dir = "{tmp / "sort"}"\n[stats]\nwrite_every_s = 2.0\n')
+        extra = "track_motion = true\n" if track else ""
+        cfg.write_text(f'[match]\nsort_dir = "{tmp / "sort"}"\n{extra}'
+                       '[stats]\nwrite_every_s = 2.0\n')
         t0 = time.perf_counter()
         with config_env(cfg):
             host = Host(MODULE, n_ch, FS)
         init_s = time.perf_counter() - t0
         mod = host.instance
         drift = mod.sorter.sorter.drift
-        if motion and drift is None:
+        if (motion or track) and drift is None:
             raise SystemExit("--motion: the module did not load the drift stage")
+        if track and not mod.sorter.sorter.tracker.on:
+            raise SystemExit("--track: the module did not start motion tracking")
         runs = []
         for _ in range(max(1, repeat)):  # the same data again from a fresh acquisition
             mod.start_acquisition()
@@ -162,7 +181,8 @@ def run_case(n_ch, n_units, seconds, rate_hz=10.0, motion=False, repeat=1):
                     errors=st["errors"] + st["sorter"]["errors"],
                     stats_write_ms_max=st["stats_write_ms_max"],
                     stats_write_ms_mean=st["stats_write_ms_mean"], writes=st["stats_writes"],
-                    motion=drift is not None)
+                    motion=drift is not None, updates=st["sorter"].get("motion_updates", 0),
+                    rejected=st["sorter"].get("motion_rejected", 0))
 
 
 def main(argv=None):
@@ -171,6 +191,8 @@ def main(argv=None):
     ap.add_argument("--rate-hz", type=float, default=10.0, help="firing rate of every unit")
     ap.add_argument("--motion", action="store_true",
                     help="drift-correct every block (the sort carries an applied motion)")
+    ap.add_argument("--track", action="store_true",
+                    help="live motion tracking on (implies --motion's drift stage)")
     ap.add_argument("--repeat", type=int, default=1,
                     help="pass the data N times (fresh acquisition each); each block's latency "
                          "is its minimum over the passes (time lost to other processes on a "
@@ -180,19 +202,22 @@ def main(argv=None):
     args = ap.parse_args(argv)
     cases = [tuple(int(v) for v in c.split("x")) for c in args.cases.split(",") if c]
     load0 = os.getloadavg()[0]
-    rows = [run_case(c, u, args.seconds, args.rate_hz, args.motion, args.repeat)
+    rows = [run_case(c, u, args.seconds, args.rate_hz, args.motion, args.repeat, args.track)
             for c, u in cases]
     print(f"process() per {BLOCK}-sample block at 30 kHz ({BLOCK / FS * 1e3:.1f} ms of data); "
           f"load average (1 min) {load0:.2f} before, {os.getloadavg()[0]:.2f} after, "
           f"{os.cpu_count()} CPUs; every unit fires at {args.rate_hz:g} Hz; drift correction "
-          f"{'on' if args.motion else 'off'}; per-block minimum of {max(1, args.repeat)} pass(es)")
+          f"{'on' if args.motion or args.track else 'off'}; live motion tracking "
+          f"{'on' if args.track else 'off'}; per-block minimum of {max(1, args.repeat)} pass(es)")
     print("channels templates   p50 ms   p99 ms   max ms  spikes accepted  "
           "stats writes, mean / max ms")
     for r in rows:
         print(f"{r['channels']:8d} {r['templates']:9d} {r['p50']:8.3f} {r['p99']:8.3f} "
               f"{r['max']:8.2f} {r['spikes']:7d} {r['accepted']:8d} "
               f"{r['writes']:5d} {r['stats_write_ms_mean']:7.3f} / {r['stats_write_ms_max']:5.2f}"
-              f"   (errors {r['errors']})")
+              f"   (errors {r['errors']}"
+              + (f"; motion updates {r['updates']}, rejected {r['rejected']}" if args.track
+                 else "") + ")")
     return rows
 
 

@@ -177,14 +177,21 @@ def cmd_replay(args) -> int:
         print(f"per channel: {per}")
         amp = np.abs(spikes["amplitude_uv"])
         print(f"|amplitude| median {np.median(amp):.1f} µV, max {amp.max():.1f} µV")
+    tracked = np.isfinite(spikes["displacement_um"])
+    if tracked.any():
+        d = spikes["displacement_um"][tracked]
+        print(f"drift correction: displacement used {d.min():.1f} .. {d.max():.1f} µm "
+              f"(per spike in the spike file)")
     if args.compare_offline:
-        _compare_offline(args, spikes)
+        _compare_offline(args, spikes, out)
     return 0
 
 
-def _compare_offline(args, spikes) -> None:
+def _compare_offline(args, spikes, out=None) -> None:
     """The offline reference of the module's spikes: the causal sort from the module's sort
-    folder (online_sorter, pipeline), else detection with the same settings."""
+    folder (online_sorter, pipeline), else detection with the same settings. A module that
+    tracked motion live is compared given the motion it applied (its statistics file's motion
+    table: the pipeline module with ``[stats]`` on)."""
     import numpy as np
 
     from offline.detect import detect_recording
@@ -205,8 +212,20 @@ def _compare_offline(args, spikes) -> None:
         print(f"no offline comparison: {exc}")
         return
     if sort_dir is not None:
+        options = motion_options_of_module(args.module, config)
+        if options.get("track") is not None:
+            history = _tracked_motion(out)
+            if history is None:
+                print("no offline comparison: the module tracked motion live and the motion it "
+                      "applied is not in a statistics file under the output (replay the "
+                      "pipeline module with [stats] enabled)")
+                return
+            options["motion_history_um"] = history
+            print(f"motion input: the module's live estimate, {len(history)} rows of "
+                  f"{history.shape[1]} depth window(s), {history.min():.1f} .. "
+                  f"{history.max():.1f} µm")
         ref = causal_sort(rec.read_uv(0, rec.n_samples), rec.sample_rate_hz, str(sort_dir),
-                          **motion_options_of_module(args.module, config))
+                          **options)
         same, why = compare_spikes(spikes, ref)
         verdict = "identical" if same else f"DIFFERENT ({why})"
         print(f"offline causal sort with {sort_dir}: {len(ref)} spikes, {verdict} to online")
@@ -221,6 +240,20 @@ def _compare_offline(args, spikes) -> None:
     )
     verdict = "identical" if same else "DIFFERENT"
     print(f"offline detection with the same settings: {len(peaks)} peaks, {verdict} to online")
+
+
+def _tracked_motion(out):
+    """The motion table of the statistics file under ``out`` ((K, W) µm; None: none there)."""
+    from oe_plugin.outputs.stats_file import read_stats
+
+    if out is None:
+        return None
+    try:
+        arrays, _ = read_stats(out)
+    except (FileNotFoundError, ValueError):
+        return None
+    motion = arrays.get("motion_um")
+    return motion if motion is not None and motion.size else None
 
 
 def _default_config(module: str) -> str | None:

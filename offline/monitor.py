@@ -8,7 +8,9 @@ marker). The recording is found by the modules' own rule (:func:`locate_recordin
 the folder's bare name through the GUI's HTTP API / ``[output] directory``): per unit (the
 most active ``max_units``) the firing rate over the acquisition with the
 experiment's span shaded, and a tuning curve — the rate per value of one sweep-table dimension
-of the experiment's session file, or per sweep index when it has none. The figure title names
+of the experiment's session file, or per sweep index when it has none; with live motion
+tracking (``[match] track_motion``), a third panel: the displacement the module applied per
+depth window over time, and how many estimates it rejected. The figure title names
 the experiment and its session file. Headless: ``--once --png OUT`` renders one PNG (Agg).
 
 **Which session file is an experiment's.** First by the **session code**: the START block
@@ -266,7 +268,13 @@ def render(fig, stats_source, dimension: str | None = None, session=None,
     arrays, meta = read_stats(stats_source)
     exp, sess = experiment_session(arrays, meta, experiment, session)
     fig.clear()
-    ax_t, ax_c = fig.subplots(1, 2)
+    motion = arrays.get("motion_um")
+    has_motion = motion is not None and motion.size > 0
+    if has_motion:
+        ax_t, ax_c, ax_m = fig.subplots(1, 3)
+        plot_motion(ax_m, arrays, meta)
+    else:
+        ax_t, ax_c = fig.subplots(1, 2)
     units = arrays["units"]
     tc = arrays["time_counts"]
     bin_s = float(arrays["bin_s"])
@@ -303,7 +311,29 @@ def render(fig, stats_source, dimension: str | None = None, session=None,
                  f"{meta.get('n_units', 0)} units, {done:.1f} s processed")
     fig.tight_layout()
     return dict(meta, experiment_shown=exp.number,
-                session_shown=str(sess.path) if sess else "")
+                session_shown=str(sess.path) if sess else "",
+                motion_rows_shown=int(motion.shape[0]) if has_motion else 0)
+
+
+def plot_motion(ax, arrays: dict, meta: dict) -> None:
+    """The live motion estimate (``[match] track_motion``): the displacement the module applied
+    per depth window (µm) against time (s since the acquisition's start), steps as applied."""
+    motion = arrays["motion_um"]
+    t = arrays["motion_time_s"]
+    every = float(meta.get("motion_every_s", 0.0)) or (float(t[1] - t[0]) if len(t) > 1 else 1.0)
+    depth = arrays.get("motion_depth_um")
+    edges = np.r_[t, t[-1] + every] if len(t) else np.zeros(1)
+    for w in range(motion.shape[1]):
+        label = (f"depth {depth[w]:.0f} µm" if depth is not None and len(depth) == motion.shape[1]
+                 and motion.shape[1] > 1 else "rigid")
+        ax.stairs(motion[:, w], edges, label=label)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("displacement (µm)")
+    rejected = int(meta.get("motion_rejected", 0))
+    note = f"; {rejected} estimates rejected (last good kept)" if rejected else ""
+    ax.set_title(f"probe motion, live ({every:g} s updates{note})", fontsize="small")
+    if motion.shape[1] > 1:
+        ax.legend(fontsize="x-small")
 
 
 def locate_recording(recording, config=None) -> Path:
@@ -334,7 +364,7 @@ def monitor(recording_dir, *, once: bool = False, png: str | None = None,
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig = plt.figure(figsize=(12, 5))
+    fig = plt.figure(figsize=(16, 5))
     if once:
         render(fig, recording_dir, dimension, session, max_units, experiment)
         if png:

@@ -34,26 +34,42 @@ from oe_plugin.kernels.detector import SpikeDetector
 from oe_plugin.kernels.drift import correct_block_binned
 from oe_plugin.kernels.match import NO_UNIT, match_events, match_tables
 from oe_plugin.online.match_model import SortModel, load_sort_model, match_params
+from oe_plugin.online.motion_tracker import TrackSettings, tracked_bin_grid
 from oe_plugin.online.sorter_driver import SPIKE_DTYPE, detection_settings, match_reach
 
 
 def causal_sort(traces_uv: np.ndarray, sample_rate_hz: float, model: SortModel | str,
                 apply_motion: bool = True, motion_time: str = "stream",
-                motion_start_s: float = 0.0) -> np.ndarray:
-    """Spikes (SPIKE_DTYPE: sample_index, channel_index, amplitude_uv, unit) of raw ``traces_uv``
-    (C, N) µV, in the online sorter's order. ``apply_motion`` / ``motion_time`` /
-    ``motion_start_s``: as the online module's ``[match]`` keys, when ``model`` is a sort folder
-    (a :class:`SortModel` is used as it is)."""
+                motion_start_s: float = 0.0, track: TrackSettings | None = None,
+                motion_history_um: np.ndarray | None = None) -> np.ndarray:
+    """Spikes (SPIKE_DTYPE: sample_index, channel_index, amplitude_uv, unit, displacement_um) of
+    raw ``traces_uv`` (C, N) µV, in the online sorter's order. ``apply_motion`` /
+    ``motion_time`` / ``motion_start_s`` / ``track``: as the online module's ``[match]`` keys,
+    when ``model`` is a sort folder (a :class:`SortModel` is used as it is).
+
+    With live motion tracking (``model.track``), the motion input is ``motion_history_um``
+    (K, W): the values the module applied (its statistics file's motion table, or
+    :attr:`Tracker.history_um`), row k on samples ``[k every_n, (k+1) every_n)`` — turned into
+    the same drift-table rows by the kernel's row function
+    (:func:`oe_plugin.online.motion_tracker.tracked_bin_grid`)."""
     traces_uv = np.asarray(traces_uv)
     n_ch, n = traces_uv.shape
     if not isinstance(model, SortModel):
         model = load_sort_model(model, n_ch, sample_rate_hz, apply_motion, motion_time,
-                                motion_start_s)
+                                motion_start_s, track)
+    if model.track is not None and model.drift is not None:
+        if motion_history_um is None:
+            raise ValueError("the module tracked motion live: give the motion it applied "
+                             "(motion_history_um, the statistics file's motion table)")
+        grid = tracked_bin_grid(motion_history_um, model.track.ch_map, model.track.ch_frac,
+                                model.drift.tables)
+        model = replace(model, drift=replace(model.drift, bin_grid=grid))
     noise = np.asarray(model.noise_uv, np.float32)
     ok = np.isfinite(noise) & (noise > 0)
     inv = np.where(ok, 1.0 / np.where(ok, noise, 1), 0).astype(np.float32)
     noise = np.where(ok, noise, 0).astype(np.float32)
     raw = np.ascontiguousarray(traces_uv, np.float32)
+    disp_of = _displacement_lookup(model)
     if model.drift is not None:
         dr = model.drift
         corrected = np.empty_like(raw)
@@ -71,6 +87,7 @@ def causal_sort(traces_uv: np.ndarray, sample_rate_hz: float, model: SortModel |
         out = np.zeros(len(t_ev), SPIKE_DTYPE)
         out["sample_index"], out["channel_index"] = t_ev, c_ev
         out["amplitude_uv"], out["unit"] = amp_uv, NO_UNIT
+        out["displacement_um"] = disp_of(t_ev, c_ev)
         return out
     before, after = match_reach(model)
     ready = t_ev + after <= n
@@ -89,16 +106,36 @@ def causal_sort(traces_uv: np.ndarray, sample_rate_hz: float, model: SortModel |
                  shift2, amp2, err2)
     rows = []
     lut = model.unit_lut  # template -> unit (a unit may own several templates)
+    d_ev = disp_of(t_ev, c_ev)
     for i in range(e):
         if ok_n[i] >= 1:
-            rows.append((t_ev[i] + shift[i], c_ev[i], amp_uv[i], lut[unit[i]]))
+            rows.append((t_ev[i] + shift[i], c_ev[i], amp_uv[i], lut[unit[i]], d_ev[i]))
             if ok_n[i] == 2:
                 u2 = int(unit2[i])
                 rows.append((t_ev[i] + shift2[i], c_ev[i],
-                             np.float32(amp2[i] * model.peak_uv[u2]), lut[u2]))
+                             np.float32(amp2[i] * model.peak_uv[u2]), lut[u2], d_ev[i]))
         else:
-            rows.append((t_ev[i], c_ev[i], amp_uv[i], NO_UNIT))
+            rows.append((t_ev[i], c_ev[i], amp_uv[i], NO_UNIT, d_ev[i]))
     return np.array(rows, SPIKE_DTYPE) if rows else np.zeros(0, SPIKE_DTYPE)
+
+
+def _displacement_lookup(model: SortModel):
+    """f(t, c) -> float32 µm the drift stage shifted channel c by at event sample t (the grid
+    value of its bin's row; NaN without a drift stage): the online records' ``displacement_um``.
+    """
+    dr = model.drift
+
+    def lookup(t, c):
+        t = np.asarray(t, np.int64)
+        c = np.asarray(c, np.int64)
+        if dr is None:
+            return np.full(len(t), np.nan, np.float32)
+        grid = dr.bin_grid
+        b = np.clip(t // dr.bin_n, 0, grid.shape[0] - 1)
+        g = dr.tables.displacement_um
+        return (g[0] + grid[b, c] * dr.tables.step_um).astype(np.float32)
+
+    return lookup
 
 
 def sort_dir_of_module(module_path, config_path=None):
@@ -134,9 +171,9 @@ def sort_dir_of_module(module_path, config_path=None):
 
 
 def motion_options_of_module(module_path, config_path=None) -> dict:
-    """``apply_motion`` / ``motion_time`` / ``motion_start_s`` of a sorting module's ``[match]``
-    settings (the keyword arguments of :func:`causal_sort` that make its reference the
-    module's)."""
+    """``apply_motion`` / ``motion_time`` / ``motion_start_s`` / ``track`` of a sorting
+    module's ``[match]`` settings (the keyword arguments of :func:`causal_sort` that make its
+    reference the module's; with ``track``, also give it the module's recorded motion)."""
     from pathlib import Path
 
     from oe_plugin.config import from_table, load_toml
@@ -151,7 +188,7 @@ def motion_options_of_module(module_path, config_path=None) -> dict:
     match.pop("enabled", None)
     ms = from_table(MatchSettings, match, "match")
     return {"apply_motion": ms.apply_motion, "motion_time": ms.motion_time,
-            "motion_start_s": ms.motion_start_s}
+            "motion_start_s": ms.motion_start_s, "track": ms.track_settings()}
 
 
 def compare_spikes(online, reference) -> tuple[bool, str]:

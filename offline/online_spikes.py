@@ -4,7 +4,8 @@ The format is defined in :mod:`oe_plugin.outputs.spike_file`; the reading is
 :mod:`offline.record_files`. A file cut short by a crash is read up to its last complete record
 (the partial tail is dropped with a warning); a file whose header never reached the disk is
 skipped with a warning; a file that is not a sweepsort online spike file, or of an unknown
-format version, raises :class:`OnlineFileError`.
+format version, raises :class:`OnlineFileError`. Format 1 (before ``displacement_um``) is still
+read (:data:`oe_plugin.outputs.spike_file.SPIKE_DTYPE_V1`).
 """
 
 from __future__ import annotations
@@ -67,7 +68,9 @@ def read_online_spikes(recording_dir: str | os.PathLike) -> np.ndarray:
     -------
     np.ndarray, shape (n_spikes,), dtype SPIKE_DTYPE
         Fields ``sample_number`` (int64), ``channel`` (int16), ``amplitude_uv`` (float32),
-        ``unit`` (int16, -1 = unsorted). Empty (with that dtype) when the files hold no spikes.
+        ``unit`` (int16, -1 = unsorted), ``displacement_um`` (float32: the drift correction the
+        module applied to the spike's channel; NaN without one, and for format-1 files, which
+        lack the field). Empty (with that dtype) when the files hold no spikes.
         Records of several files are concatenated in file-name order before the stable sort.
 
     Raises

@@ -100,15 +100,16 @@ def read_records(recording_dir: str | os.PathLike, kind: RecordFileKind,
                  sort_by: str = "sample_number") -> np.ndarray:
     """Every record of ``kind`` under ``recording_dir``: files concatenated in name order,
     then stably sorted by ``sort_by``. Empty (with the format's dtype) when there are none."""
-    dtype = kind.format.dtype
+    fmt = kind.format
+    dtype = fmt.dtype
     parts = []
     for f, meta in _opened(recording_dir, kind):
         with f:
             n = meta["n_records"]
-            records = np.fromfile(f, dtype=dtype, count=n)
+            records = np.fromfile(f, dtype=fmt.dtype_of(meta.get("format_version")), count=n)
         if records.size != n:  # the file shrank while we read it
             raise kind.error(f"{meta['path']}: expected {n} records, read {records.size}")
-        parts.append(records)
+        parts.append(fmt.upgrade(records))
     records = np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
     return records[np.argsort(records[sort_by], kind="stable")]
 
@@ -175,14 +176,16 @@ def _open_checked(path: Path, kind: RecordFileKind):
         if not isinstance(meta, dict):
             raise error(f"{path}: corrupt header (JSON is not an object)")
         version = meta.get("format_version")
-        if version != fmt.version:
+        layout = fmt.dtype_of(version)
+        if layout is None:
+            readable = ", ".join(str(v) for v in sorted([fmt.version, *(v for v, _ in fmt.older)]))
             raise error(f"{path}: {kind.what} format version {version!r}; this sweepsort reads "
-                        f"version {fmt.version} (a newer sweepsort wrote it?)")
-        expected = fmt.dtype_description()
+                        f"version {readable} (a newer sweepsort wrote it?)")
+        expected = [[name, layout.fields[name][0].str] for name in layout.names]
         if meta.get("dtype") != expected:
             raise error(f"{path}: unexpected record layout {meta.get('dtype')!r}, "
                         f"expected {expected!r}")
-        record_bytes = fmt.record_bytes
+        record_bytes = layout.itemsize
         n_records, tail = divmod(size - header_bytes, record_bytes)
         if tail:
             warnings.warn(f"{path}: dropped a partial trailing record ({tail} of {record_bytes} "

@@ -272,6 +272,6 @@ def test_old_format_version_is_a_clear_error(tmp_path):
     (d / "online_stats.bin").write_bytes(head.tobytes())
     t0 = time.perf_counter()
     with pytest.raises(StatsFormatError, match="format version 2; this sweepsort reads "
-                                               "version 4"):
+                                               "versions 4 and 5"):
         read_stats(tmp_path)
     assert time.perf_counter() - t0 < 0.5

@@ -37,6 +37,7 @@ def _records(n, seed=0, start=0):
     r["channel"] = rng.integers(0, 64, n)
     r["amplitude_uv"] = rng.normal(-80, 20, n).astype(np.float32)
     r["unit"] = rng.integers(-1, 5, n)
+    r["displacement_um"] = rng.normal(0, 10, n).astype(np.float32)
     return r
 
 
@@ -49,7 +50,8 @@ def _write_blocks(writer, records, sizes):
         n = min(sizes[k % len(sizes)], records.size - i)
         chunk = records[i:i + n]
         assert writer.append(chunk["sample_number"].copy(), chunk["channel"].copy(),
-                             chunk["amplitude_uv"].copy(), chunk["unit"].copy(), n)
+                             chunk["amplitude_uv"].copy(), chunk["unit"].copy(), n,
+                             chunk["displacement_um"].copy())
         i += n
         k += 1
         now = int(chunk["sample_number"][-1]) if n else 0
@@ -84,8 +86,9 @@ def test_round_trip_many_flushes(tmp_path, open_writer):
     assert w.n_written == records.size and w.n_dropped == 0 and w.n_errors == 0
     got = offline.read_online_spikes(tmp_path)
     assert got.dtype == SPIKE_DTYPE
-    assert list(got.dtype.names) == ["sample_number", "channel", "amplitude_uv", "unit"]
-    assert got.dtype.itemsize == 16
+    assert list(got.dtype.names) == ["sample_number", "channel", "amplitude_uv", "unit",
+                                     "displacement_um"]
+    assert got.dtype.itemsize == 20
     np.testing.assert_array_equal(got, records)
 
 
@@ -126,20 +129,21 @@ def test_append_takes_only_n(tmp_path, open_writer):
 
 
 def test_flush_interval_and_three_quarter_rule(open_writer):
+    rb = spike_file.RECORD_BYTES
     w = open_writer(capacity_records=8, flush_every_s=0.5)  # 15000 samples
     assert w.flush_every_samples == 15000
     w.maybe_flush(0)
     w.append(np.arange(2), np.zeros(2), np.zeros(2), None, 2)
     assert w.maybe_flush(14999) and _body_bytes(w) == 0  # not due yet
-    assert w.maybe_flush(15000) and _body_bytes(w) == 2 * 16
+    assert w.maybe_flush(15000) and _body_bytes(w) == 2 * rb
     w.append(np.arange(5), np.zeros(5), np.zeros(5), None, 5)
-    assert w.maybe_flush(15001) and _body_bytes(w) == 2 * 16  # 5 < 6 = 3/4 of 8
+    assert w.maybe_flush(15001) and _body_bytes(w) == 2 * rb  # 5 < 6 = 3/4 of 8
     w.append(np.arange(1), np.zeros(1), np.zeros(1), None, 1)
-    assert w.maybe_flush(15002) and _body_bytes(w) == 8 * 16  # 6 >= 3/4: flushed early
+    assert w.maybe_flush(15002) and _body_bytes(w) == 8 * rb  # 6 >= 3/4: flushed early
     # overflow inside append: flushed at once, nothing dropped
     w.append(np.arange(20), np.zeros(20), np.zeros(20), None, 20)
-    assert w.n_dropped == 0 and _body_bytes(w) >= 24 * 16
-    assert w.close() and _body_bytes(w) == 28 * 16
+    assert w.n_dropped == 0 and _body_bytes(w) >= 24 * rb
+    assert w.close() and _body_bytes(w) == 28 * rb
 
 
 def test_header_and_meta(tmp_path, open_writer):
@@ -151,7 +155,7 @@ def test_header_and_meta(tmp_path, open_writer):
     header_bytes = int.from_bytes(raw[8:16], "little")
     assert header_bytes % 16 == 0 and header_bytes == len(raw)
     (meta,) = read_online_spikes_meta(tmp_path)
-    assert meta["format_version"] == 1 and meta["format"] == "sweepsort online spikes"
+    assert meta["format_version"] == 2 and meta["format"] == "sweepsort online spikes"
     assert meta["sample_rate_hz"] == FS_HZ and meta["n_channels"] == 64
     assert meta["metadata"] == {"probe": "polytrode54", "threshold_mad": 4.5,
                                 "channels": [0, 1, 2], "path": "/x/y.toml"}
@@ -229,7 +233,8 @@ def test_unclosed_writer_is_readable_in_process(tmp_path, open_writer):
     records = _records(40, seed=4)
     _write_blocks(w, records[:30], [30])
     w.append(records["sample_number"][30:], records["channel"][30:],
-             records["amplitude_uv"][30:], records["unit"][30:], 10)  # buffered only
+             records["amplitude_uv"][30:], records["unit"][30:], 10,
+             records["displacement_um"][30:])  # buffered only
     np.testing.assert_array_equal(read_online_spikes(tmp_path), records[:30])
     assert w.n_buffered == 10
 
@@ -279,9 +284,37 @@ def _rewrite_header(path, **changes):
 def test_newer_version_is_refused(tmp_path, open_writer):
     w = open_writer()
     w.close()
-    _rewrite_header(w.path, format_version=2)
-    with pytest.raises(OnlineFileError, match="format version 2"):
+    _rewrite_header(w.path, format_version=3)
+    with pytest.raises(OnlineFileError, match="format version 3"):
         read_online_spikes(tmp_path)
+
+
+def test_version_1_files_still_read(tmp_path):
+    """Files written before the displacement field (format 1, 16-byte records) read with
+    displacement_um NaN, also next to a current file in the same folder."""
+    old = _records(50, seed=4)
+    v1 = np.zeros(len(old), spike_file.SPIKE_DTYPE_V1)
+    for f in v1.dtype.names:
+        v1[f] = old[f]
+    meta = {"format": spike_file.FORMAT_NAME, "format_version": 1,
+            "dtype": [[n, v1.dtype.fields[n][0].str] for n in v1.dtype.names],
+            "record_bytes": 16, "sample_rate_hz": FS_HZ, "n_channels": 64, "metadata": {}}
+    d = tmp_path / "sweepsort"
+    d.mkdir()
+    (d / "online_spikes_000.bin").write_bytes(spike_file.encode_header(meta) + v1.tobytes())
+    got = read_online_spikes(tmp_path)
+    assert got.dtype == SPIKE_DTYPE and len(got) == 50
+    for f in v1.dtype.names:
+        np.testing.assert_array_equal(got[f], np.sort(old, order="sample_number")[f])
+    assert np.isnan(got["displacement_um"]).all()
+    new = _records(30, seed=5, start=10**7)
+    new["displacement_um"] = np.arange(30) * 0.5
+    w = SpikeFileWriter.open(tmp_path, FS_HZ, 64)
+    _write_blocks(w, new, [7])
+    w.close()
+    both = read_online_spikes(tmp_path)
+    assert len(both) == 80
+    np.testing.assert_array_equal(both["displacement_um"][-30:], new["displacement_um"])
 
 
 def test_other_record_layout_is_refused(tmp_path, open_writer):
@@ -357,7 +390,8 @@ def test_short_writes_keep_the_byte_stream_intact(tmp_path, open_writer, monkeyp
     w.maybe_flush(0)
     for i in range(0, 300, 5):
         c = records[i:i + 5]
-        w.append(c["sample_number"], c["channel"], c["amplitude_uv"], c["unit"], 5)
+        w.append(c["sample_number"], c["channel"], c["amplitude_uv"], c["unit"], 5,
+                 c["displacement_um"])
         w.maybe_flush(i + 1)
     monkeypatch.setattr(spike_file.os, "write", real_write)
     w.close()

@@ -2,7 +2,9 @@
 
 The motion estimator (:mod:`oe_plugin.kernels.motion`) needs, for every detected peak, a depth
 that moves with the probe, one for one. Two ways, both cheap, never raising and allocating
-nothing per peak (scratch once per call), so that the online sorter can run them per event:
+nothing per peak (scratch once per call), so that the online sorter can run them per event
+(:func:`localize_event` is the one kernel: offline it runs over channel-major traces, online
+over the sorter's time-major match ring, inside the GIL-free sort kernel):
 
 - ``monopolar`` (default): the point source that best explains the peak's negative amplitudes
   on the channels around it, ``a_k = alpha / sqrt((x - x_k)^2 + (y - y_k)^2 + z^2)`` (the
@@ -142,9 +144,67 @@ def monopolar_fit(a, px, py, n, x0, y0, cx, cy, out, work):
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
+def localize_event(traces, time_major, mask, t, c, nb_ptr, nb_idx, positions_um, half_window,
+                   monopolar, amp, px, py, fit, work, out):
+    """Position of one peak at time index ``t`` on channel ``c`` (the one kernel behind both
+    :func:`localize_peaks`, offline, and the online sorter's motion tracking).
+
+    traces : ``time_major`` False: (C, N) channel-major, the peak's column ``t`` (the caller
+        checks that ``t ± half_window`` lies inside); True: a (R, C) ring, row ``s & mask`` for
+        time index ``s`` (the caller guarantees those rows hold the samples).
+    amp, px, py : float64 scratch of >= the widest neighbour list; ``fit`` (2,), ``work``
+        (>= WORK_SIZE,) float64 scratch. Nothing is allocated, nothing raises.
+    out : (3,) float64 <- (x_um, y_um, amplitude): the monopolar fit (or the centre of mass)
+        of the channels' negative amplitudes (their most negative value within
+        ``±half_window``), and the peak channel's negative amplitude (traces' unit). Without any
+        negative amplitude: the peak channel's position and amplitude 0.
+    """
+    out[0] = positions_um[c, 0]
+    out[1] = positions_um[c, 1]
+    out[2] = 0.0
+    sw = 0.0
+    sx = 0.0
+    sy = 0.0
+    n = 0
+    for q in range(nb_ptr[c], nb_ptr[c + 1]):
+        k = nb_idx[q]
+        a = 0.0
+        for s in range(t - half_window, t + half_window + 1):
+            if time_major:
+                v = -traces[s & mask, k]
+            else:
+                v = -traces[k, s]
+            if v > a:
+                a = v
+        if k == c:
+            out[2] = a
+        sw += a
+        sx += a * positions_um[k, 0]
+        sy += a * positions_um[k, 1]
+        amp[n] = a
+        px[n] = positions_um[k, 0]
+        py[n] = positions_um[k, 1]
+        n += 1
+    if sw > 0:
+        out[0] = sx / sw
+        out[1] = sy / sw
+        if monopolar:
+            monopolar_fit(amp, px, py, n, sx / sw, sy / sw, positions_um[c, 0],
+                          positions_um[c, 1], fit, work)
+            out[0] = fit[0]
+            out[1] = fit[1]
+
+
+def neighbour_width(nb_ptr) -> int:
+    """The widest neighbour list of CSR ``nb_ptr`` (scratch size of :func:`localize_event`)."""
+    return max(1, int(np.max(np.diff(np.asarray(nb_ptr)), initial=1)))
+
+
+@numba.njit(cache=True, error_model="numpy", nogil=True)
 def localize_peaks(traces, first_index, sample_index, channel, nb_ptr, nb_idx, positions_um,
                    half_window, monopolar, out_x_um, out_y_um, out_amplitude):
-    """Position of each peak from its negative amplitudes on its neighbourhood.
+    """Position of each peak from its negative amplitudes on its neighbourhood
+    (:func:`localize_event` per peak).
 
     traces : (C, N) float32 (any unit; the noise-scaled traces offline); column 0 is stream
         sample ``first_index``.
@@ -167,6 +227,7 @@ def localize_peaks(traces, first_index, sample_index, channel, nb_ptr, nb_idx, p
     py = np.empty(width)
     fit = np.empty(2)
     work = np.empty(WORK_SIZE)
+    res = np.empty(3)
     for e in range(sample_index.shape[0]):
         c = channel[e]
         t = sample_index[e] - first_index
@@ -175,34 +236,11 @@ def localize_peaks(traces, first_index, sample_index, channel, nb_ptr, nb_idx, p
         out_amplitude[e] = 0.0
         if t - half_window < 0 or t + half_window >= n_samples:
             continue
-        sw = 0.0
-        sx = 0.0
-        sy = 0.0
-        n = 0
-        for q in range(nb_ptr[c], nb_ptr[c + 1]):
-            k = nb_idx[q]
-            a = 0.0
-            for s in range(t - half_window, t + half_window + 1):
-                v = -traces[k, s]
-                if v > a:
-                    a = v
-            if k == c:
-                out_amplitude[e] = a
-            sw += a
-            sx += a * positions_um[k, 0]
-            sy += a * positions_um[k, 1]
-            amp[n] = a
-            px[n] = positions_um[k, 0]
-            py[n] = positions_um[k, 1]
-            n += 1
-        if sw > 0:
-            out_x_um[e] = sx / sw
-            out_y_um[e] = sy / sw
-            if monopolar:
-                monopolar_fit(amp, px, py, n, sx / sw, sy / sw, positions_um[c, 0],
-                              positions_um[c, 1], fit, work)
-                out_x_um[e] = fit[0]
-                out_y_um[e] = fit[1]
+        localize_event(traces, False, 0, t, c, nb_ptr, nb_idx, positions_um, half_window,
+                       monopolar, amp, px, py, fit, work, res)
+        out_x_um[e] = res[0]
+        out_y_um[e] = res[1]
+        out_amplitude[e] = res[2]
 
 
 def localize(traces, first_index, sample_index, channel, neighbours, positions_um,

@@ -69,6 +69,55 @@ def fill_raster(bin_index, depth_index, class_index, weight, raster):
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
+def lag_correlations(ri, rj, max_lag, li0, li1, cc):
+    """``cc[li] = sum ri(d) rj(d - lag)`` for ``lag = li - max_lag``, ``li0 <= li < li1`` (a part
+    of :func:`best_lag`'s work: the online tracker spreads it over blocks)."""
+    n_a, n_d = ri.shape
+    for li in range(li0, li1):
+        lag = li - max_lag
+        acc = 0.0
+        d0 = max(0, lag)
+        d1 = min(n_d, n_d + lag)
+        for a in range(n_a):
+            for d in range(d0, d1):
+                acc += ri[a, d] * rj[a, d - lag]
+        cc[li] = acc
+
+
+@numba.njit(cache=True, error_model="numpy", nogil=True)
+def best_of(cc, max_lag):
+    """(lag, correlation) of the best of ``cc[:2 max_lag + 1]``, sub-bin by a parabola through
+    the best three."""
+    n_lag = 2 * max_lag + 1
+    best = 0
+    for li in range(1, n_lag):
+        if cc[li] > cc[best]:
+            best = li
+    frac = 0.0
+    if 0 < best < n_lag - 1:
+        den = cc[best - 1] - 2.0 * cc[best] + cc[best + 1]
+        if den < 0:
+            frac = 0.5 * (cc[best - 1] - cc[best + 1]) / den
+            frac = min(0.5, max(-0.5, frac))
+    return best - max_lag + frac, cc[best]
+
+
+@numba.njit(cache=True, error_model="numpy", nogil=True)
+def best_lag(ri, rj, max_lag, cc):
+    """(lag, correlation): the depth lag (bins, sub-bin by a parabola through the best three)
+    with ``ri(d) ~ rj(d - lag)``, ``|lag| <= max_lag``, and the correlation there.
+
+    ri, rj : (A, D) rasters (centred, unit-norm for a correlation in [-1, 1]); cc : float64
+    scratch of >= 2 max_lag + 1 (left holding the correlation per lag). Allocates nothing:
+    :func:`pairwise_shifts` (offline) and the online tracker
+    (:mod:`oe_plugin.kernels.motion_track`, in parts: :func:`lag_correlations`,
+    :func:`best_of`) share it.
+    """
+    lag_correlations(ri, rj, max_lag, 0, 2 * max_lag + 1, cc)
+    return best_of(cc, max_lag)
+
+
+@numba.njit(cache=True, error_model="numpy", nogil=True)
 def pairwise_shifts(raster, max_lag, max_dt, out_shift, out_corr):
     """Best depth lag (in bins, sub-bin) and its correlation for every pair ``|i - j| <= max_dt``.
 
@@ -76,43 +125,73 @@ def pairwise_shifts(raster, max_lag, max_dt, out_shift, out_corr):
     out_shift, out_corr : (T, T) float64, filled for the pairs (antisymmetric / symmetric),
         zero elsewhere. ``out_shift[i, j]`` = lag with raster_i(d) ~ raster_j(d - lag).
     """
-    n_t, n_a, n_d = raster.shape
-    n_lag = 2 * max_lag + 1
-    cc = np.empty(n_lag)
+    n_t = raster.shape[0]
+    cc = np.empty(2 * max_lag + 1)
     for i in range(n_t):
         for j in range(i + 1, min(n_t, i + max_dt + 1)):
-            for li in range(n_lag):
-                lag = li - max_lag
-                acc = 0.0
-                d0 = max(0, lag)
-                d1 = min(n_d, n_d + lag)
-                for a in range(n_a):
-                    for d in range(d0, d1):
-                        acc += raster[i, a, d] * raster[j, a, d - lag]
-                cc[li] = acc
-            best = 0
-            for li in range(1, n_lag):
-                if cc[li] > cc[best]:
-                    best = li
-            frac = 0.0
-            if 0 < best < n_lag - 1:
-                den = cc[best - 1] - 2.0 * cc[best] + cc[best + 1]
-                if den < 0:
-                    frac = 0.5 * (cc[best - 1] - cc[best + 1]) / den
-                    frac = min(0.5, max(-0.5, frac))
-            s = best - max_lag + frac
+            s, corr = best_lag(raster[i], raster[j], max_lag, cc)
             out_shift[i, j] = s
             out_shift[j, i] = -s
-            out_corr[i, j] = cc[best]
-            out_corr[j, i] = cc[best]
+            out_corr[i, j] = corr
+            out_corr[j, i] = corr
+
+
+def gauss_kernel(sigma_bins: float) -> np.ndarray:
+    """The depth-smoothing kernel (normalised Gaussian, ±3 sigma) of the rasters, float64."""
+    half = int(np.ceil(3 * sigma_bins))
+    k = np.exp(-0.5 * (np.arange(-half, half + 1) / sigma_bins) ** 2)
+    return k / k.sum()
+
+
+@numba.njit(cache=True, error_model="numpy", nogil=True)
+def smooth_depth(src, kernel, dst):
+    """``dst[a] = src[a]`` convolved along depth with the odd-length ``kernel`` ("same" size,
+    zero outside), for (A, D) rasters; ``dst`` distinct from ``src``. No allocation (the online
+    tracker's form of the offline ``np.convolve(..., mode="same")``)."""
+    n_a, n_d = src.shape
+    half = kernel.shape[0] // 2
+    for a in range(n_a):
+        for d in range(n_d):
+            acc = 0.0
+            for k in range(kernel.shape[0]):
+                j = d + half - k
+                if 0 <= j < n_d:
+                    acc += kernel[k] * src[a, j]
+            dst[a, d] = acc
+
+
+@numba.njit(cache=True, error_model="numpy", nogil=True)
+def normalise_raster(r):
+    """Centre the (A, D) raster ``r`` and scale it to unit norm, in place (all zero stays zero).
+    Returns its norm before scaling."""
+    n_a, n_d = r.shape
+    s = 0.0
+    for a in range(n_a):
+        for d in range(n_d):
+            s += r[a, d]
+    mean = s / max(n_a * n_d, 1)
+    ss = 0.0
+    for a in range(n_a):
+        for d in range(n_d):
+            v = r[a, d] - mean
+            r[a, d] = v
+            ss += v * v
+    norm = np.sqrt(ss)
+    if norm > 0:
+        for a in range(n_a):
+            for d in range(n_d):
+                r[a, d] = r[a, d] / norm
+    else:
+        for a in range(n_a):
+            for d in range(n_d):
+                r[a, d] = 0.0
+    return norm
 
 
 def _gauss_smooth(x: np.ndarray, sigma_bins: float, axis: int) -> np.ndarray:
     if sigma_bins <= 0:
         return x
-    half = int(np.ceil(3 * sigma_bins))
-    k = np.exp(-0.5 * (np.arange(-half, half + 1) / sigma_bins) ** 2)
-    k /= k.sum()
+    k = gauss_kernel(sigma_bins)
     return np.apply_along_axis(lambda v: np.convolve(v, k, mode="same"), axis, x)
 
 

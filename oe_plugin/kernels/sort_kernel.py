@@ -40,6 +40,7 @@ import numpy as np
 from oe_plugin.kernels import detect_kernel as D
 from oe_plugin.kernels import drift as DR
 from oe_plugin.kernels import match as M
+from oe_plugin.kernels import motion_track as TR
 from oe_plugin.kernels._entry import (
     arg_f32_1d,
     arg_f32_2d,
@@ -74,25 +75,44 @@ N_SCOUNT = 7
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def _emit(out_t, out_c, out_a, out_u, scount, t, c, a, u):
+def _emit(out_t, out_c, out_a, out_u, out_d, scount, t, c, a, u, d):
     n = scount[S_OUT_N]
     if n < out_t.shape[0]:
         out_t[n] = t
         out_c[n] = c
         out_a[n] = a
         out_u[n] = u
+        if n < out_d.shape[0]:
+            out_d[n] = d
         scount[S_OUT_N] = n + 1
     else:
         scount[S_OUT_DROPPED] += 1
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def displacement_used(t, c, sparams, bin_grid, tstate, chd):
+    """µm the drift stage shifted channel ``c`` by at stream sample ``t`` (its drift-table grid
+    value); NaN without a drift stage."""
+    if tstate[TR.TS_ON] != 0.0:
+        return TR.used_displacement(tstate, chd, t, c)
+    bin_n = np.int64(sparams[SP_DRIFT_BIN_N])
+    n_b = bin_grid.shape[0]
+    if bin_n <= 0 or n_b == 0 or c < 0 or c >= bin_grid.shape[1]:
+        return np.nan
+    b = min(max(t // bin_n, 0), n_b - 1)
+    return tstate[TR.TS_GRID0_UM] + bin_grid[b, c] * tstate[TR.TS_GRID_STEP_UM]
 
 
 @numba.njit(cache=True, error_model="numpy")
 def drain_ready(written, mring, noise, q_t, q_c, q_a, templates, tpl_chan, tpl_norm2,
                 tpl_rows, cand_ptr, cand_idx, thresholds, tpl_peak_uv, mparams, work, iwork,
                 e_t, e_c, o_unit, o_shift, o_amp, o_err, o_ok, o_unit2, o_shift2, o_amp2, o_err2,
-                out_t, out_c, out_a, out_u, sparams, scount):
+                out_t, out_c, out_a, out_u, sparams, scount, out_d, bin_grid, tstate, pk_t, pk_v,
+                positions, loc_ptr, loc_idx, loc_work, chd):
     """Match, in FIFO order, every queued event whose window is complete (``written`` samples
-    are in the ring)."""
+    are in the ring); with motion tracking on, each is first localized into the peak ring
+    (:func:`oe_plugin.kernels.motion_track.push_peak`)."""
+    mmask = mring.shape[0] - 1
     need_after = np.int64(sparams[SP_NEED_AFTER])
     cap = q_t.shape[0]
     n_ch = noise.shape[0]
@@ -108,6 +128,10 @@ def drain_ready(written, mring, noise, q_t, q_c, q_a, templates, tpl_chan, tpl_n
             amp_uv = amp_uv * noise[c]
         e_t[0] = t
         e_c[0] = c
+        d_um = displacement_used(t, c, sparams, bin_grid, tstate, chd)
+        if tstate[TR.TS_ON] != 0.0:
+            TR.push_peak(tstate, mring, mmask, t, c, loc_ptr, loc_idx, positions, loc_work, chd,
+                         pk_t, pk_v)
         M.match_events(mring, e_t, e_c, templates, tpl_chan, tpl_norm2, tpl_rows, cand_ptr,
                        cand_idx, thresholds, mparams, work, iwork, o_unit, o_shift, o_amp, o_err,
                        o_ok, o_unit2, o_shift2, o_amp2, o_err2)
@@ -115,14 +139,15 @@ def drain_ready(written, mring, noise, q_t, q_c, q_a, templates, tpl_chan, tpl_n
         scount[S_MATCHED] += 1
         if ok >= 1:
             scount[S_ACCEPTED] += ok
-            _emit(out_t, out_c, out_a, out_u, scount, t + o_shift[0], c, amp_uv, o_unit[0])
+            _emit(out_t, out_c, out_a, out_u, out_d, scount, t + o_shift[0], c, amp_uv,
+                  o_unit[0], d_um)
             if ok == 2:
                 u2 = o_unit2[0]
                 peak = tpl_peak_uv[u2] if u2 >= 0 and u2 < n_units else np.float32(0.0)
-                _emit(out_t, out_c, out_a, out_u, scount, t + o_shift2[0], c,
-                      o_amp2[0] * peak, u2)
+                _emit(out_t, out_c, out_a, out_u, out_d, scount, t + o_shift2[0], c,
+                      o_amp2[0] * peak, u2, d_um)
         else:
-            _emit(out_t, out_c, out_a, out_u, scount, t, c, amp_uv, M.NO_UNIT)
+            _emit(out_t, out_c, out_a, out_u, out_d, scount, t, c, amp_uv, M.NO_UNIT, d_um)
         scount[S_Q_HEAD] = (h + 1) % cap
         scount[S_Q_COUNT] -= 1
 
@@ -135,13 +160,22 @@ def sort_block(data, noise, inv_noise, scratch,
                mring, q_t, q_c, q_a, templates, tpl_chan, tpl_norm2, tpl_rows, cand_ptr,
                cand_idx, thresholds, tpl_peak_uv, mparams, work, iwork, e_t, e_c, o_unit,
                o_shift, o_amp, o_err, o_ok, o_unit2, o_shift2, o_amp2, o_err2, out_t, out_c,
-               out_a, out_u, sparams, scount, dbuf, bin_grid, d_index, d_weight):
+               out_a, out_u, sparams, scount, dbuf, bin_grid, d_index, d_weight, out_d, tstate,
+               pk_t, pk_v, positions, loc_ptr, loc_idx, loc_work, cls_edges, rast, ref, win_g,
+               skern, cc, pval, ch_map, ch_frac, chd, hist, l_index, l_weight, l_grid):
     """Process one block ``data`` (C, N) float32 µV; returns the records written to ``out_*``.
 
     The detector state (``sos`` .. ``det_counters``) is :class:`SpikeDetector`'s, with
     ``det_params[P_SAMPLE_MAJOR] = 1`` and write-back off; ``scratch`` (S, C) float32.
     Drift stage (used when ``sparams[SP_DRIFT_BIN_N] > 0``): ``dbuf`` (C, >= S) float32 scratch,
     ``bin_grid`` (B, C) int32, ``d_index`` / ``d_weight`` (C, G, K) the kriging tables.
+    ``out_d`` (like ``out_t``) float32 <- the displacement (µm) that corrected each spike's
+    channel at its event time (NaN: no drift stage).
+    Motion tracking (``tstate[TS_ON] = 1``, with ``bin_grid`` one live row): ``tstate`` ..
+    ``hist`` are :mod:`oe_plugin.kernels.motion_track`'s state (see
+    :class:`oe_plugin.online.motion_tracker.Tracker`); sub-chunks end at its update samples;
+    the correction then reads the live row's taps from ``l_index`` / ``l_weight`` (C, 1, K)
+    through ``l_grid`` (1, C) zeros.
     """
     n_ch = data.shape[0]
     n = data.shape[1]
@@ -156,12 +190,23 @@ def sort_block(data, noise, inv_noise, scratch,
     scount[S_OUT_N] = 0
     if n_ch != inv_noise.shape[0] or n_ch != scratch.shape[1]:
         return 0
+    tracking = drift and matching and tstate[TR.TS_ON] != 0.0 and bin_grid.shape[0] == 1
+    tstate[TR.TS_PIECE_DONE] = 0.0
+    c_index, c_weight, c_grid = d_index, d_weight, bin_grid
+    if tracking and l_index.shape[0] == n_ch and l_grid.shape[1] == n_ch:
+        c_index, c_weight, c_grid = l_index, l_weight, l_grid
     pos = 0
     while pos < n:
         m = min(sub, n - pos)
         n0 = det_counters[D.C_PROCESSED]
+        if tracking:
+            nxt = TR.track_step(tstate, n0, pk_t, pk_v, cls_edges, rast, ref, win_g, skern, cc,
+                                pval, ch_map, ch_frac, bin_grid, chd, hist, d_index, d_weight,
+                                l_index, l_weight)
+            if nxt > n0:
+                m = min(m, nxt - n0)
         if drift:
-            DR.correct_columns(data, pos, dbuf, 0, m, n0, bin_n, bin_grid, d_index, d_weight)
+            DR.correct_columns(data, pos, dbuf, 0, m, n0, bin_n, c_grid, c_index, c_weight)
             columns_to_rows(dbuf, 0, m, inv_noise, True, scratch, 0, -1)
         else:
             columns_to_rows(data, pos, m, inv_noise, True, scratch, 0, -1)
@@ -193,12 +238,15 @@ def sort_block(data, noise, inv_noise, scratch,
             drain_ready(written, mring, noise, q_t, q_c, q_a, templates, tpl_chan, tpl_norm2,
                         tpl_rows, cand_ptr, cand_idx, thresholds, tpl_peak_uv, mparams, work,
                         iwork, e_t, e_c, o_unit, o_shift, o_amp, o_err, o_ok, o_unit2, o_shift2,
-                        o_amp2, o_err2, out_t, out_c, out_a, out_u, sparams, scount)
+                        o_amp2, o_err2, out_t, out_c, out_a, out_u, sparams, scount, out_d,
+                        bin_grid, tstate, pk_t, pk_v, positions, loc_ptr, loc_idx, loc_work,
+                        chd)
         else:
             for e in range(k):
                 c = det_c[e]
                 a = det_a[e] * noise[c] if c >= 0 and c < n_ch else det_a[e]
-                _emit(out_t, out_c, out_a, out_u, scount, det_t[e], c, a, M.NO_UNIT)
+                _emit(out_t, out_c, out_a, out_u, out_d, scount, det_t[e], c, a, M.NO_UNIT,
+                      displacement_used(det_t[e], c, sparams, bin_grid, tstate, chd))
         pos += m
     return scount[S_OUT_N]
 
@@ -272,6 +320,29 @@ def _sort_entry(addresses, shapes):
         arg_i32_2d(addresses, shapes, 59),
         DR.arg_i32_3d(addresses, shapes, 60),
         DR.arg_f32_3d(addresses, shapes, 61),
+        # displacement per spike, motion tracking
+        arg_f32_1d(addresses, shapes, 62),
+        arg_f64_1d(addresses, shapes, 63),
+        arg_i64_1d(addresses, shapes, 64),
+        arg_f32_2d(addresses, shapes, 65),
+        arg_f64_2d(addresses, shapes, 66),
+        arg_i32_1d(addresses, shapes, 67),
+        arg_i32_1d(addresses, shapes, 68),
+        arg_f64_1d(addresses, shapes, 69),
+        arg_f64_1d(addresses, shapes, 70),
+        arg_f64_3d(addresses, shapes, 71),
+        arg_f64_3d(addresses, shapes, 72),
+        arg_f64_2d(addresses, shapes, 73),
+        arg_f64_1d(addresses, shapes, 74),
+        arg_f64_1d(addresses, shapes, 75),
+        arg_f64_2d(addresses, shapes, 76),
+        arg_i32_2d(addresses, shapes, 77),
+        arg_f64_1d(addresses, shapes, 78),
+        arg_f64_2d(addresses, shapes, 79),
+        arg_f64_2d(addresses, shapes, 80),
+        DR.arg_i32_3d(addresses, shapes, 81),
+        DR.arg_f32_3d(addresses, shapes, 82),
+        arg_i32_2d(addresses, shapes, 83),
     )
 
 

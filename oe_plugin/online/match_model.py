@@ -30,6 +30,7 @@ from oe_plugin.formats.sort_folder import SortFileError, load_sort, matching_tem
 from oe_plugin.kernels.candidates import candidates
 from oe_plugin.kernels.drift import DriftTables, bin_count, drift_tables, motion_bin_grid
 from oe_plugin.kernels.motion import Motion
+from oe_plugin.online.motion_tracker import TrackModel, TrackSettings, build_track_model
 from oe_plugin.probe import Probe, ProbeError, load_probe, neighbour_lists
 from oe_plugin.settings import (
     BAND_HIGH_HZ,
@@ -114,6 +115,8 @@ class SortModel:
     preprocess_filter: str  # "causal" | "zero-phase"
     drift: DriftStage | None = None  # the sort's motion correction (None: none, or switched off)
     motion_applied: bool = False  # the sort corrected motion (whether or not drift is used here)
+    track: TrackModel | None = None  # live motion tracking ([match] track_motion), when possible
+    track_note: str = ""  # why tracking was asked for and is off (empty: not asked, or on)
     overlap_partial: bool = False  # the sort's [sort] overlap_partial (an overlap keeps its
     # verified spikes); off for sorts made before it existed
     amplitude_prior: float = 0.0  # the sort's [sort] amplitude_prior (0 before it existed)
@@ -158,11 +161,18 @@ def _known(cls, table: dict) -> dict:
 
 
 def load_sort_model(sort_dir, n_channels: int, sample_rate_hz: float, apply_motion: bool = True,
-                    motion_time: str = "stream", motion_start_s: float = 0.0) -> SortModel:
+                    motion_time: str = "stream", motion_start_s: float = 0.0,
+                    track: TrackSettings | None = None) -> SortModel:
     """The matching inputs of ``sort_dir`` for a stream of ``n_channels`` at ``sample_rate_hz``;
     with ``apply_motion`` and a sort that corrected motion, its :class:`DriftStage`
     (``motion_time``: see :data:`MOTION_TIMES`; ``motion_start_s``: with "stream", the time in
-    the sorted recording where the stream's first sample lies, rounded to interpolation bins)."""
+    the sorted recording where the stream's first sample lies, rounded to interpolation bins).
+
+    ``track`` (live motion tracking, :mod:`oe_plugin.online.motion_tracker`): when the sort has
+    a motion estimate (corrected or not) and its peak raster, the drift stage starts from the
+    estimate's end value (one live row, rewritten by the tracker; ``motion_time`` not used),
+    tables up to ``±track.max_um``, and :attr:`SortModel.track` is set; otherwise tracking is
+    off and :attr:`SortModel.track_note` says why (the module logs it; nothing fails)."""
     if not str(sort_dir).strip():
         raise SortModelError("[match] sort_dir is empty: name the folder 'sweepsort sort' wrote")
     folder = Path(sort_dir).expanduser()
@@ -240,7 +250,16 @@ def load_sort_model(sort_dir, n_channels: int, sample_rate_hz: float, apply_moti
     motion_meta = meta.get("motion") or {}
     applied = bool(motion_meta.get("applied", False)) if isinstance(motion_meta, dict) else False
     drift = None
-    if applied and apply_motion:
+    tm, note = None, ""
+    if track is not None and apply_motion:
+        if "motion_um" not in arr or "peak_depth_um" not in arr:
+            note = ("the sort has no motion estimate (sorted with [motion] mode = off, or a "
+                    "probe without a depth span): motion tracking is off, templates as sorted")
+        else:
+            drift = _drift_stage(where, motion_meta, arr, probe, sample_rate_hz, "end",
+                                 0.0, track)
+            tm = _track_model(where, motion_meta, arr, probe, detect, drift, track)
+    elif applied and apply_motion:
         drift = _drift_stage(where, motion_meta, arr, probe, sample_rate_hz, motion_time,
                              motion_start_s)
     return SortModel(
@@ -253,14 +272,42 @@ def load_sort_model(sort_dir, n_channels: int, sample_rate_hz: float, apply_moti
         neighbours=neighbour_lists(probe, detect.lockout_radius_um),
         preprocess_filter=str(prep.get("filter", "zero-phase")), drift=drift,
         unit_lut=np.append(tpl_unit, np.int32(-1)).astype(np.int32),
-        motion_applied=applied, overlap_partial=partial,
+        motion_applied=applied, track=tm, track_note=note, overlap_partial=partial,
         amplitude_prior=amp_prior)
 
 
+def _track_model(where: str, motion_meta: dict, arr: dict, probe: Probe, detect: DetectSettings,
+                 drift: DriftStage, track: TrackSettings) -> TrackModel:
+    """The tracker's reference (the sort's peaks) and settings (the sort's localization)."""
+    ms = motion_meta.get("settings") or {}
+    try:
+        peaks = {"time_s": np.asarray(arr["peak_time_s"], np.float64),
+                 "depth_um": np.asarray(arr["peak_depth_um"], np.float64),
+                 "amplitude": np.asarray(arr["peak_amplitude"], np.float64)}
+        bin_um = float(ms.get("bin_um", 2.0))
+        radius = float(ms.get("localize_radius_um", 75.0))
+        window_um = float(ms.get("window_um", 200.0))
+        monopolar = str(ms.get("localize", "monopolar")) == "monopolar"
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SortModelError(f"{where}: the stored peaks / motion settings are unusable "
+                             f"({exc})") from None
+    if not (0.1 <= bin_um <= 50 and radius >= 0 and window_um > 0):
+        raise SortModelError(f"{where}: motion settings bin_um={bin_um}, localize_radius_um="
+                             f"{radius}, window_um={window_um} unusable")
+    if not (len(peaks["time_s"]) == len(peaks["depth_um"]) == len(peaks["amplitude"])):
+        raise SortModelError(f"{where}: peak_time_s / peak_depth_um / peak_amplitude differ "
+                             "in length")
+    return build_track_model(track, drift.motion, peaks, probe.positions_um,
+                             neighbour_lists(probe, radius), monopolar, bin_um, window_um)
+
+
 def _drift_stage(where: str, motion_meta: dict, arr: dict, probe: Probe, sample_rate_hz: float,
-                 motion_time: str, motion_start_s: float = 0.0) -> DriftStage:
+                 motion_time: str, motion_start_s: float = 0.0,
+                 track: TrackSettings | None = None) -> DriftStage:
     """The stored motion as the online sorter's drift stage (tables as the offline sort builds
-    them: displacements up to the largest reached + 1 µm, 0.5 µm steps)."""
+    them: displacements up to the largest reached + 1 µm, 0.5 µm steps). With ``track``: the
+    tables reach at least ``track.max_um``, one live row at the estimate's end value, bins of
+    ``track.every_s`` (the tracker's update interval)."""
     if motion_time not in MOTION_TIMES:
         raise SortModelError(f"[match] motion_time must be one of {', '.join(MOTION_TIMES)}, "
                              f"got {motion_time!r}")
@@ -284,9 +331,16 @@ def _drift_stage(where: str, motion_meta: dict, arr: dict, probe: Probe, sample_
                              f"interp_bin_s={bin_s} unusable")
     motion = Motion(t, depth, disp)
     reach = float(np.abs(disp).max(initial=0.0)) + 1.0
+    if track is not None:
+        reach = max(reach, float(track.max_um) + 1.0)
     tables = drift_tables(probe.positions_um, reach, 0.5, sigma, groups=probe.groups)
     bin_n = max(1, int(round(bin_s * sample_rate_hz)))
     ch_depth = np.asarray(probe.positions_um, np.float64)[:, 1]
+    if track is not None:
+        bin_n = max(1, int(round(track.every_s * sample_rate_hz)))
+        end_bin = bin_count(motion, sample_rate_hz, bin_n) - 1
+        grid = motion_bin_grid(motion, tables, ch_depth, sample_rate_hz, bin_n, end_bin, 1)
+        return DriftStage(motion, tables, bin_n, np.ascontiguousarray(grid, np.int32), "track")
     if motion_time == "end":
         end_bin = bin_count(motion, sample_rate_hz, bin_n) - 1  # past the estimate's end
         grid = motion_bin_grid(motion, tables, ch_depth, sample_rate_hz, bin_n, end_bin, 1)

@@ -14,7 +14,9 @@ of which can be switched off (``enabled = false``):
   experiment (START marker) and sweep index (:class:`~oe_plugin.online.stats.OnlineStats`),
   written atomically every ``write_every_s`` seconds of data to
   ``<recording_dir>/sweepsort/online_stats.bin`` (+ ``.json`` sidecar,
-  :mod:`oe_plugin.outputs.stats_file`) while recording (``sweepsort monitor`` draws it). The
+  :mod:`oe_plugin.outputs.stats_file`) while recording (``sweepsort monitor`` draws it); with
+  ``[match] track_motion = true`` the file also holds the live motion estimate, one row per
+  ``track_every_s`` (:mod:`oe_plugin.online.motion_tracker`). The
   stimulus session files given (``session_files``, ``session_dir``) are checked here and named
   in the sidecar; the monitor matches each experiment to its file (``offline.monitor``).
 
@@ -262,10 +264,13 @@ class PipelineModule(OnlineModule):
                 old, self._writer = self._writer, None
                 if old is not None:
                     old.close()
+                tracker = self._tracker()
                 self._writer = StatsFileWriter(
                     stats_path(target.path), st.n_units + 1, st.time_counts.shape[1],
                     st.experiments.shape[0], st.sweep_counts.shape[1], SIG_LEN, self._meta(),
-                    self.sample_rate_hz, st.refresh_hz, chunk_bytes=ss.chunk_kib * 1024)
+                    self.sample_rate_hz, st.refresh_hz, chunk_bytes=ss.chunk_kib * 1024,
+                    max_motion_rows=tracker.hist.shape[0] if tracker else 0,
+                    motion_windows=tracker.hist.shape[1] if tracker else 0)
                 self._recording = True
             except Exception as exc:  # noqa: BLE001 - keep running without the file
                 self.report("start_recording (stats file not written)", exc)
@@ -282,9 +287,22 @@ class PipelineModule(OnlineModule):
         else:
             self._write_stats_now()
 
+    def _tracker(self):
+        """The sorter's live motion tracker (None: tracking off)."""
+        sorter = self.sorter
+        tracker = sorter.sorter.tracker if sorter is not None else None
+        return tracker if tracker is not None and tracker.on else None
+
     def _meta(self) -> dict:
         sorter = self.sorter
-        return self.file_meta({
+        tracker = self._tracker()
+        motion = {}
+        if tracker is not None:
+            motion = {"motion_depth_um": [float(v) for v in tracker.window_depth_um],
+                      "motion_settings": asdict(tracker.model.settings),
+                      "motion_meaning": "µm per depth window the module's drift stage applied, "
+                                        "one row per motion_every_s of samples"}
+        return self.file_meta({**motion,
             "sample_rate_hz": self.sample_rate_hz,
             "n_units": self.stats_.n_units,
             "sort_dir": str(getattr(sorter, "sort_dir", "")) if sorter else "",
@@ -302,7 +320,8 @@ class PipelineModule(OnlineModule):
         if w is None or self.stats_ is None:
             return
         try:
-            self.stats_.write_start(w, int(self.samples_seen), self.clock.offset)
+            self.stats_.write_start(w, int(self.samples_seen), self.clock.offset,
+                                    self._tracker())
             w.finish()
         except Exception as exc:  # noqa: BLE001
             self.report("stats file", exc)
@@ -316,10 +335,12 @@ class PipelineModule(OnlineModule):
             w.step()
         elif self._final_due:
             self._final_due = False
-            self.stats_.write_start(w, int(self.samples_seen), self.clock.offset)
+            self.stats_.write_start(w, int(self.samples_seen), self.clock.offset,
+                                    self._tracker())
         elif self._recording and self.samples_seen - self._last_write >= self._write_every:
             self._last_write = self.samples_seen
-            self.stats_.write_start(w, int(self.samples_seen), self.clock.offset)
+            self.stats_.write_start(w, int(self.samples_seen), self.clock.offset,
+                                    self._tracker())
 
     @property
     def stats_writes(self) -> int:

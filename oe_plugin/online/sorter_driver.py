@@ -18,6 +18,11 @@ event is matched against the sort's templates. When the model has a drift stage
 (:attr:`SortModel.drift`: the sort corrected probe motion), each sub-chunk of raw µV is first
 drift-corrected (kriging rows of its interpolation bin, bins counted in stream samples from
 :meth:`reset`) into a fixed (C, 256) scratch, then scaled, filtered and sorted as above.
+With live motion tracking (:attr:`SortModel.track`, ``[match] track_motion``), the drift stage
+has one live row that :class:`~oe_plugin.online.motion_tracker.Tracker`'s state, inside the
+same C entry, rewrites every ``track_every_s`` of stream samples
+(:mod:`oe_plugin.kernels.motion_track`); :attr:`tracker` holds its history and counters.
+Every output record carries the displacement that corrected its channel (``out_d``).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from oe_plugin.kernels._entry import ArgTable, entry_caller
 from oe_plugin.kernels.detector import SpikeDetector
 from oe_plugin.kernels.match import P_MASK, make_params, match_tables, reset_overlap_budget
 from oe_plugin.online.match_model import SortModel, match_params
+from oe_plugin.online.motion_tracker import Tracker
 from oe_plugin.settings import DetectSettings, FilterSettings
 
 SUB = 256
@@ -127,6 +133,11 @@ class OnlineSorter:
         lut = model.unit_lut if matching else None
         identity = lut is None or np.array_equal(lut[:-1], np.arange(lut.shape[0] - 1))
         self.unit_lut = None if identity else np.ascontiguousarray(lut, np.int32)
+        track = model.track if (model is not None and matching and self.drift is not None) \
+            else None
+        lag_n = det.decision_delay + self.need_after + 2 * SUB + 64
+        self.tracker = Tracker(track, self.drift.tables if self.drift is not None else None, c,
+                               sample_rate_hz, lag_n)
         if self.drift is not None:
             dr = self.drift
             self.dbuf = np.zeros((c, SUB), np.float32)
@@ -152,6 +163,7 @@ class OnlineSorter:
         self.out_c = np.zeros(cap, np.int32)
         self.out_u = np.zeros(cap, np.int32)
         self.out_a = np.zeros(cap, np.float32)
+        self.out_d = np.full(cap, np.nan, np.float32)
         self._u_tmp = np.zeros(cap, np.int32)
         self._table = ArgTable(self._arrays(self._dummy_block))
 
@@ -162,7 +174,8 @@ class OnlineSorter:
                 self.tpl_norm2, self.tpl_rows, self.cand_ptr, self.cand_idx,
                 self.thresholds, self.tpl_peak_uv, self.mparams, self.work, self.iwork,
                 *self.one, self.out_t, self.out_c, self.out_a, self.out_u, self.sparams,
-                self.scount, self.dbuf, self.bin_grid, self.d_index, self.d_weight)
+                self.scount, self.dbuf, self.bin_grid, self.d_index, self.d_weight, self.out_d,
+                *self.tracker.arrays())
 
     def reset(self) -> None:
         """Back to the state before the first sample (a new acquisition)."""
@@ -171,6 +184,7 @@ class OnlineSorter:
         self.scount[...] = 0
         self.iwork[...] = 0
         reset_overlap_budget(self.work, self.mparams)
+        self.tracker.reset(self.bin_grid)
 
     def process(self, block: np.ndarray) -> int:
         """``@njit`` way in; ``block`` (C, n) float32 (rewritten when write_downstream).
@@ -203,6 +217,7 @@ class OnlineSorter:
         out["channel_index"] = self.out_c[:n]
         out["amplitude_uv"] = self.out_a[:n]
         out["unit"] = self.out_u[:n]
+        out["displacement_um"] = self.out_d[:n]
         return out
 
     @property
@@ -217,6 +232,7 @@ class OnlineSorter:
                  events_pending=int(self.scount[K.S_Q_COUNT]),
                  queue_dropped=int(self.scount[K.S_Q_DROPPED]),
                  output_dropped=int(self.scount[K.S_OUT_DROPPED]))
+        s.update(self.tracker.stats)
         return s
 
     def warm_up(self) -> None:
@@ -231,7 +247,10 @@ class OnlineSorter:
 
 
 SPIKE_DTYPE = np.dtype([("sample_index", np.int64), ("channel_index", np.int32),
-                        ("amplitude_uv", np.float32), ("unit", np.int32)])
+                        ("amplitude_uv", np.float32), ("unit", np.int32),
+                        ("displacement_um", np.float32)])
+"""``displacement_um``: what the drift stage shifted the spike's channel by at its event time
+(µm, a drift-table grid value; NaN without a drift stage)."""
 
 _SORT_CALLER = entry_caller(K.sort_entry)
 

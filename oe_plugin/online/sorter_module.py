@@ -12,7 +12,11 @@ spike of the unit, low after the next block without one.
 
 When the sort corrected probe motion, each block's raw samples are first drift-corrected with
 the sort's stored estimate (``[match] apply_motion``, ``motion_time``; the
-:class:`~oe_plugin.online.match_model.DriftStage` inside the same C entry).
+:class:`~oe_plugin.online.match_model.DriftStage` inside the same C entry). With
+``[match] track_motion = true`` the correction follows the probe live instead
+(:mod:`oe_plugin.online.motion_tracker`); a rejected estimate (runaway) is reported once on
+stderr from ``process()`` after the C call, the last good value kept; every spike record
+carries the displacement used.
 
 A spike is reported once its matching window is complete — ``decision_delay`` plus about one
 template length (~2 ms) after its peak — so its record and TTL come from a later block.
@@ -29,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from oe_plugin.config import from_table, require
+from oe_plugin.kernels.motion_track import TS_REJECTED
 from oe_plugin.online.base import OnlineModule
 from oe_plugin.online.match_model import SortModelError, load_sort_model
 from oe_plugin.online.sorter_driver import OnlineSorter, UpstreamClassifier
@@ -72,6 +77,44 @@ class MatchSettings:
     """With "stream": the time in the sorted recording (s) where this stream starts, when the
     stream replays a later stretch of it as a new acquisition (rounded to the sort's
     interpolation bins)."""
+    track_motion: bool = False
+    """Live motion tracking (docs/plugin.md, "Long sessions: live motion tracking"): estimate
+    the probe's displacement from the peaks classified online, every ``track_every_s``, and
+    correct the channels with it (starting from the sort's motion at its end; ``motion_time``
+    is then not used). Needs a sort with a motion estimate and ``apply_motion = true``."""
+    track_window_s: float = 10.0
+    """Peaks of this many seconds make one estimate (longer: steadier, slower to follow)."""
+    track_every_s: float = 1.0
+    """Seconds of data between two updates of the correction."""
+    track_max_step_um: float = 10.0
+    """An estimate moving more than this from the last good one is rejected (runaway)."""
+    track_max_um: float = 60.0
+    """Largest displacement followed (µm, from the sort's reference position); the drift
+    tables are built to it, estimates beyond it are rejected."""
+    track_min_corr: float = 0.3
+    """Registrations weaker than this correlation (0..1) are rejected."""
+    track_smoothing: float = 0.5
+    """Weight of a new estimate (exponential smoothing; 1: none)."""
+    track_reference_s: float = 60.0
+    """The reference: the sort's peaks of its last this many seconds (0: all)."""
+    track_min_peaks: int = 100
+    """Windows with fewer peaks are skipped (the value held, counted)."""
+    track_max_peaks_per_s: float = 250.0
+    """At most this many classified events per second are localized for the estimate (the
+    localization's cost on the audio thread; the rest are classified as usual)."""
+
+    def track_settings(self):
+        """The :class:`~oe_plugin.online.motion_tracker.TrackSettings` (None: tracking off)."""
+        from oe_plugin.online.motion_tracker import TrackSettings
+
+        if not self.track_motion:
+            return None
+        return TrackSettings(window_s=self.track_window_s, every_s=self.track_every_s,
+                             max_step_um=self.track_max_step_um, max_um=self.track_max_um,
+                             min_corr=self.track_min_corr, smoothing=self.track_smoothing,
+                             reference_s=self.track_reference_s,
+                             min_peaks=self.track_min_peaks,
+                             max_peaks_per_s=self.track_max_peaks_per_s)
 
     def check(self, section: str = "match") -> None:
         require(len(self.ttl_units) == len(self.ttl_lines), f"{section}.ttl_lines",
@@ -89,6 +132,29 @@ class MatchSettings:
         require(0 <= self.upstream_pre_samples < self.upstream_samples <= 4096,
                 f"{section}.upstream_samples", "need 0 <= upstream_pre_samples < "
                 "upstream_samples <= 4096")
+        require(0.25 <= self.track_every_s <= 60, f"{section}.track_every_s",
+                f"must be in [0.25, 60] s, got {self.track_every_s}")
+        require(self.track_every_s <= self.track_window_s <= 600, f"{section}.track_window_s",
+                f"must be in [track_every_s, 600] s, got {self.track_window_s}")
+        require(0 < self.track_max_step_um <= 200, f"{section}.track_max_step_um",
+                f"must be in (0, 200] µm, got {self.track_max_step_um}")
+        require(1 <= self.track_max_um <= 500, f"{section}.track_max_um",
+                f"must be in [1, 500] µm, got {self.track_max_um}")
+        require(0 <= self.track_min_corr < 1, f"{section}.track_min_corr",
+                f"must be in [0, 1), got {self.track_min_corr}")
+        require(0 < self.track_smoothing <= 1, f"{section}.track_smoothing",
+                f"must be in (0, 1], got {self.track_smoothing}")
+        require(self.track_reference_s >= 0, f"{section}.track_reference_s",
+                f"must be >= 0 s, got {self.track_reference_s}")
+        require(1 <= self.track_min_peaks <= 1_000_000, f"{section}.track_min_peaks",
+                f"must be 1..1000000, got {self.track_min_peaks}")
+        require(10 <= self.track_max_peaks_per_s <= 1e6, f"{section}.track_max_peaks_per_s",
+                f"must be in [10, 1e6], got {self.track_max_peaks_per_s}")
+        if self.track_motion:
+            require(self.apply_motion, f"{section}.track_motion",
+                    "needs apply_motion = true (tracking corrects the channels)")
+            require(self.source == "self", f"{section}.track_motion",
+                    "needs source = 'self' (upstream spikes carry no positions to track)")
 
 
 def resolve_sort_dir(settings: MatchSettings, config_path) -> Path:
@@ -125,7 +191,9 @@ class OnlineSorterModule(OnlineModule):
             self.sort_dir = resolve_sort_dir(ms, self.config_path)
             self.model = load_sort_model(self.sort_dir, self.num_channels, self.sample_rate_hz,
                                          ms.apply_motion, ms.motion_time,
-                                         ms.motion_start_s)
+                                         ms.motion_start_s, ms.track_settings())
+            if self.model.track_note:
+                self.log(self.model.track_note)
             for u in ms.ttl_units:
                 require(u < self.model.n_units, "match.ttl_units",
                         f"unit {u} does not exist (the sort has {self.model.n_units} units)")
@@ -188,6 +256,9 @@ class OnlineSorterModule(OnlineModule):
                          "match": asdict(self.match_settings)},
             "report_delay_samples": self.sorter.detector.decision_delay + self.sorter.need_after,
             "motion_corrected": self.sorter.drift is not None,
+            "motion_tracked": self.sorter.tracker.on,
+            "displacement_meaning": "µm the drift stage shifted the spike's channel by at its "
+                                    "event time (a drift-table grid value); NaN: no correction",
         }
         self.open_spike_file(target, meta)
 
@@ -215,6 +286,7 @@ class OnlineSorterModule(OnlineModule):
         s = self.sorter
         if self.upstream is not None:  # classified in handle_spike; the data passes through
             n = self.upstream.take(s.out_t, s.out_c, s.out_a, s.out_u)
+            s.out_d[:n] = np.nan  # no drift stage for upstream spikes
         else:
             n = s.process_online(data)
         self.samples_seen += data.shape[1]
@@ -224,7 +296,12 @@ class OnlineSorterModule(OnlineModule):
             if self.writer is not None:
                 # own detections count from start_acquisition; upstream spikes are absolute
                 self.writer.sample_offset = 0 if self.upstream is not None else self.clock.offset
-                self.writer.append(s.out_t, s.out_c, s.out_a, s.out_u, n)
+                self.writer.append(s.out_t, s.out_c, s.out_a, s.out_u, n, s.out_d)
+        if s.tracker.on and s.tracker.tstate[TS_REJECTED] > 0 \
+                and not s.tracker.reported_rejections:
+            note = s.tracker.new_rejection()  # once per acquisition
+            if note:
+                self.log(note)
         if self._ttl_any:
             self._drive_ttl(n)
         if self.writer is not None:

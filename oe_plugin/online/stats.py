@@ -421,11 +421,19 @@ class OnlineStats:
     def n_columns(self) -> int:
         return int(self.state[N_COLS])
 
-    def write_start(self, writer, samples_processed: int, sample_offset: int = 0) -> None:
+    def write_start(self, writer, samples_processed: int, sample_offset: int = 0,
+                    tracker=None) -> None:
         """Start writing the tables (bins, slots and columns in use) with a
-        :class:`~oe_plugin.outputs.stats_file.StatsFileWriter` (no allocation)."""
+        :class:`~oe_plugin.outputs.stats_file.StatsFileWriter` (no allocation); with a live
+        :class:`~oe_plugin.online.motion_tracker.Tracker`, its motion history too."""
         st = self.state
+        motion = dict(motion=None)
+        if tracker is not None and tracker.on:
+            motion = dict(motion=tracker.hist, motion_rows=tracker.n_history,
+                          motion_every_samples=tracker.every_n,
+                          motion_rejected=int(tracker.stats_rejected))
         writer.start(self.tables, max(int(st[N_BINS]), 1), int(st[BIN_SAMPLES]), self.n_slots,
                      int(st[N_COLS]), samples_processed, experiments_seen=int(st[N_EXP]),
                      folded=int(st[FOLDED]), no_column=int(st[NO_COLUMN]),
-                     pending_dropped=int(st[P_DROPPED]), sample_offset=int(sample_offset))
+                     pending_dropped=int(st[P_DROPPED]), sample_offset=int(sample_offset),
+                     **motion)

@@ -58,6 +58,30 @@ class RecordFormat:
     file_prefix: str        # files are <subdir>/<file_prefix>NNN<file_suffix>
     file_suffix: str = ".bin"
     subdir: str = "sweepsort"
+    older: tuple = ()
+    """Earlier versions still read: ``((version, dtype), ...)``; their records are converted to
+    ``dtype`` (fields they lack are zero, or NaN for float fields)."""
+
+    def dtype_of(self, version) -> np.dtype | None:
+        """The record layout of ``version`` (None: a version this format does not read)."""
+        if version == self.version:
+            return self.dtype
+        for v, dt in self.older:
+            if version == v:
+                return np.dtype(dt)
+        return None
+
+    def upgrade(self, records: np.ndarray) -> np.ndarray:
+        """Records of an older layout as the current ``dtype`` (missing fields 0 / NaN)."""
+        if records.dtype == self.dtype:
+            return records
+        out = np.zeros(len(records), self.dtype)
+        for name in self.dtype.names:
+            if name in records.dtype.names:
+                out[name] = records[name]
+            elif self.dtype.fields[name][0].kind == "f":
+                out[name] = np.nan
+        return out
 
     @property
     def record_bytes(self) -> int:

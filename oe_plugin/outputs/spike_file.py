@@ -5,7 +5,7 @@ File layout (all little-endian; the machinery is :mod:`oe_plugin.outputs.record_
     offset 0   8 bytes   magic b"SWSPIKE1"
     offset 8   uint64    header_bytes: total header length, a multiple of 16
     offset 16  UTF-8 JSON metadata, padded with spaces to header_bytes
-    header_bytes ...     packed records of SPIKE_DTYPE (16 bytes each), in write order
+    header_bytes ...     packed records of SPIKE_DTYPE (20 bytes each), in write order
 
 The JSON holds ``format`` (:data:`FORMAT_NAME`), ``format_version`` (:data:`FORMAT_VERSION`),
 ``dtype`` (field name and numpy type string per field), ``record_bytes``, ``sample_rate_hz``,
@@ -40,24 +40,31 @@ from oe_plugin.outputs.record_file import (
 
 __all__ = [
     "FILE_PREFIX", "FILE_SUFFIX", "FORMAT_NAME", "FORMAT_VERSION", "HEADER_ALIGN",
-    "HEADER_PREFIX", "MAGIC", "RECORD_BYTES", "SPIKE_DTYPE", "SPIKE_FORMAT", "SUBDIR",
+    "HEADER_PREFIX", "MAGIC", "RECORD_BYTES", "SPIKE_DTYPE", "SPIKE_DTYPE_V1", "SPIKE_FORMAT",
+    "SUBDIR",
     "SpikeFileWriter", "dtype_description", "encode_header",
 ]
 
 MAGIC = b"SWSPIKE1"
 FORMAT_NAME = "sweepsort online spikes"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 SUBDIR = "sweepsort"
 FILE_PREFIX = "online_spikes_"
 FILE_SUFFIX = ".bin"
 #: One detection: sample number (stream sample count since acquisition start, as emitted by the
-#: module), data channel (0-based), amplitude (µV, signed peak), unit (-1 = unsorted).
+#: module), data channel (0-based), amplitude (µV, signed peak), unit (-1 = unsorted), and the
+#: displacement (µm) the module's drift stage shifted the channel by at the spike (NaN: none).
 SPIKE_DTYPE = np.dtype(
+    [("sample_number", "<i8"), ("channel", "<i2"), ("amplitude_uv", "<f4"), ("unit", "<i2"),
+     ("displacement_um", "<f4")]
+)
+RECORD_BYTES = SPIKE_DTYPE.itemsize  # 20: packed
+#: Version 1 (before live motion tracking): the same without ``displacement_um`` (read as NaN).
+SPIKE_DTYPE_V1 = np.dtype(
     [("sample_number", "<i8"), ("channel", "<i2"), ("amplitude_uv", "<f4"), ("unit", "<i2")]
 )
-RECORD_BYTES = SPIKE_DTYPE.itemsize  # 16: packed
 SPIKE_FORMAT = RecordFormat(MAGIC, FORMAT_NAME, FORMAT_VERSION, SPIKE_DTYPE, FILE_PREFIX,
-                            FILE_SUFFIX, SUBDIR)
+                            FILE_SUFFIX, SUBDIR, older=((1, SPIKE_DTYPE_V1),))
 
 
 def dtype_description() -> list[list[str]]:
@@ -104,6 +111,7 @@ class SpikeFileWriter(RecordFileWriter):
         self._channel = self._buf["channel"]
         self._amplitude = self._buf["amplitude_uv"]
         self._unit = self._buf["unit"]
+        self._disp = self._buf["displacement_um"]
         self.sample_offset = 0
         """Added to every appended sample number (a module's count -> the stream's absolute
         sample numbers, :class:`oe_plugin.online.clock.SampleClock`)."""
@@ -148,7 +156,8 @@ class SpikeFileWriter(RecordFileWriter):
 
     # -- real-time path: never raises, no allocation of array memory ------------------------
 
-    def append(self, sample_numbers, channels, amplitudes_uv, units, n: int) -> bool:
+    def append(self, sample_numbers, channels, amplitudes_uv, units, n: int,
+               displacements_um=None) -> bool:
         """Buffer the first ``n`` records of the given arrays.
 
         Parameters
@@ -158,6 +167,8 @@ class SpikeFileWriter(RecordFileWriter):
         amplitudes_uv : array, shape (>= n,), float — amplitudes, µV.
         units : array, shape (>= n,), integer, or None — unit ids (None: all -1, unsorted).
         n : int — how many records to take.
+        displacements_um : array, shape (>= n,), float, or None — the drift stage's
+            displacement per spike, µm (None: all NaN, no correction).
 
         Returns
         -------
@@ -166,10 +177,11 @@ class SpikeFileWriter(RecordFileWriter):
             (counted in ``n_dropped``) or an error occurred (``n_errors``, ``last_error``).
             When the buffer fills up it is flushed at once (never dropped silently).
         """
-        return self._append(n, (sample_numbers, channels, amplitudes_uv, units))
+        return self._append(n, (sample_numbers, channels, amplitudes_uv, units,
+                                displacements_um))
 
     def _fill(self, a: int, b: int, start: int, sources) -> None:
-        sample_numbers, channels, amplitudes_uv, units = sources
+        sample_numbers, channels, amplitudes_uv, units, disp = sources
         stop = start + (b - a)
         self._sample[a:b] = sample_numbers[start:stop]
         if self.sample_offset:
@@ -180,3 +192,7 @@ class SpikeFileWriter(RecordFileWriter):
             self._unit[a:b] = -1
         else:
             self._unit[a:b] = units[start:stop]
+        if disp is None:
+            self._disp[a:b] = np.nan
+        else:
+            self._disp[a:b] = disp[start:stop]

@@ -1,9 +1,11 @@
 """The online statistics file: ``<recording_dir>/sweepsort/online_stats.bin`` + ``.json``.
 
 Written by the pipeline module every ``[stats] write_every_s`` seconds of data (and at the end
-of a recording), read by ``sweepsort monitor``. Format version 4: the sweep tables are kept
-**per stimulus experiment**, each with the session code its START block carried
-(:mod:`oe_plugin.online.stats` says how frames and spikes are assigned to experiments). The
+of a recording), read by ``sweepsort monitor``. Format version 5 (version 4 plus the live
+motion estimate): the sweep tables are kept **per stimulus experiment**, each with the session
+code its START block carried (:mod:`oe_plugin.online.stats` says how frames and spikes are
+assigned to experiments), and, with ``[match] track_motion``, the displacement the module
+applied over time. The
 write happens on the GUI's audio thread, so it is made cheap and bounded:
 
 - ``online_stats.json`` (the *sidecar*) is written **once**, at ``start_recording``: format,
@@ -25,6 +27,9 @@ write happens on the GUI's audio thread, so it is made cheap and bounded:
       col_sweep      (C,)              sweep column -> sweep index
       col_frames     (C,)              refreshes shown per column (exposure)
       sweep_counts   (R, C)            spikes per unit per column
+      motion         (M, W)            v5: displacement (µm, float64 bits) per depth window
+                                       applied on samples [k E, (k+1) E) of the acquisition
+                                       (E = header word 20); M = 0 without live tracking
 
   A column is one (experiment, sweep index) pair, allocated the first time that experiment
   shows that sweep index, so memory grows with the conditions actually shown, not with
@@ -54,16 +59,20 @@ data (bytes; the file may be longer, from an earlier, larger write), 11 S (slots
 15 refreshes whose sweep got no column (column pool full), 16 spikes dropped from the pending
 queue, 17 sample offset (the stream's sample number of the acquisition's first sample, as the
 module's :class:`~oe_plugin.online.clock.SampleClock` found it: 0 for sources that restart at 0;
-the tables count samples from the acquisition's start); 18-23 reserved (0).
+the tables count samples from the acquisition's start); v5: 18 M (motion rows), 19 W (depth
+windows), 20 E (samples per motion row), 21 motion estimates rejected (runaway fallback);
+22-23 reserved (0). The sidecar's ``motion_depth_um`` gives the W windows' depths.
 
 :func:`read_stats` returns ``(arrays, meta)``: ``arrays`` = ``time_counts``, ``bin_s``,
 ``units`` and ``experiments`` (a list of :class:`ExperimentStats`, one per slot, dense tables
 per sweep index); ``meta`` = the sidecar plus ``samples_processed``, ``written_unix_s``,
 ``write_seq``, ``experiments_seen``, ``experiments_folded``, ``frames_without_column``,
-``pending_dropped`` and ``sample_offset``. Older versions (v2 had one sweep table for the
-whole acquisition) are not read: :class:`StatsFormatError` names the file's version. The file
-is derived data; replaying the recording through the pipeline module (``sweepsort replay``)
-gives one in this format.
+``pending_dropped`` and ``sample_offset``; v5 adds ``arrays["motion_um"]`` (M, W) float64,
+``arrays["motion_time_s"]`` (M,) (each row's start, s since the acquisition's start),
+``arrays["motion_depth_um"]`` (W,) and ``meta["motion_rejected"]`` (a v4 file reads with M = 0).
+Older versions (v2 had one sweep table for the whole acquisition) are not read:
+:class:`StatsFormatError` names the file's version. The file is derived data; replaying the
+recording through the pipeline module (``sweepsort replay``) gives one in this format.
 """
 
 from __future__ import annotations
@@ -79,15 +88,19 @@ from pathlib import Path
 import numpy as np
 
 FORMAT = "sweepsort-online-stats"
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
+READ_VERSIONS = (4, 5)  # v4: the same without the motion table
 FILE_NAME = "online_stats.bin"
 SIDECAR_NAME = "online_stats.json"
 MAGIC_PREFIX = b"SWSTATS"
 MAGIC = int.from_bytes(MAGIC_PREFIX + bytes([FORMAT_VERSION]), "little", signed=True)
+MAGICS = {v: int.from_bytes(MAGIC_PREFIX + bytes([v]), "little", signed=True)
+          for v in READ_VERSIONS}
 HEADER_WORDS = 24
 (H_MAGIC, H_VERSION, H_TOKEN, H_SEQ, H_SAMPLES, H_WRITTEN_NS, H_ROWS, H_BINS, H_BIN_SAMPLES,
  H_COLUMNS, H_SIZE, H_SLOTS, H_SIG_LEN, H_EXPERIMENTS, H_FOLDED, H_NO_COLUMN,
- H_PENDING_DROPPED, H_SAMPLE_OFFSET) = range(18)
+ H_PENDING_DROPPED, H_SAMPLE_OFFSET, H_MOTION_ROWS, H_MOTION_WINDOWS, H_MOTION_EVERY,
+ H_MOTION_REJECTED) = range(22)
 
 # per experiment slot (the ``experiments`` table, int64)
 X_NUMBER = 0       # experiment number: 0 = before the first START, k = the k-th START
@@ -231,18 +244,22 @@ class StatsFileWriter:
 
     def __init__(self, path, n_rows: int, max_bins: int, max_slots: int, max_columns: int,
                  sig_len: int, meta: dict, sample_rate_hz: float, refresh_hz: float,
-                 chunk_bytes: int = 1 << 20):
+                 chunk_bytes: int = 1 << 20, max_motion_rows: int = 0,
+                 motion_windows: int = 0):
         self.path = Path(path)
         self.rows = int(n_rows)
         self.max_bins = int(max_bins)
         self.max_slots = int(max_slots)
         self.max_columns = int(max_columns)
         self.sig_len = int(sig_len)
+        self.max_motion_rows = int(max_motion_rows)
+        self.motion_windows = int(motion_windows) if self.max_motion_rows else 0
         self.chunk_bytes = max(4096, int(chunk_bytes))
         self.token = secrets.randbits(62)
         words = (HEADER_WORDS + self.rows * self.max_bins
                  + self.max_slots * (EXP_FIELDS + self.sig_len + self.rows)
-                 + self.max_columns * (3 + self.rows))
+                 + self.max_columns * (3 + self.rows)
+                 + self.max_motion_rows * self.motion_windows)
         self.buf = np.zeros(words, np.int64)
         self.header = self.buf[:HEADER_WORDS]
         self.header[H_MAGIC] = MAGIC
@@ -282,10 +299,12 @@ class StatsFileWriter:
     def start(self, tables: StatsTables, n_bins: int, bin_samples: int, n_slots: int,
               n_columns: int, samples_processed: int, *, experiments_seen: int = 0,
               folded: int = 0, no_column: int = 0, pending_dropped: int = 0,
-              sample_offset: int = 0) -> None:
+              sample_offset: int = 0, motion: np.ndarray | None = None, motion_rows: int = 0,
+              motion_every_samples: int = 0, motion_rejected: int = 0) -> None:
         """Pack the tables (their first ``n_bins`` bins, ``n_slots`` slots, ``n_columns``
-        columns) and write the file (or its first ``chunk_bytes``; :meth:`step` writes the
-        rest). A write still under way is finished first."""
+        columns; the first ``motion_rows`` rows of ``motion`` (H, W) float64) and write the
+        file (or its first ``chunk_bytes``; :meth:`step` writes the rest). A write still under
+        way is finished first."""
         t0 = time.perf_counter()
         if self._busy:
             self._finish_all()
@@ -325,6 +344,16 @@ class StatsFileWriter:
             o += nc
         buf[o:o + r * nc].reshape(r, nc)[...] = tables.sweep_counts[:r, :nc]
         o += r * nc
+        nw = self.motion_windows
+        nm = 0
+        if motion is not None and nw and motion.ndim == 2 and motion.shape[1] == nw:
+            nm = max(0, min(int(motion_rows), self.max_motion_rows, motion.shape[0]))
+            buf[o:o + nm * nw].view(np.float64).reshape(nm, nw)[...] = motion[:nm]
+            o += nm * nw
+        h[H_MOTION_ROWS] = nm
+        h[H_MOTION_WINDOWS] = nw if nm else 0
+        h[H_MOTION_EVERY] = motion_every_samples if nm else 0
+        h[H_MOTION_REJECTED] = motion_rejected
         h[H_SIZE] = o * 8
         self._put(0, self._head)
         self._busy = True
@@ -471,8 +500,9 @@ def _find(p: Path) -> Path:
 
 def _version_error(p: Path, version) -> StatsFormatError:
     return StatsFormatError(
-        f"{p}: statistics file format version {version}; this sweepsort reads version "
-        f"{FORMAT_VERSION} only (per-experiment tables with session codes). The file is "
+        f"{p}: statistics file format version {version}; this sweepsort reads versions "
+        f"{' and '.join(str(v) for v in READ_VERSIONS)} only (per-experiment tables with session "
+        "codes; v5 with the live motion estimate). The file is "
         "derived data: replay the "
         "recording through the pipeline module (sweepsort replay RECORDING --module "
         "oe_plugin/modules/pipeline.py --out DIR) for a file in this format")
@@ -482,8 +512,9 @@ def _parse(p: Path) -> tuple[dict, dict]:
     side = json.loads(sidecar_path(p).read_text())
     if side.get("format") != FORMAT:
         raise StatsFormatError(f"{p}: not a {FORMAT} file")
-    if side.get("format_version") != FORMAT_VERSION:
-        raise _version_error(p, side.get("format_version"))
+    version = side.get("format_version")
+    if version not in READ_VERSIONS:
+        raise _version_error(p, version)
     with open(p, "rb") as f:
         raw = f.read()
         f.seek(H_SEQ * 8)
@@ -494,7 +525,7 @@ def _parse(p: Path) -> tuple[dict, dict]:
     h = buf[:HEADER_WORDS]
     if raw[:len(MAGIC_PREFIX)] != MAGIC_PREFIX:
         raise StatsFormatError(f"{p}: not a {FORMAT} data file")
-    if h[H_MAGIC] != MAGIC or h[H_VERSION] != FORMAT_VERSION:
+    if h[H_VERSION] != version or h[H_MAGIC] != MAGICS[version]:
         raise _version_error(p, int(h[H_VERSION]))
     if int(h[H_SEQ]) % 2 or int(h[H_SEQ]) != seq_after:
         raise ValueError(f"{p}: being rewritten (or a write was interrupted)")
@@ -503,7 +534,8 @@ def _parse(p: Path) -> tuple[dict, dict]:
     r, nb, nc = int(h[H_ROWS]), int(h[H_BINS]), int(h[H_COLUMNS])
     ns, k = int(h[H_SLOTS]), int(h[H_SIG_LEN])
     size = int(h[H_SIZE])
-    want = 8 * (HEADER_WORDS + r * nb + ns * (EXP_FIELDS + k + r) + nc * (3 + r))
+    nm, nw = (int(h[H_MOTION_ROWS]), int(h[H_MOTION_WINDOWS])) if version >= 5 else (0, 0)
+    want = 8 * (HEADER_WORDS + r * nb + ns * (EXP_FIELDS + k + r) + nc * (3 + r) + nm * nw)
     if size > len(raw) or size != want:
         raise ValueError(f"{p}: size disagrees with its header")
     o = HEADER_WORDS
@@ -520,7 +552,10 @@ def _parse(p: Path) -> tuple[dict, dict]:
     none = take(ns * r, (ns, r))
     col_exp, col_sweep, col_frames = take(nc, (nc,)), take(nc, (nc,)), take(nc, (nc,))
     sc = take(r * nc, (r, nc))
+    motion = buf[o:o + nm * nw].view(np.float64).reshape(nm, nw).copy()
+    o += nm * nw
     fs = float(side["sample_rate_hz"])
+    every = int(h[H_MOTION_EVERY]) if version >= 5 else 0
     refresh = float(side.get("refresh_hz", 200.0)) or 200.0
     experiments = []
     for s in range(ns):
@@ -540,13 +575,17 @@ def _parse(p: Path) -> tuple[dict, dict]:
             sample_rate_hz=fs, session_code=None if x[X_CODE] < 0 else int(x[X_CODE])))
     arrays = {"time_counts": tc, "bin_s": np.float64(int(h[H_BIN_SAMPLES]) / fs),
               "units": np.asarray(side.get("units", list(range(r - 1)) + [-1]), np.int32),
-              "experiments": experiments}
+              "experiments": experiments, "motion_um": motion,
+              "motion_time_s": np.arange(nm) * (every / fs),
+              "motion_depth_um": np.asarray(side.get("motion_depth_um") or [], np.float64)}
     meta = dict(side, samples_processed=int(h[H_SAMPLES]),
                 written_unix_s=int(h[H_WRITTEN_NS]) * 1e-9, write_seq=int(h[H_SEQ]) // 2,
                 experiments_seen=int(h[H_EXPERIMENTS]), experiments_folded=int(h[H_FOLDED]),
                 frames_without_column=int(h[H_NO_COLUMN]),
                 pending_dropped=int(h[H_PENDING_DROPPED]),
-                sample_offset=int(h[H_SAMPLE_OFFSET]))
+                sample_offset=int(h[H_SAMPLE_OFFSET]),
+                motion_rejected=int(h[H_MOTION_REJECTED]) if version >= 5 else 0,
+                motion_every_s=every / fs)
     return arrays, meta
 
 
