@@ -19,9 +19,11 @@ an event peaking there may belong to (CSR; e.g. templates whose peak channel is 
 
 **The fit and the error metric.** For each candidate ``u`` and shift ``s`` in ``[-S, S]``
 samples, with ``x`` the event's window on ``u``'s channels starting at ``t + s - pre``:
-``a = <x, T_u> / |T_u|^2`` clipped to ``[amp_min, amp_max]`` (0 when ``<x, T_u> <= 0``), and
-the *explained energy* ``gain = |x|^2 - |x - a T_u|^2 = 2 a <x, T_u> - a^2 |T_u|^2``. The
-winner maximises ``gain`` (matching pursuit: the template that explains most of the event).
+``a = (<x, T_u> + l |T_u|^2) / ((1 + l) |T_u|^2)`` clipped to ``[amp_min, amp_max]`` (no fit
+when ``<x, T_u> <= 0``), with ``l = params[P_AMP_PRIOR]`` the amplitude prior (0: least squares;
+``l`` > 0 pulls the scale toward 1: a unit's spikes have about its template's size), and the
+*explained energy* ``gain = |x|^2 - |x - a T_u|^2 - l |T_u|^2 (a - 1)^2``. The winner maximises
+``gain`` (matching pursuit: the template that explains most of the event).
 Its **error** is the residual energy per sample, ``|x - a T_u|^2 / (n_rows * W)``: on traces
 scaled to unit noise (the offline sorter's convention) it is about 1 for the template's own
 spikes and larger for anything else, so its distribution over a template's events is bimodal and
@@ -45,7 +47,11 @@ rejected, the kernel explains the window as up to N spikes (:func:`resolve_overl
    and time re-chosen, same candidates, ``±L``, for what all the others leave: a template
    straddling two spikes, the usual greedy mistake, is corrected; a unit fitted twice within
    ``±S`` keeps its first fit) and a second verification; if a spike still fails, the worst one
-   is put back, and the pursuit resumes from 1 with the freed place.
+   is put back, and the pursuit resumes from 1 with the freed place;
+4. with ``params[P_PARTIAL]`` set, the last cycle's pursuit is not undone: the spikes that pass
+   their check (each with the failing ones' fits still removed) are kept, and only the failing
+   ones are put back (without it, a failing spike is put back first and the others re-checked
+   with it in their window, which often rejects the whole overlap).
 
 The kept spikes stay subtracted and are reported (``out_*2`` for all after the first); with
 none, ``src`` is restored (up to float32 rounding) and the event stays rejected. Only rejected
@@ -106,8 +112,7 @@ P_OVERLAP_RATE = 12  # overlap attempts earned per stream sample (0: every rejec
 P_OVERLAP_BURST = 13  # most attempts saved up (the budget's capacity)
 P_PARTIAL = 14  # 1: an overlap keeps its verified spikes, the others' fits count as explained
 P_AMP_PRIOR = 15  # l >= 0: a fit pays l |T|^2 (a - 1)^2 for a scale away from 1
-P_AMP_STRICT = 16  # 1: a template whose best scale lies outside [amp_min, amp_max] does not fit
-N_PARAMS = 17
+N_PARAMS = 16
 
 NO_UNIT = -1
 
@@ -115,7 +120,7 @@ NO_UNIT = -1
 def make_params(pre, max_shift, amp_min=0.5, amp_max=2.0, mask=-1, row_offset=0, subtract=True,
                 pair_window=0, max_spikes=2, refit_rounds=3, overlap_rounds=0,
                 pursuit_step=1, overlap_rate=0.0, overlap_burst=0.0, partial=False,
-                amp_prior=0.0, amp_strict=False):
+                amp_prior=0.0):
     """The ``params`` array of :func:`match_events` (``pair_window`` 0: no overlap resolution;
     ``max_spikes``: most spikes an overlap resolves into, at most :data:`MAX_SPIKES`)."""
     params = np.zeros(N_PARAMS, dtype=np.float64)
@@ -135,7 +140,6 @@ def make_params(pre, max_shift, amp_min=0.5, amp_max=2.0, mask=-1, row_offset=0,
     params[P_OVERLAP_BURST] = max(0.0, float(overlap_burst))
     params[P_PARTIAL] = 1.0 if partial else 0.0
     params[P_AMP_PRIOR] = max(0.0, float(amp_prior))
-    params[P_AMP_STRICT] = 1.0 if amp_strict else 0.0
     return params
 
 
@@ -341,7 +345,7 @@ def _energy(x, n):
 
 @numba.njit(cache=True, error_model="numpy")
 def _search(src, mask, first, s_lo, s_hi, templates, tpl_rows, tpl_chan, tpl_norm2, n_cand,
-            amp_min, amp_max, work, iwork, step=1, prior=0.0, strict=False):
+            amp_min, amp_max, work, iwork, step=1, prior=0.0):
     """The candidate (listed in ``iwork[2C : 2C + n_cand]``) and shift ``s`` in ``[s_lo, s_hi]``
     (window row 0 at ``first + s``) that explain most of the window: returns ``(gain, q, shift,
     amplitude, error)`` with ``q`` the winner's index in the list, -1 when no fit has a positive
@@ -430,8 +434,6 @@ def _search(src, mask, first, s_lo, s_hi, templates, tpl_rows, tpl_chan, tpl_nor
                 continue
             w = prior * n2
             a = (dot + w) / (n2 + w)
-            if strict and (a < amp_min or a > amp_max):
-                continue
             if a < amp_min:
                 a = amp_min
             if a > amp_max:
@@ -519,8 +521,7 @@ def match_one(src, t, c, templates, tpl_chan, tpl_norm2, tpl_rows, cand_ptr, can
         return NO_UNIT, 0, 0.0, np.inf
     gain, q, s, a, err = _search(src, mask, first, -max_shift, max_shift, templates, tpl_rows,
                                  tpl_chan, tpl_norm2, n_cand, params[P_AMP_MIN],
-                                 params[P_AMP_MAX], work, iwork, 1, params[P_AMP_PRIOR],
-                            params[P_AMP_STRICT] != 0.0)
+                                 params[P_AMP_MAX], work, iwork, 1, params[P_AMP_PRIOR])
     if q < 0:
         return NO_UNIT, 0, 0.0, np.inf
     return iwork[2 * n_ch + q], s, a, err
@@ -577,12 +578,12 @@ def _union_candidates(u1, tpl_chan, cand_ptr, cand_idx, n_templates, iwork, n_ch
 
 @numba.njit(cache=True, error_model="numpy")
 def _fit_one(src, mask, t, u, s_lo, s_hi, templates, tpl_rows, tpl_chan, tpl_norm2, amp_min,
-             amp_max, row_offset, pre, work, iwork, prior=0.0, strict=False):
+             amp_max, row_offset, pre, work, iwork, prior=0.0):
     """Template ``u`` alone at ``t + s``, ``s`` in ``[s_lo, s_hi]``: (gain, shift, a, error)."""
     n_ch = src.shape[1]
     iwork[2 * n_ch] = u
     g, q, s, a, e = _search(src, mask, t - row_offset - pre, s_lo, s_hi, templates, tpl_rows,
-                            tpl_chan, tpl_norm2, 1, amp_min, amp_max, work, iwork, 1, prior, strict)
+                            tpl_chan, tpl_norm2, 1, amp_min, amp_max, work, iwork, 1, prior)
     if q < 0:
         return 0.0, 0, 0.0, np.inf
     return g, s, a, e
@@ -615,8 +616,7 @@ def _pursue(src, n, n_max, t1, u1, window, templates, tpl_chan, tpl_norm2, tpl_r
             break
         gain, q, s, a, _ = _search(src, mask, t1 - row_offset - pre, -window, window, templates,
                                    tpl_rows, tpl_chan, tpl_norm2, n_cand, params[P_AMP_MIN],
-                                   params[P_AMP_MAX], work, iwork, step, params[P_AMP_PRIOR],
-                            params[P_AMP_STRICT] != 0.0)
+                                   params[P_AMP_MAX], work, iwork, step, params[P_AMP_PRIOR])
         if q < 0 or gain < 0.25 * np.float64(tpl_norm2[iwork[2 * n_ch + q]]):
             break
         u = iwork[2 * n_ch + q]
@@ -640,8 +640,7 @@ def _polish(src, n, max_shift, templates, tpl_chan, tpl_norm2, tpl_rows, params,
         subtract_fit(src, ti, u, -a, templates, tpl_chan, params)
         g, r, b, _ = _fit_one(src, mask, ti, u, -max_shift, max_shift, templates, tpl_rows,
                               tpl_chan, tpl_norm2, params[P_AMP_MIN], params[P_AMP_MAX],
-                              row_offset, pre, work, iwork, params[P_AMP_PRIOR],
-                            params[P_AMP_STRICT] != 0.0)
+                              row_offset, pre, work, iwork, params[P_AMP_PRIOR])
         if g > 0.0:
             ti, a = ti + r, b
         subtract_fit(src, ti, u, a, templates, tpl_chan, params)
@@ -665,8 +664,7 @@ def _worst_spike(src, n, thresholds, templates, tpl_chan, tpl_norm2, tpl_rows, p
         subtract_fit(src, ti, u, -a, templates, tpl_chan, params)
         g, _, _, e = _fit_one(src, mask, ti, u, 0, 0, templates, tpl_rows, tpl_chan, tpl_norm2,
                               params[P_AMP_MIN], params[P_AMP_MAX], row_offset, pre, work, iwork,
-                              params[P_AMP_PRIOR],
-                            params[P_AMP_STRICT] != 0.0)
+                              params[P_AMP_PRIOR])
         subtract_fit(src, ti, u, a, templates, tpl_chan, params)
         work[_SPIKES + 5 * i + 3] = e
         ratio = e / thresholds[u] if thresholds[u] > 0 else np.inf
@@ -716,8 +714,7 @@ def _refit_overlap(src, n, t1, u1, window, max_shift, templates, tpl_chan, tpl_n
                 g, q, r, b, _ = _search(src, mask, t1 - row_offset - pre, -window, window,
                                         templates, tpl_rows, tpl_chan, tpl_norm2, n_cand,
                                         params[P_AMP_MIN], params[P_AMP_MAX], work, iwork, 1,
-                                        params[P_AMP_PRIOR],
-                            params[P_AMP_STRICT] != 0.0)
+                                        params[P_AMP_PRIOR])
                 if q >= 0:
                     u, ti, a = iwork[2 * n_ch + q], t1 + r, b
             subtract_fit(src, ti, u, a, templates, tpl_chan, params)
