@@ -110,8 +110,8 @@ class SortSettings:
     ``amplitude_prior * |T|^2 * (a - 1)^2`` on top of its residual, so the least-squares scale's
     distance from 1 is divided by ``1 + amplitude_prior`` (0 = a free scale within the range).
     Without it a large unit's template at the range's floor explains a smaller neighbour's spike
-    (on dense64 tuning chunks, most false positives had scale 0.75); 1 cut them by ~20 % and
-    found ~0.6 % more ground-truth spikes."""
+    (on dense64 tuning chunks, most false positives had scale 0.75); 1 cut them by 16-21 % and
+    found 0.4-0.8 % more ground-truth spikes (with ``overlap_partial``)."""
     calibration_chunks: int = 8
     """Chunks, evenly spread, whose match errors set each template's acceptance threshold."""
     max_error: float = 4.0
@@ -138,8 +138,9 @@ class SortSettings:
     """When some spikes of a resolved overlap fail their check: keep the ones that pass, each
     checked with the failing ones' fits still removed (they explain part of its window), and
     put only the failing ones back for a later pass; off: a failing spike is put back before the
-    others are checked again, which often rejects the whole overlap. On the four dense64
-    tuning chunks: +2.7 to +4.5 % of ground-truth spikes found, +0.3 % false ones."""
+    others are checked again, which often rejects the whole overlap. On four 2-s dense64
+    tuning chunks, with ``amplitude_prior`` 1: +3.3 to +7.3 % of ground-truth spikes found and
+    ~10 % fewer false ones than with neither."""
     overlap_refit_rounds: int = 1
     """Coordinate-descent rounds (each spike re-chosen, +-``pair_window_us``, for what the
     others leave) when a resolved overlap fails its check; each costs a pursuit per spike
