@@ -154,6 +154,7 @@ def run_case(n_ch, n_units, seconds, rate_hz=10.0, motion=False, repeat=1, track
         runs = []
         for _ in range(max(1, repeat)):  # the same data again from a fresh acquisition
             mod.start_acquisition()
+            (tmp / "rec").mkdir(exist_ok=True)  # else the module falls back to ~/sweepsort-online
             mod.start_recording(str(tmp / "rec"))
             ttl = ttl_schedule(data.shape[1])
             k = 0
