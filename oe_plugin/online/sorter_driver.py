@@ -314,7 +314,8 @@ class UpstreamClassifier:
                                                                self.n_channels, self.params)
         self._table = ArgTable([self.src, self.ev_t, self.ev_c, self.templates, chan0, norm0,
                                 self.tpl_rows, self.cand_ptr, self.cand_idx, self.thresholds,
-                                self.params, self.work, self.iwork, *self.one])
+                                self.params, self.work, self.iwork, *self.one,
+                                np.zeros((1, 0), np.int32)])  # no channel mask
         self._caller = entry_caller(match_entry)
         cap = int(capacity)
         self.out_t = np.zeros(cap, np.int64)
