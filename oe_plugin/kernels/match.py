@@ -112,8 +112,9 @@ P_OVERLAP_RATE = 12  # overlap attempts earned per stream sample (0: every rejec
 P_OVERLAP_BURST = 13  # most attempts saved up (the budget's capacity)
 P_PARTIAL = 14  # 1: an overlap keeps its verified spikes, the others' fits count as explained
 P_AMP_PRIOR = 15  # l >= 0: a fit pays l |T|^2 (a - 1)^2 for a scale away from 1
-P_VALID_BIN_N = 16  # > 0: event at stream index t uses mask row t // this (clipped); 0: row 0
-N_PARAMS = 17
+P_VALID_BIN_N = 16  # > 0: event at stream index t uses mask row t // this - P_VALID_BIN0
+P_VALID_BIN0 = 17  # interpolation bin of the mask's row 0
+N_PARAMS = 18
 
 NO_UNIT = -1
 
@@ -121,7 +122,7 @@ NO_UNIT = -1
 def make_params(pre, max_shift, amp_min=0.5, amp_max=2.0, mask=-1, row_offset=0, subtract=True,
                 pair_window=0, max_spikes=2, refit_rounds=3, overlap_rounds=0,
                 pursuit_step=1, overlap_rate=0.0, overlap_burst=0.0, partial=False,
-                amp_prior=0.0, valid_bin_n=0):
+                amp_prior=0.0, valid_bin_n=0, valid_bin0=0):
     """The ``params`` array of :func:`match_events` (``pair_window`` 0: no overlap resolution;
     ``max_spikes``: most spikes an overlap resolves into, at most :data:`MAX_SPIKES`)."""
     params = np.zeros(N_PARAMS, dtype=np.float64)
@@ -142,6 +143,7 @@ def make_params(pre, max_shift, amp_min=0.5, amp_max=2.0, mask=-1, row_offset=0,
     params[P_PARTIAL] = 1.0 if partial else 0.0
     params[P_AMP_PRIOR] = max(0.0, float(amp_prior))
     params[P_VALID_BIN_N] = max(0, int(valid_bin_n))
+    params[P_VALID_BIN0] = int(valid_bin0)
     return params
 
 
@@ -948,10 +950,10 @@ def match_events(
 
     valid (B, C) int32, optional: which channels' drift corrections are interpolated (1) or
     extrapolated (0) per interpolation bin (:func:`oe_plugin.kernels.drift.valid_bins`); an
-    event at stream index ``t`` uses row ``t // params[P_VALID_BIN_N]`` (clipped to ``0..B-1``;
-    row 0 when that parameter is 0), and its fits leave out template rows on masked channels
-    (:func:`_search`). None, no rows or no columns: every row is used (bit for bit the
-    unmasked matcher).
+    event at stream index ``t`` uses row ``t // params[P_VALID_BIN_N] - params[P_VALID_BIN0]``
+    (clipped to ``0..B-1``; row 0 when ``P_VALID_BIN_N`` is 0), and its fits leave out
+    template rows on masked channels (:func:`_search`). None, no rows or no columns: every row
+    is used (bit for bit the unmasked matcher).
     """
     if valid is None:
         return _match_events(src, ev_t, ev_c, templates, tpl_chan, tpl_norm2, tpl_rows,
@@ -970,9 +972,9 @@ def _event_mask(valid, t, params):
     n_b = valid.shape[0]
     n_c = valid.shape[1] if n_b > 0 else 0
     b = 0
-    bin_n = np.int64(params[P_VALID_BIN_N]) if params.shape[0] > P_VALID_BIN_N else 0
+    bin_n = np.int64(params[P_VALID_BIN_N]) if params.shape[0] > P_VALID_BIN0 else 0
     if bin_n > 0 and n_b > 0:
-        b = min(max(t // bin_n, 0), n_b - 1)
+        b = min(max(t // bin_n - np.int64(params[P_VALID_BIN0]), 0), n_b - 1)
     return valid[b, :n_c]
 
 
