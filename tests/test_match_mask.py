@@ -107,6 +107,10 @@ def test_mask_row_per_interpolation_bin():
     _, outs, _ = _match(x.copy(), times, [2] * len(times), params, thr, valid)
     inside = (np.array(times) >= 2000) & (np.array(times) < 4000)
     assert np.array_equal(outs[4] == 1, inside)
+    # a mask of bins 1..2 only (row 0 = bin 1): earlier events clip to row 0, later to row 1
+    params = make_params(PRE, 2, valid_bin_n=2000, valid_bin0=1)
+    _, outs, _ = _match(x.copy(), times, [2] * len(times), params, thr, valid[1:])
+    assert np.array_equal(outs[4] == 1, np.array(times) < 4000)
 
 
 def _busy_scene(seed):

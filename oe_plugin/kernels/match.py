@@ -32,6 +32,20 @@ the acceptance threshold sits at the trough (chosen per template by the driver).
 is set, ``a T_u`` is subtracted from ``src`` at the matched time (peeling: a spike hidden under
 an overlapping one can then be re-detected in the residual).
 
+**Channels off the probe** (drift correction). After a large probe move, the kriging correction
+of channels near the probe's end reads the field *outside* the probe and only extrapolates it
+(weights summing well below 1, :mod:`oe_plugin.kernels.drift`); a template row there leaves a
+residual of several noise variances per sample and fails its unit's spikes. ``valid`` (B, C)
+int32 (the last argument of :func:`match_events`: per interpolation bin, 1 where the channel's
+correction is interpolated) masks them: an event uses the row of its bin
+(``params[P_VALID_BIN_N]``, ``P_VALID_BIN0``), and its fits, norms and errors leave out every
+template row on a masked channel (subtraction still removes the whole template); a template that
+keeps less than half its energy is no candidate (its unit has left the probe). Without a mask
+(None, or an all-ones one) the results are bit for bit those of the unmasked matcher. The
+offline sorter passes its drift correction's bins (:meth:`offline.sort.preprocess.
+DriftCorrection.valid_bins`), the online sorter the rows that corrected each event
+(:func:`oe_plugin.kernels.sort_kernel.event_valid`), the causal reference the same rows.
+
 **Overlaps no single template fits** (``params[P_PAIR_WINDOW] = L > 0``, with subtraction
 on, ``params[P_MAX_SPIKES] = N >= 2``). When the best single fit ``(u1, s1)`` of an event is
 rejected, the kernel explains the window as up to N spikes (:func:`resolve_overlap`):
