@@ -19,7 +19,9 @@ signal processing of its own, only the bookkeeping that makes the stream look li
 3. detected events wait in a FIFO until the ring holds every sample their match may read or
    peel (``t + need_after`` samples written); then each is matched **in detection order** by
    :func:`match_events` with ``mask = R - 1`` (accepted fits are subtracted from the ring, and
-   rejected events may be resolved as overlapping pairs, exactly as offline).
+   rejected events may be resolved as overlapping pairs, exactly as offline); with a drift stage,
+   template rows on channels whose correction was extrapolated at the event's time are left out
+   of its fit (:func:`event_valid`, the matcher's channel mask).
 
 Because events are matched in the same global order and each one sees exactly the samples (and
 earlier subtractions) it would see in one array, the labels do not depend on the block sizes:
