@@ -21,7 +21,9 @@ drift-corrected by the same kernel the online sorter runs per sub-chunk
 (:func:`oe_plugin.kernels.drift.correct_block_binned`, the model's bins and kriging tables,
 sample 0 = the recording's first sample), *then* scaled and causally filtered — as online, where
 correction precedes the filter (the offline sort corrects after filtering; the two differ only
-by the filter's transient at each interpolation-bin boundary).
+by the filter's transient at each interpolation-bin boundary). The matcher then leaves out the
+template rows on channels whose correction was extrapolated at the event's time (the online
+mask: :func:`oe_plugin.kernels.drift.valid_bins` of the same bin rows).
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ from dataclasses import replace
 import numpy as np
 
 from oe_plugin.kernels.detector import SpikeDetector
-from oe_plugin.kernels.drift import correct_block_binned
-from oe_plugin.kernels.match import NO_UNIT, match_events, match_tables
+from oe_plugin.kernels.drift import correct_block_binned, valid_bins
+from oe_plugin.kernels.match import NO_UNIT, P_VALID_BIN_N, match_events, match_tables
 from oe_plugin.online.match_model import SortModel, load_sort_model, match_params
 from oe_plugin.online.motion_tracker import TrackSettings, tracked_bin_grid
 from oe_plugin.online.sorter_driver import SPIKE_DTYPE, detection_settings, match_reach
@@ -96,6 +98,15 @@ def causal_sort(traces_uv: np.ndarray, sample_rate_hz: float, model: SortModel |
     src = np.zeros((pad + n + pad, n_ch), np.float32)
     src[pad:pad + n] = scaled.T
     params = match_params(model, mask=-1, row_offset=-pad)
+    valid = np.zeros((1, 0), np.int32)  # no drift stage: no channel mask
+    if model.drift is not None:
+        # the online mask: per interpolation bin, which channels' corrections are interpolated
+        # (event at t: row t // bin_n, as the row that corrected sample t online)
+        dr = model.drift
+        valid = np.zeros(dr.bin_grid.shape, np.int32)
+        valid_bins(np.ascontiguousarray(dr.bin_grid, np.int32),
+                   np.ascontiguousarray(dr.weight, np.float32), valid)
+        params[P_VALID_BIN_N] = dr.bin_n
     norms, tpl_rows, work, iwork = match_tables(model.templates, model.cand_ptr, n_ch, params)
     e = len(t_ev)
     unit, shift, ok_n, unit2, shift2 = (np.zeros(e, np.int32) for _ in range(5))
@@ -103,7 +114,7 @@ def causal_sort(traces_uv: np.ndarray, sample_rate_hz: float, model: SortModel |
     match_events(src, np.ascontiguousarray(t_ev, np.int64), c_ev, model.templates,
                  model.channels, norms, tpl_rows, model.cand_ptr, model.cand_idx,
                  model.thresholds, params, work, iwork, unit, shift, amp, err, ok_n, unit2,
-                 shift2, amp2, err2)
+                 shift2, amp2, err2, valid)
     rows = []
     lut = model.unit_lut  # template -> unit (a unit may own several templates)
     d_ev = disp_of(t_ev, c_ev)

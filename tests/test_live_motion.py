@@ -450,3 +450,34 @@ def test_monitor_draws_the_motion_panel(tmp_path):
     fig = plt.figure()
     assert render(fig, tmp_path / "b")["motion_rows_shown"] == 0 and len(fig.axes) == 2
     plt.close(fig)
+
+
+@pytest.mark.slow
+def test_channel_mask_follows_the_tracked_rows(live, monkeypatch):
+    """The same units, ramping 2.4 times as fast (to ~48 µm): from 40 s on, the top channels'
+    corrections are extrapolated, so the matcher's channel mask (the tracked rows' valid flags)
+    is not all ones and changes labels; the causal reference rebuilds it exactly."""
+    from oe_plugin.kernels.drift import valid_bins
+    from oe_plugin.online.motion_tracker import tracked_bin_grid
+    from offline.online_match import causal_sort
+
+    def steep(t_s):
+        t = np.asarray(t_s, float)
+        return np.where(t < SORT_S, 5 * np.sin(2 * np.pi * t / 10), 1.2 * (t - SORT_S))
+
+    data, _ = make_recording(n_channels=C, duration_s=60.0, rate_hz=6.0, snr=9.0,
+                             positions_um=positions(), decay_um=30.0, seed=3,
+                             unit_positions_um=UNITS, drift_um=steep)
+    data = np.ascontiguousarray(data, np.float32)
+    got = _run_core(live, data=data, seed=4)
+    model = got["model"]
+    grid = tracked_bin_grid(got["history"], model.track.ch_map, model.track.ch_frac,
+                            model.drift.tables)
+    mask = np.zeros(grid.shape, np.int32)
+    valid_bins(grid, model.drift.weight, mask)
+    assert (mask == 0).any(), float(np.abs(got["history"]).max())
+    ref = _sorted(causal_sort(data, FS, model, motion_history_um=got["history"]))
+    _same(got["spikes"], ref)
+    monkeypatch.setattr("offline.online_match.valid_bins", lambda g, w, out: out.fill(1))
+    unmasked = _sorted(causal_sort(data, FS, model, motion_history_um=got["history"]))
+    assert len(unmasked) != len(ref) or not np.array_equal(unmasked["unit"], ref["unit"])

@@ -41,6 +41,9 @@ def _scene(seed=0, n=4000, overlap=True):
     return x, tpl, chans, truth
 
 
+NO_MASK = np.zeros((1, 0), np.int32)  # match_entry's argument 22: no channel mask
+
+
 def _run(src, ev_t, ev_c, tpl, chans, params, thresholds):
     cand_ptr = np.array([0, 1, 2, 4, 5, 6, 6], dtype=np.int32)  # channel 2 sees both units
     cand_idx = np.array([0, 0, 0, 1, 1, 1], dtype=np.int32)
@@ -88,7 +91,7 @@ def test_cfunc_equals_njit_and_ring_equals_array():
     ring = np.zeros((8192, N_CH), dtype=np.float32)
     ring[100 : len(x)] = x[100:]
     r_args, r_out = _run(ring, ev_t, ev_c, tpl, chans, make_params(PRE, 2, mask=8191), thr)
-    n = ArgTable(r_args).call(entry_caller(match_entry))
+    n = ArgTable([*r_args, NO_MASK]).call(entry_caller(match_entry))
     assert n == int(a_out[4].sum()) == len(truth)
     for a, b in zip(a_out, r_out, strict=True):
         assert np.array_equal(a, b)
@@ -230,7 +233,7 @@ def test_pair_rejected_leaves_src_unchanged_and_cfunc_agrees():
     ring[: len(x)] = x
     r_args, r_out = _run(ring, ev_t, ev_c, tpl, chans, make_params(PRE, 2, mask=4095,
                                                                    pair_window=12), thr)
-    assert ArgTable(r_args).call(entry_caller(match_entry)) == 2
+    assert ArgTable([*r_args, NO_MASK]).call(entry_caller(match_entry)) == 2
     for a, b in zip(a_args[13:], r_args[13:], strict=True):
         assert np.array_equal(a, b)
 

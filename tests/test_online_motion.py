@@ -311,3 +311,40 @@ def test_adversarial_blocks_never_raise_with_the_drift_stage(drifting):
         mod.process(block)
     n = mod.sort_block(np.ascontiguousarray(drifting["played"][:, :60000]))
     assert n >= 0 and mod.sorter.stats["nonfinite_samples"] >= 100
+
+
+def test_channel_mask_online_equals_causal_sort(drifting, monkeypatch):
+    """The probe moved further (the sort's motion + 15 µm, up to 30 µm): the top channels'
+    corrections are extrapolated in some bins and the matcher leaves their template rows out
+    (oe_plugin.kernels.match, channel mask); online (both ways in, random blocks) == causal."""
+    from dataclasses import replace
+
+    from oe_plugin.kernels.drift import motion_bin_grid, valid_bins
+    from oe_plugin.online.match_model import DriftStage
+
+    model = load_sort_model(drifting["sort_dir"], C, FS)
+    dr = model.drift
+    moved = Motion(dr.motion.time_s, dr.motion.depth_um, dr.motion.displacement_um + 15.0)
+    tabs = drift_tables(positions(), float(np.abs(moved.displacement_um).max()) + 1.0)
+    grid = motion_bin_grid(moved, tabs, positions()[:, 1], FS, dr.bin_n)
+    model = replace(model, drift=DriftStage(moved, tabs, dr.bin_n, grid, dr.motion_time))
+    mask = np.zeros(grid.shape, np.int32)
+    valid_bins(grid, tabs.weight, mask)
+    assert (mask == 0).any() and (mask == 1).all(axis=1).any()  # masked in some bins only
+    data = drifting["played"]
+    want = _sorted(causal_sort(data, FS, model))
+    with monkeypatch.context() as m:  # the same without the mask: some labels differ
+        m.setattr("offline.online_match.valid_bins", lambda g, w, out: out.fill(1))
+        unmasked = _sorted(causal_sort(data, FS, model))
+    assert len(unmasked) != len(want) or not np.array_equal(unmasked["unit"], want["unit"])
+    for way in ("process", "process_online"):
+        s = OnlineSorter(C, FS, model)
+        rng = np.random.default_rng(5)
+        parts, pos = [], 0
+        while pos < data.shape[1]:
+            k = int(rng.choice([1, 7, 256, int(rng.integers(1, 5000))]))
+            parts.append(s.spikes(getattr(s, way)(np.ascontiguousarray(data[:, pos:pos + k]))))
+            pos += k
+        got = _sorted(np.concatenate(parts))
+        for f in got.dtype.names:
+            np.testing.assert_array_equal(got[f], want[f], err_msg=f"{way} {f}")

@@ -11,12 +11,20 @@ The weights depend only on the channel and its displacement, so they are tabulat
 channel on a grid of displacements (``step_um``); a block then needs only each channel's grid
 index, which is what makes the same kernel usable online (no allocation, no Python objects): the
 caller picks the index, :func:`apply_channel_weights` mixes.
+
+**Interpolated or extrapolated.** A channel whose displaced position ``(x, y + d)`` lies inside
+the probe gets weights that sum to 1; outside, the weights decay and the corrected signal is
+only a fraction of the field there (near the probe's ends after a large move). A (channel, grid
+row) is *valid* when its weights sum to at least :data:`VALID_MIN_SUM` (:func:`row_valid`,
+:attr:`DriftTables.valid`): the template matcher leaves a template's rows on channels that are
+not valid at the current displacement out of its fit (:mod:`oe_plugin.kernels.match`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numba
 import numpy as np
@@ -47,11 +55,54 @@ class DriftTables:
         g = self.displacement_um
         return float(g[1] - g[0]) if len(g) > 1 else 1.0
 
+    @cached_property
+    def valid(self) -> np.ndarray:
+        """(C, G) int32: 1 where the channel's correction at that grid row is interpolated
+        (weights sum >= :data:`VALID_MIN_SUM`), 0 where it is extrapolated (computed once)."""
+        out = np.zeros(self.weight.shape[:2], np.int32)
+        table_valid(np.ascontiguousarray(self.weight, np.float32), out)
+        return out
+
     def grid_index(self, displacement_um) -> np.ndarray:
         """Nearest grid index for each displacement (clipped to the grid), int32."""
         g = self.displacement_um
         k = np.rint((np.asarray(displacement_um, np.float64) - g[0]) / self.step_um)
         return np.clip(k, 0, len(g) - 1).astype(np.int32)
+
+
+VALID_MIN_SUM = 0.5
+"""A channel's correction counts as interpolated (valid) when its kriging weights sum to at least
+this (1 inside the probe; outside they decay with the distance to the probe)."""
+
+
+@numba.njit(cache=True, error_model="numpy", nogil=True)
+def row_valid(weight, c, g):
+    """1 when channel ``c``'s correction at grid row ``g`` (clipped to the tables) is interpolated:
+    its taps' weights (float64 sum in table order) >= :data:`VALID_MIN_SUM`; else 0."""
+    n_g = weight.shape[1]
+    g = min(max(g, 0), n_g - 1)
+    acc = 0.0
+    for k in range(weight.shape[2]):
+        acc += np.float64(weight[c, g, k])
+    return 1 if acc >= VALID_MIN_SUM else 0
+
+
+@numba.njit(cache=True, error_model="numpy", nogil=True)
+def table_valid(weight, out):
+    """``out[c, g] = row_valid(weight, c, g)`` for every channel and grid row ((C, G) int32)."""
+    for c in range(min(weight.shape[0], out.shape[0])):
+        for g in range(min(weight.shape[1], out.shape[1])):
+            out[c, g] = row_valid(weight, c, g)
+
+
+@numba.njit(cache=True, error_model="numpy", nogil=True)
+def valid_bins(bin_grid, weight, out):
+    """``out[b, c] = row_valid(weight, c, bin_grid[b, c])``: per interpolation bin, which channels'
+    corrections are interpolated ((B, C) int32, the mask :func:`oe_plugin.kernels.match.
+    match_events` takes)."""
+    for b in range(min(bin_grid.shape[0], out.shape[0])):
+        for c in range(min(bin_grid.shape[1], out.shape[1], weight.shape[0])):
+            out[b, c] = row_valid(weight, c, bin_grid[b, c])
 
 
 def kriging_rows(positions_um: np.ndarray, targets_um: np.ndarray, sigma_um: float,

@@ -32,6 +32,20 @@ the acceptance threshold sits at the trough (chosen per template by the driver).
 is set, ``a T_u`` is subtracted from ``src`` at the matched time (peeling: a spike hidden under
 an overlapping one can then be re-detected in the residual).
 
+**Channels off the probe** (drift correction). After a large probe move, the kriging correction
+of channels near the probe's end reads the field *outside* the probe and only extrapolates it
+(weights summing well below 1, :mod:`oe_plugin.kernels.drift`); a template row there leaves a
+residual of several noise variances per sample and fails its unit's spikes. ``valid`` (B, C)
+int32 (the last argument of :func:`match_events`: per interpolation bin, 1 where the channel's
+correction is interpolated) masks them: an event uses the row of its bin
+(``params[P_VALID_BIN_N]``, ``P_VALID_BIN0``), and its fits, norms and errors leave out every
+template row on a masked channel (subtraction still removes the whole template); a template that
+keeps less than half its energy is no candidate (its unit has left the probe). Without a mask
+(None, or an all-ones one) the results are bit for bit those of the unmasked matcher. The
+offline sorter passes its drift correction's bins (:meth:`offline.sort.preprocess.
+DriftCorrection.valid_bins`), the online sorter the rows that corrected each event
+(:func:`oe_plugin.kernels.sort_kernel.event_valid`), the causal reference the same rows.
+
 **Overlaps no single template fits** (``params[P_PAIR_WINDOW] = L > 0``, with subtraction
 on, ``params[P_MAX_SPIKES] = N >= 2``). When the best single fit ``(u1, s1)`` of an event is
 rejected, the kernel explains the window as up to N spikes (:func:`resolve_overlap`):
@@ -112,7 +126,9 @@ P_OVERLAP_RATE = 12  # overlap attempts earned per stream sample (0: every rejec
 P_OVERLAP_BURST = 13  # most attempts saved up (the budget's capacity)
 P_PARTIAL = 14  # 1: an overlap keeps its verified spikes, the others' fits count as explained
 P_AMP_PRIOR = 15  # l >= 0: a fit pays l |T|^2 (a - 1)^2 for a scale away from 1
-N_PARAMS = 16
+P_VALID_BIN_N = 16  # > 0: event at stream index t uses mask row t // this - P_VALID_BIN0
+P_VALID_BIN0 = 17  # interpolation bin of the mask's row 0
+N_PARAMS = 18
 
 NO_UNIT = -1
 
@@ -120,7 +136,7 @@ NO_UNIT = -1
 def make_params(pre, max_shift, amp_min=0.5, amp_max=2.0, mask=-1, row_offset=0, subtract=True,
                 pair_window=0, max_spikes=2, refit_rounds=3, overlap_rounds=0,
                 pursuit_step=1, overlap_rate=0.0, overlap_burst=0.0, partial=False,
-                amp_prior=0.0):
+                amp_prior=0.0, valid_bin_n=0, valid_bin0=0):
     """The ``params`` array of :func:`match_events` (``pair_window`` 0: no overlap resolution;
     ``max_spikes``: most spikes an overlap resolves into, at most :data:`MAX_SPIKES`)."""
     params = np.zeros(N_PARAMS, dtype=np.float64)
@@ -140,6 +156,8 @@ def make_params(pre, max_shift, amp_min=0.5, amp_max=2.0, mask=-1, row_offset=0,
     params[P_OVERLAP_BURST] = max(0.0, float(overlap_burst))
     params[P_PARTIAL] = 1.0 if partial else 0.0
     params[P_AMP_PRIOR] = max(0.0, float(amp_prior))
+    params[P_VALID_BIN_N] = max(0, int(valid_bin_n))
+    params[P_VALID_BIN0] = int(valid_bin0)
     return params
 
 
@@ -259,13 +277,15 @@ def _layout(n_slot, n_cand, n_sh, wp):
 
 
 @numba.njit(cache=True, error_model="numpy", fastmath=_FAST)
-def _products(fx, xs, iwork, n_ch, cands, n_cand, tpl_chan, tpl_rows, j_lo, j_hi, n_sh, out):
+def _products(fx, xs, iwork, n_ch, cands, n_cand, tpl_chan, tpl_rows, j_lo, j_hi, n_sh, out,
+              vch):
     """``out[q * n_sh + j] = sum_k <fx[slot_k * xs + j :][:Wp], tpl_rows[u, k]>`` for every
     listed candidate ``u = cands[q]`` and shift ``j_lo <= j <= j_hi``: the templates' products
     with the gathered window (float32, vectorised over the padded rows, five shifts a pass;
     ``slot_k = iwork[ch] - 1`` for the row's channel ``ch = tpl_chan[u, k]``, rows with ``ch``
-    outside ``0..n_ch-1`` skipped). The offline and the online path run this one compiled loop
-    (same argument types: scratch views and the tables of :func:`match_tables`)."""
+    outside ``0..n_ch-1`` or masked (``vch[ch] == 0``) skipped). The offline and the online
+    path run this one compiled loop (same argument types: scratch views and the tables of
+    :func:`match_tables`)."""
     wp = tpl_rows.shape[2]
     for q in range(n_cand):
         u = cands[q]
@@ -274,7 +294,7 @@ def _products(fx, xs, iwork, n_ch, cands, n_cand, tpl_chan, tpl_rows, j_lo, j_hi
             out[o_q + j] = 0.0
         for k in range(tpl_chan.shape[1]):
             ch = tpl_chan[u, k]
-            if ch < 0 or ch >= n_ch:
+            if ch < 0 or ch >= n_ch or not _row_on(vch, ch):
                 continue
             t = tpl_rows[u, k]
             o = (iwork[ch] - 1) * xs
@@ -310,7 +330,7 @@ def _products(fx, xs, iwork, n_ch, cands, n_cand, tpl_chan, tpl_rows, j_lo, j_hi
 
 @numba.njit(cache=True, error_model="numpy", fastmath=_FAST)
 def _products_strided(fx, xs, iwork, n_ch, cands, n_cand, tpl_chan, tpl_rows, j_lo, j_hi, n_sh,
-                      out, step):
+                      out, step, vch):
     """:func:`_products` for shifts ``step`` samples apart: ``out[q * n_sh + j]`` is the
     product at window offset ``j * step``. A loop of its own so that the step-1 loop (every
     offline and online single-spike search) keeps its five-shift pass with constant offsets."""
@@ -322,7 +342,7 @@ def _products_strided(fx, xs, iwork, n_ch, cands, n_cand, tpl_chan, tpl_rows, j_
             out[o_q + j] = 0.0
         for k in range(tpl_chan.shape[1]):
             ch = tpl_chan[u, k]
-            if ch < 0 or ch >= n_ch:
+            if ch < 0 or ch >= n_ch or not _row_on(vch, ch):
                 continue
             t = tpl_rows[u, k]
             o = (iwork[ch] - 1) * xs
@@ -332,6 +352,47 @@ def _products_strided(fx, xs, iwork, n_ch, cands, n_cand, tpl_chan, tpl_rows, j_
                 for w in range(wp):
                     acc += x[w] * t[w]
                 out[o_q + j] += acc
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _row_on(vch, ch):
+    """Whether a template row on channel ``ch`` takes part in the fit: not masked by ``vch``
+    (channels at or past ``vch``'s length count as valid; an empty mask masks nothing)."""
+    return ch >= vch.shape[0] or vch[ch] != 0
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _fit_norm2(u, tpl_chan, tpl_rows, tpl_norm2, vch):
+    """``(n2, ok)``: template ``u``'s energy over the rows the fit uses (``tpl_norm2[u]`` itself
+    when no row is masked, so an all-valid mask changes nothing), and whether it keeps at least
+    half its energy (else it is no candidate: its unit has left the probe)."""
+    n2 = np.float64(tpl_norm2[u])
+    masked = False
+    for k in range(tpl_chan.shape[1]):
+        ch = tpl_chan[u, k]
+        if ch >= 0 and not _row_on(vch, ch):
+            masked = True
+            break
+    if not masked:
+        return n2, True
+    kept = 0.0
+    total = 0.0
+    for k in range(tpl_chan.shape[1]):
+        ch = tpl_chan[u, k]
+        acc = 0.0
+        for w in range(tpl_rows.shape[2]):
+            v = np.float64(tpl_rows[u, k, w])
+            acc += v * v
+        total += acc
+        if ch < 0 or _row_on(vch, ch):
+            kept += acc
+    return kept, kept > 0.0 and kept >= 0.5 * total
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _no_mask():
+    """An empty channel mask (every row valid), for the calls that give none."""
+    return np.zeros(0, np.int32)
 
 
 @numba.njit(cache=True, error_model="numpy", fastmath=_FAST)
@@ -345,7 +406,7 @@ def _energy(x, n):
 
 @numba.njit(cache=True, error_model="numpy")
 def _search(src, mask, first, s_lo, s_hi, templates, tpl_rows, tpl_chan, tpl_norm2, n_cand,
-            amp_min, amp_max, work, iwork, step=1, prior=0.0):
+            amp_min, amp_max, work, iwork, vch, step=1, prior=0.0):
     """The candidate (listed in ``iwork[2C : 2C + n_cand]``) and shift ``s`` in ``[s_lo, s_hi]``
     (window row 0 at ``first + s``) that explain most of the window: returns ``(gain, q, shift,
     amplitude, error)`` with ``q`` the winner's index in the list, -1 when no fit has a positive
@@ -357,6 +418,10 @@ def _search(src, mask, first, s_lo, s_hi, templates, tpl_rows, tpl_chan, tpl_nor
     runs, so stale values in ``iwork[:C]`` are never taken for slots); a fit is then one
     vectorised float32 product per row and shift (:func:`_products`, rows zero-padded to
     :data:`PAD`), and the winner's error needs its window energy alone (:func:`_energy`).
+
+    ``vch`` (C,) int32: rows on channels with ``vch[ch] == 0`` (their drift correction is
+    extrapolated) are left out of the fit, the norm and the error; a candidate keeping less
+    than half its energy is skipped (:func:`_fit_norm2`). Empty: every row is used.
     """
     n_ch = src.shape[1]
     n_src = src.shape[0]
@@ -377,7 +442,7 @@ def _search(src, mask, first, s_lo, s_hi, templates, tpl_rows, tpl_chan, tpl_nor
         u = cands[q]
         for k in range(n_k):
             ch = tpl_chan[u, k]
-            if ch < 0 or ch >= n_ch:
+            if ch < 0 or ch >= n_ch or not _row_on(vch, ch):
                 continue
             v = iwork[ch]  # a slot of this search only if the slot names this channel back
             if v >= 1 and v <= n_slot and iwork[n_ch + v - 1] == ch:
@@ -419,14 +484,15 @@ def _search(src, mask, first, s_lo, s_hi, templates, tpl_rows, tpl_chan, tpl_nor
     best_a = 0.0
     if step == 1:
         _products(fx, xs, iwork, n_ch, cands, n_cand, tpl_chan, tpl_rows, j_lo, j_hi, n_sh,
-                  work[o_d:])
+                  work[o_d:], vch)
     else:
         _products_strided(fx, xs, iwork, n_ch, cands, n_cand, tpl_chan, tpl_rows, j_lo, j_hi,
-                          n_sh, work[o_d:], step)
+                          n_sh, work[o_d:], step, vch)
+    best_n2 = 0.0
     for q in range(n_cand):
         u = cands[q]
-        n2 = np.float64(tpl_norm2[u])
-        if n2 <= 0.0:
+        n2, usable = _fit_norm2(u, tpl_chan, tpl_rows, tpl_norm2, vch)
+        if n2 <= 0.0 or not usable:
             continue
         for j in range(j_lo, j_hi + 1):
             dot = work[o_d + q * n_sh + j]
@@ -444,6 +510,7 @@ def _search(src, mask, first, s_lo, s_hi, templates, tpl_rows, tpl_chan, tpl_nor
                 best_q = q
                 best_j = j
                 best_a = a
+                best_n2 = n2
     best_err = np.inf
     if best_q >= 0:
         u = cands[best_q]
@@ -451,12 +518,12 @@ def _search(src, mask, first, s_lo, s_hi, templates, tpl_rows, tpl_chan, tpl_nor
         n_rows = 0
         for k in range(n_k):
             ch = tpl_chan[u, k]
-            if ch >= 0 and ch < n_ch:
+            if ch >= 0 and ch < n_ch and _row_on(vch, ch):
                 x = fx[(iwork[ch] - 1) * xs + best_j * step:]
                 xx += _energy(x, width)
                 n_rows += 1
         dot = work[o_d + best_q * n_sh + best_j]
-        fit = 2.0 * best_a * dot - best_a * best_a * np.float64(tpl_norm2[u])
+        fit = 2.0 * best_a * dot - best_a * best_a * best_n2
         best_err = max(xx - fit, 0.0) / (n_rows * width)
     for i in range(n_slot):
         iwork[iwork[n_ch + i]] = 0
@@ -499,12 +566,23 @@ def _fill_candidates(cand_ptr, cand_idx, c, n_templates, iwork, n_ch, cap):
 
 @numba.njit(cache=True, error_model="numpy")
 def match_one(src, t, c, templates, tpl_chan, tpl_norm2, tpl_rows, cand_ptr, cand_idx,
-              params, work, iwork):
+              params, work, iwork, vch=None):
     """Best template for one event at stream index ``t`` peaking on channel ``c``.
 
     Returns ``(unit, shift, amplitude, error)``; ``unit = -1`` when no candidate fits (no
-    template for ``c``, window outside a plain array, or no positive correlation).
+    template for ``c``, window outside a plain array, or no positive correlation). ``vch``
+    (C,) int32: the channel mask of :func:`_search` (None: every row is used).
     """
+    if vch is None:
+        return _match_one(src, t, c, templates, tpl_chan, tpl_norm2, tpl_rows, cand_ptr,
+                          cand_idx, params, work, iwork, _no_mask())
+    return _match_one(src, t, c, templates, tpl_chan, tpl_norm2, tpl_rows, cand_ptr, cand_idx,
+                      params, work, iwork, vch)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _match_one(src, t, c, templates, tpl_chan, tpl_norm2, tpl_rows, cand_ptr, cand_idx,
+               params, work, iwork, vch):
     pre = np.int64(params[P_PRE])
     max_shift = np.int64(params[P_MAX_SHIFT])
     mask = np.int64(params[P_MASK])
@@ -521,7 +599,7 @@ def match_one(src, t, c, templates, tpl_chan, tpl_norm2, tpl_rows, cand_ptr, can
         return NO_UNIT, 0, 0.0, np.inf
     gain, q, s, a, err = _search(src, mask, first, -max_shift, max_shift, templates, tpl_rows,
                                  tpl_chan, tpl_norm2, n_cand, params[P_AMP_MIN],
-                                 params[P_AMP_MAX], work, iwork, 1, params[P_AMP_PRIOR])
+                                 params[P_AMP_MAX], work, iwork, vch, 1, params[P_AMP_PRIOR])
     if q < 0:
         return NO_UNIT, 0, 0.0, np.inf
     return iwork[2 * n_ch + q], s, a, err
@@ -578,12 +656,13 @@ def _union_candidates(u1, tpl_chan, cand_ptr, cand_idx, n_templates, iwork, n_ch
 
 @numba.njit(cache=True, error_model="numpy")
 def _fit_one(src, mask, t, u, s_lo, s_hi, templates, tpl_rows, tpl_chan, tpl_norm2, amp_min,
-             amp_max, row_offset, pre, work, iwork, prior=0.0):
+             amp_max, row_offset, pre, work, iwork, vch, prior=0.0):
     """Template ``u`` alone at ``t + s``, ``s`` in ``[s_lo, s_hi]``: (gain, shift, a, error)."""
     n_ch = src.shape[1]
     iwork[2 * n_ch] = u
     g, q, s, a, e = _search(src, mask, t - row_offset - pre, s_lo, s_hi, templates, tpl_rows,
-                            tpl_chan, tpl_norm2, 1, amp_min, amp_max, work, iwork, 1, prior)
+                            tpl_chan, tpl_norm2, 1, amp_min, amp_max, work, iwork, vch, 1,
+                            prior)
     if q < 0:
         return 0.0, 0, 0.0, np.inf
     return g, s, a, e
@@ -600,7 +679,7 @@ def _n_kept(work, n):
 
 @numba.njit(cache=True, error_model="numpy")
 def _pursue(src, n, n_max, t1, u1, window, templates, tpl_chan, tpl_norm2, tpl_rows, cand_ptr,
-            cand_idx, params, work, iwork, cap):
+            cand_idx, params, work, iwork, cap, vch):
     """Greedy picks (subtracted and listed) until ``n_max`` spikes are kept, the list is full,
     or the best pick explains less than a quarter of its template's energy (noise, or a
     clipped-up sliver of a spike). Returns the slots used."""
@@ -616,8 +695,10 @@ def _pursue(src, n, n_max, t1, u1, window, templates, tpl_chan, tpl_norm2, tpl_r
             break
         gain, q, s, a, _ = _search(src, mask, t1 - row_offset - pre, -window, window, templates,
                                    tpl_rows, tpl_chan, tpl_norm2, n_cand, params[P_AMP_MIN],
-                                   params[P_AMP_MAX], work, iwork, step, params[P_AMP_PRIOR])
-        if q < 0 or gain < 0.25 * np.float64(tpl_norm2[iwork[2 * n_ch + q]]):
+                                   params[P_AMP_MAX], work, iwork, vch, step,
+                                   params[P_AMP_PRIOR])
+        if q < 0 or gain < 0.25 * _fit_norm2(iwork[2 * n_ch + q], tpl_chan, tpl_rows,
+                                             tpl_norm2, vch)[0]:
             break
         u = iwork[2 * n_ch + q]
         subtract_fit(src, t1 + s, u, a, templates, tpl_chan, params)
@@ -627,7 +708,8 @@ def _pursue(src, n, n_max, t1, u1, window, templates, tpl_chan, tpl_norm2, tpl_r
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _polish(src, n, max_shift, templates, tpl_chan, tpl_norm2, tpl_rows, params, work, iwork):
+def _polish(src, n, max_shift, templates, tpl_chan, tpl_norm2, tpl_rows, params, work, iwork,
+            vch):
     """One cheap round: each kept spike put back and its own template refitted (±S shifts,
     scale) on what the others leave."""
     pre = np.int64(params[P_PRE])
@@ -640,7 +722,7 @@ def _polish(src, n, max_shift, templates, tpl_chan, tpl_norm2, tpl_rows, params,
         subtract_fit(src, ti, u, -a, templates, tpl_chan, params)
         g, r, b, _ = _fit_one(src, mask, ti, u, -max_shift, max_shift, templates, tpl_rows,
                               tpl_chan, tpl_norm2, params[P_AMP_MIN], params[P_AMP_MAX],
-                              row_offset, pre, work, iwork, params[P_AMP_PRIOR])
+                              row_offset, pre, work, iwork, vch, params[P_AMP_PRIOR])
         if g > 0.0:
             ti, a = ti + r, b
         subtract_fit(src, ti, u, a, templates, tpl_chan, params)
@@ -649,7 +731,7 @@ def _polish(src, n, max_shift, templates, tpl_chan, tpl_norm2, tpl_rows, params,
 
 @numba.njit(cache=True, error_model="numpy")
 def _worst_spike(src, n, thresholds, templates, tpl_chan, tpl_norm2, tpl_rows, params, work,
-                 iwork):
+                 iwork, vch):
     """Each kept spike's error on the window with every other kept spike removed (stored in the
     list); the slot of the one furthest above its threshold, -1 when all pass."""
     pre = np.int64(params[P_PRE])
@@ -664,7 +746,7 @@ def _worst_spike(src, n, thresholds, templates, tpl_chan, tpl_norm2, tpl_rows, p
         subtract_fit(src, ti, u, -a, templates, tpl_chan, params)
         g, _, _, e = _fit_one(src, mask, ti, u, 0, 0, templates, tpl_rows, tpl_chan, tpl_norm2,
                               params[P_AMP_MIN], params[P_AMP_MAX], row_offset, pre, work, iwork,
-                              params[P_AMP_PRIOR])
+                              vch, params[P_AMP_PRIOR])
         subtract_fit(src, ti, u, a, templates, tpl_chan, params)
         work[_SPIKES + 5 * i + 3] = e
         ratio = e / thresholds[u] if thresholds[u] > 0 else np.inf
@@ -678,11 +760,11 @@ def _worst_spike(src, n, thresholds, templates, tpl_chan, tpl_norm2, tpl_rows, p
 
 @numba.njit(cache=True, error_model="numpy")
 def _drop_worst(src, n, thresholds, templates, tpl_chan, tpl_norm2, tpl_rows, params, work,
-                iwork):
+                iwork, vch):
     """Put back (add to ``src``) the kept spike furthest above its threshold, if any; returns
     whether one was dropped (False: every kept spike is verified)."""
     worst = _worst_spike(src, n, thresholds, templates, tpl_chan, tpl_norm2, tpl_rows, params,
-                         work, iwork)
+                         work, iwork, vch)
     if worst < 0:
         return False
     u, ti, a = _spike(work, worst)
@@ -693,7 +775,7 @@ def _drop_worst(src, n, thresholds, templates, tpl_chan, tpl_norm2, tpl_rows, pa
 
 @numba.njit(cache=True, error_model="numpy")
 def _refit_overlap(src, n, t1, u1, window, max_shift, templates, tpl_chan, tpl_norm2, tpl_rows,
-                   cand_ptr, cand_idx, params, work, iwork, cap):
+                   cand_ptr, cand_idx, params, work, iwork, cap, vch):
     """Coordinate descent over the kept spikes of the list (three rounds): each in turn is put
     back and its template and time re-chosen within ±window of ``t1`` for what the others
     leave; then a unit fitted twice within ±S keeps its first fit."""
@@ -713,8 +795,8 @@ def _refit_overlap(src, n, t1, u1, window, max_shift, templates, tpl_chan, tpl_n
             if n_cand > 0:
                 g, q, r, b, _ = _search(src, mask, t1 - row_offset - pre, -window, window,
                                         templates, tpl_rows, tpl_chan, tpl_norm2, n_cand,
-                                        params[P_AMP_MIN], params[P_AMP_MAX], work, iwork, 1,
-                                        params[P_AMP_PRIOR])
+                                        params[P_AMP_MIN], params[P_AMP_MAX], work, iwork, vch,
+                                        1, params[P_AMP_PRIOR])
                 if q >= 0:
                     u, ti, a = iwork[2 * n_ch + q], t1 + r, b
             subtract_fit(src, ti, u, a, templates, tpl_chan, params)
@@ -732,11 +814,23 @@ def _refit_overlap(src, n, t1, u1, window, max_shift, templates, tpl_chan, tpl_n
 
 @numba.njit(cache=True, error_model="numpy")
 def resolve_overlap(src, t, c, u1, s1, a1, templates, tpl_chan, tpl_norm2, tpl_rows, cand_ptr,
-                    cand_idx, thresholds, params, work, iwork, n_max):
+                    cand_idx, thresholds, params, work, iwork, n_max, vch=None):
     """Explain a rejected event (best single fit ``u1`` at ``t + s1``, scale ``a1``) as up to
     ``n_max`` overlapping spikes (module docstring). Returns the number of accepted spikes;
     they are listed in ``work`` (:func:`overlap_spike`), each within its template's threshold
-    with the others removed. With 0, ``src`` is left as it was (up to float32 rounding)."""
+    with the others removed. With 0, ``src`` is left as it was (up to float32 rounding).
+    ``vch``: the channel mask of :func:`_search` (None: every row is used)."""
+    if vch is None:
+        return _resolve_overlap(src, t, c, u1, s1, a1, templates, tpl_chan, tpl_norm2,
+                                tpl_rows, cand_ptr, cand_idx, thresholds, params, work, iwork,
+                                n_max, _no_mask())
+    return _resolve_overlap(src, t, c, u1, s1, a1, templates, tpl_chan, tpl_norm2, tpl_rows,
+                            cand_ptr, cand_idx, thresholds, params, work, iwork, n_max, vch)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _resolve_overlap(src, t, c, u1, s1, a1, templates, tpl_chan, tpl_norm2, tpl_rows, cand_ptr,
+                     cand_idx, thresholds, params, work, iwork, n_max, vch):
     max_shift = np.int64(params[P_MAX_SHIFT])
     window = np.int64(params[P_PAIR_WINDOW])
     n_templates = templates.shape[0]
@@ -758,19 +852,19 @@ def resolve_overlap(src, t, c, u1, s1, a1, templates, tpl_chan, tpl_norm2, tpl_r
     partial = params[P_PARTIAL] != 0.0
     for r in range(rounds):
         n = _pursue(src, n, n_max, t1, u1, window, templates, tpl_chan, tpl_norm2, tpl_rows,
-                    cand_ptr, cand_idx, params, work, iwork, cap)
+                    cand_ptr, cand_idx, params, work, iwork, cap, vch)
         _polish(src, n, max_shift, templates, tpl_chan, tpl_norm2, tpl_rows, params, work,
-                iwork)
+                iwork, vch)
         if _worst_spike(src, n, thresholds, templates, tpl_chan, tpl_norm2, tpl_rows, params,
-                        work, iwork) < 0:
+                        work, iwork, vch) < 0:
             break
         if partial and r == rounds - 1:
             break  # the last round's full explanation goes to the partial check below
         _refit_overlap(src, n, t1, u1, window, max_shift, templates, tpl_chan, tpl_norm2,
-                       tpl_rows, cand_ptr, cand_idx, params, work, iwork, cap)
+                       tpl_rows, cand_ptr, cand_idx, params, work, iwork, cap, vch)
         # the worst one is put back; the others are refitted and verified again
         if not _drop_worst(src, n, thresholds, templates, tpl_chan, tpl_norm2, tpl_rows, params,
-                           work, iwork) or _n_kept(work, n) == 0:
+                           work, iwork, vch) or _n_kept(work, n) == 0:
             break
     # whatever the rounds left: only verified spikes are kept
     if partial:
@@ -778,7 +872,7 @@ def resolve_overlap(src, t, c, u1, s1, a1, templates, tpl_chan, tpl_norm2, tpl_r
         # explains is not held against them), then it alone is put back for a later pass
         while _n_kept(work, n) > 0:
             worst = _worst_spike(src, n, thresholds, templates, tpl_chan, tpl_norm2, tpl_rows,
-                                 params, work, iwork)
+                                 params, work, iwork, vch)
             if worst < 0:
                 break
             work[_SPIKES + 5 * worst + 4] = -1.0
@@ -789,7 +883,7 @@ def resolve_overlap(src, t, c, u1, s1, a1, templates, tpl_chan, tpl_norm2, tpl_r
                 work[_SPIKES + 5 * i + 4] = 0.0
     while (not partial and _n_kept(work, n) > 0
            and _drop_worst(src, n, thresholds, templates, tpl_chan, tpl_norm2, tpl_rows, params,
-                           work, iwork)):
+                           work, iwork, vch)):
         pass
     # compact the kept spikes to the front of the list
     k = 0
@@ -848,6 +942,7 @@ def match_events(
     out_shift2,
     out_amp2,
     out_err2,
+    valid=None,
 ):
     """Match events in the given order (sort them by time for peeling); returns the number of
     accepted spikes (``out_ok.sum()``).
@@ -866,7 +961,41 @@ def match_events(
     out_shift2``, scale ``out_amp2``, error ``out_err2``; X = their length // E, so (E,)
     outputs resolve pairs at most. With a ring (``mask != -1``) the caller must keep
     ``pre + max_shift + pair_window`` samples before and after each event in it.
+
+    valid (B, C) int32, optional: which channels' drift corrections are interpolated (1) or
+    extrapolated (0) per interpolation bin (:func:`oe_plugin.kernels.drift.valid_bins`); an
+    event at stream index ``t`` uses row ``t // params[P_VALID_BIN_N] - params[P_VALID_BIN0]``
+    (clipped to ``0..B-1``; row 0 when ``P_VALID_BIN_N`` is 0), and its fits leave out
+    template rows on masked channels (:func:`_search`). None, no rows or no columns: every row
+    is used (bit for bit the unmasked matcher).
     """
+    if valid is None:
+        return _match_events(src, ev_t, ev_c, templates, tpl_chan, tpl_norm2, tpl_rows,
+                             cand_ptr, cand_idx, thresholds, params, work, iwork, out_unit,
+                             out_shift, out_amp, out_err, out_ok, out_unit2, out_shift2,
+                             out_amp2, out_err2, np.zeros((1, 0), np.int32))
+    return _match_events(src, ev_t, ev_c, templates, tpl_chan, tpl_norm2, tpl_rows, cand_ptr,
+                         cand_idx, thresholds, params, work, iwork, out_unit, out_shift,
+                         out_amp, out_err, out_ok, out_unit2, out_shift2, out_amp2, out_err2,
+                         valid)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _event_mask(valid, t, params):
+    """The channel mask row of an event at stream index ``t`` (empty: no mask)."""
+    n_b = valid.shape[0]
+    n_c = valid.shape[1] if n_b > 0 else 0
+    b = 0
+    bin_n = np.int64(params[P_VALID_BIN_N]) if params.shape[0] > P_VALID_BIN0 else 0
+    if bin_n > 0 and n_b > 0:
+        b = min(max(t // bin_n - np.int64(params[P_VALID_BIN0]), 0), n_b - 1)
+    return valid[b, :n_c]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _match_events(src, ev_t, ev_c, templates, tpl_chan, tpl_norm2, tpl_rows, cand_ptr,
+                  cand_idx, thresholds, params, work, iwork, out_unit, out_shift, out_amp,
+                  out_err, out_ok, out_unit2, out_shift2, out_amp2, out_err2, valid):
     n_events = min(ev_t.shape[0], ev_c.shape[0], out_unit.shape[0], out_shift.shape[0],
                    out_amp.shape[0], out_err.shape[0], out_ok.shape[0])
     n_extra = min(out_unit2.shape[0], out_shift2.shape[0], out_amp2.shape[0],
@@ -885,8 +1014,9 @@ def match_events(
             out_unit2[i] = NO_UNIT
         return -1
     for e in range(n_events):
-        u, s, a, err = match_one(src, ev_t[e], ev_c[e], templates, tpl_chan, tpl_norm2,
-                                 tpl_rows, cand_ptr, cand_idx, params, work, iwork)
+        vch = _event_mask(valid, ev_t[e], params)
+        u, s, a, err = _match_one(src, ev_t[e], ev_c[e], templates, tpl_chan, tpl_norm2,
+                                  tpl_rows, cand_ptr, cand_idx, params, work, iwork, vch)
         for j in range(per_event):
             i = e * per_event + j
             out_unit2[i] = NO_UNIT
@@ -898,9 +1028,9 @@ def match_events(
         if ok and subtract:
             subtract_fit(src, ev_t[e] + s, u, a, templates, tpl_chan, params)
         elif not ok and overlaps and u >= 0 and _take_overlap_attempt(work, params, ev_t[e]):
-            found = resolve_overlap(src, ev_t[e], ev_c[e], u, s, a, templates, tpl_chan,
-                                    tpl_norm2, tpl_rows, cand_ptr, cand_idx, thresholds,
-                                    params, work, iwork, n_max)
+            found = _resolve_overlap(src, ev_t[e], ev_c[e], u, s, a, templates, tpl_chan,
+                                     tpl_norm2, tpl_rows, cand_ptr, cand_idx, thresholds,
+                                     params, work, iwork, n_max, vch)
             if found > 0:
                 u, t_k, a, err = overlap_spike(work, 0)
                 s = t_k - ev_t[e]
@@ -945,10 +1075,12 @@ def _match_entry(addresses, shapes):
         arg_i32_1d(addresses, shapes, 19),
         arg_f32_1d(addresses, shapes, 20),
         arg_f32_1d(addresses, shapes, 21),
+        arg_i32_2d(addresses, shapes, 22),
     )
 
 
 match_entry = cfunc_entry(_match_entry)
 """C entry over :func:`match_events`, arguments in its order through an ArgTable. Online, set
 argument 0 to the ring, 1/2 to the block's events (``ArgTable.set`` with the event count as the
-length), and read the outputs' first ``n`` entries."""
+length), and read the outputs' first ``n`` entries. Argument 22 is the channel mask ``valid``
+(B, C) int32 (a (1, 0) array: no mask)."""

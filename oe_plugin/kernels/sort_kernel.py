@@ -19,7 +19,9 @@ signal processing of its own, only the bookkeeping that makes the stream look li
 3. detected events wait in a FIFO until the ring holds every sample their match may read or
    peel (``t + need_after`` samples written); then each is matched **in detection order** by
    :func:`match_events` with ``mask = R - 1`` (accepted fits are subtracted from the ring, and
-   rejected events may be resolved as overlapping pairs, exactly as offline).
+   rejected events may be resolved as overlapping pairs, exactly as offline); with a drift stage,
+   template rows on channels whose correction was extrapolated at the event's time are left out
+   of its fit (:func:`event_valid`, the matcher's channel mask).
 
 Because events are matched in the same global order and each one sees exactly the samples (and
 earlier subtractions) it would see in one array, the labels do not depend on the block sizes:
@@ -104,14 +106,47 @@ def displacement_used(t, c, sparams, bin_grid, tstate, chd):
 
 
 @numba.njit(cache=True, error_model="numpy")
+def event_valid(t, sparams, bin_grid, tstate, chd, d_valid, vmask):
+    """``vmask[0, c]`` <- whether channel ``c``'s drift correction at stream sample ``t`` was
+    interpolated (``d_valid[c, g]`` of the grid row ``g`` that corrected it: the bin's row, or
+    with tracking the live row / the one before it, :func:`displacement_used`): the matcher's
+    channel mask for the event. Without a drift stage all ones; a (1, 0) ``vmask`` is left
+    empty (no mask)."""
+    if vmask.shape[0] == 0:
+        return
+    n_c = vmask.shape[1]
+    bin_n = np.int64(sparams[SP_DRIFT_BIN_N])
+    n_b = bin_grid.shape[0]
+    n_g = d_valid.shape[1]
+    if bin_n <= 0 or n_b == 0 or n_g == 0 or d_valid.shape[0] < n_c:
+        for c in range(n_c):
+            vmask[0, c] = 1
+        return
+    tracking = tstate[TR.TS_ON] != 0.0
+    step = tstate[TR.TS_GRID_STEP_UM]
+    b = min(max(t // bin_n, 0), n_b - 1)
+    for c in range(n_c):
+        g = 0
+        if tracking:
+            if step > 0.0 and c < chd.shape[1]:
+                d = TR.used_displacement(tstate, chd, t, c)
+                g = np.int64(np.rint((d - tstate[TR.TS_GRID0_UM]) / step))
+        elif c < bin_grid.shape[1]:
+            g = bin_grid[b, c]
+        g = min(max(g, 0), n_g - 1)
+        vmask[0, c] = d_valid[c, g]
+
+
+@numba.njit(cache=True, error_model="numpy")
 def drain_ready(written, mring, noise, q_t, q_c, q_a, templates, tpl_chan, tpl_norm2,
                 tpl_rows, cand_ptr, cand_idx, thresholds, tpl_peak_uv, mparams, work, iwork,
                 e_t, e_c, o_unit, o_shift, o_amp, o_err, o_ok, o_unit2, o_shift2, o_amp2, o_err2,
                 out_t, out_c, out_a, out_u, sparams, scount, out_d, bin_grid, tstate, pk_t, pk_v,
-                positions, loc_ptr, loc_idx, loc_work, chd):
+                positions, loc_ptr, loc_idx, loc_work, chd, d_valid, vmask):
     """Match, in FIFO order, every queued event whose window is complete (``written`` samples
     are in the ring); with motion tracking on, each is first localized into the peak ring
-    (:func:`oe_plugin.kernels.motion_track.push_peak`)."""
+    (:func:`oe_plugin.kernels.motion_track.push_peak`). Each is matched with the channel mask
+    of its time (:func:`event_valid`)."""
     mmask = mring.shape[0] - 1
     need_after = np.int64(sparams[SP_NEED_AFTER])
     cap = q_t.shape[0]
@@ -132,9 +167,10 @@ def drain_ready(written, mring, noise, q_t, q_c, q_a, templates, tpl_chan, tpl_n
         if tstate[TR.TS_ON] != 0.0:
             TR.push_peak(tstate, mring, mmask, t, c, loc_ptr, loc_idx, positions, loc_work, chd,
                          pk_t, pk_v)
+        event_valid(t, sparams, bin_grid, tstate, chd, d_valid, vmask)
         M.match_events(mring, e_t, e_c, templates, tpl_chan, tpl_norm2, tpl_rows, cand_ptr,
                        cand_idx, thresholds, mparams, work, iwork, o_unit, o_shift, o_amp, o_err,
-                       o_ok, o_unit2, o_shift2, o_amp2, o_err2)
+                       o_ok, o_unit2, o_shift2, o_amp2, o_err2, vmask)
         ok = o_ok[0]
         scount[S_MATCHED] += 1
         if ok >= 1:
@@ -162,7 +198,8 @@ def sort_block(data, noise, inv_noise, scratch,
                o_shift, o_amp, o_err, o_ok, o_unit2, o_shift2, o_amp2, o_err2, out_t, out_c,
                out_a, out_u, sparams, scount, dbuf, bin_grid, d_index, d_weight, out_d, tstate,
                pk_t, pk_v, positions, loc_ptr, loc_idx, loc_work, cls_edges, rast, ref, win_g,
-               skern, cc, pval, ch_map, ch_frac, chd, hist, l_index, l_weight, l_grid):
+               skern, cc, pval, ch_map, ch_frac, chd, hist, l_index, l_weight, l_grid, d_valid,
+               vmask):
     """Process one block ``data`` (C, N) float32 µV; returns the records written to ``out_*``.
 
     The detector state (``sos`` .. ``det_counters``) is :class:`SpikeDetector`'s, with
@@ -176,6 +213,9 @@ def sort_block(data, noise, inv_noise, scratch,
     :class:`oe_plugin.online.motion_tracker.Tracker`); sub-chunks end at its update samples;
     the correction then reads the live row's taps from ``l_index`` / ``l_weight`` (C, 1, K)
     through ``l_grid`` (1, C) zeros.
+    Channel mask of the matcher: ``d_valid`` (C, G) int32 the tables' valid flags
+    (:attr:`oe_plugin.kernels.drift.DriftTables.valid`), ``vmask`` (1, C) int32 scratch
+    rewritten per event (:func:`event_valid`); a (1, 0) ``vmask``: no mask.
     """
     n_ch = data.shape[0]
     n = data.shape[1]
@@ -240,7 +280,7 @@ def sort_block(data, noise, inv_noise, scratch,
                         iwork, e_t, e_c, o_unit, o_shift, o_amp, o_err, o_ok, o_unit2, o_shift2,
                         o_amp2, o_err2, out_t, out_c, out_a, out_u, sparams, scount, out_d,
                         bin_grid, tstate, pk_t, pk_v, positions, loc_ptr, loc_idx, loc_work,
-                        chd)
+                        chd, d_valid, vmask)
         else:
             for e in range(k):
                 c = det_c[e]
@@ -343,6 +383,9 @@ def _sort_entry(addresses, shapes):
         DR.arg_i32_3d(addresses, shapes, 81),
         DR.arg_f32_3d(addresses, shapes, 82),
         arg_i32_2d(addresses, shapes, 83),
+        # the matcher's channel mask
+        arg_i32_2d(addresses, shapes, 84),
+        arg_i32_2d(addresses, shapes, 85),
     )
 
 

@@ -36,6 +36,7 @@ from oe_plugin.kernels import detect_kernel as D
 from oe_plugin.kernels import sort_kernel as K
 from oe_plugin.kernels._entry import ArgTable, entry_caller
 from oe_plugin.kernels.detector import SpikeDetector
+from oe_plugin.kernels.drift import table_valid
 from oe_plugin.kernels.match import P_MASK, make_params, match_tables, reset_overlap_budget
 from oe_plugin.online.match_model import SortModel, match_params
 from oe_plugin.online.motion_tracker import Tracker
@@ -145,11 +146,17 @@ class OnlineSorter:
             self.d_index = np.ascontiguousarray(dr.index, np.int32)
             self.d_weight = np.ascontiguousarray(dr.weight, np.float32)
             self.sparams[K.SP_DRIFT_BIN_N] = float(dr.bin_n)
+            # template rows on channels whose correction is extrapolated are left out of fits
+            self.d_valid = np.zeros(self.d_weight.shape[:2], np.int32)
+            table_valid(self.d_weight, self.d_valid)
+            self.vmask = np.ones((1, c), np.int32)
         else:
             self.dbuf = np.zeros((1, 1), np.float32)
             self.bin_grid = np.zeros((1, 1), np.int32)
             self.d_index = np.zeros((1, 1, 1), np.int32)
             self.d_weight = np.zeros((1, 1, 1), np.float32)
+            self.d_valid = np.zeros((1, 1), np.int32)
+            self.vmask = np.zeros((1, 0), np.int32)  # no mask
         self._dummy_block = np.zeros((c, 1), np.float32)
         self._alloc_outputs(max_block)
         self.reset()
@@ -175,7 +182,7 @@ class OnlineSorter:
                 self.thresholds, self.tpl_peak_uv, self.mparams, self.work, self.iwork,
                 *self.one, self.out_t, self.out_c, self.out_a, self.out_u, self.sparams,
                 self.scount, self.dbuf, self.bin_grid, self.d_index, self.d_weight, self.out_d,
-                *self.tracker.arrays())
+                *self.tracker.arrays(), self.d_valid, self.vmask)
 
     def reset(self) -> None:
         """Back to the state before the first sample (a new acquisition)."""
@@ -314,7 +321,8 @@ class UpstreamClassifier:
                                                                self.n_channels, self.params)
         self._table = ArgTable([self.src, self.ev_t, self.ev_c, self.templates, chan0, norm0,
                                 self.tpl_rows, self.cand_ptr, self.cand_idx, self.thresholds,
-                                self.params, self.work, self.iwork, *self.one])
+                                self.params, self.work, self.iwork, *self.one,
+                                np.zeros((1, 0), np.int32)])  # no channel mask
         self._caller = entry_caller(match_entry)
         cap = int(capacity)
         self.out_t = np.zeros(cap, np.int64)

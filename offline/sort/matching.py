@@ -64,11 +64,17 @@ def match_chunk(job: SortJob, index: int, templates: TemplateSet, thresholds: np
     cand_ptr, cand_idx = templates.candidates(prep.n_channels)
     thr = (np.full(templates.n_units, np.inf, np.float32) if calibrate
            else np.asarray(thresholds, np.float32))
+    # drift-corrected traces: template rows on channels whose correction is extrapolated (off
+    # the probe's end after a large move) are left out of the fits, per interpolation bin
+    valid, valid_bin_n, valid_bin0 = (prep.drift.valid_bins(lo, hi, g.sample_rate_hz)
+                                      if prep.drift is not None
+                                      else (np.zeros((1, 0), np.int32), 0, 0))
     params = make_params(pre, s.max_shift_samples, s.amplitude_min, s.amplitude_max,
                          mask=-1, row_offset=lo, subtract=not calibrate,
                          pair_window=pair, max_spikes=s.max_overlap_spikes,
                          refit_rounds=s.overlap_refit_rounds, overlap_rounds=s.overlap_cycles,
-                         partial=s.overlap_partial, amp_prior=s.amplitude_prior)
+                         partial=s.overlap_partial, amp_prior=s.amplitude_prior,
+                         valid_bin_n=valid_bin_n, valid_bin0=valid_bin0)
     extra = max(1, s.max_overlap_spikes - 1)  # extra spikes per event the outputs hold
     norms, tpl_rows, work, iwork = match_tables(templates.waveforms, cand_ptr,
                                                  prep.n_channels, params)
@@ -102,7 +108,7 @@ def match_chunk(job: SortJob, index: int, templates: TemplateSet, thresholds: np
         err2 = np.zeros(n * extra, np.float32)
         match_events(src, t, c, templates.waveforms, templates.channels, norms, tpl_rows,
                      cand_ptr, cand_idx, thr, params, work, iwork, unit, shift, amp, err, ok,
-                     unit2, shift2, amp2, err2)
+                     unit2, shift2, amp2, err2, valid)
         # an event whose spike was accepted is done; a rejected one is tried again if a later
         # pass re-detects it (the spikes around it may have been subtracted since)
         done = ok > 0

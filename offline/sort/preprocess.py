@@ -35,7 +35,8 @@ from oe_plugin.kernels.bandpass import (
     design_bandpass,
     make_filter_state,
 )
-from oe_plugin.kernels.drift import DriftTables, correct_block, drift_tables
+from oe_plugin.kernels.drift import DriftTables, correct_block, drift_tables, motion_bin_grid
+from oe_plugin.kernels.drift import valid_bins as drift_valid_bins
 from oe_plugin.kernels.motion import Motion
 from oe_plugin.kernels.noise import MAD_TO_SIGMA
 from oe_plugin.kernels.reference import median_reference
@@ -126,6 +127,21 @@ class DriftCorrection:
             tab = _TABLES[key] = drift_tables(self.positions_um, reach, 0.5, self.sigma_um,
                                               groups=self.groups)
         return tab
+
+    def valid_bins(self, start: int, stop: int, sample_rate_hz: float):
+        """The matcher's channel mask for samples ``[start, stop)``: ``(valid (B, C) int32,
+        bin_n, first bin)`` — per interpolation bin, which channels' corrections are
+        interpolated (:func:`oe_plugin.kernels.drift.valid_bins`; ``make_params(valid_bin_n=
+        bin_n, valid_bin0=first bin)``)."""
+        bin_n = max(1, int(round(self.interp_bin_s * sample_rate_hz)))
+        b0 = max(0, int(start)) // bin_n
+        b1 = max(int(start), int(stop) - 1) // bin_n
+        tab = self.tables()
+        depth = np.asarray(self.positions_um, np.float64)[:, 1]
+        grid = motion_bin_grid(self.motion, tab, depth, sample_rate_hz, bin_n, b0, b1 - b0 + 1)
+        out = np.zeros(grid.shape, np.int32)
+        drift_valid_bins(grid, tab.weight, out)
+        return out, bin_n, b0
 
     def apply(self, x: np.ndarray, first_sample: int, sample_rate_hz: float) -> np.ndarray:
         return correct_block(x, first_sample, sample_rate_hz, self.motion, self.tables(),
