@@ -182,7 +182,12 @@ class SerialDecoder(DecoderBase):
 
     def _advance(self, s: int) -> None:
         """Everything due strictly before an event at ``s``; every decision depends on event
-        times only, never on when the next event happens to arrive (block invariance)."""
+        times only, never on when the next event happens to arrive (block invariance): two
+        deadlines that have both passed are taken in time order."""
+        if (self._cand >= 0 and self._w_start >= 0 and s > self._cand + self.skew_samples
+                and self._cand + self.skew_samples < self._w_start + self._word_done):
+            # the next frame edge was confirmed while this frame's word was still arriving
+            self._confirm()
         if self._w_start >= 0 and s > self._w_start + self._word_done:
             self._end_word()
         p = self._p_edge
