@@ -149,3 +149,43 @@ def test_pairs_kept_apart_are_never_merged_again():
     apart[0, 1] = apart[1, 0] = True
     left, _, _, still = merge_dense(dense, known, counts, 0.1, 2, apart=apart)
     assert len(left) == 2 and still[0, 1] and still[1, 0]
+
+
+def _bursting_cell_beside_a_smaller_one(rng, with_smaller=True):
+    """One peak channel's snippets (n, 4, 30): cell A spread over the 4 rows, its amplitude
+    shrinking within bursts (x 0.8 per spike, 4 levels); cell B, 2/3 of A's first spike, on
+    the first row only, so A's late spikes fill the amplitude gap between them."""
+    k, w = 4, 30
+    wave = -np.exp(-0.5 * ((np.arange(w) - 10) / 2.0) ** 2)
+    fa = np.array([1.0, 0.8, 0.6, 0.3])[:, None] * wave
+    fb = np.array([1.0, 0.4, 0.15, 0.05])[:, None] * wave
+    scale_a = 12.0 * 0.8 ** rng.integers(0, 4, 600) * rng.normal(1, 0.05, 600)
+    parts, truth = [scale_a[:, None, None] * fa + rng.standard_normal((600, k, w))], [0] * 600
+    if with_smaller:
+        scale_b = 8.0 * rng.normal(1, 0.05, 500)
+        parts.append(scale_b[:, None, None] * fb + rng.standard_normal((500, k, w)))
+        truth += [1] * 500
+    return np.concatenate(parts).astype(np.float32), np.asarray(truth)
+
+
+def test_shape_split_separates_a_bursting_cell_from_a_smaller_neighbour():
+    snip_nb = (np.array([0, 4], np.int32), np.arange(4, dtype=np.int32))
+
+    def clusters(snippets, shape):
+        s = replace(SortSettings(), split_shape=shape)
+        return cluster_snippets(snippets, np.zeros(len(snippets), np.int32), snip_nb, s,
+                                np.random.default_rng(0))
+
+    for seed in range(3):
+        snippets, truth = _bursting_cell_beside_a_smaller_one(np.random.default_rng(seed))
+        # by size the two cells are one cloud; by shape, two clusters, each one cell
+        assert len(clusters(snippets, False)) == 1
+        parts = [np.bincount(truth[cl.members], minlength=2) for cl in clusters(snippets, True)]
+        assert len(parts) == 2
+        assert sorted(int(c.argmax()) for c in parts) == [0, 1]
+        for counts in parts:
+            assert counts.max() >= 0.98 * counts.sum() and counts.sum() >= 400
+        # the bursting cell alone: the shape test cuts nothing more than the size test did
+        alone, _ = _bursting_cell_beside_a_smaller_one(np.random.default_rng(seed), False)
+        by_size = sorted(len(cl.members) for cl in clusters(alone, False))
+        assert sorted(len(cl.members) for cl in clusters(alone, True)) == by_size

@@ -87,10 +87,15 @@ def cluster_snippets(snippets, snippet_c, snip_nb, settings, rng) -> list[Cluste
                 continue
             members = np.flatnonzero(labels == lab)
             local = settings.split_pca_components
-            for part in split_bimodal(x if local else feats, members, settings.min_cluster_size,
-                                      settings.split_trough, rng,
-                                      local_components=local):
-                clusters.append(Cluster(int(ch), idx[part]))
+            parts = split_bimodal(x if local else feats, members, settings.min_cluster_size,
+                                  settings.split_trough, rng, local_components=local)
+            if settings.split_shape:
+                shape = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-9)
+                parts = [q for part in parts
+                         for q in split_bimodal(shape if local else pca_features(
+                             shape, settings.pca_components), part, settings.min_cluster_size,
+                             settings.split_trough, rng, local_components=local)]
+            clusters.extend(Cluster(int(ch), idx[part]) for part in parts)
     return clusters
 
 

@@ -94,6 +94,11 @@ class SortSettings:
     split_pca_components: int = 10
     """Each split test runs in the tested cluster's own top principal components (of its
     members' snippets), this many (0 = in the group's ``pca_components``, as HDBSCAN saw them)."""
+    split_shape: bool = True
+    """After the split tests, each part is tested again on its snippets divided by their own
+    norm: the *shape* of the footprint, whatever the size. A bursting cell's spikes shrink
+    within a burst and fill the amplitude gap to a smaller neighbour; their shapes still
+    differ."""
     merge_distance: float = 0.1
     """Templates closer than this (squared difference / smaller energy, best shift) merge."""
     min_unit_spikes: int = 25
