@@ -605,7 +605,8 @@ def main(argv=None) -> int:
     previous = interrupt.install()
     try:
         code = args.func(args)
-    except (SettingsError, ProbeError, RecordingError, SortFileError, FileNotFoundError) as exc:
+    except (SettingsError, ProbeError, RecordingError, SortFileError, FileNotFoundError,
+            FileExistsError) as exc:
         print(f"sweepsort {args.command}: {exc}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:

@@ -88,6 +88,34 @@ class Built:
     timings_s: dict
 
 
+SIM_MARKER = ".sweepsort-sim"
+
+
+def clear_previous_simulation(out_dir: Path) -> None:
+    """Make ``out_dir`` ready for a new simulation: a previous one's ``recording/`` and
+    ``truth/`` are removed (their session files would otherwise be matched against the new
+    recording's TTLs); a ``recording/`` folder that is not a simulation's is refused, untouched.
+    A simulation is recognised by the marker file written before anything else, or (older
+    runs) by its ``truth/truth.json``."""
+    import shutil
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    session_root, truth_json = out_dir / "recording", out_dir / "truth" / "truth.json"
+    ours = (out_dir / SIM_MARKER).is_file()
+    if not ours and truth_json.is_file():
+        try:
+            ours = json.loads(truth_json.read_text()).get("format") == "sweepsort-sim-truth"
+        except (OSError, ValueError):
+            ours = False
+    if session_root.exists() and any(session_root.iterdir()) and not ours:
+        raise FileExistsError(f"{session_root} exists and is not a previous sweepsort simulation; "
+                         "give the simulation an empty or new output folder")
+    if ours:
+        for d in (session_root, out_dir / "truth"):
+            shutil.rmtree(d, ignore_errors=True)
+    (out_dir / SIM_MARKER).write_text("a sweepsort simulation writes recording/ and truth/ here\n")
+
+
 def build_experiment(out_dir, cfg: SimConfig = SimConfig(), log=print) -> Built:
     from oe_plugin.probe import load_probe
     from oe_plugin.protocol.encoder import TRANSITION_DTYPE
@@ -97,6 +125,7 @@ def build_experiment(out_dir, cfg: SimConfig = SimConfig(), log=print) -> Built:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
+    clear_previous_simulation(out_dir)
     session_root = out_dir / "recording"
     stim_dir = session_root / "stim"
     rec_dir = session_root / "Record Node 101" / "experiment1" / "recording1"
