@@ -7,7 +7,13 @@ import numpy as np
 
 from oe_plugin.kernels._entry import ArgTable, entry_caller
 from oe_plugin.kernels.drift import drift_tables, valid_bins
-from oe_plugin.kernels.match import make_params, match_entry, match_events, match_tables
+from oe_plugin.kernels.match import (
+    MIN_KEPT_ENERGY,
+    make_params,
+    match_entry,
+    match_events,
+    match_tables,
+)
 from oe_plugin.waveforms import biphasic_spike
 
 PRE, WIDTH, N_CH = 10, 30, 8
@@ -82,7 +88,25 @@ def test_edge_unit_rejected_without_mask_accepted_with_it():
     assert np.all(shift == 0) and np.all(np.abs(amp - 1) < 0.15) and np.all(err < 1.6)
 
 
-def test_template_keeping_less_than_half_its_energy_is_no_candidate():
+def test_template_keeping_a_quarter_of_its_energy_is_still_a_candidate():
+    """Unit 0 (rows 0.5, 0.8, 1.0, 0.6 on channels 0-3) with channels 1-2 masked keeps 27 % of
+    its energy (a unit leaving the probe, seen on its outer rows): still found."""
+    rng = np.random.default_rng(4)
+    tpl, chans = _templates()
+    x = rng.standard_normal((3000, N_CH)).astype(np.float32)
+    t = 1000
+    x[t - PRE:t - PRE + WIDTH, chans[0]] += tpl[0].T
+    energy = (tpl[0].astype(np.float64) ** 2).sum(1)
+    assert MIN_KEPT_ENERGY <= (energy[0] + energy[3]) / energy.sum() < 0.5
+    thr = np.full(3, 50.0, np.float32)
+    params = make_params(PRE, 2, subtract=False)
+    mask = np.ones((1, N_CH), np.int32)
+    mask[0, 1:3] = 0
+    _, outs, _ = _match(x.copy(), [t], [0], params, thr, mask)
+    assert outs[0][0] == 0 and outs[1][0] == 0 and abs(outs[2][0] - 1) < 0.2
+
+
+def test_template_keeping_less_than_a_quarter_of_its_energy_is_no_candidate():
     rng = np.random.default_rng(3)
     tpl, chans = _templates()
     x = rng.standard_normal((3000, N_CH)).astype(np.float32)

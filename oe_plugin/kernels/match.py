@@ -40,7 +40,8 @@ int32 (the last argument of :func:`match_events`: per interpolation bin, 1 where
 correction is interpolated) masks them: an event uses the row of its bin
 (``params[P_VALID_BIN_N]``, ``P_VALID_BIN0``), and its fits, norms and errors leave out every
 template row on a masked channel (subtraction still removes the whole template); a template that
-keeps less than half its energy is no candidate (its unit has left the probe). Without a mask
+keeps less than :data:`MIN_KEPT_ENERGY` (a quarter) of its energy is no candidate (its unit has
+left the probe). Without a mask
 (None, or an all-ones one) the results are bit for bit those of the unmasked matcher. The
 offline sorter passes its drift correction's bins (:meth:`offline.sort.preprocess.
 DriftCorrection.valid_bins`), the online sorter the rows that corrected each event
@@ -126,6 +127,12 @@ P_OVERLAP_RATE = 12  # overlap attempts earned per stream sample (0: every rejec
 P_OVERLAP_BURST = 13  # most attempts saved up (the budget's capacity)
 P_PARTIAL = 14  # 1: an overlap keeps its verified spikes, the others' fits count as explained
 P_AMP_PRIOR = 15  # l >= 0: a fit pays l |T|^2 (a - 1)^2 for a scale away from 1
+MIN_KEPT_ENERGY = 0.25
+"""A template whose rows on unmasked channels keep less than this fraction of its energy is no
+candidate (its unit has left the corrected frame). A quarter, not a half: a unit drifting off
+the probe's end is still recorded there by its footprint's inner rows (mono64 live benchmark,
+seed 101: a unit 20 µm past the last contact kept 25-30 % of its template energy, was 38 µV on
+the end contact, and was lost at a half)."""
 P_VALID_BIN_N = 16  # > 0: event at stream index t uses mask row t // this - P_VALID_BIN0
 P_VALID_BIN0 = 17  # interpolation bin of the mask's row 0
 N_PARAMS = 18
@@ -365,7 +372,8 @@ def _row_on(vch, ch):
 def _fit_norm2(u, tpl_chan, tpl_rows, tpl_norm2, vch):
     """``(n2, ok)``: template ``u``'s energy over the rows the fit uses (``tpl_norm2[u]`` itself
     when no row is masked, so an all-valid mask changes nothing), and whether it keeps at least
-    half its energy (else it is no candidate: its unit has left the probe)."""
+    :data:`MIN_KEPT_ENERGY` of its energy (else it is no candidate: its unit has left the
+    probe)."""
     n2 = np.float64(tpl_norm2[u])
     masked = False
     for k in range(tpl_chan.shape[1]):
@@ -386,7 +394,7 @@ def _fit_norm2(u, tpl_chan, tpl_rows, tpl_norm2, vch):
         total += acc
         if ch < 0 or _row_on(vch, ch):
             kept += acc
-    return kept, kept > 0.0 and kept >= 0.5 * total
+    return kept, kept > 0.0 and kept >= MIN_KEPT_ENERGY * total
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -421,7 +429,8 @@ def _search(src, mask, first, s_lo, s_hi, templates, tpl_rows, tpl_chan, tpl_nor
 
     ``vch`` (C,) int32: rows on channels with ``vch[ch] == 0`` (their drift correction is
     extrapolated) are left out of the fit, the norm and the error; a candidate keeping less
-    than half its energy is skipped (:func:`_fit_norm2`). Empty: every row is used.
+    than :data:`MIN_KEPT_ENERGY` of its energy is skipped (:func:`_fit_norm2`). Empty: every
+    row is used.
     """
     n_ch = src.shape[1]
     n_src = src.shape[0]
