@@ -349,12 +349,17 @@ def test_stats_reader_rejects_a_write_under_way(tmp_path):
     tb.time_counts[...] = 1
     w = StatsFileWriter(path, 3, 10, 2, 4, SIG_LEN, {}, FS, 200.0, chunk_bytes=4096)
     w.start(tb, 10, 300, 2, 4, 5)
-    assert not w.busy and read_stats(path)[1]["samples_processed"] == 5
+    assert w.busy  # packed; the file is written by the next call
+    assert w.step() and not w.busy and read_stats(path)[1]["samples_processed"] == 5
+    w.start(tb, 10, 300, 2, 4, 6)  # a packed write leaves the file as it was
+    assert w.busy and read_stats(path, retries=1)[1]["samples_processed"] == 5
+    w.finish()
+    assert read_stats(path)[1]["samples_processed"] == 6
     tb = one_experiment_tables(3, 1000, 4)
     big = StatsFileWriter(tmp_path / "b" / "online_stats.bin", 3, 1000, 2, 4, SIG_LEN, {}, FS,
                           200.0, chunk_bytes=4096)
     big.start(tb, 1000, 300, 2, 4, 7)
-    assert big.busy  # 24 kB in 4 kB pieces: the header says "under way"
+    assert not big.step() and big.busy  # 24 kB in 4 kB pieces: the header says "under way"
     with pytest.raises(ValueError, match="being rewritten"):
         read_stats(big.path, retries=1)
     while not big.step():
@@ -364,7 +369,7 @@ def test_stats_reader_rejects_a_write_under_way(tmp_path):
 
 
 def test_stats_write_cost_small_tables(tmp_path):
-    """200 units, 60 one-second bins, 100 sweep indices: a write (pack + in-place write) costs
+    """200 units, 60 one-second bins, 100 sweep indices: a write (pack, then in-place write) costs
     well under a millisecond typically (the bench reports it under load)."""
     path = tmp_path / "s" / "online_stats.bin"
     rows = 201
@@ -376,7 +381,7 @@ def test_stats_write_cost_small_tables(tmp_path):
     for k in range(30):
         t0 = time.perf_counter()
         w.start(tb, 60, 30000, 2, 100, k)
-        assert not w.busy
+        assert w.step() and not w.busy
         cost.append(time.perf_counter() - t0)
     arrays, meta = read_stats(path.parent.parent)
     np.testing.assert_array_equal(arrays["time_counts"], tb.time_counts[:, :60])
