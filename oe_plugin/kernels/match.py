@@ -41,8 +41,8 @@ correction is interpolated) masks them: an event uses the row of its bin
 (``params[P_VALID_BIN_N]``, ``P_VALID_BIN0``), and its fits, norms and errors leave out every
 template row on a masked channel (subtraction still removes the whole template); a template that
 keeps less than :data:`MIN_KEPT_ENERGY` (a quarter) of its energy is no candidate (its unit has
-left the probe). Without a mask
-(None, or an all-ones one) the results are bit for bit those of the unmasked matcher. The
+left the probe). Without a mask (None, or an all-ones one) the results are bit for bit those of
+the unmasked matcher. The
 offline sorter passes its drift correction's bins (:meth:`offline.sort.preprocess.
 DriftCorrection.valid_bins`), the online sorter the rows that corrected each event
 (:func:`oe_plugin.kernels.sort_kernel.event_valid`), the causal reference the same rows.

@@ -108,8 +108,8 @@ def clear_previous_simulation(out_dir: Path) -> None:
         except (OSError, ValueError):
             ours = False
     if session_root.exists() and any(session_root.iterdir()) and not ours:
-        raise FileExistsError(f"{session_root} exists and is not a previous sweepsort simulation; "
-                         "give the simulation an empty or new output folder")
+        raise FileExistsError(f"{session_root} exists and is not a previous sweepsort "
+                              "simulation; give the simulation an empty or new output folder")
     if ours:
         for d in (session_root, out_dir / "truth"):
             shutil.rmtree(d, ignore_errors=True)

@@ -82,19 +82,24 @@ def cluster_snippets(snippets, snippet_c, snip_nb, settings, rng) -> list[Cluste
             allow_single_cluster=True,
             copy=True,
         ).fit_predict(feats)
+        local = settings.split_pca_components
+        by_size = x if local else feats
+        by_shape = None
+        if settings.split_shape:  # each snippet over its own norm
+            by_shape = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-9)
+            if not local:
+                by_shape = pca_features(by_shape, settings.pca_components)
         for lab in np.unique(labels):
             if lab < 0:
                 continue
             members = np.flatnonzero(labels == lab)
-            local = settings.split_pca_components
-            parts = split_bimodal(x if local else feats, members, settings.min_cluster_size,
+            parts = split_bimodal(by_size, members, settings.min_cluster_size,
                                   settings.split_trough, rng, local_components=local)
-            if settings.split_shape:
-                shape = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-9)
+            if by_shape is not None:
                 parts = [q for part in parts
-                         for q in split_bimodal(shape if local else pca_features(
-                             shape, settings.pca_components), part, settings.min_cluster_size,
-                             settings.split_trough, rng, local_components=local)]
+                         for q in split_bimodal(by_shape, part, settings.min_cluster_size,
+                                                settings.split_trough, rng,
+                                                local_components=local)]
             clusters.extend(Cluster(int(ch), idx[part]) for part in parts)
     return clusters
 
