@@ -37,13 +37,15 @@ def _train(rng, start_s, stop_s, rate_hz=8.0):
     return (t * FS).astype(np.int64)
 
 
-def _groups(templates, trains, positions=None):
+def _groups(templates, trains, positions=None, ends=None):
     t = np.concatenate(trains)
     unit = np.concatenate([np.full(len(x), u, np.int32) for u, x in enumerate(trains)])
     order = np.argsort(t, kind="stable")
     pos = np.zeros((len(templates), 2)) if positions is None else np.asarray(positions, float)
     return drift_groups(t[order], unit[order], np.stack(templates), pos, FS, DURATION_S,
-                        S.drift_merge_max_distance, S.drift_merge_max_overlap).tolist()
+                        S.drift_merge_max_distance, S.drift_merge_max_overlap,
+                        end_depths_um=ends,
+                        end_max_distance=S.drift_merge_end_max_distance).tolist()
 
 
 def test_a_unit_split_in_time_is_joined():
@@ -89,6 +91,30 @@ def test_other_shapes_and_far_units_are_not_joined():
                    positions=[[0, 0], [0, 200]]) == [0, 1]
 
 
+def test_at_the_probe_end_a_truncated_phase_template_is_joined():
+    """A cell at the probe's end: in one drift phase its corrected template lost the rows past
+    the end (zeroed here), so the two phase templates are far apart (> drift_merge_max_distance)
+    but within drift_merge_end_max_distance; joined there, not in the probe's middle, and not
+    when the two fire together."""
+    rng = np.random.default_rng(5)
+    whole = _template(1.5)
+    cut = whole.copy()
+    cut[:2] = 0.0  # rows 0-1 read the field beyond the end: masked
+    d = shape_distance(whole, cut)
+    assert S.drift_merge_max_distance < d < S.drift_merge_end_max_distance
+    turns = [_train(rng, 0, 60), _train(rng, 60, 120)]
+    ends = (0.0, 620.0)
+    at_end = [[32.0, 0.0], [32.0, 20.0]]
+    assert _groups([whole, cut], turns, positions=at_end, ends=ends) == [0, 0]
+    assert _groups([whole, cut], turns, positions=at_end) == [0, 1]  # no ends given
+    middle = [[32.0, 300.0], [32.0, 320.0]]
+    assert _groups([whole, cut], turns, positions=middle, ends=ends) == [0, 1]
+    other_end = [[32.0, 0.0], [32.0, 600.0]]  # one near each end (and > RADIUS_UM apart)
+    assert _groups([whole, cut], turns, positions=other_end, ends=ends) == [0, 1]
+    together = [_train(rng, 0, 120), _train(rng, 0, 120)]
+    assert _groups([whole, cut], together, positions=at_end, ends=ends) == [0, 1]
+
+
 def test_helpers():
     x = _template(2.0)
     assert shape_distance(x, x) == 0.0
@@ -105,6 +131,8 @@ def test_settings_validate_the_drift_join():
         SortSettings(drift_merge_max_overlap=1.5).check()
     with pytest.raises(ValueError, match="drift_merge_max_distance"):
         SortSettings(drift_merge_max_distance=-1).check()
+    with pytest.raises(ValueError, match="drift_merge_end_max_distance"):
+        SortSettings(drift_merge_end_max_distance=-1).check()
 
 
 def _split(templates, trains):

@@ -265,6 +265,12 @@ def sort_recording(source: RecordingSource, out_dir, settings: AllSettings | Non
     return result
 
 
+def _probe_ends_um(probe) -> tuple[float, float]:
+    """The depths of the probe's first and last contacts (µm)."""
+    y = np.asarray(probe.positions_um, np.float64)[:, 1]
+    return float(y.min()), float(y.max())
+
+
 def _assemble(matched, templates: TemplateSet, thresholds, job, rec, probe, g, pre,
               motion_applied: bool = False):
     s = job.settings.sort
@@ -311,7 +317,8 @@ def _assemble(matched, templates: TemplateSet, thresholds, job, rec, probe, g, p
         group = drift_groups(spike_index, np.where(unit >= 0, unit_of[np.maximum(unit, 0)], -1),
                              dense_heads, np.asarray(probe.positions_um)[peak_ch[heads]],
                              g.sample_rate_in_hz, duration, s.drift_merge_max_distance,
-                             s.drift_merge_max_overlap)
+                             s.drift_merge_max_overlap, end_depths_um=_probe_ends_um(probe),
+                             end_max_distance=s.drift_merge_end_max_distance)
         counts = np.bincount(unit[unit >= 0], minlength=len(keep))
         n_before = len(heads)
         unit_of, heads = units_of_groups(group[unit_of], counts)

@@ -169,6 +169,11 @@ class SortSettings:
     each other; :mod:`offline.sort.drift_merge`)."""
     drift_merge_max_distance: float = 0.7
     """Largest template distance (the template merge's) of a drift-split pair."""
+    drift_merge_end_max_distance: float = 4.0
+    """The same for a pair whose peak channels both lie within 40 µm of the same end of the
+    probe, where correction leaves one cell's drift-phase templates far apart (drifting tuning
+    seeds: such joins at 0.76-3.26, all of one cell; one at 7.47 joined a cell with a noise
+    unit; 0 = the same limit as elsewhere)."""
     drift_merge_max_overlap: float = 0.2
     """Largest overlap of two groups' time profiles (5 s bins; 1 = the same profile). Chosen on
     the drifting tuning seeds: 164 well-detected units without the join; 170-172 at 0.3-0.7 /
@@ -211,6 +216,8 @@ class SortSettings:
         require(self.template_row_min >= 0, f"{section}.template_row_min", "must be >= 0")
         require(0 <= self.burst_max_residual < 1, f"{section}.burst_max_residual",
                 "must be in [0, 1)")
+        require(self.drift_merge_end_max_distance >= 0,
+                f"{section}.drift_merge_end_max_distance", "must be >= 0")
         require(self.drift_merge_max_distance >= 0, f"{section}.drift_merge_max_distance",
                 "must be >= 0")
         require(0 <= self.drift_merge_max_overlap <= 1, f"{section}.drift_merge_max_overlap",
