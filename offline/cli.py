@@ -132,9 +132,16 @@ def cmd_replay(args) -> int:
 
     from oe_plugin.host.blocks import gui_block_size
     from oe_plugin.host.replay import replay
-    from offline.online_spikes import read_online_spikes, read_online_spikes_meta
+    from offline.online_spikes import (
+        online_spike_files,
+        read_online_spikes,
+        read_online_spikes_meta,
+    )
 
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="sweepsort-replay-"))
+    # the module never overwrites a spike file: an earlier replay's files in the same folder
+    # stay, and this run's are the ones that were not there before it
+    earlier = set(online_spike_files(out))
     report = replay(
         args.recording,
         args.module,
@@ -156,12 +163,16 @@ def cmd_replay(args) -> int:
         f"real-time budget per {block}-sample block: {block / fs * 1e3:.1f} ms; "
         f"process() p99 uses {100 * report.latency_p99_ms / (block / fs * 1e3):.2f} % of it"
     )
-    try:
-        spikes = read_online_spikes(out)
-    except FileNotFoundError:
+    written = [p for p in online_spike_files(out) if p not in earlier]
+    if not written:
         print(f"the module wrote no spike file under {out}")
         return 0
-    probes = sorted({str(m["metadata"]["probe"]) for m in read_online_spikes_meta(out)
+    if earlier:
+        print(f"({len(earlier)} spike file(s) of earlier runs under {out} are not counted)")
+    spikes = np.concatenate([read_online_spikes(p) for p in written])
+    spikes = spikes[np.argsort(spikes["sample_number"], kind="stable")]
+    probes = sorted({str(m["metadata"]["probe"]) for p in written
+                     for m in read_online_spikes_meta(p)
                      if (m.get("metadata") or {}).get("probe")})
     if probes:
         config = args.config or _default_config(args.module) or "the module's defaults"

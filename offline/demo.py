@@ -195,6 +195,26 @@ def run_demo(out, *, quick: bool = False, probe: str = "polytrode54", jobs: int 
     return summary
 
 
+REPLAY_MARKER = ".sweepsort-demo-replay"
+
+
+def fresh_replay_dir(d: Path) -> None:
+    """Make ``d`` (one session's replay folder) empty for a new replay. The pipeline module
+    never overwrites its numbered online files (``online_sweeps_000.bin``, ``_001`` …) and the
+    analysis reads them all, so an earlier demo run's files there would be counted again. Such
+    a folder (the marker file, or from older runs the demo's ``pipeline.toml``) is emptied; any
+    other non-empty folder is refused, untouched."""
+    import shutil
+
+    if d.exists() and any(d.iterdir()):
+        if not ((d / REPLAY_MARKER).is_file() or (d / "pipeline.toml").is_file()):
+            raise FileExistsError(f"{d} exists and is not a sweepsort demo replay folder; give "
+                                  "the demo an empty or new output folder")
+        shutil.rmtree(d)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / REPLAY_MARKER).write_text("sweepsort demo replays a session here (emptied on re-run)\n")
+
+
 def _run_online(built, sort_dir: Path, online_dir: Path, fs: float, log) -> dict:
     from oe_plugin.host.session import run_session
     from oe_plugin.host.sources import RecordingSource
@@ -205,7 +225,7 @@ def _run_online(built, sort_dir: Path, online_dir: Path, fs: float, log) -> dict
     result = {}
     for s, (lo, hi) in zip(built.sessions, built.session_windows, strict=True):
         d = online_dir / s.name
-        d.mkdir(parents=True, exist_ok=True)
+        fresh_replay_dir(d)
         toml = d / "pipeline.toml"
         # the window is played as a new acquisition: its motion starts lo samples into the sort
         toml.write_text(

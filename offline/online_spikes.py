@@ -55,6 +55,15 @@ def read_online_spikes_meta(recording_dir: str | os.PathLike) -> list[dict]:
     return record_files.read_meta(recording_dir, _KIND)
 
 
+def online_spike_files(recording_dir: str | os.PathLike) -> list[Path]:
+    """The online spike files :func:`read_online_spikes` would read under ``recording_dir``
+    (sorted by path); empty when there are none or the folder does not exist."""
+    try:
+        return record_files.find_record_files(recording_dir, _KIND.format)
+    except FileNotFoundError:
+        return []
+
+
 def read_online_spikes(recording_dir: str | os.PathLike) -> np.ndarray:
     """All online detections under ``recording_dir``, sorted by sample number (stable).
 

@@ -46,6 +46,15 @@ def test_replay_reports_and_agrees_with_offline(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "process() p50" in out and "identical to online" in out
     assert f"probe: stereotrodes16 (the module's [detect] probe, from {GUI_CONFIG})" in out
+    first = [line for line in out.splitlines() if "spikes detected online" in line]
+    # again into the same folder: the first run's spike file stays and is not counted
+    code = main(["replay", str(DATA), "--node", "101",
+                 "--module", str(ROOT / "oe_plugin" / "modules" / "spike_detector.py"),
+                 "--config", str(GUI_CONFIG), "--compare-offline", "--out", str(tmp_path)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "1 spike file(s) of earlier runs" in out and "identical to online" in out
+    assert [line for line in out.splitlines() if "spikes detected online" in line] == first
 
 
 def test_bad_input_is_a_clear_error(tmp_path, capsys):

@@ -1,4 +1,5 @@
-"""A simulation's output folder: a previous simulation there is replaced, anything else is kept.
+"""A simulation's output folder: a previous simulation there is replaced, anything else is kept;
+the same for the demo's per-session replay folders.
 
 The demo's analysis matches every session file under ``recording/stim`` against the decoded
 TTLs, so a second ``sweepsort demo`` into the same folder once found the first run's session
@@ -11,6 +12,7 @@ import json
 import pytest
 
 from offline.cli import main
+from offline.demo import REPLAY_MARKER, fresh_replay_dir
 from offline.sim.build import SIM_MARKER, clear_previous_simulation
 
 
@@ -51,3 +53,22 @@ def test_a_foreign_recording_folder_is_refused_untouched(tmp_path, capsys):
 def test_a_new_or_empty_folder_gets_the_marker(tmp_path):
     clear_previous_simulation(tmp_path / "new")
     assert (tmp_path / "new" / SIM_MARKER).is_file()
+
+
+def test_a_previous_replay_folder_is_emptied_a_foreign_one_refused(tmp_path):
+    # an earlier demo run's numbered online files would be read again with the new ones
+    old = tmp_path / "old" / "sweepsort"
+    old.mkdir(parents=True)
+    (old / "online_sweeps_000.bin").write_bytes(b"x")
+    (tmp_path / "old" / "pipeline.toml").write_text("[match]\n")  # a run before the marker
+    fresh_replay_dir(tmp_path / "old")
+    assert sorted(p.name for p in (tmp_path / "old").iterdir()) == [REPLAY_MARKER]
+    (tmp_path / "old" / "online_sweeps_001.bin").write_bytes(b"y")  # a run with the marker
+    fresh_replay_dir(tmp_path / "old")
+    assert sorted(p.name for p in (tmp_path / "old").iterdir()) == [REPLAY_MARKER]
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep")
+    with pytest.raises(FileExistsError, match="not a sweepsort demo replay folder"):
+        fresh_replay_dir(foreign)
+    assert (foreign / "notes.txt").read_text() == "keep"
