@@ -189,3 +189,31 @@ def test_shape_split_separates_a_bursting_cell_from_a_smaller_neighbour():
         alone, _ = _bursting_cell_beside_a_smaller_one(np.random.default_rng(seed), False)
         by_size = sorted(len(cl.members) for cl in clusters(alone, False))
         assert sorted(len(cl.members) for cl in clusters(alone, True)) == by_size
+
+
+def _elongated_pair(rng, two=True, n=400, d=10):
+    """Two clouds 6 apart along e0 whose noise is stretched (variance 1 + 4) along (e0 + e1):
+    on the line between their centres they overlap, across the stretch they do not."""
+    v = np.zeros(d)
+    v[:2] = 1 / np.sqrt(2)
+    cov = np.eye(d) + 4.0 * np.outer(v, v)
+    a = rng.multivariate_normal(np.zeros(d), cov, n)
+    if not two:
+        return a, np.zeros(n, int)
+    b = rng.multivariate_normal(6.0 * np.eye(d)[0], cov, n)
+    return np.vstack([a, b]), np.r_[np.zeros(n, int), np.ones(n, int)]
+
+
+def test_fisher_split_separates_clouds_the_centre_line_mixes():
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        x, truth = _elongated_pair(rng)
+        members = np.arange(len(x))
+        assert len(split_bimodal(x, members, 25, 0.5, rng)) == 1
+        parts = split_bimodal(x, members, 25, 0.5, rng, fisher=True)
+        assert len(parts) == 2
+        for p in parts:
+            assert np.bincount(truth[p], minlength=2).max() >= 0.93 * len(p)
+        # one stretched cloud: any projection of it is unimodal, so no cut
+        one, _ = _elongated_pair(rng, two=False, n=800)
+        assert len(split_bimodal(one, np.arange(len(one)), 25, 0.5, rng, fisher=True)) == 1

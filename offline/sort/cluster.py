@@ -94,21 +94,25 @@ def cluster_snippets(snippets, snippet_c, snip_nb, settings, rng) -> list[Cluste
                 continue
             members = np.flatnonzero(labels == lab)
             parts = split_bimodal(by_size, members, settings.min_cluster_size,
-                                  settings.split_trough, rng, local_components=local)
+                                  settings.split_trough, rng, local_components=local,
+                                  fisher=settings.split_fisher)
             if by_shape is not None:
                 parts = [q for part in parts
                          for q in split_bimodal(by_shape, part, settings.min_cluster_size,
                                                 settings.split_trough, rng,
-                                                local_components=local)]
+                                                local_components=local,
+                                                fisher=settings.split_fisher)]
             clusters.extend(Cluster(int(ch), idx[part]) for part in parts)
     return clusters
 
 
 def split_bimodal(feats, members, min_size, trough, rng, depth=3,
-                  local_components=0) -> list[np.ndarray]:
+                  local_components=0, fisher=False) -> list[np.ndarray]:
     """``members`` (indices into ``feats`` (n, d)) split into unimodal parts (see the module
     doc). ``local_components`` > 0: each test (at every depth) runs in the top principal
-    components of the members being tested, not in ``feats`` as given."""
+    components of the members being tested, not in ``feats`` as given. ``fisher``: the test
+    projects on the 2-means halves' Fisher direction (their pooled covariance's inverse times
+    the line between the centres) instead of that line itself."""
     if trough <= 0 or depth == 0 or len(members) < 2 * min_size:
         return [members]
     x = feats[members]
@@ -116,18 +120,38 @@ def split_bimodal(feats, members, min_size, trough, rng, depth=3,
         x = pca_features(x, local_components)
     centres = _two_means(x)
     axis = centres[1] - centres[0]
+    if fisher:
+        axis = _fisher_axis(x, centres)
     norm = np.linalg.norm(axis)
     if norm <= 0:
         return [members]
-    proj = (x - centres[0]) @ (axis / norm)  # centre 0 at 0, centre 1 at norm
-    cut = bimodal_cut(proj, norm, trough)
+    axis = axis / norm
+    proj = (x - centres[0]) @ axis  # centre 0 at 0, centre 1 at far
+    far = float((centres[1] - centres[0]) @ axis)
+    cut = bimodal_cut(proj, far, trough)
     if cut is None:
         return [members]
     left, right = members[proj < cut], members[proj >= cut]
     if len(left) < min_size or len(right) < min_size:
         return [members]
-    return (split_bimodal(feats, left, min_size, trough, rng, depth - 1, local_components)
-            + split_bimodal(feats, right, min_size, trough, rng, depth - 1, local_components))
+    return (split_bimodal(feats, left, min_size, trough, rng, depth - 1, local_components,
+                          fisher)
+            + split_bimodal(feats, right, min_size, trough, rng, depth - 1, local_components,
+                            fisher))
+
+
+def _fisher_axis(x, centres) -> np.ndarray:
+    """``Sw^-1 (c1 - c0)``: Sw the summed covariance of the two 2-means halves of ``x`` (n, d)
+    (regularised by 1e-6 of its mean variance); the line between the centres when a half has
+    too few points for a covariance."""
+    delta = centres[1] - centres[0]
+    side = ((x - centres[1]) ** 2).sum(axis=1) < ((x - centres[0]) ** 2).sum(axis=1)
+    d = x.shape[1]
+    if side.sum() <= d or (~side).sum() <= d:
+        return delta
+    sw = np.cov(x[side].T).reshape(d, d) + np.cov(x[~side].T).reshape(d, d)
+    ridge = 1e-6 * max(float(np.trace(sw)) / d, 1e-12)
+    return np.linalg.solve(sw + ridge * np.eye(d), delta)
 
 
 def bimodal_cut(proj, far, trough) -> float | None:

@@ -94,6 +94,10 @@ class SortSettings:
     split_pca_components: int = 10
     """Each split test runs in the tested cluster's own top principal components (of its
     members' snippets), this many (0 = in the group's ``pca_components``, as HDBSCAN saw them)."""
+    split_fisher: bool = True
+    """Each split test projects on the Fisher direction of its 2-means halves instead of the
+    line between their centres (two units whose clouds are elongated along other directions
+    overlap on that line; any projection of one Gaussian cloud stays unimodal)."""
     split_shape: bool = True
     """After the split tests, each part is tested again on its snippets divided by their own
     norm: the *shape* of the footprint, whatever the size. A bursting cell's spikes shrink
