@@ -620,15 +620,23 @@ def main(argv=None) -> int:
             FileExistsError) as exc:
         print(f"sweepsort {args.command}: {exc}", file=sys.stderr)
         code = 2
+    except Exception:
+        if not interrupt.pressed():
+            raise
+        return _interrupted(args.command)  # cleanup turned the KeyboardInterrupt into this
     except KeyboardInterrupt:
-        resume = "; re-run the same command to resume" if args.command == "sort" else ""
-        print(f"sweepsort {args.command}: interrupted{resume}", file=sys.stderr)
-        return 130
+        return _interrupted(args.command)
     finally:
         interrupt.restore(previous)
     if argv is None and args.command in _FAST_EXIT:
         _fast_exit(code)
     return code
+
+
+def _interrupted(command: str) -> int:
+    resume = "; re-run the same command to resume" if command == "sort" else ""
+    print(f"sweepsort {command}: interrupted{resume}", file=sys.stderr)
+    return 130
 
 
 _FAST_EXIT = ("detect", "info")

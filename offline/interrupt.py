@@ -63,3 +63,10 @@ def check() -> None:
     was not, or when the handler was never installed)."""
     if _pressed.is_set():
         raise KeyboardInterrupt
+
+
+def pressed() -> bool:
+    """Whether Ctrl-C was pressed since :func:`install`: an exception that cleanup code raised
+    while a ``KeyboardInterrupt`` unwound (``zipfile`` refusing to close a half-written member
+    of an ``np.savez``) is then the interrupt, not an error."""
+    return _pressed.is_set()

@@ -163,3 +163,27 @@ def test_a_ctrl_c_swallowed_by_a_del_is_raised_at_the_next_check(capsys):
         interrupt.restore(previous)
         signal.signal(signal.SIGINT, outer)
     interrupt.check()  # restore() forgets it: nothing is raised any more
+
+
+def test_an_error_raised_while_ctrl_c_unwinds_is_the_interrupt(tmp_path, capsys, monkeypatch):
+    """Ctrl-C inside ``np.savez`` makes zipfile's cleanup raise a ValueError in its place (seen
+    in CI: a traceback and exit 1 instead of the one-line message); the CLI knows a key was
+    pressed and reports the interrupt. Without a press the error stays an error."""
+    import offline.cli as cli
+    from offline import interrupt
+
+    def unwinding(args):
+        interrupt._pressed.set()  # what the SIGINT handler does before raising
+        raise ValueError("Can't close the ZIP file while there is an open writing handle on it")
+
+    monkeypatch.setattr(cli, "cmd_detect", unwinding)
+    argv = ["detect", str(tmp_path), "--out", str(tmp_path / "o")]
+    assert cli_main(argv) == 130
+    assert capsys.readouterr().err == "sweepsort detect: interrupted\n"
+
+    def failing(args):
+        raise ValueError("a real bug")
+
+    monkeypatch.setattr(cli, "cmd_detect", failing)
+    with pytest.raises(ValueError, match="a real bug"):
+        cli_main(argv)
