@@ -10,8 +10,10 @@ on two adjacent peak channels gives two clusters; :mod:`offline.sort.templates` 
 HDBSCAN keeps two units together when their clouds touch (e.g. a small unit and a larger one
 whose amplitude ratio differs only on some channels). Each cluster is therefore tested for a
 **bimodal split** (:func:`split_bimodal`, as ISO-SPLIT does it): 2-means, projection onto the
-line through the two centres, split when the smoothed histogram of that projection has a trough
-below ``split_trough`` of the smaller of its two modes; recursively. Each test runs in the
+line through the two centres (or, ``split_fisher``, on the halves' Fisher direction: two units
+whose noise is stretched along another direction overlap on the centre line but not across the
+stretch), split when the smoothed histogram of that projection has a trough below
+``split_trough`` of the smaller of its two modes; recursively. Each test runs in the
 cluster's **own** principal components (``split_pca_components`` of them, from its members'
 snippets): the group's leading components describe how its *big* units differ, and two similar
 units inside one cluster differ along directions those barely weigh (dense64 tuning seed 1: a
