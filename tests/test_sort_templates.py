@@ -134,6 +134,44 @@ def test_merge_test_keeps_two_units_with_near_identical_means_apart():
     assert n_templates(halves, 0.1) == 1
 
 
+def test_fisher_merge_test_keeps_apart_two_units_whose_spread_hides_them_on_the_mean_line():
+    """Two units at one place (template distance ~0.01 < merge_distance 0.1) whose spikes vary
+    strongly in size (+-30 %, as bursting or drifting cells do): their means differ a little in
+    size and in the second phase's timing. On the line between the means the size spread
+    fills the gap (one mode: the plain test merges them); along their Fisher direction in the
+    snippets' top principal components they are two clouds, so the Fisher test keeps them apart.
+    Two random halves of one unit are still merged by it."""
+    from offline.sort.cluster import Cluster
+    from offline.sort.templates import build_templates
+
+    w = 30
+    t = np.arange(w)
+
+    def wave(late):
+        return -np.exp(-0.5 * ((t - 10) / 2.0) ** 2) + 0.4 * np.exp(-0.5 * ((t - late) / 3.0) ** 2)
+
+    spread = np.array([1.0, 0.6, 0.3])[:, None]
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        n = 300
+        size_a = 20.0 * rng.normal(1.0, 0.3, n)
+        size_b = 21.0 * rng.normal(1.0, 0.3, n)
+        a = size_a[:, None, None] * (spread * wave(16.0))[None] + rng.standard_normal((n, 3, w))
+        b = size_b[:, None, None] * (spread * wave(18.0))[None] + rng.standard_normal((n, 3, w))
+        snippets = np.concatenate([a, b]).astype(np.float32)
+        snip_nb = (np.array([0, 3, 6, 9], np.int32), np.array([0, 1, 2] * 3, np.int32))
+        halves = [Cluster(0, np.arange(0, 150)), Cluster(0, np.arange(150, 300))]
+        unit_b = [Cluster(0, np.arange(300, 600))]
+
+        def n_templates(clusters, components, snippets=snippets, snip_nb=snip_nb):
+            return build_templates(clusters, snippets, snip_nb, 3, 10, 0.1, 2, 0.1,
+                                   components).n_units
+
+        assert n_templates(halves + unit_b, 10) == 2  # a's halves merged, b kept apart
+        assert n_templates(halves + unit_b, 0) == 1  # the mean line sees one cloud
+        assert n_templates(halves, 10) == 1
+
+
 def test_pairs_kept_apart_are_never_merged_again():
     """merge_dense's ``apart`` (what the merge test decided, carried by TemplateSet.apart into
     the rebuild's merge): identical templates stay two; a third one merged into either stays

@@ -143,15 +143,24 @@ def split_bimodal(feats, members, min_size, trough, rng, depth=3,
 
 
 def _fisher_axis(x, centres) -> np.ndarray:
-    """``Sw^-1 (c1 - c0)``: Sw the summed covariance of the two 2-means halves of ``x`` (n, d)
-    (regularised by 1e-6 of its mean variance); the line between the centres when a half has
-    too few points for a covariance."""
-    delta = centres[1] - centres[0]
+    """:func:`fisher_direction` of the two 2-means halves of ``x`` (n, d), the halves being the
+    points nearer either centre."""
     side = ((x - centres[1]) ** 2).sum(axis=1) < ((x - centres[0]) ** 2).sum(axis=1)
-    d = x.shape[1]
-    if side.sum() <= d or (~side).sum() <= d:
+    return fisher_direction(x[~side], x[side], centres[1] - centres[0])
+
+
+def fisher_direction(a, b, delta=None) -> np.ndarray:
+    """``Sw^-1 (mean(b) - mean(a))`` for two point sets (n_a, d) and (n_b, d): Sw the summed
+    covariance of the two (regularised by 1e-6 of its mean variance), the direction along which
+    the two sets overlap least relative to their spread. The plain line between the means when
+    a set has too few points (<= d) for a covariance. ``delta``: the line to use instead of the
+    difference of the means (the 2-means centres)."""
+    if delta is None:
+        delta = b.mean(axis=0) - a.mean(axis=0)
+    d = a.shape[1]
+    if len(a) <= d or len(b) <= d:
         return delta
-    sw = np.cov(x[side].T).reshape(d, d) + np.cov(x[~side].T).reshape(d, d)
+    sw = np.cov(a.T).reshape(d, d) + np.cov(b.T).reshape(d, d)
     ridge = 1e-6 * max(float(np.trace(sw)) / d, 1e-12)
     return np.linalg.solve(sw + ridge * np.eye(d), delta)
 

@@ -191,7 +191,10 @@ def sort_recording(source: RecordingSource, out_dir, settings: AllSettings | Non
         clusters = cluster_snippets(snippets, snippet_c, snip_nb, settings.sort, rng)
         templates = build_templates(clusters, snippets, snip_nb, c_n, pre,
                                     settings.sort.merge_distance, settings.sort.max_shift_samples,
-                                    settings.sort.merge_test_trough)
+                                    settings.sort.merge_test_trough,
+                                    (settings.sort.split_pca_components
+                                     or settings.sort.pca_components)
+                                    if settings.sort.merge_fisher else 0)
     del snippets
     timings["cluster_s"] = time.perf_counter() - t2
     log(f"{len(clusters)} clusters -> {templates.n_units} templates")

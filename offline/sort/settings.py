@@ -87,6 +87,10 @@ class SortSettings:
     mode, as ``split_trough``); 0 = merge on the distance alone. It separates two cells at one
     site (dense64 tuning seed 2: 147 and 109 µV units 4 µm apart), and also the two modes of
     one cell, which ``split_join`` joins again after matching."""
+    merge_fisher: bool = True
+    """The merge test looks for two modes along the two clusters' Fisher direction in their
+    snippets' top ``split_pca_components`` principal components, not along the line between the
+    means (two ~100 µV cells 5 µm apart, dense64 tuning seed 3, overlap on that line)."""
     split_join: bool = True
     """With the merge test: after matching, join units whose templates are closer than
     ``merge_distance`` and whose spikes almost never fall within 1 ms of each other (one cell;

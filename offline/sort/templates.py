@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from oe_plugin.kernels.candidates import MIN_FRACTION, candidates
-from offline.sort.cluster import Cluster, bimodal_cut
+from offline.sort.cluster import Cluster, bimodal_cut, fisher_direction, pca_features
 from offline.sort.sortfile import dense_templates
 
 
@@ -45,14 +45,19 @@ class TemplateSet:
 
 
 def build_templates(clusters: list[Cluster], snippets, snip_nb, n_channels, pre,
-                    merge_distance, max_shift, merge_test_trough: float = 0.0) -> TemplateSet:
+                    merge_distance, max_shift, merge_test_trough: float = 0.0,
+                    fisher_components: int = 0) -> TemplateSet:
     """Mean waveform per cluster, then merge near-identical ones (see :func:`merge_dense`).
 
     ``merge_test_trough`` > 0: two templates closer than ``merge_distance`` are still kept apart
     when their clusters' snippets, projected on the line between the two means, form two modes
     (:func:`offline.sort.cluster.bimodal_cut`, the split test's criterion): two units at one
     place whose waveforms differ by ~10 % in size are near-identical *means*, but their spikes
-    form two clouds; a unit split in two by peak jitter forms one."""
+    form two clouds; a unit split in two by peak jitter forms one.
+
+    ``fisher_components`` > 0: the two clouds are looked for along the two sides' Fisher
+    direction in the pooled snippets' top principal components (this many), not along the line
+    between the means (see :func:`_two_clouds`)."""
     nb_ptr, nb_idx = snip_nb
     k_max = int(np.diff(nb_ptr).max())
     width = snippets.shape[2]
@@ -68,7 +73,7 @@ def build_templates(clusters: list[Cluster], snippets, snip_nb, n_channels, pre,
     if merge_test_trough > 0:
         def separable(group_u, group_v, shift):
             return _two_clouds(clusters, snippets, snip_nb, group_u, group_v, shift,
-                               merge_test_trough)
+                               merge_test_trough, fisher_components)
     dense, known, counts, apart = merge_dense(dense, known, counts, merge_distance, max_shift,
                                               separable=separable)
     return _to_rows(dense, known, counts, k_max, pre, apart)
@@ -77,11 +82,21 @@ def build_templates(clusters: list[Cluster], snippets, snip_nb, n_channels, pre,
 MERGE_TEST_MAX = 1000  # snippets per side in the merge test (a random-free, even subsample)
 
 
-def _two_clouds(clusters, snippets, snip_nb, group_u, group_v, shift, trough) -> bool:
+def _two_clouds(clusters, snippets, snip_nb, group_u, group_v, shift, trough,
+                fisher_components: int = 0) -> bool:
     """Whether the snippets of clusters ``group_u`` and ``group_v`` (indices into ``clusters``)
     form two modes along the line between their means, on the channels every one of those
     clusters' neighbourhoods holds (``group_v``'s aligned by ``shift`` samples, as in
-    :func:`template_distance`)."""
+    :func:`template_distance`).
+
+    ``fisher_components`` > 0: along the two sides' Fisher direction
+    (:func:`offline.sort.cluster.fisher_direction`) in the top ``fisher_components`` principal
+    components of both sides' snippets together. Two cells at one site with ~100 µV spikes
+    whose means differ by less than ``merge_distance`` (dense64 tuning seed 3: 95 and 99 µV,
+    5 µm apart) overlap on the line between the means, whose noise is stretched along other
+    directions, but not across the stretch; the few components keep the direction from fitting
+    the noise of ~500-dimensional snippets (on the tuning seeds it kept apart fewer parts of one
+    cell than the line does)."""
     nb_ptr, nb_idx = snip_nb
     hoods = [nb_idx[nb_ptr[clusters[i].channel]:nb_ptr[clusters[i].channel + 1]].tolist()
              for i in (*group_u, *group_v)]
@@ -107,13 +122,21 @@ def _two_clouds(clusters, snippets, snip_nb, group_u, group_v, shift, trough) ->
         else:
             ys[:, :, -shift:] = xv[:, :, :shift]
         xv = ys
-    mu, mv = xu.mean(axis=0), xv.mean(axis=0)
-    axis = (mv - mu).ravel()
-    far = float(np.linalg.norm(axis))
+    x = np.concatenate([xu, xv]).reshape(len(xu) + len(xv), -1)
+    if fisher_components > 0:
+        x = pca_features(x, fisher_components)
+        axis = fisher_direction(x[: len(xu)], x[len(xu):])
+    else:
+        axis = x[len(xu):].mean(axis=0) - x[: len(xu)].mean(axis=0)
+    norm = float(np.linalg.norm(axis))
+    if norm <= 0:
+        return False
+    axis = axis / norm
+    mu = x[: len(xu)].mean(axis=0)
+    far = float((x[len(xu):].mean(axis=0) - mu) @ axis)
     if far <= 0:
         return False
-    proj = (np.concatenate([xu, xv]).reshape(len(xu) + len(xv), -1) - mu.ravel()) @ (axis / far)
-    return bimodal_cut(proj, far, trough) is not None
+    return bimodal_cut((x - mu) @ axis, far, trough) is not None
 
 
 def template_distance(a, b, ka, kb, max_shift):
