@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from oe_plugin.kernels._entry import ArgTable, entry_caller
-from oe_plugin.kernels.drift import drift_tables, valid_bins
+from oe_plugin.kernels.drift import VALID_MIN_SUM, drift_tables, valid_bins
 from oe_plugin.kernels.match import (
     MIN_KEPT_ENERGY,
     make_params,
@@ -195,10 +195,15 @@ def test_drift_tables_valid_flags():
     valid = tabs.valid
     g0 = int(tabs.grid_index(0.0))
     assert valid.shape == tabs.weight.shape[:2] and np.all(valid[:, g0] == 1)
-    # moved by +50 µm: the top channels read the field above the probe's end (extrapolated)
+    # moved by +50 µm: the top channels read the field above the probe's end (extrapolated:
+    # 10, 30 and 50 µm past it; their weights sum to ~exp(-distance / 20 µm) < 0.9)
     g = int(tabs.grid_index(50.0))
-    assert np.all(valid[:-3, g] == 1) and np.all(valid[-2:, g] == 0)
-    assert np.array_equal(valid[:, g], (tabs.weight[:, g].astype(np.float64).sum(1) >= 0.5))
+    assert np.all(valid[:-3, g] == 1) and np.all(valid[-3:, g] == 0)
+    assert np.array_equal(valid[:, g],
+                          (tabs.weight[:, g].astype(np.float64).sum(1) >= VALID_MIN_SUM))
+    # the top channel 1 µm past the end still counts as interpolated, 3 µm past it no longer
+    assert valid[-1, int(tabs.grid_index(1.0))] == 1
+    assert valid[-1, int(tabs.grid_index(3.0))] == 0
     rows = np.array([[g0] * 16, [g] * 16], np.int32)
     out = np.zeros((2, 16), np.int32)
     valid_bins(rows, tabs.weight, out)

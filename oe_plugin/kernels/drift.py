@@ -70,9 +70,14 @@ class DriftTables:
         return np.clip(k, 0, len(g) - 1).astype(np.int32)
 
 
-VALID_MIN_SUM = 0.5
+VALID_MIN_SUM = 0.9
 """A channel's correction counts as interpolated (valid) when its kriging weights sum to at least
-this (1 inside the probe; outside they decay with the distance to the probe)."""
+this (1 inside the probe; outside they decay with the distance to the probe, ~exp(-distance /
+sigma_um): 0.9 is ~2 µm past the end at sigma 20 µm). An extrapolated row reads a decayed
+field: 0.5 (~14 µm past the end) let a 242 µV cell's rows read 30 % low and its spikes fail
+their error threshold (live mono64 tuning seed 2, 25-32 µm of motion: 73-98 % of its spikes
+unsorted; at 0.9 it stays at 0.92-0.96, and its windows' well-detected count at 28, 27, 28 of the
+first window's 29, not 27, 27, 26)."""
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
