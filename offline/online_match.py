@@ -33,7 +33,7 @@ from dataclasses import replace
 import numpy as np
 
 from oe_plugin.kernels.detector import SpikeDetector
-from oe_plugin.kernels.drift import correct_block_binned, valid_bins
+from oe_plugin.kernels.drift import ONLINE_VALID_MIN_SUM, correct_block_binned, valid_bins
 from oe_plugin.kernels.match import NO_UNIT, P_VALID_BIN_N, match_events, match_tables
 from oe_plugin.online.match_model import SortModel, load_sort_model, match_params
 from oe_plugin.online.motion_tracker import TrackSettings, tracked_bin_grid
@@ -105,7 +105,7 @@ def causal_sort(traces_uv: np.ndarray, sample_rate_hz: float, model: SortModel |
         dr = model.drift
         valid = np.zeros(dr.bin_grid.shape, np.int32)
         valid_bins(np.ascontiguousarray(dr.bin_grid, np.int32),
-                   np.ascontiguousarray(dr.weight, np.float32), valid)
+                   np.ascontiguousarray(dr.weight, np.float32), ONLINE_VALID_MIN_SUM, valid)
         params[P_VALID_BIN_N] = dr.bin_n
     norms, tpl_rows, work, iwork = match_tables(model.templates, model.cand_ptr, n_ch, params)
     e = len(t_ev)

@@ -457,7 +457,7 @@ def test_channel_mask_follows_the_tracked_rows(live, monkeypatch):
     """The same units, ramping 2.4 times as fast (to ~48 µm): from 40 s on, the top channels'
     corrections are extrapolated, so the matcher's channel mask (the tracked rows' valid flags)
     is not all ones and changes labels; the causal reference rebuilds it exactly."""
-    from oe_plugin.kernels.drift import valid_bins
+    from oe_plugin.kernels.drift import ONLINE_VALID_MIN_SUM, valid_bins
     from oe_plugin.online.motion_tracker import tracked_bin_grid
     from offline.online_match import causal_sort
 
@@ -474,10 +474,10 @@ def test_channel_mask_follows_the_tracked_rows(live, monkeypatch):
     grid = tracked_bin_grid(got["history"], model.track.ch_map, model.track.ch_frac,
                             model.drift.tables)
     mask = np.zeros(grid.shape, np.int32)
-    valid_bins(grid, model.drift.weight, mask)
+    valid_bins(grid, model.drift.weight, ONLINE_VALID_MIN_SUM, mask)
     assert (mask == 0).any(), float(np.abs(got["history"]).max())
     ref = _sorted(causal_sort(data, FS, model, motion_history_um=got["history"]))
     _same(got["spikes"], ref)
-    monkeypatch.setattr("offline.online_match.valid_bins", lambda g, w, out: out.fill(1))
+    monkeypatch.setattr("offline.online_match.valid_bins", lambda g, w, m, out: out.fill(1))
     unmasked = _sorted(causal_sort(data, FS, model, motion_history_um=got["history"]))
     assert len(unmasked) != len(ref) or not np.array_equal(unmasked["unit"], ref["unit"])

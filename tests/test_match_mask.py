@@ -6,7 +6,12 @@ from __future__ import annotations
 import numpy as np
 
 from oe_plugin.kernels._entry import ArgTable, entry_caller
-from oe_plugin.kernels.drift import VALID_MIN_SUM, drift_tables, valid_bins
+from oe_plugin.kernels.drift import (
+    ONLINE_VALID_MIN_SUM,
+    VALID_MIN_SUM,
+    drift_tables,
+    valid_bins,
+)
 from oe_plugin.kernels.match import (
     MIN_KEPT_ENERGY,
     make_params,
@@ -192,19 +197,23 @@ def test_cfunc_with_mask_equals_njit():
 def test_drift_tables_valid_flags():
     pos = np.stack([np.zeros(16), np.arange(16) * 20.0], axis=1)
     tabs = drift_tables(pos, max_um=60, step_um=1.0)
-    valid = tabs.valid
     g0 = int(tabs.grid_index(0.0))
-    assert valid.shape == tabs.weight.shape[:2] and np.all(valid[:, g0] == 1)
-    # moved by +50 µm: the top channels read the field above the probe's end (extrapolated:
-    # 10, 30 and 50 µm past it; their weights sum to ~exp(-distance / 20 µm) < 0.9)
     g = int(tabs.grid_index(50.0))
-    assert np.all(valid[:-3, g] == 1) and np.all(valid[-3:, g] == 0)
-    assert np.array_equal(valid[:, g],
-                          (tabs.weight[:, g].astype(np.float64).sum(1) >= VALID_MIN_SUM))
-    # the top channel 1 µm past the end still counts as interpolated, 3 µm past it no longer
-    assert valid[-1, int(tabs.grid_index(1.0))] == 1
-    assert valid[-1, int(tabs.grid_index(3.0))] == 0
-    rows = np.array([[g0] * 16, [g] * 16], np.int32)
-    out = np.zeros((2, 16), np.int32)
-    valid_bins(rows, tabs.weight, out)
-    assert np.array_equal(out, valid[np.arange(16), rows])
+    for min_sum in (VALID_MIN_SUM, ONLINE_VALID_MIN_SUM):
+        valid = tabs.valid(min_sum)
+        assert valid.shape == tabs.weight.shape[:2] and np.all(valid[:, g0] == 1)
+        assert np.array_equal(valid[:, g],
+                              (tabs.weight[:, g].astype(np.float64).sum(1) >= min_sum))
+        rows = np.array([[g0] * 16, [g] * 16], np.int32)
+        out = np.zeros((2, 16), np.int32)
+        valid_bins(rows, tabs.weight, min_sum, out)
+        assert np.array_equal(out, valid[np.arange(16), rows])
+    # moved by +50 µm: the top channels read the field above the probe's end, 10, 30 and 50 µm
+    # past it (weights summing to ~exp(-distance / 20 µm)): offline the one 10 µm past still
+    # counts as interpolated, online (~2 µm at most) it does not
+    assert np.all(tabs.valid(VALID_MIN_SUM)[:-2, g] == 1)
+    assert np.all(tabs.valid(VALID_MIN_SUM)[-2:, g] == 0)
+    online = tabs.valid(ONLINE_VALID_MIN_SUM)
+    assert np.all(online[:-3, g] == 1) and np.all(online[-3:, g] == 0)
+    assert online[-1, int(tabs.grid_index(1.0))] == 1
+    assert online[-1, int(tabs.grid_index(3.0))] == 0

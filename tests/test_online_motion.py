@@ -319,7 +319,7 @@ def test_channel_mask_online_equals_causal_sort(drifting, monkeypatch):
     (oe_plugin.kernels.match, channel mask); online (both ways in, random blocks) == causal."""
     from dataclasses import replace
 
-    from oe_plugin.kernels.drift import motion_bin_grid, valid_bins
+    from oe_plugin.kernels.drift import ONLINE_VALID_MIN_SUM, motion_bin_grid, valid_bins
     from oe_plugin.online.match_model import DriftStage
 
     model = load_sort_model(drifting["sort_dir"], C, FS)
@@ -329,12 +329,12 @@ def test_channel_mask_online_equals_causal_sort(drifting, monkeypatch):
     grid = motion_bin_grid(moved, tabs, positions()[:, 1], FS, dr.bin_n)
     model = replace(model, drift=DriftStage(moved, tabs, dr.bin_n, grid, dr.motion_time))
     mask = np.zeros(grid.shape, np.int32)
-    valid_bins(grid, tabs.weight, mask)
+    valid_bins(grid, tabs.weight, ONLINE_VALID_MIN_SUM, mask)
     assert (mask == 0).any() and (mask == 1).all(axis=1).any()  # masked in some bins only
     data = drifting["played"]
     want = _sorted(causal_sort(data, FS, model))
     with monkeypatch.context() as m:  # the same without the mask: some labels differ
-        m.setattr("offline.online_match.valid_bins", lambda g, w, out: out.fill(1))
+        m.setattr("offline.online_match.valid_bins", lambda g, w, m_, out: out.fill(1))
         unmasked = _sorted(causal_sort(data, FS, model))
     assert len(unmasked) != len(want) or not np.array_equal(unmasked["unit"], want["unit"])
     for way in ("process", "process_online"):

@@ -36,6 +36,7 @@ from oe_plugin.kernels import detect_kernel as D
 from oe_plugin.kernels import sort_kernel as K
 from oe_plugin.kernels._entry import ArgTable, entry_caller
 from oe_plugin.kernels.detector import SpikeDetector
+from oe_plugin.kernels.drift import ONLINE_VALID_MIN_SUM
 from oe_plugin.kernels.match import P_MASK, make_params, match_tables, reset_overlap_budget
 from oe_plugin.online.match_model import SortModel, match_params
 from oe_plugin.online.motion_tracker import Tracker
@@ -146,7 +147,7 @@ class OnlineSorter:
             self.d_weight = np.ascontiguousarray(dr.weight, np.float32)
             self.sparams[K.SP_DRIFT_BIN_N] = float(dr.bin_n)
             # template rows on channels whose correction is extrapolated are left out of fits
-            self.d_valid = np.ascontiguousarray(dr.tables.valid, np.int32)
+            self.d_valid = np.ascontiguousarray(dr.tables.valid(ONLINE_VALID_MIN_SUM), np.int32)
             self.vmask = np.ones((1, c), np.int32)
         else:
             self.dbuf = np.zeros((1, 1), np.float32)

@@ -35,7 +35,13 @@ from oe_plugin.kernels.bandpass import (
     design_bandpass,
     make_filter_state,
 )
-from oe_plugin.kernels.drift import DriftTables, correct_block, drift_tables, motion_bin_grid
+from oe_plugin.kernels.drift import (
+    VALID_MIN_SUM,
+    DriftTables,
+    correct_block,
+    drift_tables,
+    motion_bin_grid,
+)
 from oe_plugin.kernels.drift import valid_bins as drift_valid_bins
 from oe_plugin.kernels.motion import Motion
 from oe_plugin.kernels.noise import MAD_TO_SIGMA
@@ -140,7 +146,7 @@ class DriftCorrection:
         depth = np.asarray(self.positions_um, np.float64)[:, 1]
         grid = motion_bin_grid(self.motion, tab, depth, sample_rate_hz, bin_n, b0, b1 - b0 + 1)
         out = np.zeros(grid.shape, np.int32)
-        drift_valid_bins(grid, tab.weight, out)
+        drift_valid_bins(grid, tab.weight, VALID_MIN_SUM, out)
         return out, bin_n, b0
 
     def apply(self, x: np.ndarray, first_sample: int, sample_rate_hz: float) -> np.ndarray:
