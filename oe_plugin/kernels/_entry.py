@@ -132,13 +132,23 @@ class ArgTable:
 
     def set(self, k, array):
         """Point argument ``k`` at ``array`` (same dtype and ndim as before; not checked here:
-        this runs on the hot path)."""
-        self._arrays[k] = array
-        self.addresses[k] = array.ctypes.data
+        this runs on the hot path). Setting the array argument ``k`` already holds only
+        rewrites its shape (an array's data pointer does not change; the lookup costs ~1 µs)."""
+        if array is not self._arrays[k]:
+            self._arrays[k] = array
+            self.addresses[k] = array.ctypes.data
         shape = array.shape
         base = MAX_DIMS * k
-        for d in range(len(shape)):
-            self.shapes[base + d] = shape[d]
+        self.shapes[base:base + len(shape)] = shape
+
+    def restore(self, k, array, address):
+        """Point argument ``k`` back at ``array`` whose data pointer ``address`` the caller
+        kept (e.g. a dummy block after the real one was used): no pointer lookup."""
+        self._arrays[k] = array
+        self.addresses[k] = address
+        shape = array.shape
+        base = MAX_DIMS * k
+        self.shapes[base:base + len(shape)] = shape
 
     def call(self, caller):
         """Call a :func:`entry_caller` function with these tables; returns its int64 result."""

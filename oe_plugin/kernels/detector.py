@@ -153,6 +153,7 @@ class SpikeDetector:
         self.out_c = np.zeros(capacity, dtype=np.int32)
         self.out_a = np.zeros(capacity, dtype=np.float32)
         self._dummy_block = np.zeros((self.n_channels, 1), dtype=np.float32)
+        self._dummy_addr = self._dummy_block.ctypes.data
         self._table = ArgTable([self._dummy_block, *self._state_arrays()])
 
     def _state_arrays(self):
@@ -234,9 +235,10 @@ class SpikeDetector:
         ``block`` must already be float32, C-contiguous, (n_channels, n)."""
         if block.shape[1] > self.max_block:
             self._alloc_outputs(block.shape[1])
-        self._table.set(0, block)
-        n = self._table.call(_DETECT_CALLER)
-        self._table.set(0, self._dummy_block)
+        tab = self._table
+        tab.set(0, block)
+        n = tab.call(_DETECT_CALLER)
+        tab.restore(0, self._dummy_block, self._dummy_addr)
         return n
 
     def events(self, n: int) -> np.ndarray:

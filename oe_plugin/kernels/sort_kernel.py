@@ -73,7 +73,8 @@ S_Q_DROPPED = 3  # events lost to a full FIFO (never expected)
 S_OUT_DROPPED = 4  # records lost to a full output (never expected)
 S_MATCHED = 5  # events matched since the start
 S_ACCEPTED = 6  # spikes accepted (a pair counts 2)
-N_SCOUNT = 7
+S_VKEY = 7  # which mask ``vmask`` holds (:func:`event_mask`): key + 1; 0: none (recompute)
+N_SCOUNT = 8
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
@@ -137,6 +138,31 @@ def event_valid(t, sparams, bin_grid, tstate, chd, d_valid, vmask):
         vmask[0, c] = d_valid[c, g]
 
 
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def event_mask(t, sparams, bin_grid, tstate, chd, d_valid, vmask, scount):
+    """:func:`event_valid`, computed only when the event's mask differs from the one ``vmask``
+    holds (``scount[S_VKEY]``). Within a sub-chunk of :func:`sort_block` the mask of an event
+    depends on its time only through which grid rows corrected it: with tracking, whether
+    ``t`` lies before the live row's start (``TS_CUR_START``: the row before it, else the live
+    one); otherwise its interpolation bin. :func:`sort_block` forgets the key at every
+    sub-chunk's start (the tracker may have changed its rows there, Python between calls), so
+    the mask is bit for bit the one :func:`event_valid` would compute for every event."""
+    if vmask.shape[0] == 0:
+        return
+    bin_n = np.int64(sparams[SP_DRIFT_BIN_N])
+    n_b = bin_grid.shape[0]
+    if tstate[TR.TS_ON] != 0.0:
+        key = np.int64(1) if t < np.int64(tstate[TR.TS_CUR_START]) else np.int64(0)
+    elif bin_n > 0 and n_b > 0:
+        key = min(max(t // bin_n, 0), n_b - 1)
+    else:
+        key = np.int64(0)
+    if scount[S_VKEY] == key + 1:
+        return
+    event_valid(t, sparams, bin_grid, tstate, chd, d_valid, vmask)
+    scount[S_VKEY] = key + 1
+
+
 @numba.njit(cache=True, error_model="numpy")
 def drain_ready(written, mring, noise, q_t, q_c, q_a, templates, tpl_chan, tpl_norm2,
                 tpl_rows, cand_ptr, cand_idx, thresholds, tpl_peak_uv, mparams, work, iwork,
@@ -146,7 +172,7 @@ def drain_ready(written, mring, noise, q_t, q_c, q_a, templates, tpl_chan, tpl_n
     """Match, in FIFO order, every queued event whose window is complete (``written`` samples
     are in the ring); with motion tracking on, each is first localized into the peak ring
     (:func:`oe_plugin.kernels.motion_track.push_peak`). Each is matched with the channel mask
-    of its time (:func:`event_valid`)."""
+    of its time (:func:`event_valid`, through the cache of :func:`event_mask`)."""
     mmask = mring.shape[0] - 1
     need_after = np.int64(sparams[SP_NEED_AFTER])
     cap = q_t.shape[0]
@@ -167,7 +193,7 @@ def drain_ready(written, mring, noise, q_t, q_c, q_a, templates, tpl_chan, tpl_n
         if tstate[TR.TS_ON] != 0.0:
             TR.push_peak(tstate, mring, mmask, t, c, loc_ptr, loc_idx, positions, loc_work, chd,
                          pk_t, pk_v)
-        event_valid(t, sparams, bin_grid, tstate, chd, d_valid, vmask)
+        event_mask(t, sparams, bin_grid, tstate, chd, d_valid, vmask, scount)
         M.match_events(mring, e_t, e_c, templates, tpl_chan, tpl_norm2, tpl_rows, cand_ptr,
                        cand_idx, thresholds, mparams, work, iwork, o_unit, o_shift, o_amp, o_err,
                        o_ok, o_unit2, o_shift2, o_amp2, o_err2, vmask)
@@ -239,6 +265,7 @@ def sort_block(data, noise, inv_noise, scratch,
     while pos < n:
         m = min(sub, n - pos)
         n0 = det_counters[D.C_PROCESSED]
+        scount[S_VKEY] = 0  # the channel mask is computed again (event_mask)
         if tracking:
             nxt = TR.track_step(tstate, n0, pk_t, pk_v, cls_edges, rast, ref, win_g, skern, cc,
                                 pval, ch_map, ch_frac, bin_grid, chd, hist, d_index, d_weight,

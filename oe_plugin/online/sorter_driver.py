@@ -157,6 +157,7 @@ class OnlineSorter:
             self.d_valid = np.zeros((1, 1), np.int32)
             self.vmask = np.zeros((1, 0), np.int32)  # no mask
         self._dummy_block = np.zeros((c, 1), np.float32)
+        self._dummy_addr = self._dummy_block.ctypes.data
         self._alloc_outputs(max_block)
         self.reset()
 
@@ -203,9 +204,10 @@ class OnlineSorter:
         """The GIL-free way in (cfunc through ctypes): same as :meth:`process`."""
         if block.shape[1] > self.max_block:
             self._alloc_outputs(block.shape[1])
-        self._table.set(0, block)
-        n = self._table.call(_SORT_CALLER)
-        self._table.set(0, self._dummy_block)
+        tab = self._table
+        tab.set(0, block)
+        n = tab.call(_SORT_CALLER)
+        tab.restore(0, self._dummy_block, self._dummy_addr)
         return self._units(n)
 
     def _units(self, n: int) -> int:
