@@ -135,7 +135,8 @@ seed 101: a unit 20 µm past the last contact kept 25-30 % of its template energ
 the end contact, and was lost at a half)."""
 P_VALID_BIN_N = 16  # > 0: event at stream index t uses mask row t // this - P_VALID_BIN0
 P_VALID_BIN0 = 17  # interpolation bin of the mask's row 0
-N_PARAMS = 18
+P_ACCEPT_AMP = 18  # > 0: a single fit is accepted only when its scale exceeds this
+N_PARAMS = 19
 
 NO_UNIT = -1
 
@@ -143,7 +144,7 @@ NO_UNIT = -1
 def make_params(pre, max_shift, amp_min=0.5, amp_max=2.0, mask=-1, row_offset=0, subtract=True,
                 pair_window=0, max_spikes=2, refit_rounds=3, overlap_rounds=0,
                 pursuit_step=1, overlap_rate=0.0, overlap_burst=0.0, partial=False,
-                amp_prior=0.0, valid_bin_n=0, valid_bin0=0):
+                amp_prior=0.0, valid_bin_n=0, valid_bin0=0, accept_amp=0.0):
     """The ``params`` array of :func:`match_events` (``pair_window`` 0: no overlap resolution;
     ``max_spikes``: most spikes an overlap resolves into, at most :data:`MAX_SPIKES`)."""
     params = np.zeros(N_PARAMS, dtype=np.float64)
@@ -165,6 +166,7 @@ def make_params(pre, max_shift, amp_min=0.5, amp_max=2.0, mask=-1, row_offset=0,
     params[P_AMP_PRIOR] = max(0.0, float(amp_prior))
     params[P_VALID_BIN_N] = max(0, int(valid_bin_n))
     params[P_VALID_BIN0] = int(valid_bin0)
+    params[P_ACCEPT_AMP] = max(0.0, float(accept_amp))
     return params
 
 
@@ -1014,6 +1016,7 @@ def _match_events(src, ev_t, ev_c, templates, tpl_chan, tpl_norm2, tpl_rows, can
     n_max = min(np.int64(params[P_MAX_SPIKES]), per_event + 1, MAX_SPIKES)
     subtract = params[P_SUBTRACT] != 0.0
     overlaps = subtract and params[P_PAIR_WINDOW] > 0 and n_max >= 2
+    accept_amp = params[P_ACCEPT_AMP] if params.shape[0] > P_ACCEPT_AMP else 0.0
     n_ok = 0
     if not _workspace_ok(src.shape[1], templates, tpl_rows, params, work, iwork):
         for e in range(n_events):
@@ -1032,7 +1035,7 @@ def _match_events(src, ev_t, ev_c, templates, tpl_chan, tpl_norm2, tpl_rows, can
             out_shift2[i] = 0
             out_amp2[i] = 0.0
             out_err2[i] = np.inf
-        ok = u >= 0 and u < thresholds.shape[0] and err <= thresholds[u]
+        ok = u >= 0 and u < thresholds.shape[0] and err <= thresholds[u] and a > accept_amp
         n_spikes = 1 if ok else 0
         if ok and subtract:
             subtract_fit(src, ev_t[e] + s, u, a, templates, tpl_chan, params)

@@ -11,6 +11,8 @@ run over the whole file would; peaks in the context belong to the neighbouring c
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from oe_plugin.kernels.detector import SpikeDetector
@@ -20,10 +22,17 @@ from oe_plugin.settings import FilterSettings
 from offline.sort.job import SortJob, window_samples
 
 
-def make_detector(job: SortJob, n_channels: int, sample_rate_hz: float, max_block: int):
-    return SpikeDetector(n_channels, sample_rate_hz, FilterSettings(enabled=False),
-                         job.settings.detect, job.lock_nb, max_block=max_block,
-                         noise_units=True)
+def make_detector(job: SortJob, n_channels: int, sample_rate_hz: float, max_block: int,
+                  threshold_factor: float = 1.0):
+    """The sort's detector on traces in noise units; ``threshold_factor`` scales its threshold
+    (``threshold_mad``, ``threshold_uv``, ``threshold_floor_uv``)."""
+    d = job.settings.detect
+    if threshold_factor != 1.0:
+        d = replace(d, threshold_mad=d.threshold_mad * threshold_factor,
+                    threshold_uv=d.threshold_uv * threshold_factor,
+                    threshold_floor_uv=d.threshold_floor_uv * threshold_factor)
+    return SpikeDetector(n_channels, sample_rate_hz, FilterSettings(enabled=False), d,
+                         job.lock_nb, max_block=max_block, noise_units=True)
 
 
 def detection_context(detector: SpikeDetector) -> int:

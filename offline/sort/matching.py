@@ -6,9 +6,13 @@ Per chunk (plus context on both sides, so spikes near the edges see their neighb
    kernel (:mod:`oe_plugin.kernels.match`);
 2. the detected events, in time order, each matched to its best template (explained energy,
    ±``max_shift_samples``); accepted fits (error <= the template's threshold) are subtracted;
-3. ``peel_passes`` times: detect again in the residual with the same detector and thresholds
-   (spikes hidden by an overlapping, larger one now cross on their own), skip what was already
-   tried at the same place, match and subtract the new events.
+3. ``peel_passes`` times: detect again in the residual (spikes hidden by an overlapping, larger
+   one now cross on their own), at ``peel_threshold_factor`` (0.78) x the detection threshold,
+   skip what was already tried at the same place, match and subtract the new events. Events
+   that cross the full threshold are matched first, as in step 2; the weaker ones (a small
+   unit's spikes that noise kept under the threshold) then get single fits only (no overlap
+   resolution), accepted only above the lowest scale ``amplitude_min`` (a fit pinned there is
+   a noise crossing or a larger spike's residue that only half resembles the template).
 
 An event whose best single fit is rejected is resolved as up to ``max_overlap_spikes``
 overlapping spikes within ``pair_window_us`` (greedy matching pursuit with refits and a
@@ -24,7 +28,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from oe_plugin.kernels.match import make_params, match_events, match_tables
+from oe_plugin.kernels.match import (
+    P_ACCEPT_AMP,
+    P_PAIR_WINDOW,
+    make_params,
+    match_events,
+    match_tables,
+)
 from offline.sort.detection import detect_traces, detection_context, make_detector
 from offline.sort.job import SortJob, window_samples
 from offline.sort.templates import TemplateSet
@@ -55,7 +65,8 @@ def match_chunk(job: SortJob, index: int, templates: TemplateSet, thresholds: np
     g = prep.geometry
     start, stop = g.bounds(index)
     pre, post = window_samples(job, g.sample_rate_hz)
-    detector = make_detector(job, prep.n_channels, g.sample_rate_hz, 1024)
+    detector = make_detector(job, prep.n_channels, g.sample_rate_hz, 1024,
+                             s.peel_threshold_factor)
     pair = int(round(s.pair_window_us * 1e-6 * g.sample_rate_hz))
     ctx = detection_context(detector) + pre + post + 2 * s.max_shift_samples + 2 * pair
     lo, hi = max(0, start - ctx), min(g.n_samples, stop + ctx)
@@ -85,43 +96,55 @@ def match_chunk(job: SortJob, index: int, templates: TemplateSet, thresholds: np
     t, c = t[order], c[order]
     parts = []
     tried = set()
+    factor = s.peel_threshold_factor
     passes = 0 if calibrate else s.peel_passes
+    # below-threshold re-detections: single fits only, not at the lowest scale
+    weak_params = params.copy()
+    weak_params[P_PAIR_WINDOW] = 0
+    weak_params[P_ACCEPT_AMP] = s.amplitude_min
     for p in range(passes + 1):
+        groups = [(t, c, params)]
         if p > 0:
             ev = detect_traces(detector, np.ascontiguousarray(src.T))
             t = ev["sample_index"] + lo
             c = ev["channel_index"].astype(np.int32)
             new = np.array([(int(a), int(b)) not in tried for a, b in zip(t, c, strict=True)],
                            bool)
-            t, c = t[new], c[new]
-            if len(t) == 0:
+            # below the full threshold (only when the pass detects at a lower one)
+            weak = np.abs(ev["amplitude"]) < detector.thr_uv[c] / factor
+            groups = [(t[new & ~weak], c[new & ~weak], params),
+                      (t[new & weak], c[new & weak], weak_params)]
+            if not new.any():
                 break
-        n = len(t)
-        unit = np.zeros(n, np.int32)
-        shift = np.zeros(n, np.int32)
-        amp = np.zeros(n, np.float32)
-        err = np.zeros(n, np.float32)
-        ok = np.zeros(n, np.int32)
-        unit2 = np.zeros(n * extra, np.int32)
-        shift2 = np.zeros(n * extra, np.int32)
-        amp2 = np.zeros(n * extra, np.float32)
-        err2 = np.zeros(n * extra, np.float32)
-        match_events(src, t, c, templates.waveforms, templates.channels, norms, tpl_rows,
-                     cand_ptr, cand_idx, thr, params, work, iwork, unit, shift, amp, err, ok,
-                     unit2, shift2, amp2, err2, valid)
-        # an event whose spike was accepted is done; a rejected one is tried again if a later
-        # pass re-detects it (the spikes around it may have been subtracted since)
-        done = ok > 0
-        tried.update(zip(t[done].tolist(), c[done].tolist(), strict=True))
-        parts.append((t + shift, unit, done, amp, err, c, np.full(n, p, np.int8),
-                      np.zeros(n, bool), t))
-        more = (np.arange(extra)[None, :] < (ok[:, None] - 1)).ravel()  # (n * extra,)
-        if more.any():
-            k = int(more.sum())
-            ev = np.repeat(np.arange(n), extra)[more]
-            parts.append((t[ev] + shift2[more], unit2[more], np.ones(k, bool), amp2[more],
-                          err2[more], c[ev], np.full(k, p, np.int8), np.ones(k, bool),
-                          np.full(k, -1, np.int64)))
+        for t, c, prm in groups:
+            if len(t) == 0:
+                continue
+            n = len(t)
+            unit = np.zeros(n, np.int32)
+            shift = np.zeros(n, np.int32)
+            amp = np.zeros(n, np.float32)
+            err = np.zeros(n, np.float32)
+            ok = np.zeros(n, np.int32)
+            unit2 = np.zeros(n * extra, np.int32)
+            shift2 = np.zeros(n * extra, np.int32)
+            amp2 = np.zeros(n * extra, np.float32)
+            err2 = np.zeros(n * extra, np.float32)
+            match_events(src, t, c, templates.waveforms, templates.channels, norms, tpl_rows,
+                         cand_ptr, cand_idx, thr, prm, work, iwork, unit, shift, amp, err, ok,
+                         unit2, shift2, amp2, err2, valid)
+            # an event whose spike was accepted is done; a rejected one is tried again if a
+            # later pass re-detects it (the spikes around it may have been subtracted since)
+            done = ok > 0
+            tried.update(zip(t[done].tolist(), c[done].tolist(), strict=True))
+            parts.append((t + shift, unit, done, amp, err, c, np.full(n, p, np.int8),
+                          np.zeros(n, bool), t))
+            more = (np.arange(extra)[None, :] < (ok[:, None] - 1)).ravel()  # (n * extra,)
+            if more.any():
+                k = int(more.sum())
+                ev_i = np.repeat(np.arange(n), extra)[more]
+                parts.append((t[ev_i] + shift2[more], unit2[more], np.ones(k, bool),
+                              amp2[more], err2[more], c[ev_i], np.full(k, p, np.int8),
+                              np.ones(k, bool), np.full(k, -1, np.int64)))
     cols = [np.concatenate(x) for x in zip(*parts, strict=True)] if parts else [
         np.zeros(0, d) for d in (np.int64, np.int32, bool, np.float32, np.float32, np.int32,
                                  np.int8, bool, np.int64)]

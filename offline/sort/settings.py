@@ -135,6 +135,11 @@ class SortSettings:
     nearby small spikes); a trough found inside that spread would reject its own spikes."""
     peel_passes: int = 2
     """Re-detections in the residual after subtracting accepted matches (0 = none)."""
+    peel_threshold_factor: float = 0.78
+    """The re-detections' threshold as a fraction of the detection threshold (``[detect]
+    threshold_mad``, ``threshold_uv``, ``threshold_floor_uv`` all scaled; 1 = the same). The
+    events below the full threshold get single fits, accepted only above ``amplitude_min``.
+    Clustering still sees only events above the full threshold."""
     pair_window_us: float = 1500.0
     """An event no single template fits is resolved as up to ``max_overlap_spikes`` spikes
     within this distance of its first spike (0 = off). It should cover the template's width:
@@ -213,6 +218,8 @@ class SortSettings:
         require(0 <= self.min_error <= self.max_error, f"{section}.min_error",
                 "must be in [0, max_error]")
         require(0 <= self.peel_passes <= 5, f"{section}.peel_passes", "must be 0..5")
+        require(0.5 <= self.peel_threshold_factor <= 1.0, f"{section}.peel_threshold_factor",
+                f"must be 0.5..1, got {self.peel_threshold_factor}")
         require(0 <= self.pair_window_us <= 2000, f"{section}.pair_window_us",
                 "must be in [0, 2000] µs")
         require(1 <= self.max_overlap_spikes <= 8, f"{section}.max_overlap_spikes",
