@@ -454,7 +454,7 @@ def test_monitor_draws_the_motion_panel(tmp_path):
 
 @pytest.mark.slow
 def test_channel_mask_follows_the_tracked_rows(live, monkeypatch):
-    """The same units, ramping 2.4 times as fast (to ~48 µm): from 40 s on, the top channels'
+    """The same units, ramping 2.8 times as fast (to ~56 µm): from ~35 s on, the top channels'
     corrections are extrapolated, so the matcher's channel mask (the tracked rows' valid flags)
     is not all ones and changes labels; the causal reference rebuilds it exactly."""
     from oe_plugin.kernels.drift import ONLINE_VALID_MIN_SUM, valid_bins
@@ -463,7 +463,7 @@ def test_channel_mask_follows_the_tracked_rows(live, monkeypatch):
 
     def steep(t_s):
         t = np.asarray(t_s, float)
-        return np.where(t < SORT_S, 5 * np.sin(2 * np.pi * t / 10), 1.2 * (t - SORT_S))
+        return np.where(t < SORT_S, 5 * np.sin(2 * np.pi * t / 10), 1.4 * (t - SORT_S))
 
     data, _ = make_recording(n_channels=C, duration_s=60.0, rate_hz=6.0, snr=9.0,
                              positions_um=positions(), decay_um=30.0, seed=3,

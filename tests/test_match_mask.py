@@ -209,11 +209,10 @@ def test_drift_tables_valid_flags():
         valid_bins(rows, tabs.weight, min_sum, out)
         assert np.array_equal(out, valid[np.arange(16), rows])
     # moved by +50 µm: the top channels read the field above the probe's end, 10, 30 and 50 µm
-    # past it (weights summing to ~exp(-distance / 20 µm)): offline the one 10 µm past still
-    # counts as interpolated, online (~2 µm at most) it does not
-    assert np.all(tabs.valid(VALID_MIN_SUM)[:-2, g] == 1)
-    assert np.all(tabs.valid(VALID_MIN_SUM)[-2:, g] == 0)
-    online = tabs.valid(ONLINE_VALID_MIN_SUM)
-    assert np.all(online[:-3, g] == 1) and np.all(online[-3:, g] == 0)
-    assert online[-1, int(tabs.grid_index(1.0))] == 1
-    assert online[-1, int(tabs.grid_index(3.0))] == 0
+    # past it (weights summing to ~exp(-distance / 20 µm)): the one 10 µm past still counts as
+    # interpolated at a limit of 0.5, not at 0.9; the others at neither
+    assert np.all(tabs.valid(0.5)[:-2, g] == 1) and np.all(tabs.valid(0.5)[-2:, g] == 0)
+    strict = tabs.valid(0.9)
+    assert np.all(strict[:-3, g] == 1) and np.all(strict[-3:, g] == 0)
+    assert strict[-1, int(tabs.grid_index(1.0))] == 1
+    assert strict[-1, int(tabs.grid_index(3.0))] == 0
