@@ -86,8 +86,8 @@ recording. 0.9 (~2 µm past the end) was tried in session 17 and is not better: 
 tuning seed 2 it kept a 242 µV cell near the bottom end sorted over 25-32 µm of motion (its
 rows ~14 µm past the end read the field 30-50 % low and failed its threshold) and lifted the
 lowest 5-minute window from 0.90 to 0.93; on seed 101 (the same case, same sort for both rules)
-it masked a 56 µV cell below the end out of candidacy in the last window (27 -> 24, 1.00 ->
-0.89). Together -1 unit-window; so online stays with the offline rule."""
+it lost a 56 µV cell 8.6 µm below the end in the last window (27 -> 24, 1.00 -> 0.89).
+Together -1 unit-window; so online stays with the offline rule."""
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
