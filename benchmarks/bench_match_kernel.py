@@ -1,17 +1,26 @@
-"""The template-matching kernel against its previous version, on the same events.
+"""The template-matching kernel against a git revision of itself, on the same events.
 
-    .venv/bin/python benchmarks/bench_match_kernel.py [--seconds 6] [--baseline-rev 5ce1bdf]
+    .venv/bin/python benchmarks/bench_match_kernel.py [--seconds 6] [--baseline-rev HEAD]
 
-The baseline is ``oe_plugin/kernels/match.py`` as of ``--baseline-rev`` (default: the last
-commit before the gathered float32 search; a float64 sample loop over ``src``), loaded from git
-into a temporary module, so both run in this process on the same data. Scenes: synthetic
+The baseline is ``oe_plugin/kernels/match.py`` as of ``--baseline-rev`` (default ``HEAD``:
+the working tree's change against the last commit), loaded from git into a temporary module,
+so both run in this process on the same data; the revision must have the current
+``match_events`` signature (N_PARAMS 19, the channel-mask argument). Scenes: synthetic
 time-major traces in noise units (unit noise), 5-row templates with distinct waveforms (trough
 width, rebound and spatial decay drawn per unit) on a linear layout, every unit firing at 10 Hz,
-events on the unit's peak channel jittered by ±1 sample, time-sorted; matching with peeling and
-pair resolution (±2 shifts, ±15 for pairs, amplitudes 0.75–1.33, threshold 3), over a plain
-array. Printed: µs per event (median of 3), the ratio, and the agreement of unit, shift and
-accepted-count per event (the kernels sum in different orders: float32 vectorised vs float64
-sequential, so only near-ties could differ).
+events on the unit's peak channel jittered by ±1 sample, time-sorted; matching with peeling
+(±2 shifts, amplitudes 0.75–1.33, threshold 3) over a plain array, in two settings:
+
+* ``single``: no overlap resolution (every event one search over its channel's candidates);
+* ``online``: the pipeline module's overlap effort (``oe_plugin.online.match_model``: ±15
+  sample window searched every 2nd sample, one round, no refits, two spikes at most) with no
+  budget, so every rejected event is tried as an overlap.
+
+Printed per scene and setting: µs per event (median of 5 runs), µs per overlap try (the
+``online`` time less the ``single`` time, over the tries), the ratio baseline/current, and the
+agreement of unit, shift and accepted-count per event, with "bit-identical" when every output
+(amplitudes and errors too) is the baseline's to the bit (a change of summation order can move
+the last bits, and then only near-ties).
 """
 
 from __future__ import annotations
@@ -26,13 +35,13 @@ from pathlib import Path
 
 import numpy as np
 
-from oe_plugin.waveforms import biphasic_spike
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from oe_plugin.kernels import match as new  # noqa: E402
 from oe_plugin.kernels.candidates import candidates  # noqa: E402
+from oe_plugin.online import match_model as online  # noqa: E402
+from oe_plugin.waveforms import biphasic_spike  # noqa: E402
 
 FS = 30000.0
 
@@ -81,43 +90,64 @@ def outputs(n):
                                      np.int32, np.int32, np.float32, np.float32)]
 
 
-def timed(fn, x, head, tail, n_events):
-    """µs per event (median of 3 runs after one to compile) and the last run's outputs."""
+def timed(mod, x, et, ec, tpl, chans, cp, ci, thr, params):
+    """µs per event (median of 5 runs after one to compile) and the last run's outputs."""
+    norm = np.zeros(tpl.shape[0], np.float32)
+    mod.template_norms(tpl, norm)
+    n2, rows, work, iwork = mod.match_tables(tpl, cp, x.shape[1], params)
+    valid = np.zeros((1, 0), np.int32)
     times, outs = [], None
-    for rep in range(4):
-        src, outs = x.copy(), outputs(n_events)
+    for rep in range(6):
+        src, outs = x.copy(), outputs(len(et))
+        mod.reset_overlap_budget(work, params)
         t0 = time.perf_counter()
-        fn(src, *head, *tail, *outs)
+        mod.match_events(src, et, ec, tpl, chans, n2, rows, cp, ci, thr, params, work, iwork,
+                         *outs, valid)
         if rep:
             times.append(time.perf_counter() - t0)
-    return float(np.median(times)) / n_events * 1e6, outs
+    return float(np.median(times)) / len(et) * 1e6, outs
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=6.0)
-    ap.add_argument("--baseline-rev", default="5ce1bdf")
+    ap.add_argument("--baseline-rev", default="HEAD")
     args = ap.parse_args(argv)
     old = load_baseline(args.baseline_rev)
     print(f"baseline: oe_plugin/kernels/match.py at {args.baseline_rev}; {args.seconds:g} s per "
           f"scene, units at 10 Hz")
-    print("channels templates  events  baseline us/ev  current us/ev  ratio  agreement")
+    print("channels templates setting  events  tries  baseline us/ev  current us/ev  ratio"
+          "  baseline us/try  current us/try  agreement")
     for n_ch, n_units in ((64, 50), (64, 200), (384, 200)):
         x, tpl, chans, et, ec, pre = scene(n_ch, n_units, args.seconds)
         cp, ci = candidates(tpl, chans, n_ch)
         thr = np.full(n_units, 3.0, np.float32)
-        params = new.make_params(pre, 2, 0.75, 1.33, pair_window=15)
-        norm = np.zeros(n_units, np.float32)
-        new.template_norms(tpl, norm)
-        n2, rows, work, iwork = new.match_tables(tpl, cp, n_ch, params)
-
-        head = (et, ec, tpl, chans)
-        t_old, o_old = timed(old.match_events, x, head, (norm, cp, ci, thr, params), len(et))
-        t_new, o_new = timed(new.match_events, x, head,
-                             (n2, rows, cp, ci, thr, params, work, iwork), len(et))
-        same = np.mean((o_old[0] == o_new[0]) & (o_old[1] == o_new[1]) & (o_old[4] == o_new[4]))
-        print(f"{n_ch:8d} {n_units:9d} {len(et):7d} {t_old:15.2f} {t_new:14.2f} "
-              f"{t_old / t_new:6.2f}  {same:.5f}")
+        per_ev = {}
+        for setting in ("single", "online"):
+            if setting == "single":
+                params = new.make_params(pre, 2, 0.75, 1.33)
+            else:
+                params = new.make_params(pre, 2, 0.75, 1.33, pair_window=15,
+                                         refit_rounds=online.ONLINE_REFIT_ROUNDS,
+                                         overlap_rounds=online.ONLINE_OVERLAP_ROUNDS,
+                                         pursuit_step=online.ONLINE_PURSUIT_STEP)
+            t_old, o_old = timed(old, x, et, ec, tpl, chans, cp, ci, thr, params)
+            t_new, o_new = timed(new, x, et, ec, tpl, chans, cp, ci, thr, params)
+            per_ev[setting] = (t_old, t_new, o_new)
+            same = np.mean((o_old[0] == o_new[0]) & (o_old[1] == o_new[1])
+                           & (o_old[4] == o_new[4]))
+            exact = all(np.array_equal(a, b, equal_nan=True)
+                        for a, b in zip(o_old, o_new, strict=True))
+            tries, per_try = "", ""
+            if setting == "online":
+                n_try = int(np.sum(per_ev["single"][2][4] == 0))  # rejected alone: tried
+                s_old, s_new = per_ev["single"][0], per_ev["single"][1]
+                tries = f"{n_try:6d}"
+                per_try = (f"{(t_old - s_old) * len(et) / max(n_try, 1):16.2f} "
+                           f"{(t_new - s_new) * len(et) / max(n_try, 1):15.2f}")
+            print(f"{n_ch:8d} {n_units:9d} {setting:7s} {len(et):7d} {tries:>6s} "
+                  f"{t_old:15.2f} {t_new:14.2f} {t_old / t_new:6.2f} {per_try:>32s}"
+                  f"  {same:.5f}{'  bit-identical' if exact else ''}")
 
 
 if __name__ == "__main__":

@@ -342,7 +342,9 @@ def _products_strided(fx, xs, iwork, n_ch, cands, n_cand, tpl_chan, tpl_rows, j_
                       out, step, vch):
     """:func:`_products` for shifts ``step`` samples apart: ``out[q * n_sh + j]`` is the
     product at window offset ``j * step``. A loop of its own so that the step-1 loop (every
-    offline and online single-spike search) keeps its five-shift pass with constant offsets."""
+    offline and online single-spike search) keeps its five-shift pass with constant offsets;
+    step 2 (the online overlap search) has a four-shift pass of its own (constant offsets
+    again: a runtime step there made it 2x slower), other steps one shift a pass."""
     wp = tpl_rows.shape[2]
     for q in range(n_cand):
         u = cands[q]
@@ -355,12 +357,31 @@ def _products_strided(fx, xs, iwork, n_ch, cands, n_cand, tpl_chan, tpl_rows, j_
                 continue
             t = tpl_rows[u, k]
             o = (iwork[ch] - 1) * xs
-            for j in range(j_lo, j_hi + 1):
+            j = j_lo
+            while step == 2 and j + 3 <= j_hi:  # four shifts a pass share the template's loads
+                x = fx[o + 2 * j:o + 2 * j + wp + 6]
+                a0 = np.float32(0.0)
+                a1 = np.float32(0.0)
+                a2 = np.float32(0.0)
+                a3 = np.float32(0.0)
+                for w in range(wp):
+                    tw = t[w]
+                    a0 += x[w] * tw
+                    a1 += x[w + 2] * tw
+                    a2 += x[w + 4] * tw
+                    a3 += x[w + 6] * tw
+                out[o_q + j] += a0
+                out[o_q + j + 1] += a1
+                out[o_q + j + 2] += a2
+                out[o_q + j + 3] += a3
+                j += 4
+            while j <= j_hi:
                 x = fx[o + j * step:o + j * step + wp]
                 acc = np.float32(0.0)
                 for w in range(wp):
                     acc += x[w] * t[w]
                 out[o_q + j] += acc
+                j += 1
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
