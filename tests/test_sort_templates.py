@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from offline.sort.cluster import cluster_snippets, split_bimodal
+from offline.sort.cluster import cluster_snippets, core_points, dense_root_cluster, split_bimodal
 from offline.sort.settings import SortSettings
 from offline.sort.templates import TemplateSet, rebuild_templates
 
@@ -209,9 +209,10 @@ def _bursting_cell_beside_a_smaller_one(rng, with_smaller=True):
 def test_shape_split_separates_a_bursting_cell_from_a_smaller_neighbour():
     snip_nb = (np.array([0, 4], np.int32), np.arange(4, dtype=np.int32))
 
-    def clusters(snippets, shape):
-        # on the centre line (the Fisher direction alone already cuts this pair)
-        s = replace(SortSettings(), split_shape=shape, split_fisher=False)
+    def clusters(snippets, shape, core=0.0):
+        # on the centre line (the Fisher direction alone already cuts this pair), on all
+        # snippets (the split on the core snippets alone cuts it by size too: below)
+        s = replace(SortSettings(), split_shape=shape, split_fisher=False, split_core=core)
         return cluster_snippets(snippets, np.zeros(len(snippets), np.int32), snip_nb, s,
                                 np.random.default_rng(0))
 
@@ -228,6 +229,14 @@ def test_shape_split_separates_a_bursting_cell_from_a_smaller_neighbour():
         alone, _ = _bursting_cell_beside_a_smaller_one(np.random.default_rng(seed), False)
         by_size = sorted(len(cl.members) for cl in clusters(alone, False))
         assert sorted(len(cl.members) for cl in clusters(alone, True)) == by_size
+        # trimmed (the default): the size split alone separates the pair (the bursting cell
+        # may come in parts, one per burst position, which burst_merge joins into one unit),
+        # and leaves the bursting cell alone whole (on all snippets it cut 2 of these 3 seeds)
+        parts = [np.bincount(truth[cl.members], minlength=2)
+                 for cl in clusters(snippets, False, 0.8)]
+        assert {int(c.argmax()) for c in parts} == {0, 1}
+        assert all(c.max() >= 0.98 * c.sum() for c in parts)
+        assert len(clusters(alone, True, 0.8)) == 1
 
 
 def _elongated_pair(rng, two=True, n=400, d=10):
@@ -256,3 +265,105 @@ def test_fisher_split_separates_clouds_the_centre_line_mixes():
         # one stretched cloud: any projection of it is unimodal, so no cut
         one, _ = _elongated_pair(rng, two=False, n=800)
         assert len(split_bimodal(one, np.arange(len(one)), 25, 0.5, rng, fisher=True)) == 1
+
+
+def _pair_with_overlap_tail(rng, n_big=250, n_small=50, tail=0.15, d=60):
+    """Two cells' snippets in d dimensions (unit noise; d ~ a band-limited snippet's effective
+    dimension), their means 5 noise SDs apart along e0, and a heavy tail: ``tail`` of each
+    cell's snippets hold a second spike of one of two neighbours (a fixed direction each,
+    at 2-3x the noise's norm). The shape of dense64 seed 6's 253 + 51 pair on one channel:
+    means ~4-5 SDs apart along their line, 5 % of snippets at twice the median norm."""
+    neighbours = rng.standard_normal((2, d))
+    neighbours[:, 0] = 0.0
+    neighbours *= np.sqrt(d) / np.linalg.norm(neighbours, axis=1, keepdims=True)
+    x, truth = [], []
+    for label, n, shift in ((0, n_big, 0.0), (1, n_small, 5.0)):
+        pts = rng.standard_normal((n, d))
+        pts[:, 0] += shift
+        hit = np.flatnonzero(rng.random(n) < tail)
+        which = rng.integers(0, 2, len(hit))
+        pts[hit] += neighbours[which] * rng.uniform(2.0, 3.0, (len(hit), 1))
+        x.append(pts)
+        truth += [label] * n
+    return np.concatenate(x), np.asarray(truth)
+
+
+def test_split_finds_the_pair_a_tail_of_overlaps_hides_from_2_means():
+    def separated(x, truth, core, rng):
+        parts = split_bimodal(x, np.arange(len(x)), 25, 0.5, rng, local_components=10,
+                              fisher=True, core=core)
+        pure = all(np.bincount(truth[p], minlength=2).max() >= 0.85 * len(p) for p in parts)
+        # the smaller cell in parts of its own (one, or pieces the merge test rejoins)
+        of_small = sum(np.sum(truth[p] == 1) for p in parts if np.mean(truth[p] == 1) > 0.5)
+        return pure and of_small >= 0.85 * 50
+
+    trimmed = every = 0
+    for seed in range(8):
+        x, truth = _pair_with_overlap_tail(np.random.default_rng(seed))
+        trimmed += separated(x, truth, 0.8, np.random.default_rng(0))
+        every += separated(x, truth, 0.0, np.random.default_rng(0))
+    # with every snippet 2-means cuts a neighbour's overlaps off instead (0 of 8 seeds);
+    # trimmed it finds the pair on half of them (the rest: one of the cells' tails is cut)
+    assert every <= 1 and trimmed >= 4, (every, trimmed)
+
+
+def test_core_points_keeps_the_quantile_nearest_the_median():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((1000, 5))
+    x[:100] += 50.0  # far outliers
+    keep = core_points(x, 0.8)
+    assert keep.sum() == 800 and not keep[:100].any()
+    assert core_points(x, 0.0).all() and core_points(x, 1.0).all()
+
+
+def test_root_cluster_is_made_whole_from_its_dense_part():
+    # one blob: HDBSCAN with a single cluster allowed keeps only its root's ~min_size densest
+    # points; the dense half of the blob becomes the cluster instead
+    from sklearn.cluster import HDBSCAN
+
+    rng = np.random.default_rng(0)
+    feats = rng.standard_normal((800, 6))
+    labels = HDBSCAN(min_cluster_size=25, min_samples=10, allow_single_cluster=True,
+                     copy=True).fit_predict(feats)
+    assert 0 < (labels >= 0).sum() < 50  # the labelling this is for
+    made = dense_root_cluster(labels, feats, 25, 10, 0.5)
+    assert set(np.unique(made)) == {-1, 0} and (made == 0).sum() == 400
+    r = np.linalg.norm(feats, axis=1)
+    assert np.median(r[made == 0]) < np.median(r[made == -1])  # the dense core
+    assert np.array_equal(dense_root_cluster(labels, feats, 25, 10, 0.0), labels)
+    # two clusters found: left alone
+    two = np.where(np.arange(800) < 400, 0, 1)
+    assert np.array_equal(dense_root_cluster(two, feats, 25, 10, 0.5), two)
+
+
+def test_a_channel_of_two_cells_hdbscan_keeps_as_its_root_is_split():
+    # two cells 8 noise SDs apart along one of 40 directions, 40 % of their snippets holding a
+    # second spike (large offsets in 8 other directions): in the channel's 6 components
+    # HDBSCAN finds no two clusters and labels ~25 points; the dense half of its root, the
+    # tail left out, splits in its own components into the two cells
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        d = 40
+        parts, truth = [], []
+        for label, shift in ((0, -4.0), (1, 4.0)):
+            pts = rng.standard_normal((400, d))
+            pts[:, 20] += shift
+            hit = rng.random(400) < 0.4
+            pts[hit, :8] += rng.standard_normal((hit.sum(), 8)) * 8.0
+            parts.append(pts)
+            truth += [label] * 400
+        snippets = np.concatenate(parts).astype(np.float32)[:, None, :]
+        truth = np.asarray(truth)
+        snippet_c = np.zeros(len(truth), np.int32)
+        snip_nb = (np.array([0, 1], np.int32), np.array([0], np.int32))
+
+        def clusters_with(q, snippets=snippets, snippet_c=snippet_c, snip_nb=snip_nb):
+            s = replace(SortSettings(), root_cluster_quantile=q)
+            return cluster_snippets(snippets, snippet_c, snip_nb, s, np.random.default_rng(0))
+
+        old = clusters_with(0.0)
+        assert len(old) == 1 and len(old[0].members) < 50  # HDBSCAN's root labelling
+        new = [np.bincount(truth[c.members], minlength=2) for c in clusters_with(0.5)]
+        assert len(new) == 2 and {int(c.argmax()) for c in new} == {0, 1}
+        for counts in new:
+            assert counts.max() >= 0.97 * counts.sum() and counts.sum() >= 150

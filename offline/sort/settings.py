@@ -78,6 +78,11 @@ class SortSettings:
     pca_components: int = 6
     min_cluster_size: int = 25
     min_samples: int = 10
+    root_cluster_quantile: float = 0.5
+    """When HDBSCAN keeps only its root cluster's densest ~``min_cluster_size`` events (its
+    labelling with one cluster allowed), the channel's densest events up to this quantile of
+    HDBSCAN's core distance form the cluster instead, and the bimodality splits divide it
+    (:func:`offline.sort.cluster.dense_root_cluster`; 0 = HDBSCAN's labels)."""
     split_trough: float = 0.5
     """A cluster splits where the histogram of its 2-means projection dips below this fraction
     of the smaller mode (0 = no bimodal split)."""
@@ -98,6 +103,10 @@ class SortSettings:
     split_pca_components: int = 10
     """Each split test runs in the tested cluster's own top principal components (of its
     members' snippets), this many (0 = in the group's ``pca_components``, as HDBSCAN saw them)."""
+    split_core: float = 0.8
+    """The bimodality split looks for its two halves (2-means, Fisher direction, histogram
+    dip) among the cluster's snippets within this quantile of distance from their median, then
+    cuts all of them (0 = all snippets; :func:`offline.sort.cluster.core_points`)."""
     split_fisher: bool = True
     """Each split test projects on the Fisher direction of its 2-means halves instead of the
     line between their centres (two units whose clouds are elongated along other directions
@@ -207,6 +216,9 @@ class SortSettings:
                 "must be 0..50")
         require(self.min_cluster_size >= 2, f"{section}.min_cluster_size", "must be >= 2")
         require(self.min_samples >= 1, f"{section}.min_samples", "must be >= 1")
+        require(0.0 <= self.root_cluster_quantile <= 1.0, f"{section}.root_cluster_quantile",
+                "must be 0..1")
+        require(0.0 <= self.split_core < 1.0, f"{section}.split_core", "must be 0..1 (1 excluded)")
         require(0 <= self.split_trough < 1, f"{section}.split_trough", "must be in [0, 1)")
         require(self.merge_distance >= 0, f"{section}.merge_distance", "must be >= 0")
         require(0 <= self.max_shift_samples <= 10, f"{section}.max_shift_samples", "0..10")
