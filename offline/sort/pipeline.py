@@ -235,7 +235,8 @@ def sort_recording(source: RecordingSource, out_dir, settings: AllSettings | Non
         templates = rebuild_templates(
             templates, wide, sum(r["sum"].astype(np.float64) for r in acc),
             sum(r["count"] for r in acc), c_n, settings.sort.min_cluster_size // 2 + 1,
-            settings.sort.template_row_min, settings.sort.merge_distance,
+            settings.sort.template_row_min,
+            settings.sort.merge_distance if settings.sort.rebuild_merge else 0.0,
             settings.sort.max_shift_samples)
         log(f"templates rebuilt from matched spikes: {n_before} -> {templates.n_units}")
         thresholds = calibrate(templates, "calibrate2")

@@ -241,7 +241,8 @@ def rebuild_templates(templates: TemplateSet, wide_rows, sums, counts, n_channel
     """Templates re-estimated from matched spikes (``sums`` / ``counts`` over ``wide_rows``,
     see :func:`offline.sort.matching.match_chunk`), on every channel of ``wide_rows`` whose peak
     reaches ``row_min`` noise units (the unit's whole footprint, not just the clustering
-    neighbourhood), then merged again (two clusters of one unit become near-identical here).
+    neighbourhood), then merged again below ``merge_distance`` (0: not merged; the pipeline's
+    ``rebuild_merge`` setting).
     A template with fewer than ``min_spikes`` matched spikes, or whose new mean on its old rows
     differs from the old one by more than ``max_change`` (squared difference / old energy: its
     matches were dominated by something else), keeps its cluster mean."""
