@@ -265,8 +265,10 @@ def rebuild_templates(templates: TemplateSet, wide_rows, sums, counts, n_channel
             ok = templates.channels[u] >= 0
             dense[u, templates.channels[u][ok]] = templates.waveforms[u][ok]
             known[u, templates.channels[u][ok]] = True
-    dense, known, n, apart = merge_dense(dense, known, n, merge_distance, max_shift,
-                                         apart=templates.apart)
+    apart = templates.apart
+    if merge_distance > 0:  # (0: not even the pair distances)
+        dense, known, n, apart = merge_dense(dense, known, n, merge_distance, max_shift,
+                                             apart=apart)
     return _to_rows(dense, known, n, max(k2, templates.waveforms.shape[1]), templates.pre,
                     apart)
 
