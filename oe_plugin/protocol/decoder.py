@@ -37,8 +37,8 @@ Session codes (protocol version 2, :mod:`oe_plugin.protocol.session_code`): a re
 two START refreshes is a chunk of the session code; it is reported like a marker refresh
 (``EXPERIMENT_START``, sweep ``SWEEP_NONE``) plus ``SESSION_CODE``. To tell such a refresh from
 the first sweep refresh, the refreshes after a START are held back until the next START (a
-chunk) or two consecutive refreshes with a known code and no error flag (sweeps): about one
-refresh of extra delay at each experiment start. When a START block ends,
+chunk) or three consecutive refreshes with a known code and no error flag (sweeps): about two
+refreshes of extra delay at each experiment start. When a START block ends,
 :attr:`DecoderBase.experiments` gets one record ``(start_sample, session_code, status)``: the
 code (or None) and ``"ok"``, ``"absent"`` (a version 1 stimulus: no chunk) or ``"corrupt"``
 (chunks sent, no copy trusted).
@@ -327,8 +327,12 @@ class DecoderBase:
         n = len(held)
         if n > MAX_HELD:
             self._close_block(True)
-        elif n >= 2 and _clean(held[-1]) and _clean(held[-2]):
-            self._close_block(False)  # two clean sweep refreshes in a row: the block is over
+        elif n >= 3 and _clean(held[-1]) and _clean(held[-2]) and _clean(held[-3]):
+            # three clean sweep refreshes in a row: the block is over. Two were not enough: a
+            # glitch edge on the frame line just after a chunk makes a refresh that repeats the
+            # chunk's code cleanly (no word of its own), and the real START edge right after it
+            # is the one flagged EXTRA_FRAME (found by the property test, 2026-12-07)
+            self._close_block(False)
 
     def _held_are_chunks(self) -> None:
         """The held refreshes came before a START: they are the block's chunk slot. One
