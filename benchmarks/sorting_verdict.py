@@ -11,6 +11,7 @@ rows run at different loads are not comparable beyond a factor of ~2. Runs nothi
 
     .venv/bin/python benchmarks/sorting_verdict.py                 # held-out seeds
     .venv/bin/python benchmarks/sorting_verdict.py --split tuning
+    .venv/bin/python benchmarks/sorting_verdict.py --split unseen  # seed 103 (session 19)
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import json
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "sorting.json"
-SPLIT_SEEDS = {"tuning": (1, 2), "heldout": (101, 102)}
+SPLIT_SEEDS = {"tuning": (1, 2), "heldout": (101, 102), "unseen": (103,)}
 ACC_SLACK = 0.02
 TIME_RATIO = 0.5
 

@@ -367,3 +367,58 @@ def test_a_channel_of_two_cells_hdbscan_keeps_as_its_root_is_split():
         assert len(new) == 2 and {int(c.argmax()) for c in new} == {0, 1}
         for counts in new:
             assert counts.max() >= 0.97 * counts.sum() and counts.sum() >= 150
+
+
+def _spikes(t, unit):
+    n = len(t)
+    return {"t": np.asarray(t, np.int64), "unit": np.asarray(unit, np.int32),
+            "accepted": np.ones(n, bool), "pass_": np.zeros(n, np.int8), "pair": np.zeros(n, bool)}
+
+
+def test_robust_rebuild_sum_ignores_a_neighbours_spike_in_a_few_windows():
+    """dense64 tuning seed 3: a focal 71 µV cell's template, rebuilt from 77 matched spikes on its
+    wide rows, picked up a big neighbour's spikes on rows where it has none, and its own spikes
+    then fitted the smaller cell next to it. The clipped sum keeps those rows near zero."""
+    from offline.sort.matching import _accumulate
+
+    rng = np.random.default_rng(4)
+    width, n_ch, n_spk = 40, 6, 12
+    shape = np.exp(-0.5 * ((np.arange(width) - 12) / 3.0) ** 2)
+    truth = np.zeros((n_ch, width))
+    truth[0] = -10 * shape  # the unit's own footprint: channels 0-1 only
+    truth[1] = -4 * shape
+    src = rng.standard_normal((n_spk * 200, n_ch)).astype(np.float32)
+    t = 100 + 200 * np.arange(n_spk)
+    for ti in t:
+        src[ti:ti + width] += truth.T
+    for ti in t[:2]:  # a 40-noise-unit neighbour spike on channel 4 in two windows of twelve
+        src[ti + 5:ti + 5 + width, 4] += -40 * shape
+    rows = np.array([[0, 1, 2, 3, 4, 5]], np.int32)
+    plain = _accumulate(src, 0, 0, width, _spikes(t, [0] * n_spk), rows)
+    robust = _accumulate(src, 0, 0, width, _spikes(t, [0] * n_spk), rows, clip=3.0)
+    assert plain["count"][0] == robust["count"][0] == n_spk
+    mean_plain = plain["sum"][0] / n_spk
+    mean_robust = robust["sum"][0] / n_spk
+    assert np.abs(mean_plain[4]).max() > 5.0  # the neighbour bends the plain mean by ~6.7
+    assert np.abs(mean_robust[4]).max() < 1.5  # clipped: at most 2 x 3 / 12 plus noise
+    # the unit's own rows are kept (the median is a fair reference for clean windows)
+    assert np.abs(mean_robust[0] - truth[0]).max() < 1.2
+    assert np.abs(mean_robust[1] - truth[1]).max() < 1.2
+
+
+def test_robust_rebuild_sum_is_the_plain_sum_for_few_spikes_or_clip_0():
+    from offline.sort.matching import CLIP_MIN_SPIKES, _accumulate
+
+    rng = np.random.default_rng(5)
+    src = rng.standard_normal((2000, 3)).astype(np.float32)
+    rows = np.array([[0, 1, 2]], np.int32)
+    few = _spikes(100 + 300 * np.arange(CLIP_MIN_SPIKES - 1), [0] * (CLIP_MIN_SPIKES - 1))
+    a = _accumulate(src, 0, 0, 30, few, rows)
+    b = _accumulate(src, 0, 0, 30, few, rows, clip=0.5)
+    np.testing.assert_array_equal(a["sum"], b["sum"])
+    many = _spikes(100 + 300 * np.arange(6), [0] * 6)
+    c = _accumulate(src, 0, 0, 30, many, rows)
+    d = _accumulate(src, 0, 0, 30, many, rows, clip=0.0)
+    np.testing.assert_array_equal(c["sum"], d["sum"])
+    e = _accumulate(src, 0, 0, 30, many, rows, clip=0.5)
+    assert not np.array_equal(c["sum"], e["sum"])  # unit noise is clipped at 0.5

@@ -153,7 +153,8 @@ def match_chunk(job: SortJob, index: int, templates: TemplateSet, thresholds: np
     names = ("t", "unit", "accepted", "amplitude", "error", "channel", "pass_", "pair")
     out = {k: v[keep] for k, v in zip(names, cols, strict=True)}
     if wide_rows is not None:
-        out.update(_accumulate(original, lo, pre, templates.waveforms.shape[2], out, wide_rows))
+        out.update(_accumulate(original, lo, pre, templates.waveforms.shape[2], out, wide_rows,
+                               s.rebuild_clip))
     return out
 
 
@@ -172,8 +173,18 @@ def _last_try(event_t, channel, pass_) -> np.ndarray:
     return keep
 
 
-def _accumulate(src, lo, pre, width, spikes, wide_rows) -> dict:
-    """Per-template sums of the spikes' windows on ``wide_rows`` (see match_chunk)."""
+CLIP_MIN_SPIKES = 5
+"""Fewer spikes of a unit in a chunk: their plain sum (a median of 1-4 windows is no reference)."""
+
+
+def _accumulate(src, lo, pre, width, spikes, wide_rows, clip: float = 0.0) -> dict:
+    """Per-template sums of the spikes' windows on ``wide_rows`` (see match_chunk).
+
+    ``clip`` > 0 (noise units): a robust sum, for templates with at least :data:`CLIP_MIN_SPIKES`
+    spikes in the chunk: each window's deviation from the chunk's per-sample median window is
+    clipped to ``+-clip`` (``n * median + sum(clip(x - median))``, Huber's idea). A neighbour's
+    big spike overlapping a few of a unit's windows then moves the unit's mean by at most
+    ``clip / n`` per window instead of its whole size; unit noise is barely clipped."""
     n_units, k2 = wide_rows.shape
     sums = np.zeros((n_units, k2, width), np.float64)
     count = np.zeros(n_units, np.int64)
@@ -190,6 +201,11 @@ def _accumulate(src, lo, pre, width, spikes, wide_rows) -> dict:
         rows = wide_rows[u]
         valid = rows >= 0
         win = src[(first[sel][:, None] + offs)[:, :, None], rows[valid][None, None, :]]
-        sums[u, valid] = win.sum(axis=0).T
+        if clip > 0 and len(win) >= CLIP_MIN_SPIKES:
+            ref = np.median(win, axis=0)
+            total = len(win) * ref + np.clip(win - ref, -clip, clip).sum(axis=0)
+        else:
+            total = win.sum(axis=0)
+        sums[u, valid] = total.T
         count[u] = int(sel.sum())
     return {"sum": sums.astype(np.float32), "count": count}

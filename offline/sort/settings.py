@@ -182,6 +182,11 @@ class SortSettings:
     near-identical once rebuilt from their matched spikes and merged into one unit. Parts of
     one cell left apart are joined after matching when their spikes never coincide
     (``split_join``)."""
+    rebuild_clip: float = 0.0
+    """Robust rebuild (noise units, 0 = plain mean): each matched spike's window deviates from
+    its chunk's per-sample median by at most this in the sum (see
+    :func:`offline.sort.matching._accumulate`), so a neighbour's big spike overlapping a few of a
+    unit's windows does not bend its rebuilt template."""
     template_row_min: float = 1.5
     """A rebuilt template keeps the channels whose peak reaches this (noise units)."""
     burst_merge: bool = True
@@ -247,6 +252,7 @@ class SortSettings:
         require(0 <= self.overlap_refit_rounds <= 5, f"{section}.overlap_refit_rounds",
                 "must be 0..5")
         require(self.rebuild_radius_um >= 0, f"{section}.rebuild_radius_um", "must be >= 0")
+        require(self.rebuild_clip >= 0, f"{section}.rebuild_clip", "must be >= 0")
         require(self.template_row_min >= 0, f"{section}.template_row_min", "must be >= 0")
         require(0 <= self.burst_max_residual < 1, f"{section}.burst_max_residual",
                 "must be in [0, 1)")
