@@ -422,3 +422,25 @@ def test_robust_rebuild_sum_is_the_plain_sum_for_few_spikes_or_clip_0():
     np.testing.assert_array_equal(c["sum"], d["sum"])
     e = _accumulate(src, 0, 0, 30, many, rows, clip=0.5)
     assert not np.array_equal(c["sum"], e["sum"])  # unit noise is clipped at 0.5
+
+
+def test_split_fallback_finds_the_smaller_cell_the_trimming_leaves_out():
+    """dense64 tuning seed 3: a 51 µV cell's 61 snippets shared a cluster with 261 of a busier
+    71 µV cell; the trimmed 2-means (``split_core`` 0.8) starts from the 80 % nearest the median,
+    which is the busy cell alone, and finds no dip. The fallback tests all the snippets."""
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        a = rng.standard_normal((260, 10))
+        b = rng.standard_normal((60, 10))
+        b[:, 0] += 7.0
+        x = np.vstack([a, b])
+        members = np.arange(len(x))
+        trimmed = split_bimodal(x, members, 25, 0.5, rng, core=0.8, fisher=True)
+        assert len(trimmed) == 1
+        parts = split_bimodal(x, members, 25, 0.5, rng, core=0.8, fisher=True, fallback=True)
+        assert len(parts) >= 2
+        big = max(parts, key=len)
+        assert len(big) >= 255 and (big < 260).mean() >= 0.99  # the busy cell stays whole
+        for p in parts:
+            if p is not big:
+                assert (p >= 260).mean() >= 0.95  # the other parts are the smaller cell's

@@ -100,14 +100,16 @@ def cluster_snippets(snippets, snippet_c, snip_nb, settings, rng) -> list[Cluste
             members = np.flatnonzero(labels == lab)
             parts = split_bimodal(by_size, members, settings.min_cluster_size,
                                   settings.split_trough, rng, local_components=local,
-                                  fisher=settings.split_fisher, core=settings.split_core)
+                                  fisher=settings.split_fisher, core=settings.split_core,
+                                  fallback=settings.split_core_fallback)
             if by_shape is not None:
                 parts = [q for part in parts
                          for q in split_bimodal(by_shape, part, settings.min_cluster_size,
                                                 settings.split_trough, rng,
                                                 local_components=local,
                                                 fisher=settings.split_fisher,
-                                                core=settings.split_core)]
+                                                core=settings.split_core,
+                                                fallback=settings.split_core_fallback)]
             clusters.extend(Cluster(int(ch), idx[part]) for part in parts)
     return clusters
 
@@ -138,38 +140,49 @@ def dense_root_cluster(labels, feats, min_size, min_samples, quantile):
 
 
 def split_bimodal(feats, members, min_size, trough, rng, depth=3,
-                  local_components=0, fisher=False, core=0.0) -> list[np.ndarray]:
+                  local_components=0, fisher=False, core=0.0,
+                  fallback=False) -> list[np.ndarray]:
     """``members`` (indices into ``feats`` (n, d)) split into unimodal parts (see the module
     doc). ``local_components`` > 0: each test (at every depth) runs in the top principal
     components of the members being tested, not in ``feats`` as given. ``fisher``: the test
     projects on the 2-means halves' Fisher direction (their pooled covariance's inverse times
-    the line between the centres) instead of that line itself."""
+    the line between the centres) instead of that line itself. ``core`` > 0: the halves are
+    looked for among the points nearest the median (:func:`_two_means_trimmed`); with
+    ``fallback``, a cluster that shows no dip so is tested again on all its points (a pair of
+    cells whose smaller one is the ~20 % the trimming leaves out)."""
     if trough <= 0 or depth == 0 or len(members) < 2 * min_size:
         return [members]
     x = feats[members]
     if local_components > 0:
         x = pca_features(x, local_components)
-    centres, inner = _two_means_trimmed(x, core)
-    xc = x[inner]
-    axis = centres[1] - centres[0]
-    if fisher:
-        axis = _fisher_axis(xc, centres)
-    norm = np.linalg.norm(axis)
-    if norm <= 0:
-        return [members]
-    axis = axis / norm
-    proj = (x - centres[0]) @ axis  # centre 0 at 0, centre 1 at far
-    far = float((centres[1] - centres[0]) @ axis)
-    cut = bimodal_cut(proj[inner], far, trough)
+    proj, cut = _split_cut(x, trough, fisher, core)
+    if cut is None and core > 0 and fallback:
+        proj, cut = _split_cut(x, trough, fisher, 0.0)
     if cut is None:
         return [members]
     left, right = members[proj < cut], members[proj >= cut]
     if len(left) < min_size or len(right) < min_size:
         return [members]
     return (split_bimodal(feats, left, min_size, trough, rng, depth - 1, local_components,
-                          fisher, core)
+                          fisher, core, fallback)
             + split_bimodal(feats, right, min_size, trough, rng, depth - 1, local_components,
-                            fisher, core))
+                            fisher, core, fallback))
+
+
+def _split_cut(x, trough, fisher, core):
+    """The projection of ``x`` (n, d) on the split axis of its (trimmed) 2-means halves, and
+    the cut at its histogram dip (None: unimodal)."""
+    centres, inner = _two_means_trimmed(x, core)
+    axis = centres[1] - centres[0]
+    if fisher:
+        axis = _fisher_axis(x[inner], centres)
+    norm = np.linalg.norm(axis)
+    if norm <= 0:
+        return None, None
+    axis = axis / norm
+    proj = (x - centres[0]) @ axis  # centre 0 at 0, centre 1 at far
+    far = float((centres[1] - centres[0]) @ axis)
+    return proj, bimodal_cut(proj[inner], far, trough)
 
 
 def core_points(x, quantile) -> np.ndarray:

@@ -107,6 +107,11 @@ class SortSettings:
     """The bimodality split looks for its two halves (2-means, Fisher direction, histogram
     dip) among the cluster's snippets within this quantile of distance from their median, then
     cuts all of them (0 = all snippets; :func:`offline.sort.cluster.core_points`)."""
+    split_core_fallback: bool = False
+    """A cluster the trimmed split (``split_core``) finds unimodal is tested again on all its
+    snippets: the trimming leaves out the farthest ~20 %, which can be the whole of a smaller
+    cell sharing the cluster with a busier one (dense64 tuning seed 3: 61 snippets of a 51 µV
+    cell among 261 of a 71 µV cell at 20 µm)."""
     split_fisher: bool = True
     """Each split test projects on the Fisher direction of its 2-means halves instead of the
     line between their centres (two units whose clouds are elongated along other directions
