@@ -15,6 +15,11 @@ TTL_WORDS_DTYPE = np.dtype(TTL_DTYPE.descr + [("full_words", "<u8")])
 """TTL events of a Binary recording that stored ``full_words.npy`` (all lines after the event)."""
 
 
+_TILED_MIN = 1 << 16
+"""Blocks of at least this many samples are scaled by the tiled kernel (smaller ones by numpy:
+not worth numba's import)."""
+
+
 class RecordingError(Exception):
     """A recording cannot be found, selected or read; the message says what exists instead."""
 
@@ -121,8 +126,16 @@ class ContinuousRecording:
         raise NotImplementedError
 
     def _scale_into(self, raw_tc: np.ndarray, chans: np.ndarray, out: np.ndarray) -> None:
-        """raw (time, channel) integers -> out (channel, time) float32 µV, scaled in float64."""
-        np.multiply(raw_tc.T, self.bit_volts[chans][:, None], out=out, casting="unsafe")
+        """raw (time, channel) integers -> out (channel, time) float32 µV, scaled in float64
+        (a tiled kernel for blocks worth it, :mod:`offline.recording._scale`)."""
+        gain = self.bit_volts[chans]
+        if (raw_tc.size >= _TILED_MIN and raw_tc.dtype.kind in "iu" and out.dtype == np.float32
+                and out.flags.c_contiguous):
+            from offline.recording._scale import scale_transpose
+
+            scale_transpose(raw_tc, gain, out)
+            return
+        np.multiply(raw_tc.T, gain[:, None], out=out, casting="unsafe")
 
     # -- events ---------------------------------------------------------------------------------
     def ttl_events(self) -> np.ndarray:

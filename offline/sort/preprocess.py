@@ -193,7 +193,7 @@ class Preprocessor:
         if self.settings.filter == "zero-phase":
             rev = np.ascontiguousarray(x[:, ::-1])
             _filter(self.sos, rev)
-            x = np.ascontiguousarray(rev[:, ::-1])
+            x = rev[:, ::-1]  # a view: the slice below makes the one copy
         a = max(0, start_in - self.half_width)
         b = min(g.n_samples_in, stop_in + self.half_width)
         return np.ascontiguousarray(x[:, a - lo : b - lo]), a
@@ -234,9 +234,11 @@ class Preprocessor:
         s = self.settings
         win = min(g.n_samples, max(1, int(round(s.noise_window_s * g.sample_rate_hz))))
         starts = np.unique(np.linspace(0, g.n_samples - win, s.noise_windows).round())
-        parts = [self.traces(int(a), int(a) + win, scaled=False) for a in starts]
-        x = np.abs(np.concatenate(parts, axis=1))
-        noise = np.median(x, axis=1).astype(np.float32) * np.float32(MAD_TO_SIGMA)
+        x = np.empty((self.n_channels, len(starts) * win), np.float32)
+        for i, a in enumerate(starts):
+            np.abs(self.traces(int(a), int(a) + win, scaled=False), out=x[:, i * win:(i + 1) * win])
+        noise = (np.median(x, axis=1, overwrite_input=True).astype(np.float32)
+                 * np.float32(MAD_TO_SIGMA))
         noise[~(noise > 0)] = np.inf
         self.noise_uv = noise
         return noise
