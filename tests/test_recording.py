@@ -239,12 +239,13 @@ def test_read_uv_rows_is_the_transpose_of_read_uv(tmp_path):
 
 @pytest.mark.parametrize("dtype", ["int16", "uint16", "int32"])
 def test_tiled_scaling_gives_numpys_bits_for_any_block(tmp_path, dtype):
-    """Blocks of >= _TILED_MIN samples are scaled by the tiled kernel; every float32 must be the
-    one numpy's multiply gives (integer x float64 gain, rounded once), channel subsets too."""
+    """Blocks are scaled in tiles of SCALE_TILE samples; every float32 must be the one numpy's
+    whole-block multiply gives (integer x float64 gain, rounded once), channel subsets and a
+    last partial tile too."""
     from offline.recording import base
 
     rng = np.random.default_rng(3)
-    n_ch, n = 37, base._TILED_MIN // 5 + 101  # not a multiple of the tile
+    n_ch, n = 37, 5 * base.SCALE_TILE + 101  # not a multiple of the tile
     info = np.iinfo(dtype)
     raw = rng.integers(info.min, info.max, size=(n, n_ch), dtype=dtype, endpoint=True)
     gain = rng.uniform(0.05, 3.0, n_ch)
@@ -252,9 +253,9 @@ def test_tiled_scaling_gives_numpys_bits_for_any_block(tmp_path, dtype):
     path.write_bytes(raw.tobytes())
     rec = open_flat_binary(path, dtype, n_ch, 30000.0, gain_uv=gain)
     chans = [3, 0, 36, 7, 7]
-    for block, sel in ((rec.read_uv(0, n), slice(None)), (rec.read_uv(5, n, chans), chans)):
-        rows = raw[5:] if block.shape[1] == n - 5 else raw
+    for block, sel, first in ((rec.read_uv(0, n), slice(None), 0),
+                              (rec.read_uv(5, n, chans), chans, 5)):
         expect = np.empty(block.shape, np.float32)
-        np.multiply(rows[:, sel].T, gain[sel][:, None], out=expect, casting="unsafe")
-        assert block.size >= base._TILED_MIN
+        np.multiply(raw[first:, sel].T, gain[sel][:, None], out=expect, casting="unsafe")
+        assert block.shape[1] > 2 * base.SCALE_TILE
         np.testing.assert_array_equal(block.view(np.uint32), expect.view(np.uint32))

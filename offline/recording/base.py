@@ -15,9 +15,9 @@ TTL_WORDS_DTYPE = np.dtype(TTL_DTYPE.descr + [("full_words", "<u8")])
 """TTL events of a Binary recording that stored ``full_words.npy`` (all lines after the event)."""
 
 
-_TILED_MIN = 1 << 16
-"""Blocks of at least this many samples are scaled by the tiled kernel (smaller ones by numpy:
-not worth numba's import)."""
+SCALE_TILE = 256
+"""Samples per tile when raw integers are scaled and transposed (:meth:`ContinuousRecording.
+_scale_into`): 256 frames of 384 int16 channels are 192 kB."""
 
 
 class RecordingError(Exception):
@@ -126,16 +126,17 @@ class ContinuousRecording:
         raise NotImplementedError
 
     def _scale_into(self, raw_tc: np.ndarray, chans: np.ndarray, out: np.ndarray) -> None:
-        """raw (time, channel) integers -> out (channel, time) float32 µV, scaled in float64
-        (a tiled kernel for blocks worth it, :mod:`offline.recording._scale`)."""
-        gain = self.bit_volts[chans]
-        if (raw_tc.size >= _TILED_MIN and raw_tc.dtype.kind in "iu" and out.dtype == np.float32
-                and out.flags.c_contiguous):
-            from offline.recording._scale import scale_transpose
+        """raw (time, channel) integers -> out (channel, time) float32 µV, scaled in float64.
 
-            scale_transpose(raw_tc, gain, out)
-            return
-        np.multiply(raw_tc.T, gain[:, None], out=out, casting="unsafe")
+        In tiles of :data:`SCALE_TILE` samples: the whole block transposed at once walks the
+        input a sample frame per element (~12 ns per sample at 384 channels); a tile's frames
+        stay in cache (~3 ns). Same arithmetic, same bits. (A numba kernel was as fast but
+        hung under the native host runner, whose driver reads the recording: the reader stays
+        plain numpy.)"""
+        gain = self.bit_volts[chans][:, None]
+        for t0 in range(0, raw_tc.shape[0], SCALE_TILE):
+            t1 = t0 + SCALE_TILE
+            np.multiply(raw_tc[t0:t1].T, gain, out=out[:, t0:t1], casting="unsafe")
 
     # -- events ---------------------------------------------------------------------------------
     def ttl_events(self) -> np.ndarray:
