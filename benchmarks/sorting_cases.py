@@ -24,7 +24,7 @@ import numpy as np
 FS = 30000.0
 BIT_VOLTS = 0.195
 SPLITS = {"tuning": (1, 2), "heldout": (101, 102), "unseen": (103,)}
-"""Seeds 101 and 102 were reported after every change from session 12 on, so they no longer test
+"""Seeds 101 and 102 were reported after the changes of many sessions, so they no longer test
 defaults nobody looked at; seed 103 was added in session 19 and first generated, sorted and
 scored for its report (the extra tuning seeds 3-6 of some cases are split "other")."""
 
