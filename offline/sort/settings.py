@@ -111,7 +111,8 @@ class SortSettings:
     """A cluster the trimmed split (``split_core``) finds unimodal is tested again on all its
     snippets: the trimming leaves out the farthest ~20 %, which can be the whole of a smaller
     cell sharing the cluster with a busier one (dense64 tuning seed 3: 61 snippets of a 51 µV
-    cell among 261 of a 71 µV cell at 20 µm)."""
+    cell among 261 of a 71 µV cell at 20 µm). Off: over 14 tuning case-seeds it gained one
+    well-detected unit and found 26 more units (small cells over-split; session 19)."""
     split_fisher: bool = True
     """Each split test projects on the Fisher direction of its 2-means halves instead of the
     line between their centres (two units whose clouds are elongated along other directions
