@@ -103,10 +103,14 @@ class SortSettings:
     split_pca_components: int = 10
     """Each split test runs in the tested cluster's own top principal components (of its
     members' snippets), this many (0 = in the group's ``pca_components``, as HDBSCAN saw them)."""
-    split_core: float = 0.8
+    split_core: float = 0.95
     """The bimodality split looks for its two halves (2-means, Fisher direction, histogram
     dip) among the cluster's snippets within this quantile of distance from their median, then
-    cuts all of them (0 = all snippets; :func:`offline.sort.cluster.core_points`)."""
+    cuts all of them (0 = all snippets; :func:`offline.sort.cluster.core_points`). The trimming
+    is for the ~5 % of a dense recording's snippets that hold a second spike; 0.8 (session 18)
+    also left out the whole of a smaller cell that made up ~19 % of a cluster (dense64 tuning
+    seed 3: a 51 µV cell's 61 snippets among 261 of a 71 µV cell). Over the 19 tuning
+    case-seeds: 0.8 856, 0.9 855, 0.95 860 well-detected units (dense64 seed 3 71 -> 74)."""
     split_core_fallback: bool = False
     """A cluster the trimmed split (``split_core``) finds unimodal is tested again on all its
     snippets: the trimming leaves out the farthest ~20 %, which can be the whole of a smaller
