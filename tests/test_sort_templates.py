@@ -240,6 +240,17 @@ def test_shape_split_separates_a_bursting_cell_from_a_smaller_neighbour():
         assert len(clusters(alone, True, 0.8)) == 1
 
 
+def _busy_cell_with_a_minority(seed):
+    """260 points of one cloud and 60 of another 7 SDs away along e0 (10 dimensions): the
+    cluster of dense64 tuning seed 3's 71 µV and 51 µV cells. Returns (x, members, rng)."""
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((260, 10))
+    b = rng.standard_normal((60, 10))
+    b[:, 0] += 7.0
+    x = np.vstack([a, b])
+    return x, np.arange(len(x)), rng
+
+
 def test_default_trimming_keeps_a_smaller_cell_that_shares_a_cluster():
     """dense64 tuning seed 3: 61 snippets of a 51 µV cell among 261 of a busier 71 µV cell.
     Trimmed to 80 % the 2-means starts from the busy cell alone and finds no dip; the default
@@ -247,12 +258,7 @@ def test_default_trimming_keeps_a_smaller_cell_that_shares_a_cluster():
     default clustering still separates a bursting cell from a smaller neighbour."""
     core = SortSettings().split_core
     for seed in range(4):
-        rng = np.random.default_rng(seed)
-        a = rng.standard_normal((260, 10))
-        b = rng.standard_normal((60, 10))
-        b[:, 0] += 7.0
-        x = np.vstack([a, b])
-        members = np.arange(len(x))
+        x, members, rng = _busy_cell_with_a_minority(seed)
         assert len(split_bimodal(x, members, 25, 0.5, rng, core=0.8, fisher=True)) == 1
         parts = split_bimodal(x, members, 25, 0.5, rng, core=core, fisher=True)
         assert len(parts) >= 2
@@ -459,12 +465,7 @@ def test_split_fallback_finds_the_smaller_cell_the_trimming_leaves_out():
     71 µV cell; the trimmed 2-means (``split_core`` 0.8) starts from the 80 % nearest the median,
     which is the busy cell alone, and finds no dip. The fallback tests all the snippets."""
     for seed in range(4):
-        rng = np.random.default_rng(seed)
-        a = rng.standard_normal((260, 10))
-        b = rng.standard_normal((60, 10))
-        b[:, 0] += 7.0
-        x = np.vstack([a, b])
-        members = np.arange(len(x))
+        x, members, rng = _busy_cell_with_a_minority(seed)
         trimmed = split_bimodal(x, members, 25, 0.5, rng, core=0.8, fisher=True)
         assert len(trimmed) == 1
         parts = split_bimodal(x, members, 25, 0.5, rng, core=0.8, fisher=True, fallback=True)
