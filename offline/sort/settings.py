@@ -113,10 +113,11 @@ class SortSettings:
     case-seeds: 0.8 856, 0.9 855, 0.95 860 well-detected units (dense64 seed 3 71 -> 74)."""
     split_core_fallback: bool = False
     """A cluster the trimmed split (``split_core``) finds unimodal is tested again on all its
-    snippets: the trimming leaves out the farthest ~20 %, which can be the whole of a smaller
-    cell sharing the cluster with a busier one (dense64 tuning seed 3: 61 snippets of a 51 µV
-    cell among 261 of a 71 µV cell at 20 µm). Off: over 14 tuning case-seeds it gained one
-    well-detected unit and found 26 more units (small cells over-split; session 19)."""
+    snippets: the trimming (session 18's 0.8) left out the farthest ~20 %, which can be the whole
+    of a smaller cell sharing the cluster with a busier one (dense64 tuning seed 3: 61 snippets
+    of a 51 µV cell among 261 of a 71 µV cell at 20 µm). Off: over 14 tuning case-seeds it
+    gained one well-detected unit and found 26 more units (small cells over-split; session 19);
+    session 20 trims less instead (``split_core`` 0.95)."""
     split_fisher: bool = True
     """Each split test projects on the Fisher direction of its 2-means halves instead of the
     line between their centres (two units whose clouds are elongated along other directions
