@@ -23,19 +23,16 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+from pathlib import Path
 
 import numpy as np
 import scipy.signal as ss
+from whitened_copy import contact_positions, inverse_sqrt, model_covariance
 
 FS = 30000.0
 UV_PER_BIT = 0.195
 PRE, POST = 18, 36
 AMP_MIN, AMP_MAX = 0.75, 1.33
-
-
-def _inverse_sqrt(m: np.ndarray) -> np.ndarray:
-    ev, v = np.linalg.eigh(m)
-    return v @ np.diag(ev ** -0.5) @ v.T
 
 
 def _cross_fraction(w_own, t_own, t_other, space, time) -> float:
@@ -69,12 +66,9 @@ def main(argv=None) -> None:
     n = min(int(args.seconds * FS), raw.shape[0])
     sos = ss.butter(3, [300, 6000], "bandpass", fs=FS, output="sos")
     y = ss.sosfiltfilt(sos, raw[:n].astype(np.float32) * UV_PER_BIT, axis=0).astype(np.float32)
-    probe = json.load(open(f"{folder}/probe.json"))["probes"][0]
-    pos = np.zeros((n_ch, 2))
-    pos[np.asarray(probe["device_channel_indices"])] = np.asarray(probe["contact_positions"])
     noise = np.median(np.abs(y), axis=0) / 0.6745
-    dist = np.linalg.norm(pos[:, None] - pos[None], axis=2)
-    decay = float(meta["params"]["noise_decay"])
+    pos = contact_positions(Path(folder), n_ch)
+    cov = model_covariance(Path(folder), noise)
     gt = si.load(f"{folder}/gt_sorting")
     loc = np.load(f"{folder}/gt_sorting/properties/gt_unit_locations.npy")[:, :2]
     ids = list(gt.unit_ids)
@@ -84,7 +78,7 @@ def main(argv=None) -> None:
     h = ss.sosfiltfilt(sos, impulse)
     r = np.array([np.dot(h[:len(h) - k], h[k:]) for k in range(width)])
     r /= r[0]
-    time = _inverse_sqrt(r[np.abs(np.subtract.outer(np.arange(width), np.arange(width)))]
+    time = inverse_sqrt(r[np.abs(np.subtract.outer(np.arange(width), np.arange(width)))]
                          + 1e-3 * np.eye(width))
     for pair in args.pairs:
         a, b = (int(v) for v in pair.split(","))
@@ -99,9 +93,8 @@ def main(argv=None) -> None:
 
         wa, wb = windows(a, chans), windows(b, chans)
         ta, tb = np.median(wa, 0), np.median(wb, 0)
-        s = noise[chans]
-        spatial = _inverse_sqrt(np.exp(-dist[np.ix_(chans, chans)] / decay) * np.outer(s, s))
-        metrics = (("scaled", np.diag(1.0 / s), None), ("spatial", spatial, None),
+        spatial = inverse_sqrt(cov[np.ix_(chans, chans)])
+        metrics = (("scaled", np.diag(1.0 / noise[chans]), None), ("spatial", spatial, None),
                    ("spatio-temporal", spatial, time))
         parts = [f"{name} {_cross_fraction(wa, ta, tb, m, t) * 100:.1f} % / "
                  f"{_cross_fraction(wb, tb, ta, m, t) * 100:.1f} %" for name, m, t in metrics]

@@ -28,6 +28,31 @@ FS = 30000.0
 CHUNK = 1 << 20
 
 
+def inverse_sqrt(m: np.ndarray) -> np.ndarray:
+    """``m^(-1/2)`` of a symmetric positive-definite matrix."""
+    ev, v = np.linalg.eigh(m)
+    return v @ np.diag(ev ** -0.5) @ v.T
+
+
+def contact_positions(folder: Path, n_channels: int) -> np.ndarray:
+    """(C, 2) µm, in device channel order, from a grid case's probeinterface file."""
+    import probeinterface
+
+    probe = probeinterface.read_probeinterface(folder / "probe.json").probes[0]
+    pos = np.zeros((n_channels, 2))
+    pos[probe.device_channel_indices] = probe.contact_positions
+    return pos
+
+
+def model_covariance(folder: Path, noise: np.ndarray) -> np.ndarray:
+    """(C, C) the generator's spatial noise covariance of a grid case: ``exp(-d / noise_decay)``
+    between contacts, scaled by each channel's ``noise``."""
+    meta = json.loads((folder / "meta.json").read_text())
+    pos = contact_positions(folder, len(noise))
+    dist = np.linalg.norm(pos[:, None] - pos[None], axis=2)
+    return np.exp(-dist / float(meta["params"]["noise_decay"])) * np.outer(noise, noise)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("case", help="a grid folder name, e.g. dense64-s6")
@@ -46,16 +71,11 @@ def main(argv=None) -> None:
     y = ss.sosfilt(sos, x[:int(20 * FS)].astype(np.float32), axis=0)[int(FS):]
     noise = np.median(np.abs(y), axis=0) / 0.6745
     if args.covariance == "model":
-        probe = json.loads((src / "probe.json").read_text())["probes"][0]
-        pos = np.zeros((n_ch, 2))
-        pos[np.asarray(probe["device_channel_indices"])] = np.asarray(probe["contact_positions"])
-        dist = np.linalg.norm(pos[:, None] - pos[None], axis=2)
-        cov = np.exp(-dist / meta["params"]["noise_decay"]) * np.outer(noise, noise)
+        cov = model_covariance(src, noise)
     else:
         near = np.convolve((np.abs(y) > 4 * noise).any(axis=1), np.ones(61), "same") > 0
         cov = np.cov(y[~near].T)
-    ev, v = np.linalg.eigh(cov)
-    w = v @ np.diag(ev ** -0.5) @ v.T * np.median(noise)
+    w = inverse_sqrt(cov) * np.median(noise)
     white = np.empty_like(x)
     for s in range(0, len(x), CHUNK):
         white[s:s + CHUNK] = np.clip(np.rint(x[s:s + CHUNK].astype(np.float64) @ w.T),
