@@ -23,7 +23,8 @@ sample 0 = the recording's first sample), *then* scaled and causally filtered â€
 correction precedes the filter (the offline sort corrects after filtering; the two differ only
 by the filter's transient at each interpolation-bin boundary). The matcher then leaves out the
 template rows on channels whose correction was extrapolated at the event's time (the online
-mask: :func:`oe_plugin.kernels.drift.valid_bins` of the same bin rows).
+mask: :func:`oe_plugin.kernels.drift.valid_bins` of the same bin rows). A sort that whitened
+(``[preprocess] whiten``) has its mix applied next, by the kernel the online sorter runs.
 """
 
 from __future__ import annotations
@@ -33,7 +34,12 @@ from dataclasses import replace
 import numpy as np
 
 from oe_plugin.kernels.detector import SpikeDetector
-from oe_plugin.kernels.drift import ONLINE_VALID_MIN_SUM, correct_block_binned, valid_bins
+from oe_plugin.kernels.drift import (
+    ONLINE_VALID_MIN_SUM,
+    correct_block_binned,
+    mix_columns,
+    valid_bins,
+)
 from oe_plugin.kernels.match import NO_UNIT, P_VALID_BIN_N, match_events, match_tables
 from oe_plugin.online.match_model import SortModel, load_sort_model, match_params
 from oe_plugin.online.motion_tracker import TrackSettings, tracked_bin_grid
@@ -77,6 +83,11 @@ def causal_sort(traces_uv: np.ndarray, sample_rate_hz: float, model: SortModel |
         corrected = np.empty_like(raw)
         correct_block_binned(raw, corrected, 0, dr.bin_n, dr.bin_grid, dr.index, dr.weight)
         raw = corrected
+    if model.whitening is not None:  # the sort's whitening, after the drift stage (as online)
+        w_index, w_weight = model.whitening
+        white = np.empty_like(raw)
+        mix_columns(raw, 0, white, 0, n, w_index, w_weight, np.zeros(n_ch, np.int32))
+        raw = white
     scaled = raw * inv[:, None]  # float32 x float32
     fset, dset = detection_settings(model, None, None)
     det = SpikeDetector(n_ch, sample_rate_hz, replace(fset, write_downstream=True), dset,

@@ -225,7 +225,7 @@ def sort_block(data, noise, inv_noise, scratch,
                out_a, out_u, sparams, scount, dbuf, bin_grid, d_index, d_weight, out_d, tstate,
                pk_t, pk_v, positions, loc_ptr, loc_idx, loc_work, cls_edges, rast, ref, win_g,
                skern, cc, pval, ch_map, ch_frac, chd, hist, l_index, l_weight, l_grid, d_valid,
-               vmask):
+               vmask, wbuf, w_index, w_weight, w_grid):
     """Process one block ``data`` (C, N) float32 µV; returns the records written to ``out_*``.
 
     The detector state (``sos`` .. ``det_counters``) is :class:`SpikeDetector`'s, with
@@ -242,6 +242,10 @@ def sort_block(data, noise, inv_noise, scratch,
     Channel mask of the matcher: ``d_valid`` (C, G) int32 the tables' valid flags
     (:attr:`oe_plugin.kernels.drift.DriftTables.valid`), ``vmask`` (1, C) int32 scratch
     rewritten per event (:func:`event_valid`); a (1, 0) ``vmask``: no mask.
+    Spatial whitening (the sort's ``[preprocess] whiten``; used when ``wbuf`` is (C, >= S) and
+    ``w_index`` has C rows): ``w_index`` / ``w_weight`` (C, 1, K) its mix, ``w_grid`` (C,)
+    zeros; each sub-chunk is mixed into ``wbuf`` after the drift stage (raw µV, before the
+    band-pass: both are linear and the mix does not change in time).
     """
     n_ch = data.shape[0]
     n = data.shape[1]
@@ -253,6 +257,8 @@ def sort_block(data, noise, inv_noise, scratch,
     qcap = q_t.shape[0]
     bin_n = np.int64(sparams[SP_DRIFT_BIN_N])
     drift = bin_n > 0 and dbuf.shape[0] == n_ch and dbuf.shape[1] >= sub
+    whiten = (wbuf.shape[0] == n_ch and wbuf.shape[1] >= sub and w_index.shape[0] == n_ch
+              and w_grid.shape[0] == n_ch)
     scount[S_OUT_N] = 0
     if n_ch != inv_noise.shape[0] or n_ch != scratch.shape[1]:
         return 0
@@ -274,7 +280,14 @@ def sort_block(data, noise, inv_noise, scratch,
                 m = min(m, nxt - n0)
         if drift:
             DR.correct_columns(data, pos, dbuf, 0, m, n0, bin_n, c_grid, c_index, c_weight)
-            columns_to_rows(dbuf, 0, m, inv_noise, True, scratch, 0, -1)
+            if whiten:
+                DR.mix_columns(dbuf, 0, wbuf, 0, m, w_index, w_weight, w_grid)
+                columns_to_rows(wbuf, 0, m, inv_noise, True, scratch, 0, -1)
+            else:
+                columns_to_rows(dbuf, 0, m, inv_noise, True, scratch, 0, -1)
+        elif whiten:
+            DR.mix_columns(data, pos, wbuf, 0, m, w_index, w_weight, w_grid)
+            columns_to_rows(wbuf, 0, m, inv_noise, True, scratch, 0, -1)
         else:
             columns_to_rows(data, pos, m, inv_noise, True, scratch, 0, -1)
         k = D.detect_block(scratch[:m], sos, zi, ring, tmp, noise_ring, noise_counts,
@@ -413,6 +426,11 @@ def _sort_entry(addresses, shapes):
         # the matcher's channel mask
         arg_i32_2d(addresses, shapes, 84),
         arg_i32_2d(addresses, shapes, 85),
+        # spatial whitening
+        arg_f32_2d(addresses, shapes, 86),
+        DR.arg_i32_3d(addresses, shapes, 87),
+        DR.arg_f32_3d(addresses, shapes, 88),
+        arg_i32_1d(addresses, shapes, 89),
     )
 
 

@@ -120,6 +120,10 @@ class SortModel:
     overlap_partial: bool = False  # the sort's [sort] overlap_partial (an overlap keeps its
     # verified spikes); off for sorts made before it existed
     amplitude_prior: float = 0.0  # the sort's [sort] amplitude_prior (0 before it existed)
+    whitening: tuple[np.ndarray, np.ndarray] | None = None
+    """The sort's spatial whitening (``[preprocess] whiten``): ``(index, weight)`` (C, 1, K)
+    int32 / float32 mix tables (one grid row of :func:`oe_plugin.kernels.drift.mix_columns`),
+    applied after the drift stage; None: the sort did not whiten."""
     unit_lut: np.ndarray | None = None
     """(T + 1,) int32: the unit of each template, then -1 (so that ``unit_lut[t]`` labels a
     match of template ``t`` and ``unit_lut[-1]`` an unsorted event). None: template = unit."""
@@ -246,6 +250,7 @@ def load_sort_model(sort_dir, n_channels: int, sample_rate_hz: float, apply_moti
         r = int(np.argmax(np.abs(tpl_uv[u]).max(axis=1)))
         peak_uv[u] = tpl_uv[u, r, pre]
     probe = _probe_of(meta, arr, detect, n_channels)
+    whitening = _whitening_of(where, arr, n_channels)
     cand_ptr, cand_idx = candidates(tpl, chans, n_channels)
     motion_meta = meta.get("motion") or {}
     applied = bool(motion_meta.get("applied", False)) if isinstance(motion_meta, dict) else False
@@ -273,7 +278,25 @@ def load_sort_model(sort_dir, n_channels: int, sample_rate_hz: float, apply_moti
         preprocess_filter=str(prep.get("filter", "zero-phase")), drift=drift,
         unit_lut=np.append(tpl_unit, np.int32(-1)).astype(np.int32),
         motion_applied=applied, track=tm, track_note=note, overlap_partial=partial,
-        amplitude_prior=amp_prior)
+        amplitude_prior=amp_prior, whitening=whitening)
+
+
+def _whitening_of(where: str, arr: dict, n_channels: int):
+    """The sort's whitening mix as (C, 1, K) tables, or None (checked: shapes, channels, finite
+    weights)."""
+    if "whiten_index" not in arr:
+        return None
+    index = np.asarray(arr["whiten_index"])
+    weight = np.asarray(arr["whiten_weight"]) if "whiten_weight" in arr else None
+    if (weight is None or index.ndim != 2 or index.shape != weight.shape
+            or index.shape[0] != n_channels or index.shape[1] < 1):
+        raise SortModelError(f"{where}: whiten_index / whiten_weight are not two (C, K) arrays "
+                             f"for {n_channels} channels")
+    if index.min() < 0 or index.max() >= n_channels or not np.all(np.isfinite(weight)):
+        raise SortModelError(f"{where}: the whitening mix names channels outside "
+                             f"0..{n_channels - 1} or holds NaN")
+    return (np.ascontiguousarray(index[:, None, :], np.int32),
+            np.ascontiguousarray(weight[:, None, :], np.float32))
 
 
 def _track_model(where: str, motion_meta: dict, arr: dict, probe: Probe, detect: DetectSettings,

@@ -156,6 +156,16 @@ class OnlineSorter:
             self.d_weight = np.zeros((1, 1, 1), np.float32)
             self.d_valid = np.zeros((1, 1), np.int32)
             self.vmask = np.zeros((1, 0), np.int32)  # no mask
+        white = model.whitening if model is not None else None
+        if white is not None:  # the sort's spatial whitening, after the drift stage
+            self.wbuf = np.zeros((c, SUB), np.float32)
+            self.w_index, self.w_weight = white
+            self.w_grid = np.zeros(c, np.int32)
+        else:
+            self.wbuf = np.zeros((1, 1), np.float32)
+            self.w_index = np.zeros((1, 1, 1), np.int32)
+            self.w_weight = np.zeros((1, 1, 1), np.float32)
+            self.w_grid = np.zeros(1, np.int32)
         self._dummy_block = np.zeros((c, 1), np.float32)
         self._dummy_addr = self._dummy_block.ctypes.data
         self._alloc_outputs(max_block)
@@ -182,7 +192,8 @@ class OnlineSorter:
                 self.thresholds, self.tpl_peak_uv, self.mparams, self.work, self.iwork,
                 *self.one, self.out_t, self.out_c, self.out_a, self.out_u, self.sparams,
                 self.scount, self.dbuf, self.bin_grid, self.d_index, self.d_weight, self.out_d,
-                *self.tracker.arrays(), self.d_valid, self.vmask)
+                *self.tracker.arrays(), self.d_valid, self.vmask, self.wbuf, self.w_index,
+                self.w_weight, self.w_grid)
 
     def reset(self) -> None:
         """Back to the state before the first sample (a new acquisition)."""

@@ -31,12 +31,14 @@ class SortJob:
     loc_nb: tuple[np.ndarray, np.ndarray] | None = None
     """CSR channels that localise a peak (motion estimate); None = not localised."""
     positions_um: np.ndarray | None = None
+    whitening: object = None
+    """``offline.sort.whitening.Whitening`` applied after the drift correction, or None."""
 
     def preprocessor(self):
         from offline.sort.preprocess import Preprocessor
 
         return Preprocessor(self.source.open(), self.settings.preprocess, self.noise_uv,
-                            self.drift)
+                            self.drift, self.whitening)
 
     def fingerprint(self, *extra) -> str:
         """A hash of the inputs, to tell whether a saved chunk result can be reused (the
@@ -50,7 +52,9 @@ class SortJob:
             self.drift.motion.displacement_um, self.drift.positions_um,
             np.array([self.drift.sigma_um, self.drift.interp_bin_s]))
         loc = () if self.loc_nb is None else (*self.loc_nb, self.positions_um)
-        for a in (self.noise_uv, *self.lock_nb, *self.snip_nb, *drift, *loc, *extra):
+        white = () if self.whitening is None else (self.whitening.index,
+                                                   self.whitening.weight)
+        for a in (self.noise_uv, *self.lock_nb, *self.snip_nb, *drift, *loc, *white, *extra):
             h.update(np.ascontiguousarray(a).tobytes())
         return h.hexdigest()[:16]
 

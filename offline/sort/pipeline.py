@@ -47,6 +47,13 @@ from offline.sort.templates import (
     wide_rows_of,
 )
 from offline.sort.thresholds import trough_threshold
+from offline.sort.whitening import (
+    SPIKE_FREE_MS,
+    SPIKE_FREE_SIGMA,
+    Whitening,
+    local_whitening,
+    noise_correlation,
+)
 
 
 class _Work:
@@ -170,10 +177,24 @@ def sort_recording(source: RecordingSource, out_dir, settings: AllSettings | Non
             else:
                 noise = cached["noise_uv"]
             job = SortJob(source, settings, noise, lock_nb, snip_nb, drift=drift)
-            det = _run_chunks(executor, work, "detect_mc", job.fingerprint(), detect_chunk,
-                              [(job, i) for i in chunks], chunks, progress,
-                              "detect (corrected)", log=log)
+            noise_key = mc_key
         timings["motion_s"] = time.perf_counter() - t1m
+    # -- spatial whitening, after the drift correction ----------------------------------------
+    whitening = None
+    if settings.preprocess.whiten:
+        t1w = time.perf_counter()
+        whitening, noise = _whiten(work, rec, settings.preprocess, probe, noise, job.drift,
+                                   noise_key)
+        job = SortJob(source, settings, noise, lock_nb, snip_nb, drift=job.drift,
+                      whitening=whitening)
+        timings["whiten_s"] = time.perf_counter() - t1w
+        log(f"whitened over {settings.preprocess.whiten_radius_um:g} µm "
+            f"({int((whitening.weight != 0).sum(axis=1).max())} channels a row)")
+    if applied or whitening is not None:
+        det = _run_chunks(executor, work, "detect_mc", job.fingerprint(), detect_chunk,
+                          [(job, i) for i in chunks], chunks, progress,
+                          "detect (corrected)" if whitening is None else "detect (whitened)",
+                          log=log)
     ev_t = np.concatenate([d["t"] for d in det])
     ev_c = np.concatenate([d["c"] for d in det])
     log(f"{len(ev_t)} events detected")
@@ -251,6 +272,9 @@ def sort_recording(source: RecordingSource, out_dir, settings: AllSettings | Non
     timings["match_s"] = time.perf_counter() - t4
     result = _assemble(matched, templates, thresholds, job, rec, probe, g, pre, applied)
     result.arrays.update(_motion_arrays(motion, peaks))
+    if whitening is not None:
+        result.arrays.update(whiten_index=whitening.index.astype(np.int32),
+                             whiten_weight=whitening.weight.astype(np.float32))
     result.meta["motion"] = {"mode": mode, "applied": applied,
                              "range_um": motion.range_um() if motion is not None else 0.0,
                              "settings": asdict(settings.motion)}
@@ -267,6 +291,26 @@ def sort_recording(source: RecordingSource, out_dir, settings: AllSettings | Non
     log(f"{result.n_units} units, {n_acc} sorted spikes of {len(result.arrays['spike_unit'])}; "
         f"{timings['total_s']:.1f} s -> {out}")
     return result
+
+
+def _whiten(work, rec, s, probe, noise, drift, key) -> tuple[Whitening, np.ndarray]:
+    """``(whitening, noise of the whitened traces (C,) µV)`` (:mod:`offline.sort.whitening`)
+    from the noise windows of the (drift-corrected) traces; cached in the work folder."""
+    key = key + json.dumps(["whiten", s.whiten_radius_um, s.whiten_eps])
+    cached = work.load("whiten", 0, key)
+    if cached is not None:
+        return Whitening(cached["index"], cached["weight"]), cached["noise_uv"]
+    prep = Preprocessor(rec, s, noise, drift)
+    fs = prep.geometry.sample_rate_hz
+    windows = [prep.traces(a, b) for a, b in prep.noise_windows()]
+    corr, _ = noise_correlation(windows, SPIKE_FREE_SIGMA,
+                                int(round(SPIKE_FREE_MS * 1e-3 * fs)))
+    whitening = local_whitening(corr, neighbour_lists(probe, s.whiten_radius_um), noise,
+                                s.whiten_eps)
+    noise_w = Preprocessor(rec, s, drift=drift, whitening=whitening).estimate_noise()
+    work.save("whiten", 0, key, {"index": whitening.index, "weight": whitening.weight,
+                                 "noise_uv": noise_w})
+    return whitening, noise_w
 
 
 def _probe_ends_um(probe) -> tuple[float, float]:

@@ -162,7 +162,7 @@ class Preprocessor:
     when given a :class:`DriftCorrection`, after filtering and interpolation in time)."""
 
     def __init__(self, recording, settings: PreprocessSettings, noise_uv: np.ndarray | None = None,
-                 drift: DriftCorrection | None = None):
+                 drift: DriftCorrection | None = None, whitening=None):
         self.rec = recording
         self.settings = s = settings
         self.geometry = make_geometry(recording, s)
@@ -177,6 +177,8 @@ class Preprocessor:
         self.half_width = s.sinc_half_width if self.resampling else 0
         self.noise_uv = None if noise_uv is None else np.asarray(noise_uv, np.float32)
         self.drift = drift
+        self.whitening = whitening
+        """``offline.sort.whitening.Whitening`` applied after the drift correction, or None."""
 
     # -- filtering in recording samples ----------------------------------------------------
     def _filtered_in(self, start_in: int, stop_in: int) -> tuple[np.ndarray, int]:
@@ -222,21 +224,30 @@ class Preprocessor:
         x = np.ascontiguousarray(x)
         if self.drift is not None:
             x = self.drift.apply(x, start, g.sample_rate_hz)
+        if self.whitening is not None:
+            x = self.whitening.apply(x)
         if scaled:
             x /= self.noise_uv[:, None]
         return x
 
-    def estimate_noise(self) -> np.ndarray:
-        """Fixed per-channel noise (µV): MAD/0.6745 over ``noise_windows`` windows of
-        ``noise_window_s``, evenly spread over the stream (independent of the chunk size, so
-        every chunking sees the same thresholds). A flat channel gets +inf (never detects)."""
+    def noise_windows(self) -> list[tuple[int, int]]:
+        """The ``noise_windows`` sample ranges of ``noise_window_s``, evenly spread over the
+        stream, that set the noise levels (and the whitening's noise correlation)."""
         g = self.geometry
         s = self.settings
         win = min(g.n_samples, max(1, int(round(s.noise_window_s * g.sample_rate_hz))))
         starts = np.unique(np.linspace(0, g.n_samples - win, s.noise_windows).round())
-        x = np.empty((self.n_channels, len(starts) * win), np.float32)
-        for i, a in enumerate(starts):
-            np.abs(self.traces(int(a), int(a) + win, scaled=False), out=x[:, i * win:(i + 1) * win])
+        return [(int(a), int(a) + win) for a in starts]
+
+    def estimate_noise(self) -> np.ndarray:
+        """Fixed per-channel noise (µV): MAD/0.6745 over the :meth:`noise_windows`
+        (independent of the chunk size, so every chunking sees the same thresholds). A flat
+        channel gets +inf (never detects)."""
+        windows = self.noise_windows()
+        win = windows[0][1] - windows[0][0]
+        x = np.empty((self.n_channels, len(windows) * win), np.float32)
+        for i, (a, b) in enumerate(windows):
+            np.abs(self.traces(a, b, scaled=False), out=x[:, i * win:(i + 1) * win])
         noise = (np.median(x, axis=1, overwrite_input=True).astype(np.float32)
                  * np.float32(MAD_TO_SIGMA))
         noise[~(noise > 0)] = np.inf

@@ -44,6 +44,13 @@ class PreprocessSettings:
     noise_windows: int = 16
     """Number of windows, evenly spread in time, whose MAD sets each channel's fixed noise."""
     noise_window_s: float = 1.0
+    whiten: bool = False
+    """Whiten the noise between neighbouring channels after the drift correction
+    (:mod:`offline.sort.whitening`); the online sorter applies the sort's matrix too."""
+    whiten_radius_um: float = 80.0
+    """Channels within this radius mix into a channel's whitened trace."""
+    whiten_eps: float = 0.01
+    """Regularisation added to the noise correlation's diagonal before its inverse root."""
 
     def check(self, section: str = "preprocess") -> None:
         require(0 < self.low_hz < self.high_hz, f"{section}.low_hz",
@@ -61,6 +68,9 @@ class PreprocessSettings:
         require(1 <= self.noise_windows <= 1000, f"{section}.noise_windows", "must be 1..1000")
         require(0.01 <= self.noise_window_s <= 60, f"{section}.noise_window_s",
                 "must be in [0.01, 60] s")
+        require(0 < self.whiten_radius_um <= 10000, f"{section}.whiten_radius_um",
+                "must be in (0, 10000] µm")
+        require(0 <= self.whiten_eps <= 1, f"{section}.whiten_eps", "must be in [0, 1]")
 
 
 @dataclass(frozen=True)
