@@ -199,6 +199,10 @@ def test_real_sort_whitens_and_the_module_follows_it(tmp_path):
     white = Preprocessor(src, settings.preprocess, whitening=w).traces(30000, 150000,
                                                                        scaled=False)
     np.testing.assert_allclose(white, w.apply(raw), rtol=1e-4, atol=1e-3)
+    wm = np.load(out / "phy" / "whitening_mat.npy")  # Phy: whitened (n, C) = raw (n, C) @ wm
+    np.testing.assert_allclose(wm, w.dense().T)
+    np.testing.assert_allclose(wm @ np.load(out / "phy" / "whitening_mat_inv.npy"),
+                               np.eye(len(pos)), atol=1e-9)
 
     def neighbour_corr(x):
         x = x[:, spike_free(x / np.median(np.abs(x), axis=1, keepdims=True) * 0.6745, 4.0, 30)]
@@ -218,3 +222,15 @@ def test_real_sort_whitens_and_the_module_follows_it(tmp_path):
                 RandomBlocks(seed=3, max_size=3000, p_one=0.01), recording_dir=tmp_path / "on",
                 config_path=config)
     assert_same(read_online_spikes(tmp_path / "on"), want)
+
+
+def test_tracking_is_off_for_a_whitened_sort(whitened_sort):
+    """The live tracker localizes peaks on the corrected (here whitened) traces and registers
+    them against the sort's plain-trace peak raster: with a whitened sort it stays off, says
+    why, and the module still classifies with the sort's mix."""
+    from oe_plugin.online.motion_tracker import TrackSettings
+
+    model = load_sort_model(whitened_sort["folder"], whitened_sort["data"].shape[0], FS,
+                            track=TrackSettings())
+    assert model.track is None and "whitened" in model.track_note
+    assert model.whitening is not None

@@ -5,12 +5,13 @@ Files: ``params.py`` (dat_path, n_channels_dat, dtype, offset, sample_rate, hp_f
 ``spike_clusters.npy`` (n,) int32, ``amplitudes.npy`` (n,) float32 (template scale),
 ``templates.npy`` (U, W, C) float32 µV, ``channel_map.npy`` (C,) int32,
 ``channel_positions.npy`` (C, 2) float64 µm, ``similar_templates.npy`` (U, U) float32 (cosine
-similarity), ``whitening_mat.npy`` / ``whitening_mat_inv.npy`` (C, C) identity (templates are
-in µV, not whitened), ``cluster_group.tsv`` (good / mua from the metrics, bounded by the sort's
-``[quality]`` settings: ``sort.json`` -> ``settings`` -> ``quality``, the defaults when it has
-none) and ``cluster_sweepsort.tsv`` (the metrics). Only accepted spikes (unit >= 0) are
-exported; cluster id = template index. When upsampled, templates are decimated back to the
-recording rate.
+similarity), ``whitening_mat.npy`` / ``whitening_mat_inv.npy`` (C, C): identity (templates in
+µV), or for a sort with ``[preprocess] whiten`` its mix (templates in the whitened traces' µV,
+Phy unwhitens them with the inverse), ``cluster_group.tsv`` (good / mua from the metrics,
+bounded by the sort's ``[quality]`` settings: ``sort.json`` -> ``settings`` -> ``quality``,
+the defaults when it has none) and ``cluster_sweepsort.tsv`` (the metrics). Only accepted
+spikes (unit >= 0) are exported; cluster id = template index. When upsampled, templates are
+decimated back to the recording rate.
 """
 
 from __future__ import annotations
@@ -48,6 +49,17 @@ def dat_description(recording) -> dict:
             "n_channels_dat": int(recording.n_channels)}
 
 
+def whitening_matrix(arrays: dict, n_channels: int) -> np.ndarray:
+    """(C, C) float64 Phy's ``whitening_mat``: ``whitened (n, C) = raw (n, C) @ it``, i.e. the
+    transposed mix of a sort that whitened (``whiten_index`` / ``whiten_weight``), else the
+    identity."""
+    if "whiten_index" not in arrays:
+        return np.eye(n_channels, dtype=np.float64)
+    from offline.sort.whitening import Whitening
+
+    return Whitening(arrays["whiten_index"], arrays["whiten_weight"]).dense().T
+
+
 def export_phy(result: SortResult, folder, dat: dict | None = None) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -75,8 +87,9 @@ def export_phy(result: SortResult, folder, dat: dict | None = None) -> Path:
     _save(folder / "channel_map.npy", np.arange(n_channels, dtype=np.int32))
     _save(folder / "channel_positions.npy", a["channel_positions_um"].astype(np.float64))
     _save(folder / "similar_templates.npy", similar.astype(np.float32))
-    _save(folder / "whitening_mat.npy", np.eye(n_channels, dtype=np.float64))
-    _save(folder / "whitening_mat_inv.npy", np.eye(n_channels, dtype=np.float64))
+    wmat = whitening_matrix(a, n_channels)
+    _save(folder / "whitening_mat.npy", wmat)
+    _save(folder / "whitening_mat_inv.npy", np.linalg.inv(wmat))
     metrics = meta.get("metrics", [])
     quality = from_table(QualitySettings, (meta.get("settings") or {}).get("quality"),
                          "sort.json settings.quality")
