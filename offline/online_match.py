@@ -24,7 +24,9 @@ correction precedes the filter (the offline sort corrects after filtering; the t
 by the filter's transient at each interpolation-bin boundary). The matcher then leaves out the
 template rows on channels whose correction was extrapolated at the event's time (the online
 mask: :func:`oe_plugin.kernels.drift.valid_bins` of the same bin rows). A sort that whitened
-(``[preprocess] whiten``) has its mix applied next, by the kernel the online sorter runs.
+(``[preprocess] whiten``) has its mix applied next, by the kernel the online sorter runs; the
+detector then runs on the plain samples and the matcher on the whitened ones, band-passed by
+the same kernel (or both on the whitened ones, ``[preprocess] whiten_detection``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from oe_plugin.kernels.bandpass import bandpass_block
 from oe_plugin.kernels.detector import SpikeDetector
 from oe_plugin.kernels.drift import (
     ONLINE_VALID_MIN_SUM,
@@ -83,16 +86,22 @@ def causal_sort(traces_uv: np.ndarray, sample_rate_hz: float, model: SortModel |
         corrected = np.empty_like(raw)
         correct_block_binned(raw, corrected, 0, dr.bin_n, dr.bin_grid, dr.index, dr.weight)
         raw = corrected
+    white = None
     if model.whitening is not None:  # the sort's whitening, after the drift stage (as online)
         w_index, w_weight = model.whitening
         white = np.empty_like(raw)
         mix_columns(raw, 0, white, 0, n, w_index, w_weight, np.zeros(n_ch, np.int32))
-        raw = white
+        if model.whiten_detection:
+            raw, white = white, None
     scaled = raw * inv[:, None]  # float32 x float32
     fset, dset = detection_settings(model, None, None)
     det = SpikeDetector(n_ch, sample_rate_hz, replace(fset, write_downstream=True), dset,
                         model.neighbours, max_block=max(n, 1), noise_units=True)
     ev = det.process(scaled)  # filters ``scaled`` in place
+    if white is not None:  # detected on the plain samples; the matcher reads the whitened ones
+        scaled = white * inv[:, None]
+        bandpass_block(det.sos, np.zeros_like(det.zi), scaled, scaled,
+                       np.zeros((256, n_ch), np.float32), np.zeros(det.tmp.shape, np.float64))
     t_ev = ev["sample_index"]
     c_ev = ev["channel_index"].astype(np.int32)
     amp_uv = ev["amplitude"] * noise[c_ev]  # noise units -> µV

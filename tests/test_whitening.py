@@ -119,9 +119,14 @@ def whitened_sort(tmp_path_factory):
     return dict(data=np.ascontiguousarray(data, np.float32), folder=folder, whitening=w)
 
 
-def test_online_whitening_equals_the_causal_reference(whitened_sort):
+@pytest.mark.parametrize("white_detect", [False, True])
+def test_online_whitening_equals_the_causal_reference(whitened_sort, white_detect):
+    """Both modes: detection on the plain samples and matching on the whitened ones (the
+    default), or both on the whitened ones (``[preprocess] whiten_detection``)."""
+    from dataclasses import replace
+
     data, folder = whitened_sort["data"], whitened_sort["folder"]
-    model = load_sort_model(folder, data.shape[0], FS)
+    model = replace(load_sort_model(folder, data.shape[0], FS), whiten_detection=white_detect)
     assert model.whitening is not None
     want = causal_sort(data, FS, model)
     want = want[np.argsort(want["sample_index"], kind="stable")]
@@ -130,16 +135,28 @@ def test_online_whitening_equals_the_causal_reference(whitened_sort):
         got = _random_blocks(OnlineSorter(data.shape[0], FS, model), data, seed)
         for f in got.dtype.names:
             np.testing.assert_array_equal(got[f], want[f])
-    # the mix is applied: the same sort without it labels differently
-    from dataclasses import replace
+    # what is detected where: the unsorted rows (event time, channel, detection amplitude)
+    # are detections of the plain samples by default, of the whitened ones with white_detect
+    def detections(x):
+        ev = causal_sort(x, FS, replace(model, whitening=None, unit_lut=np.array([-1])))
+        return set(zip(ev["sample_index"].tolist(), ev["channel_index"].tolist(),
+                       ev["amplitude_uv"].tolist(), strict=True))
 
+    plain, white = detections(data), detections(whitened_sort["whitening"].apply(data))
+    assert plain != white
+    left = want[want["unit"] < 0]
+    rows = set(zip(left["sample_index"].tolist(), left["channel_index"].tolist(),
+                   left["amplitude_uv"].tolist(), strict=True))
+    assert len(rows) >= 3 and rows <= (white if white_detect else plain)
+    # and the labels follow the whitened samples: the mix left out, they change
     bare = causal_sort(data, FS, replace(model, whitening=None))
     assert len(bare) != len(want) or not np.array_equal(bare["unit"], want["unit"])
-    # and is what the causal reference applies: the whitened data without a mix give the same
-    white = causal_sort(whitened_sort["whitening"].apply(data), FS,
-                        replace(model, whitening=None))
-    white = white[np.argsort(white["sample_index"], kind="stable")]
-    np.testing.assert_array_equal(white["unit"], want["unit"])
+    if white_detect:  # the whole path on pre-whitened samples gives the same spikes
+        pre = causal_sort(whitened_sort["whitening"].apply(data), FS,
+                          replace(model, whitening=None))
+        pre = pre[np.argsort(pre["sample_index"], kind="stable")]
+        for f in want.dtype.names:
+            np.testing.assert_array_equal(pre[f], want[f])
 
 
 def test_bad_whitening_tables_fail_at_load(whitened_sort, tmp_path):

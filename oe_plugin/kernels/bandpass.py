@@ -206,9 +206,17 @@ def load_rows(data, start, stop, ring, first_row, sample_major):
     else:
         n_channels = data.shape[0]
         columns_to_rows(data, start, stop - start, ring[0], False, ring, first_row, mask)
+    return clean_rows(ring, first_row, stop - start, n_channels)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def clean_rows(ring, first_row, n, n_channels):
+    """Clean ring rows ``(first_row + i) & (R-1)``, ``i < n``, channels ``< n_channels`` in
+    place (NaN/inf -> 0, clip to ±INPUT_LIMIT_UV); returns the number of non-finite samples."""
+    mask = ring.shape[0] - 1
     bad = 0
-    for i in range(start, stop):
-        row = ring[(first_row + i - start) & mask]
+    for i in range(n):
+        row = ring[(first_row + i) & mask]
         ok = True
         for c in range(n_channels):
             ok &= abs(row[c]) <= INPUT_LIMIT_UV

@@ -55,7 +55,7 @@ from oe_plugin.kernels._entry import (
     arg_i64_2d,
     cfunc_entry,
 )
-from oe_plugin.kernels.bandpass import columns_to_rows
+from oe_plugin.kernels.bandpass import clean_rows, columns_to_rows, sos_rows
 from oe_plugin.kernels.match import arg_f32_3d
 
 # sparams (float64) layout
@@ -63,7 +63,8 @@ SP_NEED_AFTER = 0  # samples that must be written after an event before it is ma
 SP_MATCH = 1  # 1: match events; 0: emit every detection at once, unit -1
 SP_WRITE_DOWNSTREAM = 2  # 1: replace the block by the filtered signal (µV)
 SP_DRIFT_BIN_N = 3  # > 0: drift-correct raw samples first, interpolation bins of this many samples
-N_SPARAMS = 4
+SP_WHITE_DETECT = 4  # with whitening: 1 = detect on the whitened samples, 0 = on the plain ones
+N_SPARAMS = 5
 
 # scount (int64) layout
 S_OUT_N = 0  # records written by the current call
@@ -225,7 +226,7 @@ def sort_block(data, noise, inv_noise, scratch,
                out_a, out_u, sparams, scount, dbuf, bin_grid, d_index, d_weight, out_d, tstate,
                pk_t, pk_v, positions, loc_ptr, loc_idx, loc_work, cls_edges, rast, ref, win_g,
                skern, cc, pval, ch_map, ch_frac, chd, hist, l_index, l_weight, l_grid, d_valid,
-               vmask, wbuf, w_index, w_weight, w_grid):
+               vmask, wbuf, w_index, w_weight, w_grid, wzi):
     """Process one block ``data`` (C, N) float32 µV; returns the records written to ``out_*``.
 
     The detector state (``sos`` .. ``det_counters``) is :class:`SpikeDetector`'s, with
@@ -245,7 +246,12 @@ def sort_block(data, noise, inv_noise, scratch,
     Spatial whitening (the sort's ``[preprocess] whiten``; used when ``wbuf`` is (C, >= S) and
     ``w_index`` has C rows): ``w_index`` / ``w_weight`` (C, 1, K) its mix, ``w_grid`` (C,)
     zeros; each sub-chunk is mixed into ``wbuf`` after the drift stage (raw µV, before the
-    band-pass: both are linear and the mix does not change in time).
+    band-pass: both are linear and the mix does not change in time). With
+    ``sparams[SP_WHITE_DETECT]`` the detector runs on the whitened samples and its filtered
+    rows fill the match ring as without whitening; without it (the default sort) the detector
+    runs on the plain samples, and the whitened ones are scaled into the match ring's rows,
+    cleaned and band-passed there in place with their own filter state ``wzi`` (like the
+    detector's ``zi``; the detector's ``sos`` and ``tmp``).
     """
     n_ch = data.shape[0]
     n = data.shape[1]
@@ -259,6 +265,9 @@ def sort_block(data, noise, inv_noise, scratch,
     drift = bin_n > 0 and dbuf.shape[0] == n_ch and dbuf.shape[1] >= sub
     whiten = (wbuf.shape[0] == n_ch and wbuf.shape[1] >= sub and w_index.shape[0] == n_ch
               and w_grid.shape[0] == n_ch)
+    white_detect = sparams[SP_WHITE_DETECT] != 0.0
+    white_rows = (whiten and not white_detect and matching and mring.shape[1] == n_ch
+                  and wzi.shape[0] == zi.shape[0] and wzi.shape[2] == n_ch)
     scount[S_OUT_N] = 0
     if n_ch != inv_noise.shape[0] or n_ch != scratch.shape[1]:
         return 0
@@ -278,24 +287,25 @@ def sort_block(data, noise, inv_noise, scratch,
                                 l_index, l_weight)
             if nxt > n0:
                 m = min(m, nxt - n0)
+        plain, p0 = (dbuf, 0) if drift else (data, pos)
         if drift:
             DR.correct_columns(data, pos, dbuf, 0, m, n0, bin_n, c_grid, c_index, c_weight)
-            if whiten:
-                DR.mix_columns(dbuf, 0, wbuf, 0, m, w_index, w_weight, w_grid)
-                columns_to_rows(wbuf, 0, m, inv_noise, True, scratch, 0, -1)
-            else:
-                columns_to_rows(dbuf, 0, m, inv_noise, True, scratch, 0, -1)
-        elif whiten:
-            DR.mix_columns(data, pos, wbuf, 0, m, w_index, w_weight, w_grid)
+        if whiten:
+            DR.mix_columns(plain, p0, wbuf, 0, m, w_index, w_weight, w_grid)
+        if whiten and white_detect:
             columns_to_rows(wbuf, 0, m, inv_noise, True, scratch, 0, -1)
         else:
-            columns_to_rows(data, pos, m, inv_noise, True, scratch, 0, -1)
+            columns_to_rows(plain, p0, m, inv_noise, True, scratch, 0, -1)
+        if white_rows:  # the matcher's whitened rows, filtered in place in the match ring
+            columns_to_rows(wbuf, 0, m, inv_noise, True, mring, n0, mmask)
+            clean_rows(mring, n0, m, n_ch)
+            sos_rows(sos, wzi, mring, n0, m, tmp)
         k = D.detect_block(scratch[:m], sos, zi, ring, tmp, noise_ring, noise_counts,
                            noise_bin_uv, noise_hist, noise_sched, noise_uv, noise_scratch,
                            thr_uv, nb_ptr, nb_idx, cand_t, cand_a, cand_n, det_t, det_c, det_a,
                            det_params, det_counters)
         written = det_counters[D.C_PROCESSED]
-        for s in range(n0, written):
+        for s in range(n0, written if not white_rows else n0):
             src = ring[s & dmask]
             dst = mring[s & mmask]
             for c in range(n_ch):
@@ -431,6 +441,7 @@ def _sort_entry(addresses, shapes):
         DR.arg_i32_3d(addresses, shapes, 87),
         DR.arg_f32_3d(addresses, shapes, 88),
         arg_i32_1d(addresses, shapes, 89),
+        arg_f64_3d(addresses, shapes, 90),
     )
 
 

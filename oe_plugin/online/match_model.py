@@ -124,6 +124,9 @@ class SortModel:
     """The sort's spatial whitening (``[preprocess] whiten``): ``(index, weight)`` (C, 1, K)
     int32 / float32 mix tables (one grid row of :func:`oe_plugin.kernels.drift.mix_columns`),
     applied after the drift stage; None: the sort did not whiten."""
+    whiten_detection: bool = False
+    """The sort's ``[preprocess] whiten_detection``: with whitening, detect on the whitened
+    samples (True) or on the plain ones (False: the whitened ones only feed the matcher)."""
     unit_lut: np.ndarray | None = None
     """(T + 1,) int32: the unit of each template, then -1 (so that ``unit_lut[t]`` labels a
     match of template ``t`` and ``unit_lut[-1]`` an unsorted event). None: template = unit."""
@@ -285,7 +288,8 @@ def load_sort_model(sort_dir, n_channels: int, sample_rate_hz: float, apply_moti
         preprocess_filter=str(prep.get("filter", "zero-phase")), drift=drift,
         unit_lut=np.append(tpl_unit, np.int32(-1)).astype(np.int32),
         motion_applied=applied, track=tm, track_note=note, overlap_partial=partial,
-        amplitude_prior=amp_prior, whitening=whitening)
+        amplitude_prior=amp_prior, whitening=whitening,
+        whiten_detection=prep.get("whiten_detection", False) is True)
 
 
 def _whitening_of(where: str, arr: dict, n_channels: int):

@@ -161,7 +161,10 @@ class OnlineSorter:
             self.wbuf = np.zeros((c, SUB), np.float32)
             self.w_index, self.w_weight = white
             self.w_grid = np.zeros(c, np.int32)
+            self.sparams[K.SP_WHITE_DETECT] = 1.0 if model.whiten_detection else 0.0
+            self.wzi = np.zeros_like(det.zi)  # the whitened rows' own band-pass state
         else:
+            self.wzi = np.zeros((1, 1, 1), np.float64)
             self.wbuf = np.zeros((1, 1), np.float32)
             self.w_index = np.zeros((1, 1, 1), np.int32)
             self.w_weight = np.zeros((1, 1, 1), np.float32)
@@ -193,11 +196,12 @@ class OnlineSorter:
                 *self.one, self.out_t, self.out_c, self.out_a, self.out_u, self.sparams,
                 self.scount, self.dbuf, self.bin_grid, self.d_index, self.d_weight, self.out_d,
                 *self.tracker.arrays(), self.d_valid, self.vmask, self.wbuf, self.w_index,
-                self.w_weight, self.w_grid)
+                self.w_weight, self.w_grid, self.wzi)
 
     def reset(self) -> None:
         """Back to the state before the first sample (a new acquisition)."""
         self.detector.reset()
+        self.wzi[...] = 0
         self.mring[...] = 0
         self.scount[...] = 0
         self.iwork[...] = 0

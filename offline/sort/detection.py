@@ -64,8 +64,13 @@ def detect_chunk(job: SortJob, index: int) -> dict:
     detector = make_detector(job, pre_proc.n_channels, g.sample_rate_hz, 1024)
     ctx = max(detection_context(detector), pre + post)
     lo, hi = max(0, start - ctx), min(g.n_samples, stop + ctx)
-    traces = pre_proc.traces(lo, hi)
+    # with whitening, detection runs on the plain traces unless [preprocess] whiten_detection
+    plain = pre_proc.whitening is not None and not job.settings.preprocess.whiten_detection
+    traces = pre_proc.traces(lo, hi, white=not plain)
     ev = detect_traces(detector, traces)
+    loc_traces = traces
+    if plain:
+        traces = pre_proc.whiten_scaled(traces)
     t = ev["sample_index"] + lo
     keep = (t >= start) & (t < stop)
     t, c = t[keep], ev["channel_index"][keep].astype(np.int32)
@@ -82,7 +87,7 @@ def detect_chunk(job: SortJob, index: int) -> dict:
            "snippet_t": t[pick].astype(np.int64), "snippet_c": c[pick],
            "snippets": snippets[ok]}
     if job.loc_nb is not None:
-        x, y, a = localize(traces, lo, t, c, job.loc_nb, job.positions_um,
+        x, y, a = localize(loc_traces, lo, t, c, job.loc_nb, job.positions_um,
                            method=job.settings.motion.localize)
         out.update(x_um=x, y_um=y, loc_amplitude=a)
     return out

@@ -200,9 +200,11 @@ class Preprocessor:
         b = min(g.n_samples_in, stop_in + self.half_width)
         return np.ascontiguousarray(x[:, a - lo : b - lo]), a
 
-    def traces(self, start: int, stop: int, scaled: bool = True) -> np.ndarray:
+    def traces(self, start: int, stop: int, scaled: bool = True, white: bool = True
+               ) -> np.ndarray:
         """Output samples [start, stop) (clipped to the stream): (C, n) float32, in noise units
-        when ``scaled`` (needs ``noise_uv``), else µV."""
+        when ``scaled`` (needs ``noise_uv``), else µV; whitened when the preprocessor has a
+        whitening and ``white``."""
         g = self.geometry
         start, stop = max(0, start), min(g.n_samples, stop)
         f = g.factor
@@ -224,11 +226,18 @@ class Preprocessor:
         x = np.ascontiguousarray(x)
         if self.drift is not None:
             x = self.drift.apply(x, start, g.sample_rate_hz)
-        if self.whitening is not None:
+        if self.whitening is not None and white:
             x = self.whitening.apply(x)
         if scaled:
             x /= self.noise_uv[:, None]
         return x
+
+    def whiten_scaled(self, x: np.ndarray) -> np.ndarray:
+        """The whitened copy of plain noise-unit traces ``x`` (C, n) (as :meth:`traces` with
+        ``white``, up to float32 rounding)."""
+        scale = np.where(np.isfinite(self.noise_uv), self.noise_uv, 0).astype(np.float32)
+        inv = np.where(scale > 0, 1 / np.where(scale > 0, scale, 1), 0).astype(np.float32)
+        return self.whitening.apply(x * scale[:, None]) * inv[:, None]
 
     def noise_windows(self) -> list[tuple[int, int]]:
         """The ``noise_windows`` sample ranges of ``noise_window_s``, evenly spread over the
