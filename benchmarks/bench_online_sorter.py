@@ -78,8 +78,24 @@ def motion_arrays(seconds: float, peak_depth_um=None, peak_amp=None,
     return arrays, meta
 
 
+def whitening_arrays(pos: np.ndarray, noise: np.ndarray, radius_um: float = 200.0) -> dict:
+    """The sort-file arrays of a local whitening (``[preprocess] whiten``) of noise correlated
+    as exp(-d / 20 µm) between contacts. Its cost online is the number of taps a row has: 17
+    here (±200 µm of this 25 µm single column), as many as the default 80 µm radius gives on
+    the sorting grid's two-column 64-channel probe (16)."""
+    from offline.sort.whitening import local_whitening
+
+    dist = np.linalg.norm(pos[:, None] - pos[None], axis=2)
+    near = dist <= radius_um
+    indptr = np.r_[0, np.cumsum(near.sum(axis=1))].astype(np.int32)
+    w = local_whitening(np.exp(-dist / 20.0), (indptr, np.nonzero(near)[1].astype(np.int32)),
+                        noise)
+    return {"whiten_index": w.index, "whiten_weight": w.weight}
+
+
 def make_case(folder: Path, n_ch: int, n_units: int, seconds: float, seed=0,
-              rate_hz: float = 10.0, motion: bool = False, track: bool = False):
+              rate_hz: float = 10.0, motion: bool = False, track: bool = False,
+              whiten: bool = False):
     rng = np.random.default_rng(seed)
     w, pre = 54, 18
     base = shape(w, pre)
@@ -100,6 +116,8 @@ def make_case(folder: Path, n_ch: int, n_units: int, seconds: float, seed=0,
     m_arrays, m_meta = ((motion_arrays(seconds, pos[peak, 1], amp, rng) if track
                          else motion_arrays(seconds)) if motion or track
                         else ({}, {"applied": False}))
+    if whiten:
+        m_arrays = dict(m_arrays, **whitening_arrays(pos, noise))
     save_sort(folder, SortResult(dict(
         empty, templates_uv=tpl * 10.0, template_channels=chans, template_peak_channel=peak,
         template_threshold=np.full(n_units, 3.0, np.float32), noise_uv=noise,
@@ -132,11 +150,12 @@ def ttl_schedule(n_samples):
     return [(int(t * FS / 1e6) + 100, int(line), bool(level)) for t, line, level in tr.tolist()]
 
 
-def run_case(n_ch, n_units, seconds, rate_hz=10.0, motion=False, repeat=1, track=False):
+def run_case(n_ch, n_units, seconds, rate_hz=10.0, motion=False, repeat=1, track=False,
+             whiten=False):
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         data = make_case(tmp / "sort", n_ch, n_units, seconds, rate_hz=rate_hz, motion=motion,
-                         track=track)
+                         track=track, whiten=whiten)
         cfg = tmp / "pipeline.toml"
         extra = "track_motion = true\n" if track else ""
         cfg.write_text(f'[match]\nsort_dir = "{tmp / "sort"}"\n{extra}'
@@ -194,6 +213,10 @@ def main(argv=None):
                     help="drift-correct every block (the sort carries an applied motion)")
     ap.add_argument("--track", action="store_true",
                     help="live motion tracking on (implies --motion's drift stage)")
+    ap.add_argument("--whiten", action="store_true",
+                    help="the sort whitened its traces (a 17-tap local mix; detection on the "
+                         "plain samples, matching on the whitened ones: a mix and a band-pass "
+                         "more)")
     ap.add_argument("--repeat", type=int, default=1,
                     help="pass the data N times (fresh acquisition each); each block's latency "
                          "is its minimum over the passes (time lost to other processes on a "
@@ -203,13 +226,14 @@ def main(argv=None):
     args = ap.parse_args(argv)
     cases = [tuple(int(v) for v in c.split("x")) for c in args.cases.split(",") if c]
     load0 = os.getloadavg()[0]
-    rows = [run_case(c, u, args.seconds, args.rate_hz, args.motion, args.repeat, args.track)
-            for c, u in cases]
+    rows = [run_case(c, u, args.seconds, args.rate_hz, args.motion, args.repeat, args.track,
+                     args.whiten) for c, u in cases]
     print(f"process() per {BLOCK}-sample block at 30 kHz ({BLOCK / FS * 1e3:.1f} ms of data); "
           f"load average (1 min) {load0:.2f} before, {os.getloadavg()[0]:.2f} after, "
           f"{os.cpu_count()} CPUs; every unit fires at {args.rate_hz:g} Hz; drift correction "
           f"{'on' if args.motion or args.track else 'off'}; live motion tracking "
-          f"{'on' if args.track else 'off'}; per-block minimum of {max(1, args.repeat)} pass(es)")
+          f"{'on' if args.track else 'off'}; whitening {'on' if args.whiten else 'off'}; "
+          f"per-block minimum of {max(1, args.repeat)} pass(es)")
     print("channels templates   p50 ms   p99 ms   max ms  spikes accepted  "
           "stats writes, mean / max ms")
     for r in rows:

@@ -24,9 +24,10 @@ correction precedes the filter (the offline sort corrects after filtering; the t
 by the filter's transient at each interpolation-bin boundary). The matcher then leaves out the
 template rows on channels whose correction was extrapolated at the event's time (the online
 mask: :func:`oe_plugin.kernels.drift.valid_bins` of the same bin rows). A sort that whitened
-(``[preprocess] whiten``) has its mix applied next, by the kernel the online sorter runs; the
-detector then runs on the plain samples and the matcher on the whitened ones, band-passed by
-the same kernel (or both on the whitened ones, ``[preprocess] whiten_detection``).
+(``[preprocess] whiten``) has its mix applied next, by the kernel the online sorter runs, and
+both the detector and the matcher read the whitened samples; with ``whiten_detection = false``
+the detector reads the plain ones and the matcher the whitened ones, band-passed by the same
+kernel.
 """
 
 from __future__ import annotations

@@ -121,8 +121,8 @@ def whitened_sort(tmp_path_factory):
 
 @pytest.mark.parametrize("white_detect", [False, True])
 def test_online_whitening_equals_the_causal_reference(whitened_sort, white_detect):
-    """Both modes: detection on the plain samples and matching on the whitened ones (the
-    default), or both on the whitened ones (``[preprocess] whiten_detection``)."""
+    """Both modes: detection and matching on the whitened samples (the default), or detection
+    on the plain ones and matching on the whitened ones (``whiten_detection = false``)."""
     from dataclasses import replace
 
     data, folder = whitened_sort["data"], whitened_sort["folder"]
@@ -181,7 +181,8 @@ def test_whitening_dataclass_tables_shapes():
 
 
 @pytest.mark.slow
-def test_real_sort_whitens_and_the_module_follows_it(tmp_path):
+@pytest.mark.parametrize("white_detect", [True, False])
+def test_real_sort_whitens_and_the_module_follows_it(tmp_path, white_detect):
     """``sweepsort sort`` with ``[preprocess] whiten = true`` on a recording with correlated
     noise: the sort stores its mix, its whitened traces' neighbouring noise is decorrelated, and
     the online module (host simulator, random blocks) labels every spike as the causal
@@ -203,7 +204,8 @@ def test_real_sort_whitens_and_the_module_follows_it(tmp_path):
     write_binary_recording(rec, sample_rate_hz=FS, n_samples=data.shape[1],
                            n_channels=data.shape[0], data_uv=data)
     settings = settings_from_table({"preprocess": {"filter": "causal", "upsample_factor": 1,
-                                                   "whiten": True, "whiten_radius_um": 60.0}})
+                                                   "whiten": True, "whiten_radius_um": 60.0,
+                                                   "whiten_detection": white_detect}})
     out = tmp_path / "white.sort"
     res = sort_recording(RecordingSource(str(tmp_path / "rec")), out, settings,
                          Probe("test-linear", pos, np.zeros(len(pos), int)))
@@ -227,8 +229,10 @@ def test_real_sort_whitens_and_the_module_follows_it(tmp_path):
         return np.mean([r[c, c + 1] for c in range(len(x) - 1)])
 
     assert neighbour_corr(raw) > 0.25 and abs(neighbour_corr(white)) < 0.08
-    np.testing.assert_allclose(a["noise_uv"], np.median(np.abs(white), axis=1) / 0.6745,
-                               rtol=0.1)
+    # the noise that scales the traces: the whitened ones' (MAD) when detecting on them, else
+    # the plain ones' (the detection is then the unwhitened sort's)
+    np.testing.assert_allclose(a["noise_uv"], np.median(np.abs(white if white_detect else raw),
+                                                        axis=1) / 0.6745, rtol=0.05)
     config = tmp_path / "online_sorter.toml"
     config.write_text(f'[match]\nsort_dir = "{out}"\n')
     played = HostSource(tmp_path / "rec").read_uv(0, data.shape[1])

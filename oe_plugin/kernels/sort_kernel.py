@@ -248,7 +248,7 @@ def sort_block(data, noise, inv_noise, scratch,
     zeros; each sub-chunk is mixed into ``wbuf`` after the drift stage (raw µV, before the
     band-pass: both are linear and the mix does not change in time). With
     ``sparams[SP_WHITE_DETECT]`` the detector runs on the whitened samples and its filtered
-    rows fill the match ring as without whitening; without it (the default sort) the detector
+    rows fill the match ring as without whitening (the default sort); without it the detector
     runs on the plain samples, and the whitened ones are scaled into the match ring's rows,
     cleaned and band-passed there in place with their own filter state ``wzi`` (like the
     detector's ``zi``; the detector's ``sos`` and ``tmp``).

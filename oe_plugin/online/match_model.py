@@ -124,7 +124,7 @@ class SortModel:
     """The sort's spatial whitening (``[preprocess] whiten``): ``(index, weight)`` (C, 1, K)
     int32 / float32 mix tables (one grid row of :func:`oe_plugin.kernels.drift.mix_columns`),
     applied after the drift stage; None: the sort did not whiten."""
-    whiten_detection: bool = False
+    whiten_detection: bool = True
     """The sort's ``[preprocess] whiten_detection``: with whitening, detect on the whitened
     samples (True) or on the plain ones (False: the whitened ones only feed the matcher)."""
     unit_lut: np.ndarray | None = None
@@ -289,7 +289,7 @@ def load_sort_model(sort_dir, n_channels: int, sample_rate_hz: float, apply_moti
         unit_lut=np.append(tpl_unit, np.int32(-1)).astype(np.int32),
         motion_applied=applied, track=tm, track_note=note, overlap_partial=partial,
         amplitude_prior=amp_prior, whitening=whitening,
-        whiten_detection=prep.get("whiten_detection", False) is True)
+        whiten_detection=prep.get("whiten_detection", True) is not False)
 
 
 def _whitening_of(where: str, arr: dict, n_channels: int):

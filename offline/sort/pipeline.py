@@ -294,9 +294,9 @@ def sort_recording(source: RecordingSource, out_dir, settings: AllSettings | Non
 
 
 def _whiten(work, rec, s, probe, noise, drift, key) -> tuple[Whitening, np.ndarray]:
-    """``(whitening, noise of the whitened traces (C,) µV)`` (:mod:`offline.sort.whitening`)
+    """``(whitening, noise (C,) µV that scales the traces)`` (:mod:`offline.sort.whitening`)
     from the noise windows of the (drift-corrected) traces; cached in the work folder."""
-    key = key + json.dumps(["whiten", s.whiten_radius_um, s.whiten_eps])
+    key = key + json.dumps(["whiten", s.whiten_radius_um, s.whiten_eps, s.whiten_detection])
     cached = work.load("whiten", 0, key)
     if cached is not None:
         return Whitening(cached["index"], cached["weight"]), cached["noise_uv"]
@@ -307,7 +307,10 @@ def _whiten(work, rec, s, probe, noise, drift, key) -> tuple[Whitening, np.ndarr
                                 int(round(SPIKE_FREE_MS * 1e-3 * fs)))
     whitening = local_whitening(corr, neighbour_lists(probe, s.whiten_radius_um), noise,
                                 s.whiten_eps)
-    noise_w = Preprocessor(rec, s, drift=drift, whitening=whitening).estimate_noise()
+    # detection on the plain traces keeps their noise levels (the mix keeps them too, up to
+    # the difference between the MAD and the spike-free variance); on the whitened ones, theirs
+    noise_w = (Preprocessor(rec, s, drift=drift, whitening=whitening).estimate_noise()
+               if s.whiten_detection else noise)
     work.save("whiten", 0, key, {"index": whitening.index, "weight": whitening.weight,
                                  "noise_uv": noise_w})
     return whitening, noise_w
