@@ -183,7 +183,7 @@ def test_whitening_dataclass_tables_shapes():
 @pytest.mark.slow
 @pytest.mark.parametrize("white_detect", [True, False])
 def test_real_sort_whitens_and_the_module_follows_it(tmp_path, white_detect):
-    """``sweepsort sort`` with ``[preprocess] whiten = true`` on a recording with correlated
+    """``sweepsort sort`` with ``[preprocess] whiten = "on"`` on a recording with correlated
     noise: the sort stores its mix, its whitened traces' neighbouring noise is decorrelated, and
     the online module (host simulator, random blocks) labels every spike as the causal
     reference does with that mix."""
@@ -204,7 +204,7 @@ def test_real_sort_whitens_and_the_module_follows_it(tmp_path, white_detect):
     write_binary_recording(rec, sample_rate_hz=FS, n_samples=data.shape[1],
                            n_channels=data.shape[0], data_uv=data)
     settings = settings_from_table({"preprocess": {"filter": "causal", "upsample_factor": 1,
-                                                   "whiten": True, "whiten_radius_um": 60.0,
+                                                   "whiten": "on", "whiten_radius_um": 60.0,
                                                    "whiten_detection": white_detect}})
     out = tmp_path / "white.sort"
     res = sort_recording(RecordingSource(str(tmp_path / "rec")), out, settings,
@@ -212,6 +212,9 @@ def test_real_sort_whitens_and_the_module_follows_it(tmp_path, white_detect):
     a = res.arrays
     assert a["whiten_index"].shape == a["whiten_weight"].shape == (len(pos), 5)
     assert res.n_units >= 6
+    # sort.json records the settings as given (the merge tests ran at whitened_merge_scale x)
+    assert res.meta["settings"]["sort"]["merge_distance"] == 0.1
+    assert res.meta["settings"]["preprocess"]["whiten"] == "on"
     w = Whitening(a["whiten_index"], a["whiten_weight"])
     src = RecordingSource(str(tmp_path / "rec")).open()
     raw = Preprocessor(src, settings.preprocess).traces(30000, 150000, scaled=False)
@@ -255,3 +258,19 @@ def test_tracking_is_off_for_a_whitened_sort(whitened_sort):
                             track=TrackSettings())
     assert model.track is None and "whitened" in model.track_note
     assert model.whitening is not None
+
+
+def test_whiten_setting_modes():
+    """"auto" whitens only a sort that does not correct motion (on kriged traces the fixed mix
+    over-splits); a bad value names the key."""
+    from oe_plugin.config import SettingsError
+    from offline.sort import settings_from_table
+    from offline.sort.pipeline import whitens
+
+    assert whitens("on", True) and whitens("on", False)
+    assert whitens("auto", False) and not whitens("auto", True)
+    assert not whitens("off", False)
+    with pytest.raises(SettingsError, match="preprocess.whiten"):
+        settings_from_table({"preprocess": {"whiten": "always"}})
+    with pytest.raises(SettingsError, match="sort.whitened_merge_scale"):
+        settings_from_table({"sort": {"whitened_merge_scale": 0.5}})

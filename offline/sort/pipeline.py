@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from oe_plugin.kernels.motion import Motion, estimate_motion
+from oe_plugin.kernels.noise import MAD_TO_SIGMA
 from oe_plugin.probe import Probe, load_probe, neighbour_lists
 from offline import interrupt
 from offline.sort.burst_merge import burst_units, units_of_groups
@@ -50,6 +51,7 @@ from offline.sort.thresholds import trough_threshold
 from offline.sort.whitening import (
     SPIKE_FREE_MS,
     SPIKE_FREE_SIGMA,
+    WHITEN_WINDOWS,
     Whitening,
     local_whitening,
     noise_correlation,
@@ -113,7 +115,7 @@ def sort_recording(source: RecordingSource, out_dir, settings: AllSettings | Non
     """Sort one stream and write ``out_dir/sort.{npz,json}`` and ``out_dir/phy/``.
 
     ``probe_origin``: where the probe came from (``sort.json``'s ``probe_origin``)."""
-    settings = settings or settings_from_table({})
+    settings = given = settings or settings_from_table({})  # given: what sort.json records
     executor = executor or Executor()
     log = log or (lambda msg: None)
     out = Path(out_dir)
@@ -181,10 +183,14 @@ def sort_recording(source: RecordingSource, out_dir, settings: AllSettings | Non
         timings["motion_s"] = time.perf_counter() - t1m
     # -- spatial whitening, after the drift correction ----------------------------------------
     whitening = None
-    if settings.preprocess.whiten:
+    if whitens(settings.preprocess.whiten, applied):
         t1w = time.perf_counter()
         whitening, noise = _whiten(work, rec, settings.preprocess, probe, noise, job.drift,
                                    noise_key)
+        k = settings.sort.whitened_merge_scale  # template distances relative to their energy
+        settings = replace(settings, sort=replace(
+            settings.sort, merge_distance=settings.sort.merge_distance * k,
+            burst_max_residual=settings.sort.burst_max_residual * k))
         job = SortJob(source, settings, noise, lock_nb, snip_nb, drift=job.drift,
                       whitening=whitening)
         timings["whiten_s"] = time.perf_counter() - t1w
@@ -280,7 +286,7 @@ def sort_recording(source: RecordingSource, out_dir, settings: AllSettings | Non
                              "settings": asdict(settings.motion)}
     result.meta.update(
         sweepsort_version=_version(), recording=source.identity(),
-        stream=getattr(rec, "stream_name", ""), settings=asdict(settings),
+        stream=getattr(rec, "stream_name", ""), settings=asdict(given),
         probe=probe.name, probe_origin=probe_origin or f"{probe.name} (given to sort_recording)",
         n_clusters=len(clusters), n_events_detected=int(len(ev_t)),
         timings_s=timings, executor=executor.name, created=time.strftime("%Y-%m-%dT%H:%M:%S"))
@@ -293,6 +299,12 @@ def sort_recording(source: RecordingSource, out_dir, settings: AllSettings | Non
     return result
 
 
+def whitens(setting: str, motion_applied: bool) -> bool:
+    """Whether a sort whitens: ``[preprocess] whiten`` "on", or "auto" when the sort does not
+    correct motion."""
+    return setting == "on" or (setting == "auto" and not motion_applied)
+
+
 def _whiten(work, rec, s, probe, noise, drift, key) -> tuple[Whitening, np.ndarray]:
     """``(whitening, noise (C,) µV that scales the traces)`` (:mod:`offline.sort.whitening`)
     from the noise windows of the (drift-corrected) traces; cached in the work folder."""
@@ -302,15 +314,24 @@ def _whiten(work, rec, s, probe, noise, drift, key) -> tuple[Whitening, np.ndarr
         return Whitening(cached["index"], cached["weight"]), cached["noise_uv"]
     prep = Preprocessor(rec, s, noise, drift)
     fs = prep.geometry.sample_rate_hz
-    windows = [prep.traces(a, b) for a, b in prep.noise_windows()]
+    spans = prep.noise_windows()
+    spans = [spans[i] for i in np.unique(np.linspace(0, len(spans) - 1, WHITEN_WINDOWS)
+                                         .round().astype(int))]
+    windows = [prep.traces(a, b) for a, b in spans]  # noise units, read once
     corr, _ = noise_correlation(windows, SPIKE_FREE_SIGMA,
                                 int(round(SPIKE_FREE_MS * 1e-3 * fs)))
     whitening = local_whitening(corr, neighbour_lists(probe, s.whiten_radius_um), noise,
                                 s.whiten_eps)
     # detection on the plain traces keeps their noise levels (the mix keeps them too, up to
     # the difference between the MAD and the spike-free variance); on the whitened ones, theirs
-    noise_w = (Preprocessor(rec, s, drift=drift, whitening=whitening).estimate_noise()
-               if s.whiten_detection else noise)
+    noise_w = noise
+    if s.whiten_detection:
+        prep.whitening = whitening
+        white = np.concatenate([np.abs(prep.whiten_scaled(x)) for x in windows], axis=1)
+        del windows
+        noise_w = (np.median(white, axis=1).astype(np.float32) * np.float32(MAD_TO_SIGMA)
+                   * np.where(np.isfinite(noise), noise, 0).astype(np.float32))
+        noise_w[~(noise_w > 0)] = np.inf
     work.save("whiten", 0, key, {"index": whitening.index, "weight": whitening.weight,
                                  "noise_uv": noise_w})
     return whitening, noise_w

@@ -44,9 +44,11 @@ class PreprocessSettings:
     noise_windows: int = 16
     """Number of windows, evenly spread in time, whose MAD sets each channel's fixed noise."""
     noise_window_s: float = 1.0
-    whiten: bool = False
+    whiten: str = choice("off", "auto", "on", default="auto")
     """Whiten the noise between neighbouring channels after the drift correction
-    (:mod:`offline.sort.whitening`); the online sorter applies the sort's matrix too."""
+    (:mod:`offline.sort.whitening`; the online sorter applies the sort's mix too). ``auto``:
+    only when the sort does not correct motion (on kriged traces the fixed mix over-splits
+    units: docs/sorting.md, "Spatial whitening")."""
     whiten_detection: bool = True
     """With ``whiten``: detect on the whitened traces too (false: on the plain ones, whose
     per-channel peaks are larger, with their noise levels; clustering and matching use the
@@ -224,6 +226,13 @@ class SortSettings:
     """Join a bursting cell's templates into one unit: scaled copies on one peak channel whose
     spikes follow each other within 2-20 ms far more than chance and never within 1 ms
     (:mod:`offline.sort.burst_merge`; the unit keeps every template for matching)."""
+    whitened_merge_scale: float = 1.5
+    """When the sort whitened: ``merge_distance`` and ``burst_max_residual`` are multiplied by
+    this. Both are relative to a template's energy, which whitening lowers (its spatial
+    high-pass removes what neighbouring channels share) while the noise in the means stays,
+    so the same cell's templates lie relatively further apart (tuning seeds, whitened: 1 kept
+    one bursting cell in two templates on burst32 seed 2 and lost 5 units over the four burst32
+    seeds; 1.5 lost none)."""
     burst_max_residual: float = 0.1
     """How exact a scaled copy must be: ``|X - s Y|^2 / |X|^2`` at most this, on the smaller
     one's channels (tuning seeds of burst32: 0.02 and 0.05 join 2 + 2 templates, 0.1 one more;
@@ -264,6 +273,8 @@ class SortSettings:
         require(0.0 <= self.split_core < 1.0, f"{section}.split_core", "must be 0..1 (1 excluded)")
         require(0 <= self.split_trough < 1, f"{section}.split_trough", "must be in [0, 1)")
         require(self.merge_distance >= 0, f"{section}.merge_distance", "must be >= 0")
+        require(1 <= self.whitened_merge_scale <= 10, f"{section}.whitened_merge_scale",
+                "must be in [1, 10]")
         require(0 <= self.max_shift_samples <= 10, f"{section}.max_shift_samples", "0..10")
         require(0 < self.amplitude_min <= 1 <= self.amplitude_max, f"{section}.amplitude_min",
                 "need 0 < amplitude_min <= 1 <= amplitude_max")
