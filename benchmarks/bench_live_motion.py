@@ -70,7 +70,8 @@ ARM_TITLES = {"off": "tracking off, apply_motion=false",
               "end": 'tracking off, motion_time="end"', "on": "tracking on"}
 TARGET_RATIO = 0.9  # issue 16: no window below 90 % of the first window's count (tracking on)
 SORT_TOML = ('[preprocess]\nfilter = "causal"   # the online module matches causally filtered '
-             'data\nupsample_factor = 1\n')
+             'data\nupsample_factor = 1\nwhiten = "off"   # live tracking needs an unwhitened '
+             'sort\n')
 
 
 # -- windows and scoring (tests/test_bench_live_motion.py) ------------------------------------

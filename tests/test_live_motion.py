@@ -68,7 +68,8 @@ def live(tmp_path_factory):
     whole = root / "whole" / "Record Node 101" / "experiment1" / "recording1"
     write_binary_recording(whole, sample_rate_hz=FS, n_samples=data.shape[1], n_channels=C,
                            data_uv=data)
-    settings = settings_from_table({"preprocess": {"filter": "causal", "upsample_factor": 1},
+    settings = settings_from_table({"preprocess": {"filter": "causal", "upsample_factor": 1,
+                                                   "whiten": "off"},  # tracking: unwhitened
                                     "motion": {"mode": "rigid"}})
     sort_dir = root / "first.sort"
     sort_recording(RecordingSource(str(root / "first")), sort_dir, settings,

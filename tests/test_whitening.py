@@ -248,16 +248,18 @@ def test_real_sort_whitens_and_the_module_follows_it(tmp_path, white_detect):
     assert_same(read_online_spikes(tmp_path / "on"), want)
 
 
-def test_tracking_is_off_for_a_whitened_sort(whitened_sort):
+def test_tracking_refuses_a_whitened_sort(whitened_sort):
     """The live tracker localizes peaks on the corrected (here whitened) traces and registers
-    them against the sort's plain-trace peak raster: with a whitened sort it stays off, says
-    why, and the module still classifies with the sort's mix."""
+    them against the sort's plain-trace peak raster: with a whitened sort the module refuses at
+    load time, naming the fix, instead of tracking silently off for hours; without tracking the
+    same sort loads with its mix."""
     from oe_plugin.online.motion_tracker import TrackSettings
 
-    model = load_sort_model(whitened_sort["folder"], whitened_sort["data"].shape[0], FS,
-                            track=TrackSettings())
-    assert model.track is None and "whitened" in model.track_note
-    assert model.whitening is not None
+    with pytest.raises(SortModelError, match='whiten = "off"'):
+        load_sort_model(whitened_sort["folder"], whitened_sort["data"].shape[0], FS,
+                        track=TrackSettings())
+    model = load_sort_model(whitened_sort["folder"], whitened_sort["data"].shape[0], FS)
+    assert model.whitening is not None and model.track is None
 
 
 def test_whiten_setting_modes():

@@ -261,13 +261,14 @@ def load_sort_model(sort_dir, n_channels: int, sample_rate_hz: float, apply_moti
     tm, note = None, ""
     if track is not None and apply_motion:
         if whitening is not None:
-            note = ("the sort whitened its traces ([preprocess] whiten): live peaks would be "
-                    "localized on whitened traces, its peak raster on plain ones; motion "
-                    "tracking is off, the sort's stored motion is applied")
-            if applied:
-                drift = _drift_stage(where, motion_meta, arr, probe, sample_rate_hz,
-                                     motion_time, motion_start_s)
-        elif "motion_um" not in arr or "peak_depth_um" not in arr:
+            # live peaks would be localized on whitened traces, the sort's raster is of plain
+            # ones: refused at load time rather than tracking silently off for hours
+            raise SortModelError(
+                f"{where} whitened its traces ([preprocess] whiten; the default \"auto\" "
+                "whitens a sort that did not correct motion): live motion tracking needs an "
+                "unwhitened sort. Sort the first stretch again with [preprocess] whiten = "
+                "\"off\", or set [match] track_motion = false")
+        if "motion_um" not in arr or "peak_depth_um" not in arr:
             note = ("the sort has no motion estimate (sorted with [motion] mode = off, or a "
                     "probe without a depth span): motion tracking is off, templates as sorted")
         else:

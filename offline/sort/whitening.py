@@ -11,8 +11,9 @@ scheme as SpikeInterface's ``whiten(mode="local")``.
 **The matrix.** ``R`` (C, C) is the noise correlation of the noise-scaled traces (each
 channel divided by its noise level), from :data:`WHITEN_WINDOWS` of the noise estimate's
 windows, leaving out every sample within ``exclude_ms`` of a sample beyond ``exclude_sigma``
-noise units on any channel (spikes). Channel ``c``'s row is ``c``'s row of ``(R_N + eps I)^(-1/2)`` over its
-neighbourhood ``N`` (the channels of its group within ``radius_um``), so the mix is sparse:
+noise units on any channel (spikes). Channel ``c``'s row is ``c``'s row of
+``(R_N + eps I)^(-1/2)`` over its neighbourhood ``N`` (the channels of its group within
+``radius_um``), so the mix is sparse:
 a row has as many taps as the neighbourhood has channels. Scaled back by the noise levels
 (``weight[c, j] = noise[c] W[c, j] / noise[j]``), the whitened traces keep each channel's noise
 level, so the rest of the pipeline (noise units, µV amplitudes of the *whitened* traces, error
