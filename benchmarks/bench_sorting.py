@@ -357,8 +357,11 @@ def commit(path: Path, msg: str, mine: list) -> None:
     print(f"commit failed: {c.stderr.strip()}", file=sys.stderr)
 
 
-def table(db: dict, split: str, case_list: list) -> str:
-    rows = [r for r in db["rows"] if (split == "all" or r["split"] == split)
+def table(db: dict, split: str, case_list: list, seeds: list | None = None) -> str:
+    """The stored rows of ``split`` (or of ``seeds`` when given) and ``case_list`` as a
+    markdown table."""
+    rows = [r for r in db["rows"] if (r["seed"] in seeds if seeds is not None
+                                      else split == "all" or r["split"] == split)
             and r["case"] in case_list]
     rows.sort(key=lambda r: (r["split"] != "heldout", case_list.index(r["case"]), r["seed"],
                              r["sorter"] != "sweepsort", r["sorter"]))
@@ -410,7 +413,8 @@ def main() -> None:
                  for s in cases.SPLITS[name]]
     if args.table:
         db = json.loads(results.read_text()) if results.is_file() else {"rows": []}
-        print(table(db, args.split, case_list))
+        print(table(db, args.split, case_list,
+                    seeds if args.seeds or args.seed is not None else None))
         return
     for case in case_list:
         for seed in seeds:
