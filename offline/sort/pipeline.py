@@ -19,7 +19,6 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from oe_plugin.kernels.motion import Motion, estimate_motion
-from oe_plugin.kernels.noise import MAD_TO_SIGMA
 from oe_plugin.probe import Probe, load_probe, neighbour_lists
 from offline import interrupt
 from offline.sort.burst_merge import burst_units, units_of_groups
@@ -31,7 +30,7 @@ from offline.sort.job import SortJob, window_samples
 from offline.sort.matching import match_chunk
 from offline.sort.metrics import unit_metrics
 from offline.sort.phy import dat_description, export_phy
-from offline.sort.preprocess import DriftCorrection, Preprocessor
+from offline.sort.preprocess import DriftCorrection, Preprocessor, mad_noise
 from offline.sort.settings import AllSettings, MotionSettings, settings_from_table
 from offline.sort.sortfile import (
     SortResult,
@@ -329,9 +328,8 @@ def _whiten(work, rec, s, probe, noise, drift, key) -> tuple[Whitening, np.ndarr
         prep.whitening = whitening
         white = np.concatenate([np.abs(prep.whiten_scaled(x)) for x in windows], axis=1)
         del windows
-        noise_w = (np.median(white, axis=1).astype(np.float32) * np.float32(MAD_TO_SIGMA)
-                   * np.where(np.isfinite(noise), noise, 0).astype(np.float32))
-        noise_w[~(noise_w > 0)] = np.inf
+        noise_w = mad_noise(white) * np.where(np.isfinite(noise), noise, 0).astype(np.float32)
+        noise_w[~(noise_w > 0)] = np.inf  # a dead channel: inf x 0
     work.save("whiten", 0, key, {"index": whitening.index, "weight": whitening.weight,
                                  "noise_uv": noise_w})
     return whitening, noise_w

@@ -257,11 +257,17 @@ class Preprocessor:
         x = np.empty((self.n_channels, len(windows) * win), np.float32)
         for i, (a, b) in enumerate(windows):
             np.abs(self.traces(a, b, scaled=False), out=x[:, i * win:(i + 1) * win])
-        noise = (np.median(x, axis=1, overwrite_input=True).astype(np.float32)
-                 * np.float32(MAD_TO_SIGMA))
-        noise[~(noise > 0)] = np.inf
-        self.noise_uv = noise
+        self.noise_uv = noise = mad_noise(x)
         return noise
+
+
+def mad_noise(abs_x: np.ndarray) -> np.ndarray:
+    """(C,) float32 noise levels MAD / 0.6745 of ``abs_x`` (C, n) = |samples| (overwritten);
+    a flat channel (or a NaN) gets +inf (never detects)."""
+    noise = (np.median(abs_x, axis=1, overwrite_input=True).astype(np.float32)
+             * np.float32(MAD_TO_SIGMA))
+    noise[~(noise > 0)] = np.inf
+    return noise
 
 
 def _filter(sos: np.ndarray, x: np.ndarray) -> None:
