@@ -239,3 +239,28 @@ def test_sample_major_input_gives_the_same_events(invariance_data):
     filtered = data.copy()
     det2.process(filtered)
     np.testing.assert_array_equal(filtered_rows, filtered.T)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(1, 300), seed=st.integers(0, 2**31), coarse=st.booleans(),
+       nan=st.booleans(), inf=st.booleans(), flat=st.booleans())
+def test_abs_row_medians_equal_numpy(n, seed, coarse, nan, inf, flat):
+    """The offline noise level's radix-select medians are np.median's, bit for bit: odd and
+    even lengths, ties (coarse values), flat rows, +inf and NaN."""
+    from oe_plugin.kernels.noise import abs_row_medians
+
+    rng = np.random.default_rng(seed)
+    x = np.abs(rng.standard_normal((4, n)) * 10 ** rng.uniform(-3, 3)).astype(np.float32)
+    if coarse:
+        x = np.round(x, 1)
+    if flat:
+        x[1] = 0
+    if inf:
+        x[2, rng.integers(n)] = np.inf
+    if nan:
+        x[3, rng.integers(n)] = np.nan
+    before = x.copy()
+    out = np.empty(4, np.float32)
+    abs_row_medians(x, out)
+    np.testing.assert_array_equal(out, np.median(x, axis=1))
+    np.testing.assert_array_equal(x, before)  # the input is left as it was

@@ -44,7 +44,7 @@ from oe_plugin.kernels.drift import (
 )
 from oe_plugin.kernels.drift import valid_bins as drift_valid_bins
 from oe_plugin.kernels.motion import Motion
-from oe_plugin.kernels.noise import MAD_TO_SIGMA
+from oe_plugin.kernels.noise import MAD_TO_SIGMA, abs_row_medians
 from oe_plugin.kernels.reference import median_reference
 from oe_plugin.kernels.resample import (
     mux_delays,
@@ -262,10 +262,13 @@ class Preprocessor:
 
 
 def mad_noise(abs_x: np.ndarray) -> np.ndarray:
-    """(C,) float32 noise levels MAD / 0.6745 of ``abs_x`` (C, n) = |samples| (overwritten);
+    """(C,) float32 noise levels MAD / 0.6745 of ``abs_x`` (C, n) float32 = |samples|
+    (the medians exactly ``np.median``'s, :func:`~oe_plugin.kernels.noise.abs_row_medians`);
     a flat channel (or a NaN) gets +inf (never detects)."""
-    noise = (np.median(abs_x, axis=1, overwrite_input=True).astype(np.float32)
-             * np.float32(MAD_TO_SIGMA))
+    abs_x = np.ascontiguousarray(abs_x, np.float32)
+    noise = np.empty(abs_x.shape[0], np.float32)
+    abs_row_medians(abs_x, noise)
+    noise *= np.float32(MAD_TO_SIGMA)
     noise[~(noise > 0)] = np.inf
     return noise
 
