@@ -147,3 +147,20 @@ def test_per_channel_delay_list(flat):
     bad = settings_from_table({"preprocess": {"sh_delays_us": [1.0, 2.0]}}).preprocess
     with pytest.raises(SettingsError, match="sh_delays_us: 2 delays for a recording of 6"):
         Preprocessor(rec, bad)
+
+
+@pytest.mark.parametrize("per_chunk,per_channel", [(5, 0.0), (5, 2.0), (10_000, 2.0)])
+def test_snippet_draw_grows_with_the_channel_count(flat, per_chunk, per_channel):
+    """A chunk draws max(events_per_chunk, events_per_channel x channels) of its events (all
+    of them when it has fewer) for clustering."""
+    s = settings_from_table({"preprocess": {"chunk_s": 1.0},
+                             "sort": {"events_per_chunk": per_chunk,
+                                      "events_per_channel": per_channel}})
+    rec = flat["source"].open()
+    prep = Preprocessor(rec, s.preprocess)
+    job = SortJob(flat["source"], s, prep.estimate_noise(),
+                  neighbour_lists(flat["probe"], 175), neighbour_lists(flat["probe"], 60))
+    part = detect_chunk(job, 0)
+    want = min(len(part["t"]), max(per_chunk, round(per_channel * N_CH)))
+    assert len(part["t"]) > max(5, 2 * N_CH)  # enough events that the draw size shows
+    assert len(part["snippet_t"]) == want

@@ -51,7 +51,7 @@ def test_split_in_the_clusters_own_components_finds_a_pair_the_group_hides():
 
     def pair_split(local):
         s = replace(SortSettings(), split_pca_components=local)
-        clusters = cluster_snippets(snippets, snippet_c, snip_nb, s, np.random.default_rng(0))
+        clusters = cluster_snippets(snippets, snippet_c, snip_nb, s, 0)
         of_pair = [cl for cl in clusters if np.isin(truth[cl.members], (6, 7)).mean() > 0.9]
         return [np.bincount(truth[cl.members], minlength=8)[6:] for cl in of_pair]
 
@@ -213,8 +213,7 @@ def test_shape_split_separates_a_bursting_cell_from_a_smaller_neighbour():
         # on the centre line (the Fisher direction alone already cuts this pair), on all
         # snippets (the split on the core snippets alone cuts it by size too: below)
         s = replace(SortSettings(), split_shape=shape, split_fisher=False, split_core=core)
-        return cluster_snippets(snippets, np.zeros(len(snippets), np.int32), snip_nb, s,
-                                np.random.default_rng(0))
+        return cluster_snippets(snippets, np.zeros(len(snippets), np.int32), snip_nb, s, 0)
 
     for seed in range(3):
         snippets, truth = _bursting_cell_beside_a_smaller_one(np.random.default_rng(seed))
@@ -269,7 +268,7 @@ def test_default_trimming_keeps_a_smaller_cell_that_shares_a_cluster():
     for seed in range(4):
         snippets, truth = _bursting_cell_beside_a_smaller_one(np.random.default_rng(seed))
         found = cluster_snippets(snippets, np.zeros(len(snippets), np.int32), snip_nb,
-                                 SortSettings(), np.random.default_rng(0))
+                                 SortSettings(), 0)
         parts = [np.bincount(truth[cl.members], minlength=2) for cl in found]
         assert {int(c.argmax()) for c in parts} == {0, 1}
         assert all(c.max() >= 0.98 * c.sum() for c in parts)
@@ -395,7 +394,7 @@ def test_a_channel_of_two_cells_hdbscan_keeps_as_its_root_is_split():
 
         def clusters_with(q, snippets=snippets, snippet_c=snippet_c, snip_nb=snip_nb):
             s = replace(SortSettings(), root_cluster_quantile=q)
-            return cluster_snippets(snippets, snippet_c, snip_nb, s, np.random.default_rng(0))
+            return cluster_snippets(snippets, snippet_c, snip_nb, s, 0)
 
         old = clusters_with(0.0)
         assert len(old) == 1 and len(old[0].members) < 50  # HDBSCAN's root labelling
@@ -475,3 +474,42 @@ def test_split_fallback_finds_the_smaller_cell_the_trimming_leaves_out():
         for p in parts:
             if p is not big:
                 assert (p >= 260).mean() >= 0.95  # the other parts are the smaller cell's
+
+
+def test_clusters_do_not_depend_on_how_the_channels_are_grouped_into_tasks():
+    """The pipeline clusters groups of peak channels as parallel tasks: any grouping gives the
+    clusters of one whole-subsample call, in its order (each channel draws from its own
+    generator, also when it has more than max_events_per_channel snippets)."""
+    from offline.sort.cluster import channel_groups, cluster_task, clusters_of_tasks
+
+    rng = np.random.default_rng(5)
+    n_ch, rows, width = 6, 3, 20
+    shapes = rng.standard_normal((n_ch, 2, rows, width)) * 4
+    parts, chans = [], []
+    for ch in range(n_ch):
+        n = 60 + 50 * ch  # channel 5: 310 snippets, over the cap below
+        unit = rng.integers(0, 2, n)
+        parts.append(shapes[ch, unit] + rng.standard_normal((n, rows, width)))
+        chans += [ch] * n
+    order = rng.permutation(len(chans))  # channels interleaved, as chunks deliver them
+    snippets = np.concatenate(parts).astype(np.float32)[order]
+    snippet_c = np.asarray(chans, np.int32)[order]
+    snip_nb = (np.arange(0, rows * n_ch + 1, rows, dtype=np.int32),
+               np.zeros(rows * n_ch, np.int32))
+    s = replace(SortSettings(), max_events_per_channel=250)
+    whole = cluster_snippets(snippets, snippet_c, snip_nb, s, 7)
+    assert len(whole) >= n_ch  # two units a channel, mostly split
+    for k in (1, 2, 4, 8):
+        groups = channel_groups(snippet_c, k)
+        assert sorted(np.concatenate(groups).tolist()) == list(range(n_ch))
+        results = []
+        for g in groups:
+            r = np.flatnonzero(np.isin(snippet_c, g))
+            results.append(cluster_task(snippets[r], snippet_c[r], r, snip_nb, s, 7))
+        tasks = clusters_of_tasks(results)
+        assert [c.channel for c in tasks] == [c.channel for c in whole]
+        for a, b in zip(tasks, whole, strict=True):
+            np.testing.assert_array_equal(a.members, b.members)
+    other = cluster_snippets(snippets, snippet_c, snip_nb, s, 8)  # the seed does act
+    assert any(len(a.members) != len(b.members) or np.any(a.members != b.members)
+               for a, b in zip(other, whole, strict=False)) or len(other) != len(whole)

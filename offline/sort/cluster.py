@@ -59,17 +59,21 @@ def _top_eigenvectors(scatter: np.ndarray, k: int) -> np.ndarray:
     return vecs[:, ::-1]
 
 
-def cluster_snippets(snippets, snippet_c, snip_nb, settings, rng) -> list[Cluster]:
-    """Clusters of the subsample.
+def cluster_snippets(snippets, snippet_c, snip_nb, settings, seed: int = 0) -> list[Cluster]:
+    """Clusters of the subsample, in the order of their peak channels.
 
     snippets : (n, K, W) float32 noise units, rows = neighbourhood of the event's channel.
     snippet_c : (n,) int32 peak channel. snip_nb : CSR neighbourhoods.
+    seed : each channel draws from its own generator, ``default_rng([seed, channel])``, so a
+        channel's clusters do not depend on which other channels are clustered with it (the
+        pipeline clusters groups of channels in parallel: :func:`cluster_task`).
     """
     from sklearn.cluster import HDBSCAN
 
     nb_ptr = snip_nb[0]
     clusters = []
     for ch in np.unique(snippet_c):
+        rng = np.random.default_rng([int(seed), int(ch)])
         idx = np.flatnonzero(snippet_c == ch)
         if len(idx) > settings.max_events_per_channel:
             idx = np.sort(rng.choice(idx, settings.max_events_per_channel, replace=False))
@@ -113,6 +117,46 @@ def cluster_snippets(snippets, snippet_c, snip_nb, settings, rng) -> list[Cluste
             clusters.extend(Cluster(int(ch), idx[part]) for part in parts)
     return clusters
 
+
+
+def cluster_task(snippets, snippet_c, index, snip_nb, settings, seed: int) -> dict:
+    """:func:`cluster_snippets` of a part of the subsample (the snippets of some peak
+    channels; ``index`` their rows in the whole), as a chunk-task result: ``channel`` (m,)
+    int32, ``ptr`` (m + 1,) int64 and ``members`` (rows of the whole subsample), cluster ``i``
+    being ``members[ptr[i]:ptr[i + 1]]``. One BLAS thread (the decompositions are small, and a
+    threaded BLAS on a busy machine spins instead of computing)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        found = cluster_snippets(snippets, snippet_c, snip_nb, settings, seed)
+    sizes = [len(c.members) for c in found]
+    return {"channel": np.array([c.channel for c in found], np.int32),
+            "ptr": np.r_[0, np.cumsum(sizes)].astype(np.int64),
+            "members": (np.concatenate([np.asarray(index)[c.members] for c in found])
+                        if found else np.zeros(0, np.int64)).astype(np.int64)}
+
+
+def channel_groups(snippet_c, n_groups: int) -> list[np.ndarray]:
+    """The peak channels of the subsample in ``n_groups`` (or fewer) groups of about equal
+    clustering work (a channel of n snippets counted as n^1.5: HDBSCAN and the splits grow
+    faster than linearly), largest channels placed first; each group's channels ascending."""
+    chans, counts = np.unique(snippet_c, return_counts=True)
+    n_groups = max(1, min(int(n_groups), len(chans)))
+    load = np.zeros(n_groups)
+    groups = [[] for _ in range(n_groups)]
+    for i in np.argsort(-counts, kind="stable"):
+        g = int(np.argmin(load))
+        groups[g].append(int(chans[i]))
+        load[g] += float(counts[i]) ** 1.5
+    return [np.array(sorted(g), np.int32) for g in groups if g]
+
+
+def clusters_of_tasks(results: list[dict]) -> list[Cluster]:
+    """The clusters of :func:`cluster_task` results, ordered by peak channel as
+    :func:`cluster_snippets` orders them for the whole subsample."""
+    found = [Cluster(int(r["channel"][i]), r["members"][r["ptr"][i]:r["ptr"][i + 1]])
+             for r in results for i in range(len(r["channel"]))]
+    return sorted(found, key=lambda c: c.channel)  # stable: a channel's own order is kept
 
 def dense_root_cluster(labels, feats, min_size, min_samples, quantile):
     """HDBSCAN's labels with its root cluster's dense part made members.

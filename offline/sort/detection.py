@@ -53,7 +53,8 @@ def detect_chunk(job: SortJob, index: int) -> dict:
 
     Returns arrays: ``t`` int64 (sorting-rate sample index), ``c`` int32 peak channel,
     ``amplitude_uv`` float32; ``snippet_t``, ``snippet_c`` and ``snippets`` (n, K, W) float32
-    in noise units for up to ``events_per_chunk`` events drawn uniformly (seeded by chunk);
+    in noise units for up to ``events_per_chunk`` events (or ``events_per_channel`` per
+    channel, when more) drawn uniformly (seeded by chunk);
     with ``job.loc_nb``, also every event's ``x_um``, ``y_um`` (centre of mass on those
     channels) and ``loc_amplitude`` (noise units), for the motion estimate.
     """
@@ -76,7 +77,9 @@ def detect_chunk(job: SortJob, index: int) -> dict:
     t, c = t[keep], ev["channel_index"][keep].astype(np.int32)
     amp_uv = ev["amplitude"][keep] * job.noise_uv[c]  # noise units -> µV
     rng = np.random.default_rng([job.settings.sort.seed, index])
-    n_pick = min(len(t), job.settings.sort.events_per_chunk)
+    ss = job.settings.sort
+    n_pick = min(len(t), max(ss.events_per_chunk,
+                             int(round(ss.events_per_channel * pre_proc.n_channels))))
     pick = np.sort(rng.choice(len(t), n_pick, replace=False)) if n_pick else np.zeros(0, int)
     nb_ptr, nb_idx = job.snip_nb
     width = int(np.diff(nb_ptr).max())

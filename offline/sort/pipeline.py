@@ -22,7 +22,7 @@ from oe_plugin.kernels.motion import Motion, estimate_motion
 from oe_plugin.probe import Probe, load_probe, neighbour_lists
 from offline import interrupt
 from offline.sort.burst_merge import burst_units, units_of_groups
-from offline.sort.cluster import cluster_snippets
+from offline.sort.cluster import channel_groups, cluster_task, clusters_of_tasks
 from offline.sort.detection import detect_chunk
 from offline.sort.drift_merge import drift_groups, split_groups
 from offline.sort.executor import Executor
@@ -55,6 +55,10 @@ from offline.sort.whitening import (
     local_whitening,
     noise_correlation,
 )
+
+CLUSTER_GROUPS = 8
+"""Clustering tasks per sort (groups of peak channels of about equal work; more than the usual
+worker count, so that no worker waits long for the last one)."""
 
 
 class _Work:
@@ -209,12 +213,18 @@ def sort_recording(source: RecordingSource, out_dir, settings: AllSettings | Non
     pre, post = window_samples(job, g.sample_rate_hz)
     snippets = np.concatenate([d["snippets"] for d in det])
     snippet_c = np.concatenate([d["snippet_c"] for d in det])
-    rng = np.random.default_rng(settings.sort.seed)
+    # the peak channels cluster independently: in groups, as tasks (the same clusters in any
+    # grouping, :func:`cluster_snippets`)
+    groups = channel_groups(snippet_c, CLUSTER_GROUPS)
+    rows = [np.flatnonzero(np.isin(snippet_c, g)) for g in groups]
+    clusters = clusters_of_tasks(_run_chunks(
+        executor, work, "cluster", job.fingerprint("cluster", *groups), cluster_task,
+        [(snippets[r], snippet_c[r], r, snip_nb, settings.sort, settings.sort.seed)
+         for r in rows], list(range(len(groups))), progress, "cluster", log=log))
     # one BLAS thread: the eigen-decompositions here are small (~650 x 650), and a threaded
     # BLAS on a busy machine spins instead of computing (measured on 2 cores at load 3.6:
     # 5.0 s per decomposition threaded, 0.06 s with one thread)
     with threadpool_limits(1):
-        clusters = cluster_snippets(snippets, snippet_c, snip_nb, settings.sort, rng)
         templates = build_templates(clusters, snippets, snip_nb, c_n, pre,
                                     settings.sort.merge_distance, settings.sort.max_shift_samples,
                                     settings.sort.merge_test_trough,
