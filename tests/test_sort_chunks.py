@@ -164,3 +164,25 @@ def test_snippet_draw_grows_with_the_channel_count(flat, per_chunk, per_channel)
     want = min(len(part["t"]), max(per_chunk, round(per_channel * N_CH)))
     assert len(part["t"]) > max(5, 2 * N_CH)  # enough events that the draw size shows
     assert len(part["snippet_t"]) == want
+
+
+def test_noise_windows_read_on_threads_give_the_same_noise(flat):
+    """The sort reads the noise windows on as many threads as it has workers: the same
+    levels and windows, bit for bit, as one thread; an error in a window is raised."""
+    s = settings_from_table({"preprocess": {"noise_windows": 5, "noise_window_s": 0.2}})
+    rec = flat["source"].open()
+    one = Preprocessor(rec, s.preprocess).estimate_noise(1)
+    prep = Preprocessor(rec, s.preprocess)
+    np.testing.assert_array_equal(prep.estimate_noise(3), one)
+    spans = prep.noise_windows()
+    got = prep.windows(spans, 2)
+    for (a, b), x in zip(spans, got, strict=True):
+        np.testing.assert_array_equal(x, prep.traces(a, b))
+    from offline.sort.preprocess import in_threads
+
+    def fails(i):
+        if i == 2:
+            raise ValueError("window 2")
+
+    with pytest.raises(ValueError, match="window 2"):
+        in_threads(fails, 4, 2)

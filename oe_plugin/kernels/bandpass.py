@@ -248,7 +248,7 @@ def store_rows(ring, first_row, data, start, stop, sample_major):
                 data[c, i] = ring[(first_row + i - start) & mask, c]
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", nogil=True)
 def bandpass_block(sos, zi, data, out, tile, tmp):
     """Filter ``data`` (n_channels, n_samples) float32 µV into ``out`` (same shape; may be
     ``data`` itself), carrying the state ``zi``. ``tile`` (T, n_channels) float32 with T a power

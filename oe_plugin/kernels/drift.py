@@ -211,22 +211,56 @@ def _pass4(o, first, cnt, m, w0, a0, w1, a1, w2, a2, w3, a3):
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True, inline="never")
-def _taps8_set(o, a0, a1, a2, a3, a4, a5, a6, a7, w0, w1, w2, w3, w4, w5, w6, w7):
-    """``o = w0 a0 + ... + w7 a7``, summed left to right in float32. A function of its own,
-    never inlined, without flags, on purpose: with the rows as distinct arguments LLVM checks
-    once that they do not overlap and vectorises the loop (inside :func:`mix_columns`, or
-    with a first/next flag, the same loop ran 2-3x slower)."""
-    for s in range(o.shape[0]):
+def _taps8_set(x, xcol, out, c, ocol, m, s0, s1, s2, s3, s4, s5, s6, s7, w0, w1, w2, w3, w4,
+               w5, w6, w7):
+    """``out[c, ocol:ocol+m] = w0 x[s0, xcol:xcol+m] + ... + w7 x[s7, ...]``, summed left to
+    right in float32. A function of its own, never inlined, without flags, on purpose: with
+    the row views taken here LLVM checks once that they do not overlap the output and
+    vectorises the loop (inside :func:`mix_columns`, or with a first/next flag, the same loop
+    ran 2-3x slower); the two arrays and the row numbers as arguments, not nine row views,
+    cost 1.7x less per call (64 ch x 256 samples x 8 taps: 5.2 instead of 8.6 µs)."""
+    x1 = xcol + m
+    o = out[c, ocol:ocol + m]
+    a0 = x[s0, xcol:x1]
+    a1 = x[s1, xcol:x1]
+    a2 = x[s2, xcol:x1]
+    a3 = x[s3, xcol:x1]
+    a4 = x[s4, xcol:x1]
+    a5 = x[s5, xcol:x1]
+    a6 = x[s6, xcol:x1]
+    a7 = x[s7, xcol:x1]
+    for s in range(m):
         o[s] = (w0 * a0[s] + w1 * a1[s] + w2 * a2[s] + w3 * a3[s] + w4 * a4[s]
                 + w5 * a5[s] + w6 * a6[s] + w7 * a7[s])
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True, inline="never")
-def _taps8_add(o, a0, a1, a2, a3, a4, a5, a6, a7, w0, w1, w2, w3, w4, w5, w6, w7):
-    """``o = o + w0 a0 + ... + w7 a7`` (:func:`_taps8_set` for taps after the first eight)."""
-    for s in range(o.shape[0]):
+def _taps8_add(x, xcol, out, c, ocol, m, s0, s1, s2, s3, s4, s5, s6, s7, w0, w1, w2, w3, w4,
+               w5, w6, w7):
+    """``out[c, ocol:ocol+m] += w0 x[s0, xcol:xcol+m] + ... + w7 x[s7, ...]`` (:func:`_taps8_set`
+    for taps after the first eight), summed left to right after the output's value."""
+    x1 = xcol + m
+    o = out[c, ocol:ocol + m]
+    a0 = x[s0, xcol:x1]
+    a1 = x[s1, xcol:x1]
+    a2 = x[s2, xcol:x1]
+    a3 = x[s3, xcol:x1]
+    a4 = x[s4, xcol:x1]
+    a5 = x[s5, xcol:x1]
+    a6 = x[s6, xcol:x1]
+    a7 = x[s7, xcol:x1]
+    for s in range(m):
         o[s] = (o[s] + w0 * a0[s] + w1 * a1[s] + w2 * a2[s] + w3 * a3[s] + w4 * a4[s]
                 + w5 * a5[s] + w6 * a6[s] + w7 * a7[s])
+
+
+@numba.njit(cache=True, error_model="numpy", nogil=True, inline="always")
+def _eight_taps_on(wr, ir, k, n_src):
+    """Whether taps ``k .. k+7`` of a table row all take part (weight != 0, source in range)."""
+    for j in range(k, k + 8):
+        if wr[j] == 0.0 or ir[j] < 0 or ir[j] >= n_src:
+            return False
+    return True
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
@@ -253,7 +287,21 @@ def mix_columns(x, xcol, out, ocol, m, index, weight, grid_row):
         o = out[c, ocol:ocol + m]
         first = True
         k = 0
+        wr = weight[c, g]
+        ir = index[c, g]
         while k < n_k:
+            if k + 8 <= n_k and _eight_taps_on(wr, ir, k, n_src):  # the usual case, no sorting
+                if first:
+                    _taps8_set(x, xcol, out, c, ocol, m, ir[k], ir[k + 1], ir[k + 2], ir[k + 3],
+                               ir[k + 4], ir[k + 5], ir[k + 6], ir[k + 7], wr[k], wr[k + 1],
+                               wr[k + 2], wr[k + 3], wr[k + 4], wr[k + 5], wr[k + 6], wr[k + 7])
+                else:
+                    _taps8_add(x, xcol, out, c, ocol, m, ir[k], ir[k + 1], ir[k + 2], ir[k + 3],
+                               ir[k + 4], ir[k + 5], ir[k + 6], ir[k + 7], wr[k], wr[k + 1],
+                               wr[k + 2], wr[k + 3], wr[k + 4], wr[k + 5], wr[k + 6], wr[k + 7])
+                k += 8
+                first = False
+                continue
             cnt = 0
             w0 = w1 = w2 = w3 = w4 = w5 = w6 = w7 = np.float32(0.0)
             s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0
@@ -282,16 +330,14 @@ def mix_columns(x, xcol, out, ocol, m, index, weight, grid_row):
                 cnt += 1
             if cnt == 0:
                 break
-            a0 = x[s0, xcol:x1]
             if cnt == 8 and first:
-                _taps8_set(o, a0, x[s1, xcol:x1], x[s2, xcol:x1], x[s3, xcol:x1],
-                           x[s4, xcol:x1], x[s5, xcol:x1], x[s6, xcol:x1], x[s7, xcol:x1], w0,
-                           w1, w2, w3, w4, w5, w6, w7)
+                _taps8_set(x, xcol, out, c, ocol, m, s0, s1, s2, s3, s4, s5, s6, s7, w0, w1,
+                           w2, w3, w4, w5, w6, w7)
             elif cnt == 8:
-                _taps8_add(o, a0, x[s1, xcol:x1], x[s2, xcol:x1], x[s3, xcol:x1],
-                           x[s4, xcol:x1], x[s5, xcol:x1], x[s6, xcol:x1], x[s7, xcol:x1], w0,
-                           w1, w2, w3, w4, w5, w6, w7)
+                _taps8_add(x, xcol, out, c, ocol, m, s0, s1, s2, s3, s4, s5, s6, s7, w0, w1,
+                           w2, w3, w4, w5, w6, w7)
             else:
+                a0 = x[s0, xcol:x1]
                 a1 = x[s1, xcol:x1]
                 a2 = x[s2, xcol:x1]
                 a3 = x[s3, xcol:x1]

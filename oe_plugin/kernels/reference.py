@@ -14,7 +14,7 @@ from oe_plugin.kernels._entry import arg_f32_1d, arg_f32_2d, cfunc_entry
 from oe_plugin.kernels.noise import select_kth
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", nogil=True)
 def median_reference(data, scratch):
     """In place: ``data[:, i] -= median(data[:, i])``; data (C, N) float32, scratch (C,) float32.
     Returns N."""

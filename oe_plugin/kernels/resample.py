@@ -78,7 +78,7 @@ def output_length(n_in: int, kernels: np.ndarray) -> int:
     return max(0, n_in - n) * kernels.shape[1]
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", nogil=True)
 def resample_block(x, kernels, out):
     """Interpolate ``x`` (C, n_in) float32 into ``out`` (C, (n_in - N) * F) float32.
 

@@ -131,6 +131,9 @@ def sort_recording(source: RecordingSource, out_dir, settings: AllSettings | Non
     lock_nb = neighbour_lists(probe, settings.detect.lockout_radius_um)
     snip_nb = neighbour_lists(probe, settings.sort.template_radius_um)
     work = _Work(out / "work")
+    # this process reads the noise windows on as many threads as the executor has workers
+    # (the pool is idle then; the same windows, the same result)
+    threads = max(1, int(getattr(executor, "jobs", 1)))
 
     # -- noise (fixed, from chunks spread over the recording) --------------------------------
     prep = Preprocessor(rec, settings.preprocess)
@@ -138,7 +141,7 @@ def sort_recording(source: RecordingSource, out_dir, settings: AllSettings | Non
     noise_key = json.dumps([asdict(settings.preprocess), source.identity()], default=str)
     cached = work.load("noise", 0, noise_key)
     if cached is None:
-        noise = prep.estimate_noise()
+        noise = prep.estimate_noise(threads)
         work.save("noise", 0, noise_key, {"noise_uv": noise})
     else:
         noise = cached["noise_uv"]
@@ -177,7 +180,8 @@ def sort_recording(source: RecordingSource, out_dir, settings: AllSettings | Non
             mc_key = noise_key + job.fingerprint(motion.displacement_um)
             cached = work.load("noise_mc", 0, mc_key)
             if cached is None:
-                noise = Preprocessor(rec, settings.preprocess, drift=drift).estimate_noise()
+                noise = Preprocessor(rec, settings.preprocess, drift=drift).estimate_noise(
+                    threads)
                 work.save("noise_mc", 0, mc_key, {"noise_uv": noise})
             else:
                 noise = cached["noise_uv"]
@@ -189,7 +193,7 @@ def sort_recording(source: RecordingSource, out_dir, settings: AllSettings | Non
     if whitens(settings.preprocess.whiten, applied):
         t1w = time.perf_counter()
         whitening, noise = _whiten(work, rec, settings.preprocess, probe, noise, job.drift,
-                                   noise_key)
+                                   noise_key, threads)
         k = settings.sort.whitened_merge_scale  # template distances relative to their energy
         settings = replace(settings, sort=replace(
             settings.sort, merge_distance=settings.sort.merge_distance * k,
@@ -314,7 +318,7 @@ def whitens(setting: str, motion_applied: bool) -> bool:
     return setting == "on" or (setting == "auto" and not motion_applied)
 
 
-def _whiten(work, rec, s, probe, noise, drift, key) -> tuple[Whitening, np.ndarray]:
+def _whiten(work, rec, s, probe, noise, drift, key, threads=1) -> tuple[Whitening, np.ndarray]:
     """``(whitening, noise (C,) µV that scales the traces)`` (:mod:`offline.sort.whitening`)
     from the noise windows of the (drift-corrected) traces; cached in the work folder."""
     key = key + json.dumps(["whiten", s.whiten_radius_um, s.whiten_eps, s.whiten_detection])
@@ -326,7 +330,7 @@ def _whiten(work, rec, s, probe, noise, drift, key) -> tuple[Whitening, np.ndarr
     spans = prep.noise_windows()
     spans = [spans[i] for i in np.unique(np.linspace(0, len(spans) - 1, WHITEN_WINDOWS)
                                          .round().astype(int))]
-    windows = [prep.traces(a, b) for a, b in spans]  # noise units, read once
+    windows = prep.windows(spans, threads)  # noise units, read once
     corr, _ = noise_correlation(windows, SPIKE_FREE_SIGMA,
                                 int(round(SPIKE_FREE_MS * 1e-3 * fs)))
     whitening = local_whitening(corr, neighbour_lists(probe, s.whiten_radius_um), noise,

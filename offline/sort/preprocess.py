@@ -248,17 +248,47 @@ class Preprocessor:
         starts = np.unique(np.linspace(0, g.n_samples - win, s.noise_windows).round())
         return [(int(a), int(a) + win) for a in starts]
 
-    def estimate_noise(self) -> np.ndarray:
+    def estimate_noise(self, threads: int = 1) -> np.ndarray:
         """Fixed per-channel noise (µV): MAD/0.6745 over the :meth:`noise_windows`
         (independent of the chunk size, so every chunking sees the same thresholds). A flat
-        channel gets +inf (never detects)."""
+        channel gets +inf (never detects). ``threads``: windows read and filtered at once
+        (the kernels release the GIL; the same result for any number)."""
         windows = self.noise_windows()
         win = windows[0][1] - windows[0][0]
         x = np.empty((self.n_channels, len(windows) * win), np.float32)
-        for i, (a, b) in enumerate(windows):
+
+        def one(i):
+            a, b = windows[i]
             np.abs(self.traces(a, b, scaled=False), out=x[:, i * win:(i + 1) * win])
+
+        in_threads(one, len(windows), threads)
         self.noise_uv = noise = mad_noise(x)
         return noise
+
+    def windows(self, spans, threads: int = 1, **kw) -> list[np.ndarray]:
+        """:meth:`traces` of each ``(start, stop)`` of ``spans`` (keyword arguments passed on),
+        ``threads`` at once."""
+        out = [None] * len(spans)
+
+        def one(i):
+            out[i] = self.traces(*spans[i], **kw)
+
+        in_threads(one, len(spans), threads)
+        return out
+
+
+def in_threads(fn, n: int, threads: int) -> None:
+    """``fn(i)`` for ``i < n`` on up to ``threads`` threads (in this thread when 1); the first
+    exception raised is raised here."""
+    if threads <= 1 or n <= 1:
+        for i in range(n):
+            fn(i)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(threads, n)) as pool:
+        for f in [pool.submit(fn, i) for i in range(n)]:
+            f.result()
 
 
 def mad_noise(abs_x: np.ndarray) -> np.ndarray:
