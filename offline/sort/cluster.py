@@ -118,7 +118,6 @@ def cluster_snippets(snippets, snippet_c, snip_nb, settings, seed: int = 0) -> l
     return clusters
 
 
-
 def cluster_task(snippets, snippet_c, index, snip_nb, settings, seed: int) -> dict:
     """:func:`cluster_snippets` of a part of the subsample (the snippets of some peak
     channels; ``index`` their rows in the whole), as a chunk-task result: ``channel`` (m,)
@@ -157,6 +156,7 @@ def clusters_of_tasks(results: list[dict]) -> list[Cluster]:
     found = [Cluster(int(r["channel"][i]), r["members"][r["ptr"][i]:r["ptr"][i + 1]])
              for r in results for i in range(len(r["channel"]))]
     return sorted(found, key=lambda c: c.channel)  # stable: a channel's own order is kept
+
 
 def dense_root_cluster(labels, feats, min_size, min_samples, quantile):
     """HDBSCAN's labels with its root cluster's dense part made members.
