@@ -21,6 +21,8 @@ from oe_plugin.host.sources import RecordingSource
 from oe_plugin.online.stats import SIG_LEN
 from oe_plugin.outputs.stats_file import (
     EXP_FIELDS,
+    H_SIZE,
+    HEADER_WORDS,
     X_MERGED,
     X_NUMBER,
     StatsFileWriter,
@@ -349,7 +351,11 @@ def test_stats_reader_rejects_a_write_under_way(tmp_path):
     tb.time_counts[...] = 1
     w = StatsFileWriter(path, 3, 10, 2, 4, SIG_LEN, {}, FS, 200.0, chunk_bytes=4096)
     w.start(tb, 10, 300, 2, 4, 5)
-    assert w.busy  # packed; the file is written by the next call
+    assert w.busy  # packed; the file is written by the next calls, one system call each
+    assert not w.step() and w.busy  # the odd header
+    with pytest.raises(ValueError, match="being rewritten"):
+        read_stats(path, retries=1)
+    assert not w.step() and w.busy  # the tables
     assert w.step() and not w.busy and read_stats(path)[1]["samples_processed"] == 5
     w.start(tb, 10, 300, 2, 4, 6)  # a packed write leaves the file as it was
     assert w.busy and read_stats(path, retries=1)[1]["samples_processed"] == 5
@@ -359,11 +365,14 @@ def test_stats_reader_rejects_a_write_under_way(tmp_path):
     big = StatsFileWriter(tmp_path / "b" / "online_stats.bin", 3, 1000, 2, 4, SIG_LEN, {}, FS,
                           200.0, chunk_bytes=4096)
     big.start(tb, 1000, 300, 2, 4, 7)
-    assert not big.step() and big.busy  # 24 kB in 4 kB pieces: the header says "under way"
-    with pytest.raises(ValueError, match="being rewritten"):
-        read_stats(big.path, retries=1)
-    while not big.step():
-        pass
+    assert not big.step() and big.busy  # the odd header
+    steps = 1
+    while not big.step():  # 24 kB in 4 kB pieces: the header says "under way"
+        with pytest.raises(ValueError, match="being rewritten"):
+            read_stats(big.path, retries=1)
+        steps += 1
+    pieces = -(-(int(big.header[H_SIZE]) - HEADER_WORDS * 8) // 4096)
+    assert pieces == 7 and steps == 1 + pieces  # the even header ended the loop
     arrays, meta = read_stats(big.path, retries=1)
     assert meta["samples_processed"] == 7 and arrays["time_counts"].shape == (3, 1000)
 
@@ -381,7 +390,7 @@ def test_stats_write_cost_small_tables(tmp_path):
     for k in range(30):
         t0 = time.perf_counter()
         w.start(tb, 60, 30000, 2, 100, k)
-        assert w.step() and not w.busy
+        assert not w.step() and not w.step() and w.step() and not w.busy  # 3 system calls
         cost.append(time.perf_counter() - t0)
     arrays, meta = read_stats(path.parent.parent)
     np.testing.assert_array_equal(arrays["time_counts"], tb.time_counts[:, :60])

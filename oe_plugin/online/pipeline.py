@@ -271,6 +271,7 @@ class PipelineModule(OnlineModule):
                     self.sample_rate_hz, st.refresh_hz, chunk_bytes=ss.chunk_kib * 1024,
                     max_motion_rows=tracker.hist.shape[0] if tracker else 0,
                     motion_windows=tracker.hist.shape[1] if tracker else 0)
+                self._writer.bind(st.tables)  # the packer is built here, not on the audio thread
                 self._recording = True
             except Exception as exc:  # noqa: BLE001 - keep running without the file
                 self.report("start_recording (stats file not written)", exc)

@@ -46,13 +46,16 @@ write happens on the GUI's audio thread, so it is made cheap and bounded:
   fsync can block for tens of ms), and no temporary file + ``os.replace``: on ext4 a rename
   over an existing file (and a truncate to zero) makes the kernel start writing the new file's
   data back at once (``auto_da_alloc``), which cost ~0.9 ms median and up to 6 ms per rewrite
-  here, against ~0.1 ms for three in-place writes. The packing is done in one ``process()``
-  call and the three writes (``os.pwrite`` where there is one) in the next, so no call pays for
-  both (session 16: at 64 channels the rewrite's block was the p99). A payload larger than
-  ``chunk_bytes``
+  here, against ~0.1 ms for three in-place writes. The packing is one compiled call
+  (:mod:`oe_plugin.outputs.stats_pack`) in one ``process()`` call, and each of the three writes
+  (``os.pwrite`` where there is one) goes out in a ``process()`` call of its own (session 16:
+  at 64 channels the rewrite's block was the p99; session 23: the numpy packing, 0.09-0.14 ms
+  with the audio thread's cold caches, and three writes in one call, ~0.08 ms, were still
+  among the costliest blocks). A payload larger than ``chunk_bytes``
   (hour-long sessions with hundreds of units) is written over several ``process()`` calls
-  (:meth:`StatsFileWriter.step`); readers retry meanwhile. A crash in the middle of a write (a
-  ~0.1 ms window) leaves an odd sequence number: :func:`read_stats` then says so.
+  (:meth:`StatsFileWriter.step`); readers retry meanwhile. A crash in the middle of a write
+  (a window of three ``process()`` calls) leaves an odd sequence number: :func:`read_stats`
+  then says so.
 
 Header words: 0 magic, 1 version, 2 token (= the sidecar's), 3 sequence number (odd while a
 write is under way; write k ends at 2k), 4 samples processed, 5 time written (ns since the
@@ -89,6 +92,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from oe_plugin.outputs.stats_pack import TablePacker
 
 _PWRITE = getattr(os, "pwrite", None)
 
@@ -275,6 +280,7 @@ class StatsFileWriter:
         self._bytes = memoryview(self.buf).cast("B")
         self._head = self._bytes[:HEADER_WORDS * 8]
         self._fd = -1
+        self._packer: TablePacker | None = None
         self._busy = False
         self._pos = 0
         self._end = 0
@@ -301,16 +307,25 @@ class StatsFileWriter:
         """A write is under way (its remaining pieces go out in :meth:`step`)."""
         return self._busy
 
+    def bind(self, tables: StatsTables) -> TablePacker:
+        """The packer of ``tables`` into this writer's buffer, built on the first call for these
+        tables (it allocates: call it once off the audio thread, e.g. at ``start_recording``).
+        ValueError if a table is not C-contiguous int64."""
+        packer = self._packer
+        if packer is None or packer.tables is not tables:
+            packer = self._packer = TablePacker(self.buf, tables, self.motion_windows)
+        return packer
+
     def start(self, tables: StatsTables, n_bins: int, bin_samples: int, n_slots: int,
               n_columns: int, samples_processed: int, *, experiments_seen: int = 0,
               folded: int = 0, no_column: int = 0, pending_dropped: int = 0,
               sample_offset: int = 0, motion: np.ndarray | None = None, motion_rows: int = 0,
               motion_every_samples: int = 0, motion_rejected: int = 0) -> None:
         """Pack the tables (their first ``n_bins`` bins, ``n_slots`` slots, ``n_columns``
-        columns; the first ``motion_rows`` rows of ``motion`` (H, W) float64); the next
-        :meth:`step` writes them (the odd header, the tables or their first ``chunk_bytes``, and
-        the even header once all is out; later steps write the rest of a larger payload). A
-        write still under way is finished first."""
+        columns; the first ``motion_rows`` rows of ``motion`` (H, W) float64 C-contiguous) in
+        one compiled call (:meth:`bind`); the next :meth:`step` calls write them, one system call
+        each: the odd header, the tables ``chunk_bytes`` at a time, the even header. A write
+        still under way is finished first. ValueError if the tables do not fit the buffer."""
         t0 = time.perf_counter()
         if self._busy:
             self._finish_all()
@@ -335,34 +350,22 @@ class StatsFileWriter:
         h[H_NO_COLUMN] = no_column
         h[H_PENDING_DROPPED] = pending_dropped
         h[H_SAMPLE_OFFSET] = sample_offset
-        buf = self.buf
-        o = HEADER_WORDS
-        buf[o:o + r * nb].reshape(r, nb)[...] = tc[:r, :nb]
-        o += r * nb
-        buf[o:o + ns * EXP_FIELDS].reshape(ns, EXP_FIELDS)[...] = tables.experiments[:ns]
-        o += ns * EXP_FIELDS
-        buf[o:o + ns * k].reshape(ns, k)[...] = tables.signatures[:ns, :k]
-        o += ns * k
-        buf[o:o + ns * r].reshape(ns, r)[...] = tables.no_sweep[:ns, :r]
-        o += ns * r
-        for col in (tables.col_exp, tables.col_sweep, tables.col_frames):
-            buf[o:o + nc] = col[:nc]
-            o += nc
-        buf[o:o + r * nc].reshape(r, nc)[...] = tables.sweep_counts[:r, :nc]
-        o += r * nc
         nw = self.motion_windows
         nm = 0
-        if motion is not None and nw and motion.ndim == 2 and motion.shape[1] == nw:
+        if (motion is not None and nw and motion.ndim == 2 and motion.shape[1] == nw
+                and motion.dtype == np.float64 and motion.flags.c_contiguous):
             nm = max(0, min(int(motion_rows), self.max_motion_rows, motion.shape[0]))
-            buf[o:o + nm * nw].view(np.float64).reshape(nm, nw)[...] = motion[:nm]
-            o += nm * nw
+        o = self.bind(tables).pack(r, k, nb, ns, nc, HEADER_WORDS, motion, nm)
+        if o < 0:
+            raise ValueError(f"stats tables do not fit the file's buffer ({nb} bins, {ns} "
+                             f"slots, {nc} columns, {nm} motion rows)")
         h[H_MOTION_ROWS] = nm
         h[H_MOTION_WINDOWS] = nw if nm else 0
         h[H_MOTION_EVERY] = motion_every_samples if nm else 0
         h[H_MOTION_REJECTED] = motion_rejected
         h[H_SIZE] = o * 8
-        # the file is untouched until the next call: packing and writing each cost about half
-        # of a rewrite, so no process() call pays for both
+        # the file is untouched until the next call: no process() call pays for the packing
+        # and a write, or for two writes
         self._busy = True
         self._pos, self._end = -1, o * 8
         self._cost(t0)
@@ -388,15 +391,17 @@ class StatsFileWriter:
             view = view[os.write(self._fd, view):]
 
     def _step(self) -> bool:
+        """One system call: the odd header, the next ``chunk_bytes`` of the tables, or (all out)
+        the even header; True after the even header."""
         try:
-            if self._pos < 0:  # packed by start(): the odd header first, then the tables
+            if self._pos < 0:  # packed by start(): the odd header first
                 self._put(0, self._head)
                 self._pos = HEADER_WORDS * 8
-            stop = min(self._end, self._pos + self.chunk_bytes)
-            if self._pos < stop:
+                return False
+            if self._pos < self._end:
+                stop = min(self._end, self._pos + self.chunk_bytes)
                 self._put(self._pos, self._bytes[self._pos:stop])
                 self._pos = stop
-            if self._pos < self._end:
                 return False
             self.header[H_SEQ] = 2 * self.seq  # even: complete
             self._put(0, self._head)
