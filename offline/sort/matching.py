@@ -35,6 +35,11 @@ from oe_plugin.kernels.match import (
     match_events,
     match_tables,
 )
+from oe_plugin.kernels.matched_filter import (
+    response_peaks,
+    template_response,
+    template_rows_for_response,
+)
 from offline.sort.detection import detect_traces, detection_context, make_detector
 from offline.sort.job import SortJob, window_samples
 from offline.sort.templates import TemplateSet
@@ -102,9 +107,12 @@ def match_chunk(job: SortJob, index: int, templates: TemplateSet, thresholds: np
     weak_params = params.copy()
     weak_params[P_PAIR_WINDOW] = 0
     weak_params[P_ACCEPT_AMP] = s.amplitude_min
-    for p in range(passes + 1):
+    # the matched-filter pass (after the peel passes; its events are matched as weak ones)
+    last = passes + (1 if s.template_detect_z > 0 and not calibrate else 0)
+    p = 0
+    while p <= last:
         groups = [(t, c, params)]
-        if p > 0:
+        if 0 < p <= passes:
             ev = detect_traces(detector, np.ascontiguousarray(src.T))
             t = ev["sample_index"] + lo
             c = ev["channel_index"].astype(np.int32)
@@ -115,7 +123,15 @@ def match_chunk(job: SortJob, index: int, templates: TemplateSet, thresholds: np
             groups = [(t[new & ~weak], c[new & ~weak], params),
                       (t[new & weak], c[new & weak], weak_params)]
             if not new.any():
-                break
+                p = passes + 1  # nothing new: on to the matched-filter pass, if any
+                continue
+        elif p > passes:
+            t, c = template_events(src, templates, detector.thr_uv / factor, s, pre)
+            t = t + lo
+            new = np.array([(int(a), int(b)) not in tried for a, b in zip(t, c, strict=True)],
+                           bool)
+            groups = [(t[new], c[new], weak_params)]
+        p += 1
         for t, c, prm in groups:
             if len(t) == 0:
                 continue
@@ -136,14 +152,14 @@ def match_chunk(job: SortJob, index: int, templates: TemplateSet, thresholds: np
             # later pass re-detects it (the spikes around it may have been subtracted since)
             done = ok > 0
             tried.update(zip(t[done].tolist(), c[done].tolist(), strict=True))
-            parts.append((t + shift, unit, done, amp, err, c, np.full(n, p, np.int8),
+            parts.append((t + shift, unit, done, amp, err, c, np.full(n, p - 1, np.int8),
                           np.zeros(n, bool), t))
             more = (np.arange(extra)[None, :] < (ok[:, None] - 1)).ravel()  # (n * extra,)
             if more.any():
                 k = int(more.sum())
                 ev_i = np.repeat(np.arange(n), extra)[more]
                 parts.append((t[ev_i] + shift2[more], unit2[more], np.ones(k, bool),
-                              amp2[more], err2[more], c[ev_i], np.full(k, p, np.int8),
+                              amp2[more], err2[more], c[ev_i], np.full(k, p - 1, np.int8),
                               np.ones(k, bool), np.full(k, -1, np.int64)))
     cols = [np.concatenate(x) for x in zip(*parts, strict=True)] if parts else [
         np.zeros(0, d) for d in (np.int64, np.int32, bool, np.float32, np.float32, np.int32,
@@ -156,6 +172,49 @@ def match_chunk(job: SortJob, index: int, templates: TemplateSet, thresholds: np
         out.update(_accumulate(original, lo, pre, templates.waveforms.shape[2], out, wide_rows,
                                s.rebuild_clip))
     return out
+
+
+def template_events(src: np.ndarray, templates: TemplateSet, full_thr: np.ndarray, s,
+                    pre: int) -> tuple[np.ndarray, np.ndarray]:
+    """The matched-filter pass's events in ``src`` (n, C) time-major residual traces (noise
+    units): for each template whose peak-channel trough is under ``template_detect_max_trough``
+    x that channel's full detection threshold (``full_thr`` (C,), src units), the peaks of its
+    response (:func:`oe_plugin.kernels.matched_filter.template_response`, over the rows holding
+    95 % of its energy, at most ``template_detect_rows``) above ``template_detect_z`` x the
+    response's robust spread (median |y| / 0.6745), at most one per half template width.
+    Returns (t, c): local samples of the window position ``pre`` (the trough) and the
+    template's peak channel, sorted by (t, c), unique."""
+    n = src.shape[0]
+    width = templates.waveforms.shape[2]
+    col = np.empty(n, np.float32)
+    y = np.empty(n, np.float32)
+    peaks = np.empty(n // (width // 2 + 1) + 1, np.int64)
+    ts, cs = [], []
+    for u in range(templates.n_units):
+        pc = int(templates.peak_channel[u])
+        on_peak = templates.channels[u] == pc
+        if not on_peak.any() or not 0 <= pc < len(full_thr):
+            continue
+        trough = float(np.abs(templates.waveforms[u][on_peak]).max())
+        if trough >= s.template_detect_max_trough * float(full_thr[pc]):
+            continue
+        chans, rows = template_rows_for_response(templates.waveforms[u], templates.channels[u],
+                                                 s.template_detect_rows, 0.95)
+        m = template_response(src, chans, rows, col, y)
+        if m <= 0:
+            continue
+        spread = float(np.median(np.abs(y[:m]))) / 0.6745
+        if not spread > 0:
+            continue
+        k = response_peaks(y, m, s.template_detect_z * spread, width // 2, peaks)
+        ts.append(peaks[:k] + pre)
+        cs.append(np.full(k, pc, np.int32))
+    if not ts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int32)
+    t = np.concatenate(ts)
+    c = np.concatenate(cs)
+    key = np.unique(np.stack([t, c.astype(np.int64)], axis=1), axis=0)
+    return key[:, 0].astype(np.int64), key[:, 1].astype(np.int32)
 
 
 def _last_try(event_t, channel, pass_) -> np.ndarray:

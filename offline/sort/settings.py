@@ -185,6 +185,18 @@ class SortSettings:
     threshold_mad``, ``threshold_uv``, ``threshold_floor_uv`` all scaled; 1 = the same). The
     events below the full threshold get single fits, accepted only above ``amplitude_min``.
     Clustering still sees only events above the full threshold."""
+    template_detect_z: float = 0.0
+    """> 0: a last pass after the peel passes takes, for each template whose trough is under
+    ``template_detect_max_trough`` x the detection threshold, the peaks of its matched-filter
+    response on the residual (:mod:`oe_plugin.kernels.matched_filter`) above this many robust
+    standard deviations of the response as extra events, matched like the weak re-detections
+    (single fits, not at ``amplitude_min``). 0 = off."""
+    template_detect_max_trough: float = 2.0
+    """The templates the matched-filter pass runs for: trough (noise units) under this many
+    detection thresholds (``threshold_mad``). Larger units cross the threshold with every spike."""
+    template_detect_rows: int = 8
+    """Most template rows (channels, by energy) a response sums; the fewest that hold 95 % of
+    the template's energy."""
     pair_window_us: float = 1500.0
     """An event no single template fits is resolved as up to ``max_overlap_spikes`` spikes
     within this distance of its first spike (0 = off). It should cover the template's width:
@@ -296,6 +308,12 @@ class SortSettings:
         require(0 <= self.peel_passes <= 5, f"{section}.peel_passes", "must be 0..5")
         require(0.5 <= self.peel_threshold_factor <= 1.0, f"{section}.peel_threshold_factor",
                 f"must be 0.5..1, got {self.peel_threshold_factor}")
+        require(0 <= self.template_detect_z <= 50, f"{section}.template_detect_z",
+                "must be 0 (off) .. 50")
+        require(0 < self.template_detect_max_trough <= 100,
+                f"{section}.template_detect_max_trough", "must be in (0, 100]")
+        require(1 <= self.template_detect_rows <= 64, f"{section}.template_detect_rows",
+                "must be 1..64")
         require(0 <= self.pair_window_us <= 2000, f"{section}.pair_window_us",
                 "must be in [0, 2000] µs")
         require(1 <= self.max_overlap_spikes <= 8, f"{section}.max_overlap_spikes",
