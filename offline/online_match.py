@@ -12,7 +12,8 @@ calls it. No ring, no FIFO, no blocks.
 The online module, fed the same recording in *any* block sizes, must write exactly these spikes
 (tests/test_online_sorter.py). Differences from a full offline sort (``sweepsort sort``): the
 filter is causal (sort with ``[preprocess] filter = "causal"`` to get templates of that shape),
-there are no re-detection passes in the residual (``peel_passes``) and no per-unit de-duplication
+there are no re-detection passes in the residual (``peel_passes``), no matched-filter pass
+(``template_detect_z``) and no per-unit de-duplication
 of spikes closer than the lockout; events whose matching window runs past the end of the data
 are left out (online they would still be waiting for samples).
 
