@@ -21,7 +21,7 @@ def test_response_equals_a_brute_force_correlation(n, n_rows, width, seed):
     chans = rng.integers(-1, 8, n_rows)  # -1 and 7: rows off the traces, left out
     rows = rng.normal(0, 1, (n_rows, width)).astype(np.float32)
     out = np.full(n, 99.0, np.float32)
-    m = template_response(src, chans, rows, np.empty(n, np.float32), out)
+    m = template_response(src, chans, rows, np.empty(n * n_rows, np.float32), out)
     assert m == max(n - width + 1, 0)
     want = np.zeros(n)
     for t in range(m):
@@ -83,3 +83,22 @@ def test_a_weak_unit_below_the_threshold_is_found_by_its_response():
     assert len(t) <= len(starts) + 3  # hardly any noise peak
     s.template_detect_max_trough = 0.5  # 2.7 >= 0.5 x 4.5: not a weak template, no pass
     assert len(template_events(src, tpl, np.full(n_ch, 4.5, np.float32), s, pre)[0]) == 0
+
+
+def test_response_over_several_tiles_equals_numpy():
+    """Longer than a tile (RESPONSE_TILE): the tiles join without a seam."""
+    from oe_plugin.kernels.matched_filter import RESPONSE_TILE
+
+    rng = np.random.default_rng(5)
+    n, width = 2 * RESPONSE_TILE + 77, 30
+    src = rng.normal(0, 1, (n, 5)).astype(np.float32)
+    chans = np.array([4, 0, 2])
+    rows = rng.normal(0, 1, (3, width)).astype(np.float32)
+    out = np.empty(n, np.float32)
+    m = template_response(src, chans, rows, np.empty(3 * (RESPONSE_TILE + width), np.float32),
+                          out)
+    want = sum(np.correlate(src[:, ch].astype(np.float64), rows[r].astype(np.float64), "valid")
+               for r, ch in enumerate(chans))
+    assert m == n - width + 1
+    np.testing.assert_allclose(out[:m], want, atol=1e-3)
+    assert (out[m:] == 0).all()

@@ -19,15 +19,20 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+RESPONSE_TILE = 2048
+"""Output samples :func:`template_response` sums over all rows before moving on (8 KiB)."""
+
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
 def template_response(src, chans, rows, col, out) -> int:
     """``out[t] = sum_r sum_w src[t + w, chans[r]] * rows[r, w]`` for ``t < n - W + 1``
-    (float32 sums, rows in order, then samples; ``out[t] = 0`` past that); returns
-    ``n - W + 1`` (0 when the traces are shorter than the window).
+    (float32 sums, rows in order, each row's samples four at a time; ``out[t] = 0`` past
+    that); returns ``n - W + 1`` (0 when the traces are shorter than the window). The same
+    sums in the same order for every sample whatever :data:`RESPONSE_TILE` is.
 
     src (n, C) float32 time-major; chans (R,) int (rows on channels outside ``0..C-1`` are
-    left out); rows (R, W) float32; col (>= n,) float32 scratch; out (>= n,) float32.
+    left out); rows (R, W) float32; col (>= R * min(n, RESPONSE_TILE + W),) float32 scratch;
+    out (>= n,) float32.
     """
     n = src.shape[0]
     n_ch = src.shape[1]
@@ -35,22 +40,37 @@ def template_response(src, chans, rows, col, out) -> int:
     m = n - width + 1
     for t in range(min(n, out.shape[0])):
         out[t] = 0.0
-    if m <= 0 or col.shape[0] < n or out.shape[0] < n:
+    span = min(n, RESPONSE_TILE + width)  # scratch per row
+    n_rows = chans.shape[0]
+    if m <= 0 or col.shape[0] < n_rows * span or out.shape[0] < n:
         return 0
-    for r in range(chans.shape[0]):
-        ch = chans[r]
-        if ch < 0 or ch >= n_ch:
-            continue
-        for t in range(n):
-            col[t] = src[t, ch]
-        for w in range(width):
-            tw = rows[r, w]
-            if tw == 0.0:
+    for t0 in range(0, m, RESPONSE_TILE):  # a tile of the output stays in L1 over all rows
+        t1 = min(m, t0 + RESPONSE_TILE)
+        o = out[t0:t1]
+        for t in range(t0, t1 + width - 1):  # the rows' samples: one trace row at a time
+            x = src[t]
+            for r in range(n_rows):
+                ch = chans[r]
+                col[r * span + t - t0] = x[ch] if ch >= 0 and ch < n_ch else np.float32(0.0)
+        for r in range(n_rows):
+            ch = chans[r]
+            if ch < 0 or ch >= n_ch:
                 continue
-            c = col[w:w + m]
-            o = out[:m]
-            for t in range(m):
-                o[t] += tw * c[t]
+            base = r * span
+            k = t1 - t0
+            w = 0
+            while w + 4 <= width:  # four samples of the row per pass over the tile
+                a0, a1, a2, a3 = rows[r, w], rows[r, w + 1], rows[r, w + 2], rows[r, w + 3]
+                c = col[base + w:base + w + k + 3]
+                for t in range(k):
+                    o[t] += (a0 * c[t] + a1 * c[t + 1]) + (a2 * c[t + 2] + a3 * c[t + 3])
+                w += 4
+            while w < width:
+                tw = rows[r, w]
+                c = col[base + w:base + w + k]
+                for t in range(k):
+                    o[t] += tw * c[t]
+                w += 1
     return m
 
 

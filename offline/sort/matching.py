@@ -36,6 +36,7 @@ from oe_plugin.kernels.match import (
     match_tables,
 )
 from oe_plugin.kernels.matched_filter import (
+    RESPONSE_TILE,
     response_peaks,
     template_response,
     template_rows_for_response,
@@ -186,7 +187,7 @@ def template_events(src: np.ndarray, templates: TemplateSet, full_thr: np.ndarra
     template's peak channel, sorted by (t, c), unique."""
     n = src.shape[0]
     width = templates.waveforms.shape[2]
-    col = np.empty(n, np.float32)
+    col = np.empty(s.template_detect_rows * min(n, RESPONSE_TILE + width), np.float32)
     y = np.empty(n, np.float32)
     peaks = np.empty(n // (width // 2 + 1) + 1, np.int64)
     ts, cs = [], []
