@@ -12,7 +12,10 @@ Per chunk (plus context on both sides, so spikes near the edges see their neighb
    that cross the full threshold are matched first, as in step 2; the weaker ones (a small
    unit's spikes that noise kept under the threshold) then get single fits only (no overlap
    resolution), accepted only above the lowest scale ``amplitude_min`` (a fit pinned there is
-   a noise crossing or a larger spike's residue that only half resembles the template).
+   a noise crossing or a larger spike's residue that only half resembles the template);
+4. with ``template_detect_z`` > 0, the matched-filter pass (:func:`template_events`): each
+   weak template's response peaks in the residual become events, matched as the weak ones
+   of step 3 (a unit near the threshold loses the spikes noise keeps under it).
 
 An event whose best single fit is rejected is resolved as up to ``max_overlap_spikes``
 overlapping spikes within ``pair_window_us`` (greedy matching pursuit with refits and a
@@ -55,7 +58,8 @@ def match_chunk(job: SortJob, index: int, templates: TemplateSet, thresholds: np
         chunk's extended range (the driver slices them; extra ones are ignored).
     Returns arrays ``t`` int64, ``unit`` int32 (-1: no template fits), ``accepted`` bool,
     ``amplitude`` float32 (fit scale), ``error`` float32, ``channel`` int32, ``pass_`` int8
-    (0 = first detection, k = k-th re-detection), ``pair`` bool (the second spike of a pair).
+    (0 = first detection, k = k-th re-detection, ``peel_passes`` + 1 = the matched-filter pass),
+    ``pair`` bool (the second spike of a pair).
 
     wide_rows : (U, K2) int32 channels (-1 unused), given when rebuilding templates: then also
         ``sum`` (U, K2, W) float32 and ``count`` (U,) int64 — per template, the sum over its
