@@ -103,6 +103,29 @@ def _section_rows_inplace(b0, b1, b2, a1, a2, rows, z0, z1):
             r[c] = y
 
 
+@numba.njit(cache=True, error_model="numpy", inline="never")
+def _two_sections_inplace(s0, s1, rows, z00, z01, z10, z11):
+    """Sections ``s0`` then ``s1`` (scipy rows b0 b1 b2 a0 a1 a2) over rows of channels in
+    place, in one pass: each sample through both biquads in float64 (section 0's output is
+    never rounded to float32), then stored as float32 — the same operations in the same order
+    as :func:`_section_rows_from` + :func:`_section_rows_inplace` + the copy back, one pass
+    over the rows instead of three (64 ch x 1024 samples 41 -> 34 µs). Not inlined, as
+    :func:`_section_rows_from`."""
+    b00, b01, b02, a01, a02 = s0[0], s0[1], s0[2], s0[4], s0[5]
+    b10, b11, b12, a11, a12 = s1[0], s1[1], s1[2], s1[4], s1[5]
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        for c in range(r.shape[0]):
+            x = np.float64(r[c])
+            y = b00 * x + z00[c]
+            z00[c] = b01 * x - a01 * y + z01[c]
+            z01[c] = b02 * x - a02 * y
+            y2 = b10 * y + z10[c]
+            z10[c] = b11 * y - a11 * y2 + z11[c]
+            z11[c] = b12 * y - a12 * y2
+            r[c] = y2
+
+
 @numba.njit(cache=True, error_model="numpy")
 def sos_rows(sos, zi, ring, first_row, n, tmp):
     """Filter ring rows ``(first_row + i) & (R - 1)``, ``i < n``, in place (ring (R, C) float32,
@@ -114,12 +137,22 @@ def sos_rows(sos, zi, ring, first_row, n, tmp):
     its output, then the rows are written back. A cascade of causal filters gives every
     channel the same float64 operations in the same order for any tile size, and a call per
     section per tile instead of per sample (the calls cost more than the arithmetic at 64
-    channels: 0.08 of 0.146 ms per 1024-sample block)."""
+    channels: 0.08 of 0.146 ms per 1024-sample block). Two sections (the default) run fused in
+    place (:func:`_two_sections_inplace`), bit for bit the same."""
     n_sections = sos.shape[0]
     n_ch = ring.shape[1]
     if n_sections == 0 or n <= 0 or n_ch == 0 or tmp.shape[0] < n_ch:
         return
     mask = ring.shape[0] - 1
+    if n_sections == 2:  # the default (the GUI's order 2): both sections in one pass, no tmp
+        i = 0
+        while i < n:
+            r0 = (first_row + i) & mask
+            m = min(n - i, ring.shape[0] - r0)  # rows contiguous in the ring
+            _two_sections_inplace(sos[0], sos[1], ring[r0:r0 + m], zi[0, 0], zi[0, 1],
+                                  zi[1, 0], zi[1, 1])
+            i += m
+        return
     tile = tmp.shape[0] // n_ch
     work = tmp[:tile * n_ch].reshape((tile, n_ch))
     i = 0
